@@ -1,0 +1,139 @@
+"""PCM16 audio helpers: WAV framing with the stdlib :mod:`wave`, durations, joining.
+
+All audio in this project is what the Realtime API sends: signed 16-bit little-endian
+PCM, 24,000 samples a second, one channel. Functions here take and return ``bytes`` of
+that format unless they say otherwise.
+"""
+
+from __future__ import annotations
+
+import io
+import wave
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Final
+
+SAMPLE_RATE: Final[int] = 24_000
+"""Samples per second of Realtime ``audio/pcm`` output."""
+SAMPLE_WIDTH: Final[int] = 2
+"""Bytes per sample (PCM16)."""
+CHANNELS: Final[int] = 1
+BYTES_PER_SECOND: Final[int] = SAMPLE_RATE * SAMPLE_WIDTH * CHANNELS
+WAV_HEADER_SIZE: Final[int] = 44
+"""Size of the canonical RIFF/WAVE header that :mod:`wave` writes for PCM."""
+
+
+class AudioFormatError(ValueError):
+    """Audio bytes that are not the PCM16 mono format this project uses."""
+
+
+@dataclass(frozen=True, slots=True)
+class WavInfo:
+    """What a WAV file's header says, and its exact duration."""
+
+    sample_rate: int
+    sample_width: int
+    channels: int
+    frames: int
+
+    @property
+    def duration_seconds(self) -> float:
+        return self.frames / self.sample_rate
+
+
+def check_pcm(pcm: bytes | bytearray | memoryview) -> None:
+    """Raise :class:`AudioFormatError` if ``pcm`` is not whole PCM16 mono frames."""
+    if len(pcm) % (SAMPLE_WIDTH * CHANNELS):
+        raise AudioFormatError(
+            f"PCM16 mono audio must have an even number of bytes, got {len(pcm)}"
+        )
+
+
+def duration_seconds(pcm: bytes | bytearray | memoryview | int, sample_rate: int = SAMPLE_RATE) -> float:
+    """Exact duration in seconds of PCM16 mono audio, given as bytes or a byte count."""
+    size = pcm if isinstance(pcm, int) else len(pcm)
+    return size / (sample_rate * SAMPLE_WIDTH * CHANNELS)
+
+
+def silence(seconds: float, sample_rate: int = SAMPLE_RATE) -> bytes:
+    """PCM16 mono digital silence of ``seconds`` (rounded to whole samples)."""
+    if seconds < 0:
+        raise ValueError("silence cannot be negative")
+    return bytes(round(seconds * sample_rate) * SAMPLE_WIDTH * CHANNELS)
+
+
+def concatenate(chunks: Iterable[bytes | bytearray | memoryview], gap_seconds: float = 0.0) -> bytes:
+    """Join PCM16 mono chunks in order, with ``gap_seconds`` of silence between them.
+
+    No gap is added before the first chunk or after the last one.
+    """
+    gap = silence(gap_seconds)
+    out = bytearray()
+    for index, chunk in enumerate(chunks):
+        check_pcm(chunk)
+        if index and gap:
+            out += gap
+        out += chunk
+    return bytes(out)
+
+
+def pcm_to_wav(pcm: bytes | bytearray | memoryview, sample_rate: int = SAMPLE_RATE) -> bytes:
+    """Frame PCM16 mono audio as a WAV file (44-byte header, then the samples)."""
+    check_pcm(pcm)
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as wav:
+        wav.setnchannels(CHANNELS)
+        wav.setsampwidth(SAMPLE_WIDTH)
+        wav.setframerate(sample_rate)
+        wav.writeframes(bytes(pcm))
+    return buffer.getvalue()
+
+
+def wav_header(pcm_size: int, sample_rate: int = SAMPLE_RATE) -> bytes:
+    """The 44-byte WAV header for ``pcm_size`` bytes of PCM16 mono that follow it.
+
+    For streaming uploads, where the header is written once the size is known.
+    """
+    if pcm_size < 0 or pcm_size % (SAMPLE_WIDTH * CHANNELS):
+        raise AudioFormatError(f"invalid PCM16 mono size: {pcm_size}")
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as wav:
+        wav.setnchannels(CHANNELS)
+        wav.setsampwidth(SAMPLE_WIDTH)
+        wav.setframerate(sample_rate)
+        wav.setnframes(pcm_size // (SAMPLE_WIDTH * CHANNELS))
+        # writeframesraw with no data makes wave write the header with our frame count.
+        wav.writeframesraw(b"")
+        header = buffer.getvalue()
+        # Stop wave from patching the header on close (it would write the real, empty size).
+        wav._datalength = wav._datawritten = pcm_size  # type: ignore[attr-defined]
+    return header
+
+
+def wav_info(data: bytes | bytearray | memoryview) -> WavInfo:
+    """Read a WAV file's header; raise :class:`AudioFormatError` if it is not a WAV."""
+    try:
+        with wave.open(io.BytesIO(bytes(data)), "rb") as wav:
+            return WavInfo(
+                sample_rate=wav.getframerate(),
+                sample_width=wav.getsampwidth(),
+                channels=wav.getnchannels(),
+                frames=wav.getnframes(),
+            )
+    except (wave.Error, EOFError) as exc:
+        raise AudioFormatError(f"not a PCM WAV file: {exc}") from exc
+
+
+def wav_to_pcm(data: bytes | bytearray | memoryview) -> tuple[bytes, WavInfo]:
+    """Return the samples of a WAV file and what its header says."""
+    try:
+        with wave.open(io.BytesIO(bytes(data)), "rb") as wav:
+            info = WavInfo(
+                sample_rate=wav.getframerate(),
+                sample_width=wav.getsampwidth(),
+                channels=wav.getnchannels(),
+                frames=wav.getnframes(),
+            )
+            return wav.readframes(info.frames), info
+    except (wave.Error, EOFError) as exc:
+        raise AudioFormatError(f"not a PCM WAV file: {exc}") from exc

@@ -1,0 +1,240 @@
+"""Every error this package raises, in one tree.
+
+Callers catch :class:`PodcastError` and read four attributes that decide what happens
+next, so no caller needs to know the concrete class:
+
+- ``code``: a stable machine-readable string (goes into the JSON error body),
+- ``http_status``: the status an HTTP caller should see,
+- ``transient``: whether trying the same thing again later can succeed,
+- ``retry_after``: seconds to wait before that retry, when known.
+
+::
+
+    PodcastError
+    ├── ConfigurationError            503  a setting is missing or malformed
+    ├── RequestValidationError        400  a request field is invalid (names the field)
+    │   └── TextTooLongError          413
+    ├── NarrationError                502  Azure OpenAI refused or failed the narration
+    │   ├── AuthenticationError       502  401/403 at the handshake
+    │   ├── DeploymentNotFoundError   502  404 at the handshake
+    │   ├── RateLimitedError          429  transient, keeps retry-after
+    │   ├── ServiceUnavailableError   503  transient: 5xx or unreachable
+    │   ├── ConnectionLostError       502  transient: closed before response.done
+    │   ├── NarrationTimeoutError     504  transient: no response.done in time
+    │   ├── RealtimeServerError       502  an ``error`` event (code and message)
+    │   ├── ResponseIncompleteError   502  status "incomplete" (reason)
+    │   ├── ResponseFailedError       502  status "failed"
+    │   ├── ResponseCancelledError    502  status "cancelled"
+    │   └── EmptyAudioError           502  "completed" without any audio
+    └── StorageError                  502  Blob Storage refused an operation
+        └── StorageUnavailableError   503  transient: Storage unreachable or busy
+
+Messages never contain secrets (keys, tokens, SAS signatures) or the user's text.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class PodcastError(Exception):
+    """Base of every error raised on purpose by this package."""
+
+    code: ClassVar[str] = "internal_error"
+    http_status: ClassVar[int] = 500
+    transient: bool = False
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retry_after = retry_after
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON error body: ``{"code", "message"}`` plus subclass details."""
+        return {"code": self.code, "message": self.message}
+
+
+class ConfigurationError(PodcastError):
+    """A required setting is missing or malformed. Names the setting, never its value."""
+
+    code = "not_configured"
+    http_status = 503
+
+    def __init__(self, setting: str, problem: str) -> None:
+        super().__init__(f"{setting} {problem}")
+        self.setting = setting
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**super().to_dict(), "setting": self.setting}
+
+
+class RequestValidationError(PodcastError):
+    """A caller's request is invalid; ``field`` names the offending field (or ``None``)."""
+
+    code = "invalid_request"
+    http_status = 400
+
+    def __init__(self, message: str, *, field: str | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+        if code is not None:
+            self.code = code  # type: ignore[misc]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**super().to_dict(), "field": self.field}
+
+
+class TextTooLongError(RequestValidationError):
+    """The text is longer than this endpoint accepts."""
+
+    code = "text_too_long"
+    http_status = 413
+
+    def __init__(self, length: int, limit: int, *, field: str = "text") -> None:
+        super().__init__(
+            f"{field} has {length} characters; the limit is {limit}", field=field
+        )
+        self.length = length
+        self.limit = limit
+
+
+# --- Azure OpenAI Realtime -------------------------------------------------------------
+
+
+class NarrationError(PodcastError):
+    """Azure OpenAI could not narrate the text."""
+
+    code = "narration_failed"
+    http_status = 502
+
+
+class AuthenticationError(NarrationError):
+    """Azure OpenAI rejected our credentials (HTTP 401 or 403 at the handshake)."""
+
+    code = "upstream_authentication_failed"
+
+
+class DeploymentNotFoundError(NarrationError):
+    """The deployment named by ``AZURE_OPENAI_AUDIO_DEPLOYMENT`` does not exist (404)."""
+
+    code = "deployment_not_found"
+
+
+class RateLimitedError(NarrationError):
+    """Azure OpenAI is rate limiting us (429); ``retry_after`` says for how long."""
+
+    code = "rate_limited"
+    http_status = 429
+    transient = True
+
+
+class ServiceUnavailableError(NarrationError):
+    """Azure OpenAI answered 5xx at the handshake or could not be reached."""
+
+    code = "upstream_unavailable"
+    http_status = 503
+    transient = True
+
+
+class ConnectionLostError(NarrationError):
+    """The WebSocket closed before ``response.done`` arrived."""
+
+    code = "upstream_connection_lost"
+    transient = True
+
+
+class NarrationTimeoutError(NarrationError):
+    """No ``response.done`` arrived within the response timeout."""
+
+    code = "narration_timeout"
+    http_status = 504
+    transient = True
+
+
+class RealtimeServerError(NarrationError):
+    """The service sent an ``error`` event.
+
+    ``server_code`` and ``error_type`` are the event's ``error.code`` and ``error.type``;
+    errors of type ``server_error`` are transient.
+    """
+
+    code = "upstream_error"
+
+    def __init__(
+        self, message: str, *, server_code: str | None, error_type: str | None, param: str | None = None
+    ) -> None:
+        super().__init__(f"Azure OpenAI error ({server_code or error_type or 'unknown'}): {message}")
+        self.server_code = server_code
+        self.error_type = error_type
+        self.param = param
+        self.transient = error_type == "server_error"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**super().to_dict(), "upstream_code": self.server_code}
+
+
+class ResponseIncompleteError(NarrationError):
+    """The response ended ``incomplete``; ``reason`` is ``max_output_tokens`` or ``content_filter``."""
+
+    code = "narration_incomplete"
+
+    def __init__(self, reason: str | None, *, audio_seconds: float = 0.0) -> None:
+        message = {
+            "max_output_tokens": "the narration reached the output token limit before the end of the text",
+            "content_filter": "Azure OpenAI's content filter stopped the narration",
+        }.get(reason or "", f"the narration ended incomplete ({reason or 'no reason given'})")
+        super().__init__(message)
+        self.reason = reason
+        self.audio_seconds = audio_seconds
+        if reason == "content_filter":
+            self.code = "content_filtered"  # type: ignore[misc]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**super().to_dict(), "reason": self.reason}
+
+
+class ResponseFailedError(NarrationError):
+    """The response ended ``failed``; transient when the service says ``server_error``."""
+
+    code = "narration_failed"
+
+    def __init__(self, message: str, *, error_type: str | None = None, server_code: str | None = None) -> None:
+        super().__init__(message)
+        self.error_type = error_type
+        self.server_code = server_code
+        self.transient = error_type == "server_error"
+
+
+class ResponseCancelledError(NarrationError):
+    """The response ended ``cancelled`` (``reason`` from ``status_details``)."""
+
+    code = "narration_cancelled"
+
+    def __init__(self, reason: str | None) -> None:
+        super().__init__(f"the narration was cancelled ({reason or 'no reason given'})")
+        self.reason = reason
+
+
+class EmptyAudioError(NarrationError):
+    """The response completed but carried no audio."""
+
+    code = "no_audio"
+    transient = True
+
+
+# --- Blob Storage ----------------------------------------------------------------------
+
+
+class StorageError(PodcastError):
+    """Blob Storage refused an operation."""
+
+    code = "storage_failed"
+    http_status = 502
+
+
+class StorageUnavailableError(StorageError):
+    """Blob Storage could not be reached or is throttling us."""
+
+    code = "storage_unavailable"
+    http_status = 503
+    transient = True
