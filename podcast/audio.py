@@ -44,9 +44,7 @@ class WavInfo:
 def check_pcm(pcm: bytes | bytearray | memoryview) -> None:
     """Raise :class:`AudioFormatError` if ``pcm`` is not whole PCM16 mono frames."""
     if len(pcm) % (SAMPLE_WIDTH * CHANNELS):
-        raise AudioFormatError(
-            f"PCM16 mono audio must have an even number of bytes, got {len(pcm)}"
-        )
+        raise AudioFormatError(f"PCM16 mono audio must have an even number of bytes, got {len(pcm)}")
 
 
 def duration_seconds(pcm: bytes | bytearray | memoryview | int, sample_rate: int = SAMPLE_RATE) -> float:

@@ -169,7 +169,9 @@ class StorageSettings:
         return "connection_string" if self.connection_string else "managed_identity"
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, *, prefix: str = STORAGE_SETTING) -> StorageSettings:
+    def from_env(
+        cls, env: Mapping[str, str] | None = None, *, prefix: str = STORAGE_SETTING
+    ) -> StorageSettings:
         """Read ``NARRATION_STORAGE`` or ``NARRATION_STORAGE__blobServiceUri`` (and friends)."""
         env = os.environ if env is None else env
         output_container = _container(env, OUTPUT_CONTAINER_SETTING, DEFAULT_OUTPUT_CONTAINER)
@@ -189,7 +191,10 @@ class StorageSettings:
                 input_container=input_container,
             )
         if blob_uri:
-            for name, uri in ((f"{prefix}__blobServiceUri", blob_uri), (f"{prefix}__queueServiceUri", queue_uri)):
+            for name, uri in (
+                (f"{prefix}__blobServiceUri", blob_uri),
+                (f"{prefix}__queueServiceUri", queue_uri),
+            ):
                 if uri is not None and urlsplit(uri).scheme not in ("https", "http"):
                     raise ConfigurationError(name, "must be an https:// service URI")
             return cls(

@@ -91,9 +91,7 @@ class TextTooLongError(RequestValidationError):
     http_status = 413
 
     def __init__(self, length: int, limit: int, *, field: str = "text") -> None:
-        super().__init__(
-            f"{field} has {length} characters; the limit is {limit}", field=field
-        )
+        super().__init__(f"{field} has {length} characters; the limit is {limit}", field=field)
         self.length = length
         self.limit = limit
 
@@ -198,7 +196,9 @@ class ResponseFailedError(NarrationError):
 
     code = "narration_failed"
 
-    def __init__(self, message: str, *, error_type: str | None = None, server_code: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, error_type: str | None = None, server_code: str | None = None
+    ) -> None:
         super().__init__(message)
         self.error_type = error_type
         self.server_code = server_code

@@ -1,0 +1,688 @@
+"""The narration request: what a caller may ask for, validated before any work starts.
+
+One schema serves ``POST /api/narrations`` and uploaded ``.json`` files::
+
+    {"text": "...", "mode": "read", "style": "podcast", "voice": "marin",
+     "language": "es-MX", "instructions": "...", "title": "...", "sas_expiry_minutes": 60}
+
+Callers are mostly Power Automate flows, so the contract is strict about types but
+forgiving where flows are clumsy:
+
+- JSON types are strict: ``text`` must be a string, numbers must be JSON numbers (``"60"``
+  and ``true`` are rejected, never coerced), NaN and Infinity are rejected.
+- ``null`` for an optional field means "not given", and so does an empty or
+  whitespace-only string (flows send ``""`` for an unset parameter).
+- ``mode``, ``style`` and ``voice`` match case-insensitively; ``language`` tags are
+  normalized (``es-mx`` becomes ``es-MX``, ``zh_hant_tw`` becomes ``zh-Hant-TW``).
+- Unknown fields are rejected by name, with a did-you-mean suggestion.
+
+:func:`parse_request` is the single entry point. It raises exactly one
+:class:`~podcast.errors.RequestValidationError` (400) that names the field and says what
+is allowed, or :class:`~podcast.errors.TextTooLongError` (413) when the text or the body
+is too large. Messages never repeat the caller's text.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import math
+import os
+import re
+import unicodedata
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Final, Literal, NoReturn, get_args
+
+from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+
+from .config import _int_setting, default_voice
+from .errors import RequestValidationError, TextTooLongError
+from .voices import DEFAULT_VOICE, REALTIME_VOICES, voice_error
+
+__all__ = [
+    "DEFAULT_MAX_SAS_EXPIRY_MINUTES",
+    "DEFAULT_MAX_TEXT_CHARACTERS",
+    "DEFAULT_SAS_EXPIRY_MINUTES",
+    "DEFAULT_TARGET_MINUTES",
+    "EPISODE_STYLES",
+    "LIMITS_CONTEXT_KEY",
+    "MAX_INSTRUCTIONS_CHARACTERS",
+    "MAX_SAS_EXPIRY_SETTING",
+    "MAX_TARGET_MINUTES",
+    "MAX_TEXT_CHARACTERS_SETTING",
+    "MAX_TITLE_CHARACTERS",
+    "MIN_TARGET_MINUTES",
+    "MODES",
+    "READ_STYLES",
+    "Mode",
+    "NarrationRequest",
+    "RequestLimits",
+    "RequestTooLargeError",
+    "Style",
+    "language_display_name",
+    "parse_request",
+]
+
+Mode = Literal["read", "episode"]
+"""``read``: the text is read verbatim. ``episode``: a short episode is made about it."""
+Style = Literal["podcast", "narration", "lecture", "summary"]
+"""Delivery presets; which ones are allowed depends on the mode (see :data:`READ_STYLES`)."""
+
+MODES: Final[tuple[Mode, ...]] = get_args(Mode)
+READ_STYLES: Final[tuple[Style, ...]] = ("podcast", "narration", "lecture")
+"""Styles for ``read``: warm podcast host, neutral audiobook narrator, measured lecturer."""
+EPISODE_STYLES: Final[tuple[Style, ...]] = ("podcast", "summary", "lecture")
+"""Styles for ``episode``: podcast episode, spoken briefing, explainer."""
+_STYLES_BY_MODE: Final[Mapping[str, tuple[Style, ...]]] = {"read": READ_STYLES, "episode": EPISODE_STYLES}
+
+DEFAULT_TARGET_MINUTES: Final = 2.0
+MIN_TARGET_MINUTES: Final = 0.5
+MAX_TARGET_MINUTES: Final = 3.0
+DEFAULT_MAX_TEXT_CHARACTERS: Final = 20_000
+DEFAULT_MAX_SAS_EXPIRY_MINUTES: Final = 1440
+DEFAULT_SAS_EXPIRY_MINUTES: Final = 60
+MAX_INSTRUCTIONS_CHARACTERS: Final = 1_000
+MAX_TITLE_CHARACTERS: Final = 200
+
+MAX_TEXT_CHARACTERS_SETTING: Final = "NARRATION_MAX_TEXT_CHARACTERS"
+MAX_SAS_EXPIRY_SETTING: Final = "NARRATION_MAX_SAS_EXPIRY_MINUTES"
+
+LIMITS_CONTEXT_KEY: Final = "limits"
+"""Key of the :class:`RequestLimits` in the validation context of ``model_validate``."""
+
+_JSON_ESCAPE_BYTES_PER_CHARACTER: Final = 12
+"""Worst case JSON bytes per character: an astral character as ``\\ud83d\\ude00``."""
+_BODY_OVERHEAD_BYTES: Final = 16_384
+"""Room for field names, numbers, whitespace and the short fields around the text."""
+
+
+@dataclass(frozen=True, slots=True)
+class RequestLimits:
+    """The request limits that are settings rather than constants.
+
+    ``default_voice`` is used when a request names no voice. ``max_body_bytes`` is the
+    largest body that could hold a valid request, so bigger bodies fail with 413 before
+    being decoded (an HTTP layer may also compare it with ``Content-Length``).
+    """
+
+    max_text_characters: int = DEFAULT_MAX_TEXT_CHARACTERS
+    max_sas_expiry_minutes: int = DEFAULT_MAX_SAS_EXPIRY_MINUTES
+    default_voice: str = DEFAULT_VOICE
+
+    @property
+    def default_sas_expiry_minutes(self) -> int:
+        """60 minutes, or the maximum when that is shorter."""
+        return min(DEFAULT_SAS_EXPIRY_MINUTES, self.max_sas_expiry_minutes)
+
+    @property
+    def max_body_bytes(self) -> int:
+        """Bytes enough for the longest valid request even if every character is ``\\u``-escaped."""
+        characters = self.max_text_characters + MAX_INSTRUCTIONS_CHARACTERS + MAX_TITLE_CHARACTERS
+        return characters * _JSON_ESCAPE_BYTES_PER_CHARACTER + _BODY_OVERHEAD_BYTES
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> RequestLimits:
+        """Read ``NARRATION_MAX_TEXT_CHARACTERS`` (1 to 1,000,000, default 20,000),
+        ``NARRATION_MAX_SAS_EXPIRY_MINUTES`` (1 to 10,080, i.e. 7 days, the longest a user
+        delegation SAS may live; default 1,440) and ``NARRATION_DEFAULT_VOICE`` (a realtime
+        voice, default ``marin``). A malformed value raises
+        :class:`~podcast.errors.ConfigurationError` naming the setting.
+        """
+        env = os.environ if env is None else env
+        return cls(
+            max_text_characters=_int_setting(
+                env, MAX_TEXT_CHARACTERS_SETTING, DEFAULT_MAX_TEXT_CHARACTERS, 1, 1_000_000
+            ),
+            max_sas_expiry_minutes=_int_setting(
+                env, MAX_SAS_EXPIRY_SETTING, DEFAULT_MAX_SAS_EXPIRY_MINUTES, 1, 10_080
+            ),
+            default_voice=default_voice(env),
+        )
+
+
+class RequestTooLargeError(TextTooLongError):
+    """The body is larger than any valid request could be (413); ``field`` is ``None``."""
+
+    code = "request_too_large"
+
+    def __init__(self, size: int, limits: RequestLimits) -> None:
+        super().__init__(size, limits.max_body_bytes)
+        self.message = (
+            f"the request body has {size:,} bytes; at most {limits.max_body_bytes:,} are accepted "
+            f"(text may have at most {limits.max_text_characters:,} characters)"
+        )
+        self.args = (self.message,)
+        self.field = None
+
+
+# --- languages ----------------------------------------------------------------------------
+
+_LANGUAGE_TAG: Final = re.compile(
+    r"(?P<language>[A-Za-z]{2,3})(?:[-_](?P<script>[A-Za-z]{4}))?(?:[-_](?P<region>[A-Za-z]{2}|[0-9]{3}))?"
+)
+
+_LANGUAGE_NAMES: Final[Mapping[str, str]] = {
+    "ar": "Arabic", "bg": "Bulgarian", "bn": "Bengali", "ca": "Catalan", "cs": "Czech",
+    "cy": "Welsh", "da": "Danish", "de": "German", "el": "Greek", "en": "English",
+    "es": "Spanish", "et": "Estonian", "eu": "Basque", "fa": "Persian", "fi": "Finnish",
+    "fil": "Filipino", "fr": "French", "ga": "Irish", "gl": "Galician", "gu": "Gujarati",
+    "he": "Hebrew", "hi": "Hindi", "hr": "Croatian", "hu": "Hungarian", "id": "Indonesian",
+    "is": "Icelandic", "it": "Italian", "ja": "Japanese", "kn": "Kannada", "ko": "Korean",
+    "lt": "Lithuanian", "lv": "Latvian", "ml": "Malayalam", "mr": "Marathi", "ms": "Malay",
+    "nb": "Norwegian Bokmål", "nl": "Dutch", "nn": "Norwegian Nynorsk", "no": "Norwegian",
+    "pa": "Punjabi", "pl": "Polish", "pt": "Portuguese", "ro": "Romanian", "ru": "Russian",
+    "sk": "Slovak", "sl": "Slovenian", "sr": "Serbian", "sv": "Swedish", "sw": "Swahili",
+    "ta": "Tamil", "te": "Telugu", "th": "Thai", "tl": "Tagalog", "tr": "Turkish",
+    "uk": "Ukrainian", "ur": "Urdu", "vi": "Vietnamese", "yue": "Cantonese", "zh": "Chinese",
+}  # fmt: skip
+_SCRIPT_NAMES: Final[Mapping[str, str]] = {
+    "Arab": "Arabic script", "Cyrl": "Cyrillic", "Deva": "Devanagari", "Hans": "Simplified",
+    "Hant": "Traditional", "Latn": "Latin",
+}  # fmt: skip
+_REGION_NAMES: Final[Mapping[str, str]] = {
+    "419": "Latin America", "AE": "United Arab Emirates", "AR": "Argentina", "AT": "Austria",
+    "AU": "Australia", "BE": "Belgium", "BR": "Brazil", "CA": "Canada", "CH": "Switzerland",
+    "CL": "Chile", "CN": "China", "CO": "Colombia", "DE": "Germany", "EG": "Egypt",
+    "ES": "Spain", "FR": "France", "GB": "United Kingdom", "HK": "Hong Kong", "IE": "Ireland",
+    "IN": "India", "IT": "Italy", "JP": "Japan", "KR": "South Korea", "MA": "Morocco",
+    "MX": "Mexico", "MY": "Malaysia", "NG": "Nigeria", "NL": "Netherlands", "NZ": "New Zealand",
+    "PE": "Peru", "PH": "Philippines", "PK": "Pakistan", "PT": "Portugal", "SA": "Saudi Arabia",
+    "SG": "Singapore", "TW": "Taiwan", "UK": "United Kingdom", "US": "United States",
+    "VE": "Venezuela", "ZA": "South Africa",
+}  # fmt: skip
+
+
+def _normalize_language_tag(value: str) -> str | None:
+    """``es_mx`` → ``es-MX``, ``zh-hant-tw`` → ``zh-Hant-TW``; ``None`` if not that shape."""
+    match = _LANGUAGE_TAG.fullmatch(value)
+    if match is None:
+        return None
+    parts = [match["language"].lower()]
+    if match["script"]:
+        parts.append(match["script"].title())
+    if match["region"]:
+        parts.append(match["region"].upper())
+    return "-".join(parts)
+
+
+def language_display_name(tag: str) -> str | None:
+    """English name of a normalized tag: ``es-MX`` → ``Spanish (Mexico)``,
+    ``zh-Hant-TW`` → ``Chinese (Traditional, Taiwan)``, ``en`` → ``English``.
+
+    Returns ``None`` when the primary language is not in the table (the tag is still
+    valid; instructions then name the tag alone). Unknown scripts and regions are shown
+    as their codes.
+    """
+    match = _LANGUAGE_TAG.fullmatch(tag)
+    if match is None:
+        return None
+    name = _LANGUAGE_NAMES.get(match["language"].lower())
+    if name is None:
+        return None
+    details = []
+    if match["script"]:
+        script = match["script"].title()
+        details.append(_SCRIPT_NAMES.get(script, script))
+    if match["region"]:
+        region = match["region"].upper()
+        details.append(_REGION_NAMES.get(region, region))
+    return f"{name} ({', '.join(details)})" if details else name
+
+
+# --- validation helpers -----------------------------------------------------------------
+
+_LONE_SURROGATE: Final = re.compile("[\ud800-\udfff]")
+_CONTROL: Final = re.compile("[\x00-\x1f\x7f-\x9f]")
+"""Unicode category Cc: C0 controls, DEL and C1 controls."""
+_CONTROL_EXCEPT_LINE_BREAKS: Final = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+"""Cc without ``\\n`` and ``\\t`` (``\\r`` is normalized to ``\\n`` before the check)."""
+
+
+def _fail(field: str | None, message: str, *, kind: str = "invalid_request", **details: Any) -> NoReturn:
+    """Raise the one pydantic error type that :func:`parse_request` turns back into ours.
+
+    The final message travels in the context (rendered as ``{message}``) so braces in it
+    are never treated as a template.
+    """
+    raise PydanticCustomError(kind, "{message}", {"message": message, "field": field, **details})
+
+
+def _json_type(value: object) -> str:
+    """How a value reads in JSON terms, for messages: ``a number``, ``null``, ``a list``."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, Mapping):
+        return "an object"
+    if isinstance(value, list | tuple):
+        return "a list"
+    return f"a {type(value).__name__}"
+
+
+def _shown(value: str, limit: int = 40) -> str:
+    """A short, single-line echo of a caller's value for a message."""
+    cleaned = "".join(ch if ch.isprintable() else "?" for ch in value[:limit])
+    return cleaned + ("..." if len(value) > limit else "")
+
+
+def _require_string(field: str, value: object) -> str:
+    if not isinstance(value, str):
+        _fail(field, f"{field} must be a string; got {_json_type(value)}")
+    return value
+
+
+def _clean_text(field: str, value: str, *, multiline: bool, limit: int, too_long_kind: str) -> str:
+    """Check and normalize free text: no lone surrogates, ``\\r\\n``/``\\r`` → ``\\n``, NFC,
+    trimmed, at most ``limit`` characters, and no control characters other than line
+    breaks and tabs (none at all unless ``multiline``).
+
+    Raises ``too_long_kind`` with ``length``/``limit`` details when too long, so the text
+    field can become a 413. Lengths count Unicode code points after normalization.
+    """
+    if len(value) > 4 * limit + 4096:  # cannot shrink to the limit: fail before the heavy work
+        _fail(field, f"{field} is too long", kind=too_long_kind, length=len(value), limit=limit)
+    surrogate = _LONE_SURROGATE.search(value)
+    if surrogate:
+        _fail(
+            field,
+            f"{field} contains a lone UTF-16 surrogate (U+{ord(surrogate.group()):04X}) at character "
+            f"{surrogate.start() + 1}, which is not valid Unicode; send valid UTF-8 text",
+        )
+    value = unicodedata.normalize("NFC", value.replace("\r\n", "\n").replace("\r", "\n")).strip()
+    if len(value) > limit:
+        _fail(
+            field,
+            f"{field} has {len(value):,} characters; the limit is {limit:,}",
+            kind=too_long_kind,
+            length=len(value),
+            limit=limit,
+        )
+    control = (_CONTROL_EXCEPT_LINE_BREAKS if multiline else _CONTROL).search(value)
+    if control:
+        what = "only line breaks and tabs are" if multiline else "no control characters are"
+        _fail(
+            field,
+            f"{field} contains the control character U+{ord(control.group()):04X} at character "
+            f"{control.start() + 1}; {what} allowed",
+        )
+    return value
+
+
+def _choice(field: str, value: str, allowed: Iterable[str], what: str) -> str:
+    options = tuple(allowed)
+    folded = value.strip().lower()
+    if folded in options:
+        return folded
+    _fail(field, f"{field} '{_shown(value)}' is not {what}; choose one of: {', '.join(options)}")
+
+
+def _limits(info: ValidationInfo) -> RequestLimits:
+    context = info.context
+    if isinstance(context, Mapping):
+        limits = context.get(LIMITS_CONTEXT_KEY)
+        if isinstance(limits, RequestLimits):
+            return limits
+    return RequestLimits()
+
+
+# --- the model ----------------------------------------------------------------------------
+
+
+class NarrationRequest(BaseModel):
+    """A validated narration request. Immutable; every field is already normalized.
+
+    Build one with :func:`parse_request` (which turns validation failures into
+    :class:`~podcast.errors.RequestValidationError`), or with ``model_validate(data,
+    context={"limits": RequestLimits(...)})``; without a context the default limits apply.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True, hide_input_in_errors=True)
+
+    text: str
+    """The text to read or to make an episode about: trimmed, NFC, ``\\n`` line breaks."""
+    mode: Mode = "read"
+    target_minutes: float = DEFAULT_TARGET_MINUTES
+    """Length of an episode in minutes (0.5 to 3). Ignored, and never given, in read mode."""
+    style: Style = "podcast"
+    voice: str = DEFAULT_VOICE
+    """A realtime voice in lower case (see :data:`podcast.voices.REALTIME_VOICES`)."""
+    language: str | None = None
+    """A normalized BCP 47 tag (``es-MX``) the narration is pinned to, or ``None``."""
+    instructions: str | None = None
+    """Extra delivery guidance from the caller (at most 1,000 characters)."""
+    title: str | None = None
+    """A single-line title (at most 200 characters) for the file name and metadata."""
+    sas_expiry_minutes: int = DEFAULT_SAS_EXPIRY_MINUTES
+    """How long the returned SAS URL stays valid."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _prepare(cls, data: Any, info: ValidationInfo) -> Any:
+        """Reject unknown fields by name; drop ``null``s; fill the defaults that are settings."""
+        if not isinstance(data, Mapping):
+            _fail(None, f"the request must be a JSON object; got {_json_type(data)}", kind="invalid_json")
+        fields = tuple(cls.model_fields)
+        for key in data:
+            if key not in fields:
+                name = str(key)
+                hint = difflib.get_close_matches(name.lower(), fields, n=1, cutoff=0.6)
+                suggestion = f" (did you mean '{hint[0]}'?)" if hint else ""
+                _fail(
+                    name,
+                    f"unknown field '{_shown(name)}'{suggestion}; allowed fields: {', '.join(fields)}",
+                    kind="unknown_field",
+                )
+        prepared = {key: value for key, value in data.items() if value is not None or key == "text"}
+        for key in ("mode", "style", "voice", "language", "instructions", "title"):
+            value = prepared.get(key)
+            if isinstance(value, str) and not value.strip():
+                del prepared[key]
+        limits = _limits(info)
+        prepared.setdefault("voice", limits.default_voice)
+        prepared.setdefault("sas_expiry_minutes", limits.default_sas_expiry_minutes)
+        return prepared
+
+    @field_validator("text", mode="before")
+    @classmethod
+    def _check_text(cls, value: object, info: ValidationInfo) -> str:
+        if value is None:
+            _fail("text", "text is required and must be a string; got null")
+        text = _clean_text(
+            "text",
+            _require_string("text", value),
+            multiline=True,
+            limit=_limits(info).max_text_characters,
+            too_long_kind="text_too_long",
+        )
+        if not text:
+            _fail("text", "text is empty; send the text to narrate (whitespace alone is not enough)")
+        return text
+
+    @field_validator("mode", mode="before")
+    @classmethod
+    def _check_mode(cls, value: object) -> str:
+        return _choice("mode", _require_string("mode", value), MODES, "a mode")
+
+    @field_validator("target_minutes", mode="before")
+    @classmethod
+    def _check_target_minutes(cls, value: object) -> float:
+        allowed = f"a number of minutes from {MIN_TARGET_MINUTES:g} to {MAX_TARGET_MINUTES:g}"
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            _fail("target_minutes", f"target_minutes must be {allowed}; got {_json_type(value)}")
+        if isinstance(value, float) and not math.isfinite(value):
+            _fail("target_minutes", f"target_minutes must be {allowed}; NaN and Infinity are not allowed")
+        if not MIN_TARGET_MINUTES <= value <= MAX_TARGET_MINUTES:
+            _fail("target_minutes", f"target_minutes must be {allowed}; got {_number(value)}")
+        return float(value)
+
+    @field_validator("style", mode="before")
+    @classmethod
+    def _check_style(cls, value: object) -> str:
+        return _choice("style", _require_string("style", value), get_args(Style), "a style")
+
+    @field_validator("voice", mode="before")
+    @classmethod
+    def _check_voice(cls, value: object) -> str:
+        voice = _require_string("voice", value).strip()
+        if voice.lower() in REALTIME_VOICES:
+            return voice.lower()
+        _fail("voice", f"voice {voice_error(_shown(voice))}")
+
+    @field_validator("language", mode="before")
+    @classmethod
+    def _check_language(cls, value: object) -> str:
+        raw = _require_string("language", value).strip()
+        tag = _normalize_language_tag(raw)
+        if tag is None:
+            _fail(
+                "language",
+                f"language '{_shown(raw)}' is not a language tag; use a BCP 47 tag such as "
+                "en, es-MX, pt-BR, zh-CN or zh-Hant-TW (language, optional script, optional region)",
+            )
+        return tag
+
+    @field_validator("instructions", mode="before")
+    @classmethod
+    def _check_instructions(cls, value: object) -> str:
+        return _clean_text(
+            "instructions",
+            _require_string("instructions", value),
+            multiline=True,
+            limit=MAX_INSTRUCTIONS_CHARACTERS,
+            too_long_kind="invalid_request",
+        )
+
+    @field_validator("title", mode="before")
+    @classmethod
+    def _check_title(cls, value: object) -> str:
+        return _clean_text(
+            "title",
+            _require_string("title", value),
+            multiline=False,
+            limit=MAX_TITLE_CHARACTERS,
+            too_long_kind="invalid_request",
+        )
+
+    @field_validator("sas_expiry_minutes", mode="before")
+    @classmethod
+    def _check_sas_expiry(cls, value: object, info: ValidationInfo) -> int:
+        maximum = _limits(info).max_sas_expiry_minutes
+        allowed = f"a whole number of minutes from 1 to {maximum}"
+        if isinstance(value, str):
+            _fail(
+                "sas_expiry_minutes",
+                f"sas_expiry_minutes must be {allowed} sent as a JSON number, not a string "
+                f'(send 60, not "60")',
+            )
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            _fail("sas_expiry_minutes", f"sas_expiry_minutes must be {allowed}; got {_json_type(value)}")
+        if isinstance(value, float) and not (math.isfinite(value) and value.is_integer()):
+            _fail("sas_expiry_minutes", f"sas_expiry_minutes must be {allowed}; got {_number(value)}")
+        if not 1 <= value <= maximum:
+            _fail("sas_expiry_minutes", f"sas_expiry_minutes must be {allowed}; got {_number(value)}")
+        return int(value)
+
+    @model_validator(mode="after")
+    def _check_combinations(self) -> NarrationRequest:
+        """``target_minutes`` only with episode mode; the style must exist in the mode."""
+        if self.mode == "read" and "target_minutes" in self.model_fields_set:
+            _fail(
+                "target_minutes",
+                "target_minutes applies to episode mode only; remove it or set mode to 'episode'",
+            )
+        allowed = _STYLES_BY_MODE[self.mode]
+        if self.style not in allowed:
+            _fail(
+                "style",
+                f"style '{self.style}' is not available in {self.mode} mode; "
+                f"choose one of: {', '.join(allowed)}",
+            )
+        return self
+
+    @property
+    def language_name(self) -> str | None:
+        """English display name of :attr:`language` (``Spanish (Mexico)``), when known."""
+        return language_display_name(self.language) if self.language else None
+
+    def fingerprint(self) -> str:
+        """SHA-256 (hex) of everything that decides the audio, for idempotency and caching.
+
+        Covers text, mode, style, voice, language, instructions and, in episode mode,
+        target_minutes; not title or sas_expiry_minutes. Stable across processes and
+        versions of this module unless the prompt contract changes (bump ``v`` then).
+        """
+        canonical = {
+            "v": 1,
+            "text": self.text,
+            "mode": self.mode,
+            "target_minutes": self.target_minutes if self.mode == "episode" else None,
+            "style": self.style,
+            "voice": self.voice,
+            "language": self.language,
+            "instructions": self.instructions,
+        }
+        encoded = json.dumps(canonical, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+        return hashlib.sha256(encoded.encode("utf-8")).hexdigest()
+
+    def download_name(self, suffix: str = ".wav") -> str:
+        """A file name safe for Content-Disposition, blob names and every OS.
+
+        ``"My Episode!"`` → ``"My Episode!.wav"``; accents are dropped (``Café`` →
+        ``Cafe``); anything but ASCII letters, digits, spaces and ``- _ . , ( ) ! '`` is
+        removed; runs of spaces collapse; at most 100 characters before ``suffix``.
+        Falls back to ``narration.wav`` when nothing usable is left (no title, an
+        all-CJK title, a reserved Windows name such as ``CON``).
+        """
+        ascii_title = unicodedata.normalize("NFKD", self.title or "").encode("ascii", "ignore").decode()
+        kept = re.sub(r"[^A-Za-z0-9 \-_.,()!']+", " ", ascii_title)
+        stem = re.sub(r"\s+", " ", kept)[:100].strip(" .-_,'")
+        if not stem or stem.split(".")[0].upper() in _WINDOWS_RESERVED_NAMES:
+            stem = "narration"
+        return f"{stem}{suffix}"
+
+
+_WINDOWS_RESERVED_NAMES: Final = frozenset(
+    {"CON", "PRN", "AUX", "NUL"} | {f"{name}{n}" for name in ("COM", "LPT") for n in range(1, 10)}
+)
+
+
+def _number(value: float) -> str:
+    """A number for a message, without echoing hundreds of digits."""
+    shown = repr(value)
+    return shown if math.isfinite(value) and len(shown) <= 20 else "a number far out of range"
+
+
+# --- parsing -------------------------------------------------------------------------------
+
+
+class _DuplicateKeys(dict[str, Any]):
+    """A JSON object that had a key more than once; ``duplicate`` is the first such key."""
+
+    duplicate: str
+
+
+def _object_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            flagged = _DuplicateKeys(result)
+            flagged.duplicate = key
+            return flagged
+        result[key] = value
+    return result
+
+
+def _parse_int(digits: str) -> int | float:
+    """Integers as usual, but one too long for ``int()`` (over 4,300 digits) becomes ±inf
+    so the field it belongs to rejects it by name, instead of a bare ``ValueError``."""
+    if len(digits) <= 1_000:
+        return int(digits)
+    return -math.inf if digits.startswith("-") else math.inf
+
+
+def _decode(body: bytes, limits: RequestLimits) -> str:
+    if len(body) > limits.max_body_bytes:
+        raise RequestTooLargeError(len(body), limits)
+    if body.startswith(b"\xef\xbb\xbf"):
+        body = body[3:]
+    if body.startswith((b"\xff\xfe", b"\xfe\xff")) or (len(body) >= 2 and 0 in body[:2]):
+        raise RequestValidationError(
+            "the request body must be UTF-8 JSON; it looks like UTF-16 or UTF-32", code="invalid_json"
+        )
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RequestValidationError(
+            f"the request body must be UTF-8 JSON; byte 0x{body[exc.start]:02X} at offset "
+            f"{exc.start} is not valid UTF-8",
+            code="invalid_json",
+        ) from None
+
+
+def _load_json(document: str) -> object:
+    if not document.strip():
+        raise RequestValidationError(
+            'the request body is empty; send a JSON object such as {"text": "..."}', code="invalid_json"
+        )
+    try:
+        data = json.loads(document, object_pairs_hook=_object_pairs, parse_int=_parse_int)
+    except json.JSONDecodeError as exc:
+        raise RequestValidationError(
+            f"the request body is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}",
+            code="invalid_json",
+        ) from None
+    except RecursionError:
+        raise RequestValidationError(
+            "the request body is not valid JSON for this endpoint: it is nested too deeply",
+            code="invalid_json",
+        ) from None
+    if isinstance(data, _DuplicateKeys):
+        raise RequestValidationError(
+            f"the request body has the field '{_shown(data.duplicate)}' more than once; "
+            "send each field once so the request is not ambiguous",
+            field=data.duplicate,
+            code="duplicate_field",
+        )
+    return data
+
+
+def _to_request_error(exc: ValidationError) -> RequestValidationError:
+    """The first error (field order: text first) as our error; text over the limit → 413."""
+    error = exc.errors(include_url=False)[0]
+    context = error.get("ctx") or {}
+    loc = ".".join(str(part) for part in error["loc"]) or None
+    field: str | None = context.get("field", loc)
+    if error["type"] == "text_too_long":
+        return TextTooLongError(int(context["length"]), int(context["limit"]), field=field or "text")
+    if error["type"] == "missing":
+        return RequestValidationError(
+            f"{field} is required; send the text to narrate as a JSON string"
+            if field == "text"
+            else f"{field} is required",
+            field=field,
+            code="missing_field",
+        )
+    if "message" in context:
+        code = error["type"] if error["type"] != "invalid_request" else None
+        return RequestValidationError(str(context["message"]), field=field, code=code)
+    return RequestValidationError(f"{field or 'request'}: {error['msg']}", field=field)
+
+
+def parse_request(body: bytes | str | Mapping[str, Any], limits: RequestLimits) -> NarrationRequest:
+    """Validate a request body (raw bytes, a JSON string, or an already-parsed mapping).
+
+    Bytes must be UTF-8 JSON (a UTF-8 byte-order mark is tolerated) and no larger than
+    ``limits.max_body_bytes``; the document must be one JSON object without duplicate
+    keys. Raises :class:`~podcast.errors.TextTooLongError` (413) for text over
+    ``limits.max_text_characters`` or an oversized body (:class:`RequestTooLargeError`),
+    otherwise :class:`~podcast.errors.RequestValidationError` (400) whose ``field`` is the
+    field at fault (``None`` for body-level problems) and whose message names it and
+    says what is allowed. ``code`` is ``invalid_json``, ``duplicate_field``,
+    ``unknown_field``, ``missing_field`` or ``invalid_request``.
+    """
+    data: object
+    if isinstance(body, bytes | bytearray | memoryview):
+        data = _load_json(_decode(bytes(body), limits))
+    elif isinstance(body, str):
+        if len(body) > limits.max_body_bytes:  # characters <= bytes, so this never rejects a valid body
+            raise RequestTooLargeError(len(body.encode("utf-8", "surrogatepass")), limits)
+        data = _load_json(body.removeprefix("\ufeff"))
+    else:
+        data = body
+    if not isinstance(data, Mapping):
+        raise RequestValidationError(
+            f'the request body must be a JSON object such as {{"text": "..."}}; got {_json_type(data)}',
+            code="invalid_json",
+        )
+    try:
+        return NarrationRequest.model_validate(data, context={LIMITS_CONTEXT_KEY: limits})
+    except ValidationError as exc:
+        raise _to_request_error(exc) from None

@@ -1,0 +1,673 @@
+"""One narration over the GA Realtime WebSocket API, with typed errors and bounded retries.
+
+:class:`Narrator` opens a Realtime session per narration with the official ``openai`` SDK
+(``AsyncOpenAI(websocket_base_url=...).realtime.connect(model=deployment)``), configures
+the session (``session.type="realtime"``, audio-only output, the voice, PCM16 at 24 kHz),
+sends the text as one ``input_text`` message and asks for one response.
+
+It follows the protocol, not any one server's habits: it dispatches on ``event.type``,
+ignores event types it does not need, accepts any delta sizes and any interleaving of
+audio and transcript, and finishes only on ``response.done`` for its own response.
+
+Two ways to use it:
+
+- :meth:`Narrator.narrate` returns a :class:`Narration` with all the audio, retrying
+  transient failures (429, 5xx, dropped connections, time-outs) with exponential
+  backoff and jitter.
+- :meth:`Narrator.stream` yields :class:`AudioDelta` and :class:`TranscriptDelta` as they
+  arrive and a final :class:`NarrationDone`, in one attempt, so a caller can keep memory
+  flat; errors are raised, never returned as a short result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import email.utils
+import logging
+import random
+import time
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeAlias, cast
+
+from openai import AsyncOpenAI, OpenAIError
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
+
+from . import audio
+from .config import COGNITIVE_SERVICES_SCOPE, RealtimeSettings
+from .errors import (
+    AuthenticationError,
+    ConnectionLostError,
+    DeploymentNotFoundError,
+    EmptyAudioError,
+    NarrationError,
+    NarrationTimeoutError,
+    PodcastError,
+    RateLimitedError,
+    RealtimeServerError,
+    RequestValidationError,
+    ResponseCancelledError,
+    ResponseFailedError,
+    ResponseIncompleteError,
+    ServiceUnavailableError,
+)
+from .instructions import DEFAULT_READ_INSTRUCTIONS
+from .voices import DEFAULT_VOICE, voice_error
+
+log = logging.getLogger(__name__)
+
+MAX_OUTPUT_TOKENS_LIMIT = 4096
+"""The most output tokens one Realtime response may produce (about 3.4 minutes of audio)."""
+
+MaxOutputTokens: TypeAlias = int | Literal["inf"]
+TokenProvider: TypeAlias = Callable[[], Awaitable[str]]
+
+
+# --- Results -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Tokens billed for a response (the service's ``usage``); adds up across responses."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    input_text_tokens: int = 0
+    input_audio_tokens: int = 0
+    input_cached_tokens: int = 0
+    output_text_tokens: int = 0
+    output_audio_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(*(getattr(self, name) + getattr(other, name) for name in self.__dataclass_fields__))
+
+    def to_dict(self) -> dict[str, int]:
+        """JSON shape used in API responses and transcript documents."""
+        return {
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "total_tokens": self.total_tokens,
+            "input_text_tokens": self.input_text_tokens,
+            "input_audio_tokens": self.input_audio_tokens,
+            "input_cached_tokens": self.input_cached_tokens,
+            "output_text_tokens": self.output_text_tokens,
+            "output_audio_tokens": self.output_audio_tokens,
+        }
+
+    @classmethod
+    def from_event(cls, usage: Any) -> Usage:
+        """Read the SDK's ``RealtimeResponseUsage`` (or a dict), tolerating missing parts."""
+        if usage is None:
+            return cls()
+        inp = _field(usage, "input_token_details")
+        out = _field(usage, "output_token_details")
+        return cls(
+            input_tokens=_int(_field(usage, "input_tokens")),
+            output_tokens=_int(_field(usage, "output_tokens")),
+            input_text_tokens=_int(_field(inp, "text_tokens")),
+            input_audio_tokens=_int(_field(inp, "audio_tokens")),
+            input_cached_tokens=_int(_field(inp, "cached_tokens")),
+            output_text_tokens=_int(_field(out, "text_tokens")),
+            output_audio_tokens=_int(_field(out, "audio_tokens")),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Timings:
+    """Seconds from sending ``response.create``: to the first audio, and to ``response.done``."""
+
+    first_audio_seconds: float | None
+    total_seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class NarrationDone:
+    """The end of a successful response: everything except the audio itself."""
+
+    transcript: str
+    status: str
+    usage: Usage
+    timings: Timings
+    audio_bytes: int
+    voice: str
+    response_id: str | None
+    session_id: str | None
+
+    @property
+    def duration_seconds(self) -> float:
+        return audio.duration_seconds(self.audio_bytes)
+
+
+@dataclass(frozen=True, slots=True)
+class AudioDelta:
+    """A piece of PCM16 24 kHz mono audio, in order."""
+
+    pcm: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class TranscriptDelta:
+    """A piece of the transcript of what is being said."""
+
+    text: str
+
+
+StreamEvent: TypeAlias = AudioDelta | TranscriptDelta | NarrationDone
+
+
+@dataclass(frozen=True, slots=True)
+class Narration:
+    """A finished narration: PCM16 24 kHz mono ``audio``, what was said, and what it cost."""
+
+    audio: bytes
+    transcript: str
+    status: str
+    usage: Usage
+    """Tokens of the successful attempt."""
+    billed_usage: Usage
+    """Tokens of every attempt, including failed ones that still billed."""
+    timings: Timings
+    voice: str
+    attempts: int
+    response_id: str | None = None
+    session_id: str | None = None
+
+    @property
+    def duration_seconds(self) -> float:
+        return audio.duration_seconds(self.audio)
+
+
+# --- Retry policy ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Exponential backoff with jitter for transient failures.
+
+    The n-th retry (n from 0) waits ``min(max_delay, base_delay * 2**n)`` scaled by a
+    random factor in [0.5, 1), and never less than a server's ``retry-after``. A
+    ``retry-after`` longer than ``max_retry_after`` is not waited for: the error goes to
+    the caller, who can pass it on (HTTP 429 with ``Retry-After``).
+    """
+
+    max_retries: int = 3
+    base_delay: float = 0.5
+    max_delay: float = 20.0
+    max_retry_after: float = 30.0
+
+    def delay(self, retry_index: int, retry_after: float | None, jitter: float) -> float:
+        backoff = min(self.max_delay, self.base_delay * 2.0**retry_index) * (0.5 + jitter / 2)
+        return max(backoff, retry_after or 0.0)
+
+
+# --- The narrator ------------------------------------------------------------------------------
+
+
+class Narrator:
+    """Narrates text through one Azure OpenAI Realtime deployment.
+
+    Create one per process and reuse it (it holds the SDK client and, with Entra ID, a
+    credential whose tokens are cached). Call :meth:`close` when done.
+
+    ``credential`` is an async Azure token credential used when ``settings.api_key`` is
+    ``None``; by default ``DefaultAzureCredential`` (managed identity in Azure). ``sleep``
+    and ``jitter`` are injectable so tests run retries without waiting.
+    """
+
+    def __init__(
+        self,
+        settings: RealtimeSettings,
+        *,
+        credential: Any | None = None,
+        retry: RetryPolicy | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        jitter: Callable[[], float] = random.random,
+        open_timeout: float = 15.0,
+    ) -> None:
+        self.settings = settings
+        self.retry = retry or RetryPolicy(max_retries=settings.max_retries)
+        self._sleep = sleep
+        self._jitter = jitter
+        self._owned_credential: Any | None = None
+        api_key: str | TokenProvider
+        if settings.api_key:
+            api_key = settings.api_key
+        else:
+            from azure.identity.aio import DefaultAzureCredential, get_bearer_token_provider
+
+            if credential is None:
+                credential = self._owned_credential = DefaultAzureCredential()
+            api_key = _entra_token_provider(get_bearer_token_provider(credential, COGNITIVE_SERVICES_SCOPE))
+        http_base = settings.endpoint.replace("wss://", "https://", 1).replace("ws://", "http://", 1)
+        self._client = AsyncOpenAI(
+            api_key=api_key,
+            base_url=http_base,
+            websocket_base_url=settings.endpoint,
+            max_retries=0,
+        )
+        self._open_timeout = open_timeout
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **kwargs: Any) -> Narrator:
+        """A narrator configured by ``AZURE_OPENAI_AUDIO_*`` settings."""
+        return cls(RealtimeSettings.from_env(env), **kwargs)
+
+    async def close(self) -> None:
+        """Release the SDK client and any credential this narrator created."""
+        await self._client.close()
+        if self._owned_credential is not None:
+            await self._owned_credential.close()
+
+    async def __aenter__(self) -> Narrator:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def narrate(
+        self,
+        text: str,
+        *,
+        voice: str = DEFAULT_VOICE,
+        instructions: str = DEFAULT_READ_INSTRUCTIONS,
+        max_output_tokens: MaxOutputTokens = MAX_OUTPUT_TOKENS_LIMIT,
+        budget_seconds: float | None = None,
+    ) -> Narration:
+        """Narrate ``text`` and return all its audio, retrying transient failures.
+
+        ``budget_seconds`` bounds the whole call, retries and waits included (each attempt
+        gets what is left, up to the response timeout); no retry starts that could not
+        finish in time. Raises a :class:`~podcast.errors.NarrationError` subclass when the
+        narration cannot be done; never returns partial audio.
+        """
+        deadline = None if budget_seconds is None else time.monotonic() + budget_seconds
+        billed = Usage()
+        attempt = 0
+        while True:
+            attempt += 1
+            pcm = bytearray()
+            try:
+                done = await self._collect(
+                    self.stream(
+                        text,
+                        voice=voice,
+                        instructions=instructions,
+                        max_output_tokens=max_output_tokens,
+                        time_limit=_remaining(deadline, self.settings.response_timeout_seconds),
+                    ),
+                    pcm,
+                )
+            except PodcastError as error:
+                billed += getattr(error, "billed_usage", Usage())
+                wait = self._retry_wait(error, attempt, deadline)
+                if wait is None:
+                    raise
+                log.warning("realtime attempt %d failed (%s); retrying in %.2fs", attempt, error.code, wait)
+                await self._sleep(wait)
+                continue
+            billed += done.usage
+            return Narration(
+                audio=bytes(pcm),
+                transcript=done.transcript,
+                status=done.status,
+                usage=done.usage,
+                billed_usage=billed,
+                timings=done.timings,
+                voice=done.voice,
+                attempts=attempt,
+                response_id=done.response_id,
+                session_id=done.session_id,
+            )
+
+    @staticmethod
+    async def _collect(events: AsyncGenerator[StreamEvent, None], pcm: bytearray) -> NarrationDone:
+        """Drain one attempt's stream into ``pcm``; return its final event."""
+        async with contextlib.aclosing(events):
+            async for event in events:
+                if isinstance(event, AudioDelta):
+                    pcm += event.pcm
+                elif isinstance(event, NarrationDone):
+                    return event
+        raise ConnectionLostError("the narration stream ended without a result")
+
+    def _retry_wait(self, error: PodcastError, attempt: int, deadline: float | None) -> float | None:
+        """Seconds to wait before retrying ``error``, or ``None`` to give up."""
+        if not error.transient or attempt > self.retry.max_retries:
+            return None
+        if error.retry_after is not None and error.retry_after > self.retry.max_retry_after:
+            return None
+        wait = self.retry.delay(attempt - 1, error.retry_after, self._jitter())
+        if deadline is not None and time.monotonic() + wait + 1.0 >= deadline:
+            return None
+        return wait
+
+    async def stream(
+        self,
+        text: str,
+        *,
+        voice: str = DEFAULT_VOICE,
+        instructions: str = DEFAULT_READ_INSTRUCTIONS,
+        max_output_tokens: MaxOutputTokens = MAX_OUTPUT_TOKENS_LIMIT,
+        time_limit: float | None = None,
+    ) -> AsyncGenerator[StreamEvent, None]:
+        """Narrate ``text`` once, yielding audio and transcript as they arrive.
+
+        The last event is a :class:`NarrationDone`; anything else ends in a raised
+        :class:`~podcast.errors.NarrationError`. ``time_limit`` (default: the settings'
+        response timeout) bounds the whole attempt, handshake included.
+        """
+        _check_arguments(text, voice, max_output_tokens)
+        limit = self.settings.response_timeout_seconds if time_limit is None else time_limit
+        if limit <= 0:
+            raise NarrationTimeoutError("no time was left for the narration")
+        state = _ResponseState(voice=voice)
+        started = time.monotonic()
+        # The deadline bounds only our own awaits, never the consumer's time between events.
+        deadline = asyncio.get_running_loop().time() + limit
+        manager = self._client.realtime.connect(
+            model=self.settings.deployment,
+            websocket_connection_options=cast(Any, {"open_timeout": min(self._open_timeout, limit)}),
+        )
+        try:
+            async with asyncio.timeout_at(deadline):
+                connection = await manager.enter()
+            try:
+                async with asyncio.timeout_at(deadline):
+                    await connection.session.update(
+                        session=_session_config(voice, instructions, max_output_tokens)
+                    )
+                    await connection.conversation.item.create(
+                        item={
+                            "type": "message",
+                            "role": "user",
+                            "content": [{"type": "input_text", "text": text}],
+                        }
+                    )
+                    await connection.response.create()
+                state.requested_at = time.monotonic()
+                log.info(
+                    "realtime response requested: deployment=%s voice=%s characters=%d",
+                    self.settings.deployment,
+                    voice,
+                    len(text),
+                )
+                while state.done is None:
+                    async with asyncio.timeout_at(deadline):
+                        event = await connection.recv()
+                    for item in state.handle(event):
+                        yield item
+            finally:
+                with contextlib.suppress(Exception, asyncio.TimeoutError):
+                    async with asyncio.timeout(5):
+                        await connection.close()
+        except TimeoutError:
+            raise NarrationTimeoutError(
+                f"no complete response from Azure OpenAI within {limit:.0f} seconds"
+            ) from None
+        except InvalidStatus as exc:
+            raise _handshake_error(exc) from None
+        except InvalidURI as exc:
+            raise ServiceUnavailableError(f"invalid Realtime URL: {exc}") from None
+        except ConnectionClosed:
+            raise _lost(state, "the connection closed before the response finished") from None
+        except (InvalidHandshake, OSError) as exc:
+            raise ServiceUnavailableError(f"could not reach Azure OpenAI ({type(exc).__name__})") from None
+        except ValueError:
+            raise NarrationError("Azure OpenAI sent a message that is not valid JSON") from None
+        except OpenAIError as exc:
+            raise ServiceUnavailableError(f"the Realtime connection failed ({type(exc).__name__})") from None
+        done = state.finish(time.monotonic() - started)
+        log.info(
+            "realtime response done: response=%s status=%s audio=%.2fs first_audio=%s "
+            "total=%.2fs tokens=%d/%d",
+            done.response_id,
+            done.status,
+            done.duration_seconds,
+            f"{done.timings.first_audio_seconds:.2f}s"
+            if done.timings.first_audio_seconds is not None
+            else "-",
+            done.timings.total_seconds,
+            done.usage.input_tokens,
+            done.usage.output_tokens,
+        )
+        yield done
+
+
+# --- Internals -------------------------------------------------------------------------------
+
+
+@dataclass
+class _ResponseState:
+    """What one attempt has seen so far; turns server events into stream events."""
+
+    voice: str
+    session_id: str | None = None
+    response_id: str | None = None
+    requested_at: float = 0.0
+    first_audio_at: float | None = None
+    audio_bytes: int = 0
+    transcript_parts: dict[tuple[str, int], list[str]] = field(default_factory=dict)
+    done: Any = None
+
+    def handle(self, event: Any) -> list[StreamEvent]:
+        """Process one server event; return what to yield. Raises on ``error`` events."""
+        kind = _field(event, "type")
+        if kind == "response.output_audio.delta":
+            if not self._ours(event):
+                return []
+            pcm = _decode_audio(_field(event, "delta"))
+            if not pcm:
+                return []
+            if self.first_audio_at is None:
+                self.first_audio_at = time.monotonic()
+            self.audio_bytes += len(pcm)
+            return [AudioDelta(pcm)]
+        if kind == "response.output_audio_transcript.delta":
+            delta = _field(event, "delta") or ""
+            if not self._ours(event) or not delta:
+                return []
+            self._parts(event).append(delta)
+            return [TranscriptDelta(delta)]
+        if kind == "response.output_audio_transcript.done":
+            transcript = _field(event, "transcript")
+            if self._ours(event) and isinstance(transcript, str):
+                # The final transcript is authoritative; deltas may have been partial.
+                self.transcript_parts[self._key(event)] = [transcript]
+            return []
+        if kind == "session.created":
+            self.session_id = _field(_field(event, "session"), "id")
+        elif kind == "response.created":
+            self.response_id = self.response_id or _field(_field(event, "response"), "id")
+        elif kind == "error":
+            raise _server_error(_field(event, "error"))
+        elif kind == "response.done":
+            response = _field(event, "response")
+            response_id = _field(response, "id")
+            if self.response_id is None or response_id in (None, self.response_id):
+                self.done = response
+        return []
+
+    def finish(self, total_seconds: float) -> NarrationDone:
+        """Check the final status; return the result or raise its typed error."""
+        response = self.done
+        status = _field(response, "status") or "completed"
+        usage = Usage.from_event(_field(response, "usage"))
+        details = _field(response, "status_details")
+        if status == "incomplete":
+            error: NarrationError = ResponseIncompleteError(
+                _field(details, "reason"), audio_seconds=audio.duration_seconds(self.audio_bytes)
+            )
+        elif status == "failed":
+            failure = _field(details, "error")
+            error = ResponseFailedError(
+                f"Azure OpenAI failed the response: {_field(failure, 'message') or 'no details'}",
+                error_type=_field(failure, "type"),
+                server_code=_field(failure, "code"),
+            )
+        elif status == "cancelled":
+            error = ResponseCancelledError(_field(details, "reason"))
+        elif status != "completed":
+            error = NarrationError(f"unexpected response status {status!r}")
+        elif self.audio_bytes == 0:
+            error = EmptyAudioError("Azure OpenAI completed the response without any audio")
+        else:
+            transcript = "".join("".join(parts) for parts in self.transcript_parts.values())
+            first = None if self.first_audio_at is None else self.first_audio_at - self.requested_at
+            return NarrationDone(
+                transcript=transcript.strip(),
+                status=status,
+                usage=usage,
+                timings=Timings(first_audio_seconds=first, total_seconds=total_seconds),
+                audio_bytes=self.audio_bytes,
+                voice=self.voice,
+                response_id=self.response_id,
+                session_id=self.session_id,
+            )
+        error.billed_usage = usage  # type: ignore[attr-defined]
+        raise error
+
+    def _ours(self, event: Any) -> bool:
+        response_id = _field(event, "response_id")
+        return self.response_id is None or response_id is None or response_id == self.response_id
+
+    def _key(self, event: Any) -> tuple[str, int]:
+        return (str(_field(event, "item_id") or ""), _int(_field(event, "content_index")))
+
+    def _parts(self, event: Any) -> list[str]:
+        return self.transcript_parts.setdefault(self._key(event), [])
+
+
+def _entra_token_provider(provider: Callable[[], Awaitable[str]]) -> TokenProvider:
+    """Wrap the Entra token provider so a credential failure is a clear, typed error."""
+
+    async def token() -> str:
+        try:
+            return await provider()
+        except Exception as exc:  # azure.identity raises several unrelated types
+            raise AuthenticationError(
+                "could not get a Microsoft Entra ID token for Azure OpenAI "
+                f"({type(exc).__name__}); assign a managed identity with the "
+                "'Cognitive Services OpenAI User' role, or set AZURE_OPENAI_AUDIO_API_KEY"
+            ) from None
+
+    return token
+
+
+def _session_config(voice: str, instructions: str, max_output_tokens: MaxOutputTokens) -> Any:
+    """The GA ``session.update`` payload for audio-only narration."""
+    return {
+        "type": "realtime",
+        "output_modalities": ["audio"],
+        "instructions": instructions,
+        "max_output_tokens": max_output_tokens,
+        "audio": {
+            "input": {"turn_detection": None},
+            "output": {"voice": voice, "format": {"type": "audio/pcm", "rate": audio.SAMPLE_RATE}},
+        },
+    }
+
+
+def _check_arguments(text: str, voice: str, max_output_tokens: MaxOutputTokens) -> None:
+    if not text or not text.strip():
+        raise RequestValidationError("text must not be empty", field="text")
+    problem = voice_error(voice)
+    if problem:
+        raise RequestValidationError(f"voice: {problem}", field="voice")
+    if max_output_tokens != "inf" and not 1 <= max_output_tokens <= MAX_OUTPUT_TOKENS_LIMIT:
+        raise RequestValidationError(
+            f"max_output_tokens must be from 1 to {MAX_OUTPUT_TOKENS_LIMIT} or 'inf'",
+            field="max_output_tokens",
+        )
+
+
+def _remaining(deadline: float | None, cap: float) -> float:
+    return cap if deadline is None else min(cap, deadline - time.monotonic())
+
+
+def _lost(state: _ResponseState, message: str) -> ConnectionLostError:
+    seconds = audio.duration_seconds(state.audio_bytes)
+    return ConnectionLostError(f"{message}; {seconds:.1f}s of audio received and discarded")
+
+
+def _server_error(error: Any) -> RealtimeServerError:
+    message = str(_field(error, "message") or "no message")[:500]
+    return RealtimeServerError(
+        message,
+        server_code=_field(error, "code"),
+        error_type=_field(error, "type"),
+        param=_field(error, "param"),
+    )
+
+
+def _handshake_error(exc: InvalidStatus) -> NarrationError:
+    status = exc.response.status_code
+    headers = exc.response.headers
+    retry_after = _retry_after(headers)
+    if status in (401, 403):
+        return AuthenticationError(
+            f"Azure OpenAI rejected the credentials (HTTP {status}); check "
+            "AZURE_OPENAI_AUDIO_API_KEY or the identity's 'Cognitive Services OpenAI User' role"
+        )
+    if status == 404:
+        return DeploymentNotFoundError(
+            "Azure OpenAI has no such Realtime deployment (HTTP 404); check "
+            "AZURE_OPENAI_AUDIO_DEPLOYMENT and AZURE_OPENAI_AUDIO_ENDPOINT"
+        )
+    if status == 429:
+        return RateLimitedError("Azure OpenAI is rate limiting requests (HTTP 429)", retry_after=retry_after)
+    if status == 408 or status >= 500:
+        return ServiceUnavailableError(
+            f"Azure OpenAI is unavailable (HTTP {status})", retry_after=retry_after
+        )
+    return NarrationError(f"Azure OpenAI refused the connection (HTTP {status})")
+
+
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    """Seconds from ``retry-after-ms`` or ``retry-after`` (seconds or an HTTP date)."""
+    raw_ms = headers.get("retry-after-ms")
+    if raw_ms:
+        try:
+            return max(0.0, float(raw_ms) / 1000)
+        except ValueError:
+            pass
+    raw = headers.get("retry-after")
+    if not raw:
+        return None
+    try:
+        return max(0.0, float(raw))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(raw)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _decode_audio(delta: Any) -> bytes:
+    if not isinstance(delta, str) or not delta:
+        return b""
+    try:
+        return base64.b64decode(delta, validate=True)
+    except (binascii.Error, ValueError):
+        raise NarrationError("Azure OpenAI sent audio that is not valid base64") from None
+
+
+def _field(obj: Any, name: str) -> Any:
+    """Read ``name`` from an SDK model or a dict (the SDK does not validate events)."""
+    if obj is None:
+        return None
+    if isinstance(obj, Mapping):
+        return obj.get(name)
+    return getattr(obj, name, None)
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
