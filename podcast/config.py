@@ -66,7 +66,7 @@ def realtime_base_url(endpoint: str, *, setting: str = ENDPOINT_SETTING) -> str:
     return f"{ws_scheme}://{parts.netloc}{path}/openai/v1"
 
 
-def _int_setting(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+def int_setting(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
     raw = env.get(name, "").strip()
     if not raw:
         return default
@@ -79,7 +79,7 @@ def _int_setting(env: Mapping[str, str], name: str, default: int, low: int, high
     return value
 
 
-def _float_setting(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
+def float_setting(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
     raw = env.get(name, "").strip()
     if not raw:
         return default
@@ -133,8 +133,8 @@ class RealtimeSettings:
             endpoint=realtime_base_url(endpoint),
             deployment=deployment,
             api_key=api_key,
-            response_timeout_seconds=_float_setting(env, TIMEOUT_SETTING, 180.0, 1.0, 3600.0),
-            max_retries=_int_setting(env, RETRIES_SETTING, 3, 0, 10),
+            response_timeout_seconds=float_setting(env, TIMEOUT_SETTING, 180.0, 1.0, 3600.0),
+            max_retries=int_setting(env, RETRIES_SETTING, 3, 0, 10),
         )
 
 

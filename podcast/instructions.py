@@ -231,16 +231,18 @@ def build_instructions(request: NarrationRequest) -> str:
     return _read_instructions(request.style, request.language, request.instructions)
 
 
-def user_message(request: NarrationRequest) -> str:
-    """The user message that carries the text.
+def user_message(request: NarrationRequest, text: str | None = None) -> str:
+    """The user message that carries ``text`` (default: the request's whole text).
 
     Read mode: the text alone between marker lines (``<<<`` … ``>>>``, longer if the text
-    contains either), so nothing but the text is there to be read. Episode mode: a short
-    framing sentence, then the fenced source text.
+    contains either), so nothing but the text is there to be read; a segment of a long
+    text is passed as ``text``. Episode mode: a short framing sentence, then the fenced
+    source text.
     """
+    body = request.text if text is None else text
     if request.mode == "episode":
-        return "Here is the source text for the episode:\n" + _fenced(request.text)
-    return _fenced(request.text)
+        return "Here is the source text for the episode:\n" + _fenced(body)
+    return _fenced(body)
 
 
 DEFAULT_READ_INSTRUCTIONS: Final[str] = _read_instructions("podcast", None, None)

@@ -38,7 +38,7 @@ from typing import Any, Final, Literal, NoReturn, get_args
 from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from .config import _int_setting, default_voice
+from .config import default_voice, int_setting
 from .errors import RequestValidationError, TextTooLongError
 from .voices import DEFAULT_VOICE, REALTIME_VOICES, voice_error
 
@@ -133,10 +133,10 @@ class RequestLimits:
         """
         env = os.environ if env is None else env
         return cls(
-            max_text_characters=_int_setting(
+            max_text_characters=int_setting(
                 env, MAX_TEXT_CHARACTERS_SETTING, DEFAULT_MAX_TEXT_CHARACTERS, 1, 1_000_000
             ),
-            max_sas_expiry_minutes=_int_setting(
+            max_sas_expiry_minutes=int_setting(
                 env, MAX_SAS_EXPIRY_SETTING, DEFAULT_MAX_SAS_EXPIRY_MINUTES, 1, 10_080
             ),
             default_voice=default_voice(env),

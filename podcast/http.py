@@ -1,0 +1,63 @@
+"""HTTP responses for the triggers: JSON bodies and the mapping of errors to statuses.
+
+Every error body has one shape, ``{"error": {"code", "message", "field", ...}}``.
+Transient errors carry ``Retry-After`` (the service's value when known).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from typing import Any, Final
+
+import azure.functions as func
+
+from .errors import PodcastError, RequestValidationError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_RETRY_AFTER_SECONDS: Final = 10
+JSON_MEDIA_TYPE: Final = "application/json; charset=utf-8"
+
+
+def json_response(
+    status: int, body: dict[str, Any], headers: dict[str, str] | None = None
+) -> func.HttpResponse:
+    """A JSON response that no cache keeps (it holds a SAS link)."""
+    return func.HttpResponse(
+        json.dumps(body, ensure_ascii=False),
+        status_code=status,
+        headers={"Cache-Control": "no-store", **(headers or {})},
+        mimetype="application/json",
+        charset="utf-8",
+    )
+
+
+def error_body(error: PodcastError) -> dict[str, Any]:
+    """``{"error": {...}}`` for ``error``; always has ``code``, ``message`` and ``field``."""
+    details = {"field": None, **error.to_dict()}
+    return {"error": details}
+
+
+def error_response(error: PodcastError) -> func.HttpResponse:
+    """The response for a known failure: its status, body and, when transient, ``Retry-After``."""
+    headers: dict[str, str] = {}
+    if error.transient or error.retry_after is not None:
+        seconds = error.retry_after if error.retry_after is not None else DEFAULT_RETRY_AFTER_SECONDS
+        headers["Retry-After"] = str(max(1, math.ceil(seconds)))
+    if error.http_status >= 500:
+        log.warning("request failed: %s (%s)", error.code, type(error).__name__)
+    return json_response(error.http_status, error_body(error), headers)
+
+
+def internal_error_response() -> func.HttpResponse:
+    """A 500 for a bug: logs the traceback, tells the caller nothing internal."""
+    log.exception("unexpected error")
+    error = PodcastError("an unexpected error occurred; it has been logged")
+    return json_response(500, error_body(error))
+
+
+def method_not_allowed(allowed: str) -> func.HttpResponse:
+    error = RequestValidationError(f"use {allowed}", code="method_not_allowed")
+    return json_response(405, error_body(error), {"Allow": allowed})

@@ -1,0 +1,391 @@
+"""From a validated request to stored audio: narrate, frame as WAV, upload, sign a link.
+
+:class:`NarrationService` is what the triggers call (through :func:`narrate_body`). It
+guarantees that a failed narration leaves nothing in Storage and that a result is only
+returned when the WAV and its transcript document are both stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
+
+from . import audio
+from .config import RealtimeSettings, StorageSettings, float_setting, int_setting
+from .errors import ConfigurationError, PodcastError, RequestValidationError
+from .instructions import build_instructions, user_message
+from .models import NarrationRequest, RequestLimits, parse_request
+from .realtime import Narration, Narrator, Usage
+from .segments import DEFAULT_MAX_WORDS, Segment, split_text
+from .storage import BlobStore
+
+log = logging.getLogger(__name__)
+
+TIME_BUDGET_SETTING: Final = "NARRATION_TIME_BUDGET_SECONDS"
+SEGMENT_WORDS_SETTING: Final = "NARRATION_SEGMENT_WORDS"
+CONCURRENCY_SETTING: Final = "NARRATION_CONCURRENCY"
+
+JSON_CONTENT_TYPES: Final = ("application/json", "text/json")
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineSettings:
+    """How a narration is carried out (all have defaults; see the README's settings table)."""
+
+    time_budget_seconds: float = 200.0
+    """The whole narration, retries included, must finish within this (HTTP allows 230 s)."""
+    segment_max_words: int = DEFAULT_MAX_WORDS
+    concurrency: int = 4
+    """Segments narrated at once, each in its own Realtime session."""
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> PipelineSettings:
+        import os
+
+        env = os.environ if env is None else env
+        return cls(
+            time_budget_seconds=float_setting(env, TIME_BUDGET_SETTING, 200.0, 10.0, 3600.0),
+            segment_max_words=int_setting(env, SEGMENT_WORDS_SETTING, DEFAULT_MAX_WORDS, 20, 450),
+            concurrency=int_setting(env, CONCURRENCY_SETTING, 4, 1, 16),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentTiming:
+    """Where one segment's speech sits in the final audio."""
+
+    index: int
+    start_seconds: float
+    end_seconds: float
+    transcript: str
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class NarrationResult:
+    """A stored narration, as the HTTP response and the transcript document describe it."""
+
+    id: str
+    audio_url: str
+    expires_at: datetime
+    container: str
+    blob_name: str
+    transcript_blob_name: str
+    transcript: str
+    duration_seconds: float
+    request: NarrationRequest
+    usage: Usage
+    created_at: datetime
+    segments: tuple[SegmentTiming, ...] = field(default=())
+
+    def to_response(self) -> dict[str, Any]:
+        """The JSON body of a successful ``POST /api/narrations``."""
+        return {
+            "id": self.id,
+            "audio_url": self.audio_url,
+            "expires_at": _iso(self.expires_at),
+            "container": self.container,
+            "blob_name": self.blob_name,
+            "transcript_blob_name": self.transcript_blob_name,
+            "transcript": self.transcript,
+            "duration_seconds": round(self.duration_seconds, 3),
+            "voice": self.request.voice,
+            "mode": self.request.mode,
+            "style": self.request.style,
+            "language": self.request.language,
+            "title": self.request.title,
+            "format": "wav",
+            "sample_rate": audio.SAMPLE_RATE,
+            "characters": len(self.request.text),
+            "segments": len(self.segments) or 1,
+            "usage": self.usage.to_dict(),
+        }
+
+
+class NarrationService:
+    """Narrates requests with one :class:`Narrator` and stores results in one :class:`BlobStore`."""
+
+    def __init__(
+        self,
+        narrator: Narrator,
+        store: BlobStore,
+        settings: PipelineSettings | None = None,
+        *,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        new_id: Callable[[], str] = lambda: uuid.uuid4().hex,
+    ) -> None:
+        self.narrator = narrator
+        self.store = store
+        self.settings = settings or PipelineSettings()
+        self._clock = clock
+        self._new_id = new_id
+
+    async def close(self) -> None:
+        await self.narrator.close()
+        await self.store.close()
+
+    async def narrate(self, request: NarrationRequest) -> NarrationResult:
+        """Narrate ``request``, store the WAV and its transcript document, return a read link.
+
+        Raises a :class:`~podcast.errors.PodcastError`; when it does, nothing of this
+        narration is left in Storage.
+        """
+        narration_id = self._new_id()
+        created_at = self._clock()
+        started = time.monotonic()
+        # Fail before paying for a narration when Storage is unreachable.
+        await self.store.ensure_container()
+        pcm, transcript, usage, segments = await self._narrate_audio(request)
+        base = f"{created_at:%Y/%m/%d}/{narration_id}"
+        blob_name, transcript_blob_name = f"{base}.wav", f"{base}.json"
+        duration = audio.duration_seconds(pcm)
+        url, expires_at = await self.store.read_url(
+            blob_name, expires_in=timedelta(minutes=request.sas_expiry_minutes)
+        )
+        result = NarrationResult(
+            id=narration_id,
+            audio_url=url,
+            expires_at=expires_at,
+            container=self.store.container,
+            blob_name=blob_name,
+            transcript_blob_name=transcript_blob_name,
+            transcript=transcript,
+            duration_seconds=duration,
+            request=request,
+            usage=usage,
+            created_at=created_at,
+            segments=segments,
+        )
+        try:
+            await self.store.upload_wav(
+                blob_name,
+                audio.pcm_to_wav(pcm),
+                download_name=request.download_name(),
+                metadata={
+                    "narration_id": narration_id,
+                    "voice": request.voice,
+                    "mode": request.mode,
+                    "style": request.style,
+                    "duration_seconds": f"{duration:.3f}",
+                    "characters": str(len(request.text)),
+                },
+            )
+            await self.store.upload_json(transcript_blob_name, transcript_document(result))
+        except BaseException:
+            await self._discard(blob_name, transcript_blob_name)
+            raise
+        log.info(
+            "narration %s stored: characters=%d segments=%d audio=%.2fs elapsed=%.2fs tokens=%d",
+            narration_id,
+            len(request.text),
+            len(segments),
+            duration,
+            time.monotonic() - started,
+            usage.total_tokens,
+        )
+        return result
+
+    async def _narrate_audio(
+        self, request: NarrationRequest
+    ) -> tuple[bytes, str, Usage, tuple[SegmentTiming, ...]]:
+        """PCM, transcript, billed usage and segment timings for ``request``."""
+        instructions = build_instructions(request)
+        deadline = time.monotonic() + self.settings.time_budget_seconds
+        if request.mode == "episode":
+            segments = [Segment(0, request.text, 0.0)]
+        else:
+            segments = split_text(request.text, self.settings.segment_max_words)
+        gate = asyncio.Semaphore(self.settings.concurrency)
+
+        async def narrate_segment(segment: Segment) -> Narration:
+            async with gate:
+                return await self.narrator.narrate(
+                    user_message(request, segment.text),
+                    voice=request.voice,
+                    instructions=instructions,
+                    budget_seconds=deadline - time.monotonic(),
+                )
+
+        narrations = await _all_or_first_error([narrate_segment(s) for s in segments])
+        pcm = bytearray()
+        timings: list[SegmentTiming] = []
+        transcript_parts: list[str] = []
+        usage = Usage()
+        for segment, narration in zip(segments, narrations, strict=True):
+            start = audio.duration_seconds(len(pcm))
+            pcm += narration.audio
+            timings.append(
+                SegmentTiming(
+                    index=segment.index,
+                    start_seconds=start,
+                    end_seconds=audio.duration_seconds(len(pcm)),
+                    transcript=narration.transcript,
+                    attempts=narration.attempts,
+                )
+            )
+            pcm += audio.silence(segment.pause_after_seconds)
+            transcript_parts.append(narration.transcript)
+            if segment.pause_after_seconds:
+                transcript_parts.append("\n\n" if segment.pause_after_seconds >= 0.5 else " ")
+            usage += narration.billed_usage
+        return bytes(pcm), "".join(transcript_parts).strip(), usage, tuple(timings)
+
+    async def _discard(self, *blob_names: str) -> None:
+        """Best-effort removal of a failed narration's blobs (never masks the real error)."""
+        for name in blob_names:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self.store.delete_if_exists(name))
+
+
+async def _all_or_first_error(coroutines: list[Any]) -> list[Narration]:
+    """Run ``coroutines`` concurrently; on the first failure cancel the rest and raise it."""
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(c) for c in coroutines]
+    except BaseExceptionGroup as group_error:
+        raise _first_leaf(group_error) from None
+    return [task.result() for task in tasks]
+
+
+def _first_leaf(error: BaseException) -> BaseException:
+    while isinstance(error, BaseExceptionGroup):
+        leaves: list[BaseException] = list(error.exceptions)
+        error = next((e for e in leaves if isinstance(e, PodcastError)), leaves[0])
+    return error
+
+
+def transcript_document(result: NarrationResult) -> dict[str, Any]:
+    """The JSON stored beside the WAV: the response fields (without the SAS link) and timings."""
+    document = result.to_response()
+    document.pop("audio_url")
+    document.pop("expires_at")
+    document["created_at"] = _iso(result.created_at)
+    document["segments"] = [
+        {
+            "index": s.index,
+            "start_seconds": round(s.start_seconds, 3),
+            "end_seconds": round(s.end_seconds, 3),
+            "transcript": s.transcript,
+            "attempts": s.attempts,
+        }
+        for s in result.segments
+    ]
+    return document
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+# --- The process-wide service and the trigger entry points ---------------------------------
+
+_service: NarrationService | None = None
+_service_loop: asyncio.AbstractEventLoop | None = None
+
+
+def get_service() -> NarrationService:
+    """The process-wide service, made on first use inside the running event loop.
+
+    Raises :class:`~podcast.errors.ConfigurationError` naming a missing setting.
+    """
+    global _service, _service_loop
+    loop = asyncio.get_running_loop()
+    if _service is None or _service_loop is not loop:
+        realtime = RealtimeSettings.from_env()
+        storage = StorageSettings.from_env()
+        pipeline = PipelineSettings.from_env()
+        _service = NarrationService(Narrator(realtime), BlobStore.from_settings(storage), pipeline)
+        _service_loop = loop
+    return _service
+
+
+async def close_service() -> None:
+    """Close and forget the process-wide service (from the loop that made it)."""
+    global _service, _service_loop
+    service, loop = _service, _service_loop
+    _service = _service_loop = None
+    if service is not None and loop is asyncio.get_running_loop():
+        await service.close()
+
+
+def check_content_type(content_type: str | None) -> None:
+    """Accept JSON (or no content type at all); anything else is a 400 naming the header."""
+    if not content_type:
+        return
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    if media_type not in JSON_CONTENT_TYPES and not media_type.endswith("+json"):
+        raise RequestValidationError(
+            f"Content-Type must be application/json, not {media_type[:60]!r}",
+            field="Content-Type",
+            code="unsupported_content_type",
+        )
+
+
+async def narrate_body(body: bytes, *, content_type: str | None = None) -> NarrationResult:
+    """Validate an HTTP body and narrate it: what ``POST /api/narrations`` does.
+
+    Validation happens first: an invalid request raises
+    :class:`~podcast.errors.RequestValidationError` before any connection is opened.
+    """
+    check_content_type(content_type)
+    request = parse_request(body, RequestLimits.from_env())
+    return await get_service().narrate(request)
+
+
+def health_report(env: Mapping[str, str] | None = None) -> tuple[bool, dict[str, Any]]:
+    """Whether the app is configured, and which settings and auth modes are in use.
+
+    Never contains a secret: only presence, names and modes.
+    """
+    import os
+
+    env = os.environ if env is None else env
+    report: dict[str, Any] = {}
+    healthy = True
+    sections: dict[str, Callable[[], dict[str, Any]]] = {
+        "realtime": lambda: _realtime_health(RealtimeSettings.from_env(env)),
+        "storage": lambda: _storage_health(StorageSettings.from_env(env)),
+        "limits": lambda: _limits_health(RequestLimits.from_env(env), PipelineSettings.from_env(env)),
+    }
+    for name, read in sections.items():
+        try:
+            report[name] = {"configured": True, **read()}
+        except ConfigurationError as error:
+            healthy = False
+            report[name] = {"configured": False, "problem": error.message, "setting": error.setting}
+    return healthy, {"status": "ok" if healthy else "not_configured", **report}
+
+
+def _realtime_health(settings: RealtimeSettings) -> dict[str, Any]:
+    return {
+        "endpoint_host": settings.endpoint.split("://", 1)[1].split("/", 1)[0],
+        "deployment": settings.deployment,
+        "auth_mode": settings.auth_mode,
+        "response_timeout_seconds": settings.response_timeout_seconds,
+        "max_retries": settings.max_retries,
+    }
+
+
+def _storage_health(settings: StorageSettings) -> dict[str, Any]:
+    return {
+        "auth_mode": settings.auth_mode,
+        "output_container": settings.output_container,
+        "input_container": settings.input_container,
+    }
+
+
+def _limits_health(limits: RequestLimits, pipeline: PipelineSettings) -> dict[str, Any]:
+    return {
+        "max_text_characters": limits.max_text_characters,
+        "max_sas_expiry_minutes": limits.max_sas_expiry_minutes,
+        "default_voice": limits.default_voice,
+        "time_budget_seconds": pipeline.time_budget_seconds,
+        "concurrency": pipeline.concurrency,
+    }
