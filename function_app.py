@@ -13,7 +13,7 @@ import azure.functions as func
 
 from podcast.errors import PodcastError
 from podcast.http import error_response, internal_error_response, json_response
-from podcast.pipeline import health_report, narrate_body
+from podcast.pipeline import health_report, narrate_body, narrate_upload
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 
@@ -40,3 +40,21 @@ def health(req: func.HttpRequest) -> func.HttpResponse:
     """``GET /api/health``: which settings are present and which auth modes are in use."""
     healthy, report = health_report()
     return json_response(200 if healthy else 503, report)
+
+
+@app.function_name("narrate_document")
+@app.blob_trigger(
+    arg_name="blob",
+    path="%NARRATION_INPUT_CONTAINER%/{name}",
+    connection="NARRATION_STORAGE",
+    source=func.BlobSource.EVENT_GRID,
+)
+async def narrate_document(blob: func.InputStream) -> None:
+    """A document uploaded to the input container: narrate it beside its name in the output.
+
+    Returns normally for documents that can never be narrated (their ``.error.json`` says
+    why); raises only for transient failures, so the host retries those.
+    """
+    properties = getattr(blob, "blob_properties", None) or {}
+    etag = properties.get("ETag") or properties.get("Etag")
+    await narrate_upload(blob.name or "", blob.read(), etag=str(etag) if etag else None)

@@ -9,17 +9,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
+import os
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final
+from pathlib import PurePosixPath
+from typing import Any, Final, Literal, TypeVar
 
 from . import audio
 from .config import RealtimeSettings, StorageSettings, float_setting, int_setting
+from .documents import DocumentLimits, request_from_document
 from .errors import ConfigurationError, PodcastError, RequestValidationError
+from .http import error_body
 from .instructions import build_instructions, user_message
 from .models import NarrationRequest, RequestLimits, parse_request
 from .realtime import Narration, Narrator, Usage
@@ -32,7 +37,13 @@ TIME_BUDGET_SETTING: Final = "NARRATION_TIME_BUDGET_SECONDS"
 SEGMENT_WORDS_SETTING: Final = "NARRATION_SEGMENT_WORDS"
 CONCURRENCY_SETTING: Final = "NARRATION_CONCURRENCY"
 
+DOCUMENT_ATTEMPTS_SETTING: Final = "NARRATION_DOCUMENT_MAX_ATTEMPTS"
+DEFAULT_DOCUMENT_ATTEMPTS: Final = 2
+"""Matches host.json's ``extensions.blobs.poisonBlobThreshold``."""
+
 JSON_CONTENT_TYPES: Final = ("application/json", "text/json")
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,8 +58,6 @@ class PipelineSettings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> PipelineSettings:
-        import os
-
         env = os.environ if env is None else env
         return cls(
             time_budget_seconds=float_setting(env, TIME_BUDGET_SETTING, 200.0, 10.0, 3600.0),
@@ -69,12 +78,24 @@ class SegmentTiming:
 
 
 @dataclass(frozen=True, slots=True)
+class DocumentOutcome:
+    """What became of an uploaded document: ``narrated``, ``skipped`` (done before) or ``failed``."""
+
+    status: Literal["narrated", "skipped", "failed"]
+    base: str
+    """Output blob names without extension (``<base>.wav``, ``.json``, ``.error.json``)."""
+    result: NarrationResult | None = None
+    error: PodcastError | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class NarrationResult:
     """A stored narration, as the HTTP response and the transcript document describe it."""
 
     id: str
-    audio_url: str
-    expires_at: datetime
+    audio_url: str | None
+    """Read-only SAS link (``None`` for uploaded documents, which get no link)."""
+    expires_at: datetime | None
     container: str
     blob_name: str
     transcript_blob_name: str
@@ -90,7 +111,7 @@ class NarrationResult:
         return {
             "id": self.id,
             "audio_url": self.audio_url,
-            "expires_at": _iso(self.expires_at),
+            "expires_at": _iso(self.expires_at) if self.expires_at else None,
             "container": self.container,
             "blob_name": self.blob_name,
             "transcript_blob_name": self.transcript_blob_name,
@@ -134,21 +155,45 @@ class NarrationService:
     async def narrate(self, request: NarrationRequest) -> NarrationResult:
         """Narrate ``request``, store the WAV and its transcript document, return a read link.
 
-        Raises a :class:`~podcast.errors.PodcastError`; when it does, nothing of this
-        narration is left in Storage.
+        Blobs are named ``<yyyy>/<mm>/<dd>/<id>.wav`` and ``.json``. Raises a
+        :class:`~podcast.errors.PodcastError`; when it does, nothing of this narration is
+        left in Storage.
         """
-        narration_id = self._new_id()
         created_at = self._clock()
+        narration_id = self._new_id()
+        return await self._produce(
+            request,
+            narration_id=narration_id,
+            base=f"{created_at:%Y/%m/%d}/{narration_id}",
+            created_at=created_at,
+            link_expires_in=timedelta(minutes=request.sas_expiry_minutes),
+        )
+
+    async def _produce(
+        self,
+        request: NarrationRequest,
+        *,
+        narration_id: str,
+        base: str,
+        created_at: datetime,
+        link_expires_in: timedelta | None,
+        source: Mapping[str, Any] | None = None,
+    ) -> NarrationResult:
+        """Narrate, then store ``<base>.wav`` and then ``<base>.json`` (the completion mark).
+
+        Each upload is atomic (a blob is visible only once committed); if anything fails,
+        whatever this call wrote is removed again before the error propagates.
+        """
         started = time.monotonic()
         # Fail before paying for a narration when Storage is unreachable.
         await self.store.ensure_container()
         pcm, transcript, usage, segments = await self._narrate_audio(request)
-        base = f"{created_at:%Y/%m/%d}/{narration_id}"
         blob_name, transcript_blob_name = f"{base}.wav", f"{base}.json"
         duration = audio.duration_seconds(pcm)
-        url, expires_at = await self.store.read_url(
-            blob_name, expires_in=timedelta(minutes=request.sas_expiry_minutes)
-        )
+        url: str | None = None
+        expires_at: datetime | None = None
+        if link_expires_in is not None:
+            url, expires_at = await self.store.read_url(blob_name, expires_in=link_expires_in)
         result = NarrationResult(
             id=narration_id,
             audio_url=url,
@@ -163,6 +208,7 @@ class NarrationService:
             created_at=created_at,
             segments=segments,
         )
+        written: list[str] = []
         try:
             await self.store.upload_wav(
                 blob_name,
@@ -177,9 +223,13 @@ class NarrationService:
                     "characters": str(len(request.text)),
                 },
             )
-            await self.store.upload_json(transcript_blob_name, transcript_document(result))
+            written.append(blob_name)
+            document = transcript_document(result)
+            if source is not None:
+                document["source"] = dict(source)
+            await self.store.upload_json(transcript_blob_name, document)
         except BaseException:
-            await self._discard(blob_name, transcript_blob_name)
+            await self._discard(*written)
             raise
         log.info(
             "narration %s stored: characters=%d segments=%d audio=%.2fs elapsed=%.2fs tokens=%d",
@@ -191,6 +241,85 @@ class NarrationService:
             usage.total_tokens,
         )
         return result
+
+    async def narrate_document(
+        self,
+        source_name: str,
+        data: bytes,
+        *,
+        etag: str | None = None,
+        limits: DocumentLimits | None = None,
+        request_limits: RequestLimits | None = None,
+        max_attempts: int = DEFAULT_DOCUMENT_ATTEMPTS,
+    ) -> DocumentOutcome:
+        """Narrate an uploaded document into ``<name-without-extension>.wav`` and ``.json``.
+
+        Idempotent: when ``.json`` already records this content (SHA-256), nothing is
+        narrated. A document that can never be narrated gets ``.error.json`` and no raise.
+        A transient failure raises (the host retries) after recording the attempt in
+        ``.error.json``; the ``max_attempts``-th transient failure is recorded as final and
+        does not raise. Success removes any ``.error.json``.
+        """
+        base = (
+            str(PurePosixPath(source_name).with_suffix(""))
+            if "." in PurePosixPath(source_name).name
+            else source_name
+        )
+        error_blob = f"{base}.error.json"
+        source = {
+            "blob_name": source_name,
+            "etag": etag,
+            "sha256": hashlib.sha256(data).hexdigest(),
+            "bytes": len(data),
+        }
+        await self.store.ensure_container()
+        existing = await self.store.read_json(f"{base}.json")
+        if existing and (existing.get("source") or {}).get("sha256") == source["sha256"]:
+            log.info("document %s already narrated; skipping", _short(source_name))
+            return DocumentOutcome("skipped", base)
+        try:
+            request = request_from_document(
+                source_name,
+                data,
+                limits or DocumentLimits.from_env(),
+                request_limits or RequestLimits.from_env(),
+            )
+            result = await self._produce(
+                request,
+                narration_id=self._new_id(),
+                base=base,
+                created_at=self._clock(),
+                link_expires_in=None,
+                source=source,
+            )
+        except PodcastError as error:
+            previous = await _quietly(self.store.read_json(error_blob))
+            attempts = 1
+            if previous and (previous.get("source") or {}).get("sha256") == source["sha256"]:
+                attempts = int(previous.get("attempts", 0)) + 1
+            final = not error.transient or attempts >= max_attempts
+            record = {
+                "status": "failed" if final else "retrying",
+                "final": final,
+                "attempts": attempts,
+                "max_attempts": max_attempts if error.transient else 1,
+                "error": error_body(error)["error"],
+                "source": source,
+                "updated_at": _iso(self._clock()),
+            }
+            await _quietly(self.store.upload_json(error_blob, record))
+            log.warning(
+                "document %s failed (%s), attempt %d, %s",
+                _short(source_name),
+                error.code,
+                attempts,
+                "final" if final else "will be retried",
+            )
+            if final:
+                return DocumentOutcome("failed", base, error=error)
+            raise
+        await _quietly(self.store.delete_if_exists(error_blob))
+        return DocumentOutcome("narrated", base, result=result)
 
     async def _narrate_audio(
         self, request: NarrationRequest
@@ -242,6 +371,19 @@ class NarrationService:
         for name in blob_names:
             with contextlib.suppress(Exception):
                 await asyncio.shield(self.store.delete_if_exists(name))
+
+
+async def _quietly(awaitable: Awaitable[T]) -> T | None:
+    """Await a best-effort Storage call; a failure (already being reported) gives ``None``."""
+    try:
+        return await awaitable
+    except PodcastError:
+        return None
+
+
+def _short(name: str) -> str:
+    """A blob name shortened for logs."""
+    return name if len(name) <= 80 else f"{name[:40]}...{name[-30:]}"
 
 
 async def _all_or_first_error(coroutines: list[Any]) -> list[Narration]:
@@ -339,13 +481,29 @@ async def narrate_body(body: bytes, *, content_type: str | None = None) -> Narra
     return await get_service().narrate(request)
 
 
+async def narrate_upload(blob_name: str, data: bytes, *, etag: str | None = None) -> DocumentOutcome:
+    """What the blob trigger does with an uploaded blob (``<input container>/<name>``).
+
+    Raises only for transient failures that the host should retry (see
+    :meth:`NarrationService.narrate_document`).
+    """
+    storage = StorageSettings.from_env()
+    if storage.input_container == storage.output_container:
+        raise ConfigurationError(
+            "NARRATION_OUTPUT_CONTAINER",
+            "must differ from NARRATION_INPUT_CONTAINER (outputs would trigger again)",
+        )
+    prefix = f"{storage.input_container}/"
+    source_name = blob_name[len(prefix) :] if blob_name.startswith(prefix) else blob_name
+    max_attempts = int_setting(os.environ, DOCUMENT_ATTEMPTS_SETTING, DEFAULT_DOCUMENT_ATTEMPTS, 1, 10)
+    return await get_service().narrate_document(source_name, data, etag=etag, max_attempts=max_attempts)
+
+
 def health_report(env: Mapping[str, str] | None = None) -> tuple[bool, dict[str, Any]]:
     """Whether the app is configured, and which settings and auth modes are in use.
 
     Never contains a secret: only presence, names and modes.
     """
-    import os
-
     env = os.environ if env is None else env
     report: dict[str, Any] = {}
     healthy = True

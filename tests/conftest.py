@@ -1,0 +1,136 @@
+"""Shared fixtures: real Azurite emulators (plain and OAuth over HTTPS) and per-test names.
+
+Azurite comes from ``npm ci`` (``scripts/setup.sh``). Without it, tests that need it are
+skipped with that hint, except under CI (``CI`` set), where a missing emulator is an
+install bug and fails them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from azure.core.exceptions import ResourceNotFoundError
+from azure.storage.blob import BlobServiceClient
+
+from podcast.config import StorageSettings
+from podcast.storage import BlobClientOptions, BlobStore, reset_store
+from tests.support.azurite import (
+    AzuriteNotInstalledError,
+    AzuriteServer,
+    TlsFiles,
+    azurite_executable,
+    make_self_signed_cert,
+)
+from tests.support.credentials import FakeTokenCredential
+
+FAST_FAILING = BlobClientOptions(
+    retry_total=1, first_backoff_seconds=0.2, connection_timeout=2.0, read_timeout=20.0
+)
+"""Client options for tests: an unreachable Storage fails in about a second."""
+
+
+def _require_azurite() -> Path:
+    try:
+        return azurite_executable()
+    except AzuriteNotInstalledError as exc:
+        if os.environ.get("CI", "").strip().lower() not in ("", "0", "false"):
+            pytest.fail(f"{exc} (CI must install it)")
+        pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="session")
+def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AzuriteServer]:
+    """A session-wide Azurite (HTTP, shared key) on free loopback ports.
+
+    Yields the running :class:`AzuriteServer` (``connection_string``, ``blob_endpoint``,
+    ``queue_endpoint``, ``table_endpoint``). Tests must not stop it: use
+    ``throwaway_azurite`` for that.
+    """
+    server = AzuriteServer(tmp_path_factory.mktemp("azurite"), executable=_require_azurite())
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def throwaway_azurite(tmp_path: Path) -> Iterator[AzuriteServer]:
+    """An Azurite of this test's own, which the test may ``stop()`` and ``start()`` again
+    (same ports; in memory, so it comes back empty)."""
+    server = AzuriteServer(tmp_path / "azurite", executable=_require_azurite())
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def azurite_tls(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
+    """A self-signed certificate and key for 127.0.0.1 (trust it with ``cafile=cert_path``)."""
+    return make_self_signed_cert(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture(scope="session")
+def azurite_oauth(tmp_path_factory: pytest.TempPathFactory, azurite_tls: TlsFiles) -> Iterator[AzuriteServer]:
+    """A session-wide Azurite over HTTPS with ``--oauth basic``: Bearer tokens from
+    :class:`FakeTokenCredential` work, and so do user delegation keys.
+
+    ``server.tls.cert_path`` is the CA file clients must trust (``connection_verify=``).
+    """
+    server = AzuriteServer(
+        tmp_path_factory.mktemp("azurite-oauth"), tls=azurite_tls, oauth=True, executable=_require_azurite()
+    )
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def fake_token_credential() -> FakeTokenCredential:
+    """A fresh async credential issuing unsigned storage tokens (its own tenant and object id)."""
+    return FakeTokenCredential()
+
+
+@pytest.fixture
+def container_name() -> str:
+    """A container name no other test uses."""
+    return f"test-{uuid.uuid4().hex[:20]}"
+
+
+@pytest.fixture
+def storage_settings(azurite: AzuriteServer, container_name: str) -> Iterator[StorageSettings]:
+    """Settings for the session Azurite with this test's own output container,
+    which is deleted afterwards."""
+    yield StorageSettings(connection_string=azurite.connection_string, output_container=container_name)
+    with (
+        BlobServiceClient.from_connection_string(azurite.connection_string) as service,
+        contextlib.suppress(ResourceNotFoundError),
+    ):
+        service.delete_container(container_name)
+
+
+@pytest.fixture
+async def blob_store(storage_settings: StorageSettings) -> AsyncIterator[BlobStore]:
+    """A :class:`BlobStore` on the session Azurite (account-key SAS), closed afterwards."""
+    store = BlobStore.from_settings(storage_settings, options=FAST_FAILING)
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+@pytest.fixture(autouse=True)
+def _forget_process_store() -> Iterator[None]:
+    """No test sees the process-wide store another test (and event loop) created."""
+    reset_store()
+    yield
+    reset_store()

@@ -1,0 +1,1 @@
+"""Helpers for the test suite: real local services (Azurite) and the credentials they accept."""
