@@ -44,6 +44,8 @@ DEFAULT_DOCUMENT_ATTEMPTS: Final = 2
 JSON_CONTENT_TYPES: Final = ("application/json", "text/json")
 
 T = TypeVar("T")
+ProgressCallback = Callable[[int, int], Awaitable[None]]
+"""``on_progress(segments_done, segments_total)``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,21 +154,33 @@ class NarrationService:
         await self.narrator.close()
         await self.store.close()
 
-    async def narrate(self, request: NarrationRequest) -> NarrationResult:
+    async def narrate(
+        self,
+        request: NarrationRequest,
+        *,
+        narration_id: str | None = None,
+        on_progress: ProgressCallback | None = None,
+        time_budget_seconds: float | None = None,
+    ) -> NarrationResult:
         """Narrate ``request``, store the WAV and its transcript document, return a read link.
 
-        Blobs are named ``<yyyy>/<mm>/<dd>/<id>.wav`` and ``.json``. Raises a
+        Blobs are named ``<yyyy>/<mm>/<dd>/<id>.wav`` and ``.json`` (``narration_id``
+        defaults to a new random id). ``on_progress(done, total)`` is awaited as segments
+        finish. ``time_budget_seconds`` overrides the settings' budget (e.g. for queued
+        jobs, which are not bound by HTTP's 230 seconds). Raises a
         :class:`~podcast.errors.PodcastError`; when it does, nothing of this narration is
         left in Storage.
         """
         created_at = self._clock()
-        narration_id = self._new_id()
+        narration_id = narration_id or self._new_id()
         return await self._produce(
             request,
             narration_id=narration_id,
             base=f"{created_at:%Y/%m/%d}/{narration_id}",
             created_at=created_at,
             link_expires_in=timedelta(minutes=request.sas_expiry_minutes),
+            on_progress=on_progress,
+            time_budget_seconds=time_budget_seconds,
         )
 
     async def _produce(
@@ -178,6 +192,8 @@ class NarrationService:
         created_at: datetime,
         link_expires_in: timedelta | None,
         source: Mapping[str, Any] | None = None,
+        on_progress: ProgressCallback | None = None,
+        time_budget_seconds: float | None = None,
     ) -> NarrationResult:
         """Narrate, then store ``<base>.wav`` and then ``<base>.json`` (the completion mark).
 
@@ -187,7 +203,9 @@ class NarrationService:
         started = time.monotonic()
         # Fail before paying for a narration when Storage is unreachable.
         await self.store.ensure_container()
-        pcm, transcript, usage, segments = await self._narrate_audio(request)
+        pcm, transcript, usage, segments = await self._narrate_audio(
+            request, on_progress, time_budget_seconds or self.settings.time_budget_seconds
+        )
         blob_name, transcript_blob_name = f"{base}.wav", f"{base}.json"
         duration = audio.duration_seconds(pcm)
         url: str | None = None
@@ -322,25 +340,31 @@ class NarrationService:
         return DocumentOutcome("narrated", base, result=result)
 
     async def _narrate_audio(
-        self, request: NarrationRequest
+        self, request: NarrationRequest, on_progress: ProgressCallback | None, budget_seconds: float
     ) -> tuple[bytes, str, Usage, tuple[SegmentTiming, ...]]:
         """PCM, transcript, billed usage and segment timings for ``request``."""
         instructions = build_instructions(request)
-        deadline = time.monotonic() + self.settings.time_budget_seconds
+        deadline = time.monotonic() + budget_seconds
         if request.mode == "episode":
             segments = [Segment(0, request.text, 0.0)]
         else:
             segments = split_text(request.text, self.settings.segment_max_words)
         gate = asyncio.Semaphore(self.settings.concurrency)
+        done = 0
 
         async def narrate_segment(segment: Segment) -> Narration:
+            nonlocal done
             async with gate:
-                return await self.narrator.narrate(
+                narration = await self.narrator.narrate(
                     user_message(request, segment.text),
                     voice=request.voice,
                     instructions=instructions,
                     budget_seconds=deadline - time.monotonic(),
                 )
+            done += 1
+            if on_progress is not None:
+                await on_progress(done, len(segments))
+            return narration
 
         narrations = await _all_or_first_error([narrate_segment(s) for s in segments])
         pcm = bytearray()
