@@ -25,7 +25,8 @@ next, so no caller needs to know the concrete class:
     │   ├── ResponseIncompleteError   502  status "incomplete" (reason)
     │   ├── ResponseFailedError       502  status "failed"
     │   ├── ResponseCancelledError    502  status "cancelled"
-    │   └── EmptyAudioError           502  "completed" without any audio
+    │   ├── EmptyAudioError           502  "completed" without any audio
+    │   └── FidelityError             502  the transcript kept straying from the text
     └── StorageError                  502  Blob Storage refused an operation
         └── StorageUnavailableError   503  transient: Storage unreachable or busy
 
@@ -238,3 +239,9 @@ class StorageUnavailableError(StorageError):
     code = "storage_unavailable"
     http_status = 503
     transient = True
+
+
+class FidelityError(NarrationError):
+    """The narration kept straying from the text (word similarity below the threshold)."""
+
+    code = "fidelity_too_low"

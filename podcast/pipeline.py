@@ -25,17 +25,14 @@ from .config import RealtimeSettings, StorageSettings, float_setting, int_settin
 from .documents import DocumentLimits, request_from_document
 from .errors import ConfigurationError, PodcastError, RequestValidationError
 from .http import error_body
-from .instructions import build_instructions, user_message
+from .longform import NarrationSettings, ProgressCallback, SegmentReport, narrate_text
 from .models import NarrationRequest, RequestLimits, parse_request
-from .realtime import Narration, Narrator, Usage
-from .segments import DEFAULT_MAX_WORDS, Segment, split_text
+from .realtime import Narrator, Usage
 from .storage import BlobStore
 
 log = logging.getLogger(__name__)
 
 TIME_BUDGET_SETTING: Final = "NARRATION_TIME_BUDGET_SECONDS"
-SEGMENT_WORDS_SETTING: Final = "NARRATION_SEGMENT_WORDS"
-CONCURRENCY_SETTING: Final = "NARRATION_CONCURRENCY"
 
 DOCUMENT_ATTEMPTS_SETTING: Final = "NARRATION_DOCUMENT_MAX_ATTEMPTS"
 DEFAULT_DOCUMENT_ATTEMPTS: Final = 2
@@ -44,8 +41,6 @@ DEFAULT_DOCUMENT_ATTEMPTS: Final = 2
 JSON_CONTENT_TYPES: Final = ("application/json", "text/json")
 
 T = TypeVar("T")
-ProgressCallback = Callable[[int, int], Awaitable[None]]
-"""``on_progress(segments_done, segments_total)``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,29 +49,15 @@ class PipelineSettings:
 
     time_budget_seconds: float = 200.0
     """The whole narration, retries included, must finish within this (HTTP allows 230 s)."""
-    segment_max_words: int = DEFAULT_MAX_WORDS
-    concurrency: int = 4
-    """Segments narrated at once, each in its own Realtime session."""
+    narration: NarrationSettings = field(default_factory=NarrationSettings)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> PipelineSettings:
         env = os.environ if env is None else env
         return cls(
             time_budget_seconds=float_setting(env, TIME_BUDGET_SETTING, 200.0, 10.0, 3600.0),
-            segment_max_words=int_setting(env, SEGMENT_WORDS_SETTING, DEFAULT_MAX_WORDS, 20, 450),
-            concurrency=int_setting(env, CONCURRENCY_SETTING, 4, 1, 16),
+            narration=NarrationSettings.from_env(env),
         )
-
-
-@dataclass(frozen=True, slots=True)
-class SegmentTiming:
-    """Where one segment's speech sits in the final audio."""
-
-    index: int
-    start_seconds: float
-    end_seconds: float
-    transcript: str
-    attempts: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +87,11 @@ class NarrationResult:
     request: NarrationRequest
     usage: Usage
     created_at: datetime
-    segments: tuple[SegmentTiming, ...] = field(default=())
+    segments: tuple[SegmentReport, ...] = field(default=())
+    fidelity: float | None = None
+    """Overall word similarity of the transcript to the text (``None`` in episode mode)."""
+    min_fidelity: float | None = None
+    warnings: tuple[str, ...] = ()
 
     def to_response(self) -> dict[str, Any]:
         """The JSON body of a successful ``POST /api/narrations``."""
@@ -128,6 +113,8 @@ class NarrationResult:
             "sample_rate": audio.SAMPLE_RATE,
             "characters": len(self.request.text),
             "segments": len(self.segments) or 1,
+            "fidelity": None if self.fidelity is None else round(self.fidelity, 4),
+            "warnings": list(self.warnings),
             "usage": self.usage.to_dict(),
         }
 
@@ -201,17 +188,24 @@ class NarrationService:
         whatever this call wrote is removed again before the error propagates.
         """
         started = time.monotonic()
-        # Fail before paying for a narration when Storage is unreachable.
-        await self.store.ensure_container()
-        pcm, transcript, usage, segments = await self._narrate_audio(
-            request, on_progress, time_budget_seconds or self.settings.time_budget_seconds
-        )
         blob_name, transcript_blob_name = f"{base}.wav", f"{base}.json"
-        duration = audio.duration_seconds(pcm)
+        # Fail before paying for a narration when Storage is unreachable (or the identity
+        # may not sign links): the container check and the link come first.
+        await self.store.ensure_container()
         url: str | None = None
         expires_at: datetime | None = None
         if link_expires_in is not None:
             url, expires_at = await self.store.read_url(blob_name, expires_in=link_expires_in)
+        # Segments are staged as blocks as they finish; nothing is visible until commit().
+        writer = self.store.wav_writer(blob_name)
+        narration = await narrate_text(
+            self.narrator,
+            request,
+            writer,
+            self.settings.narration,
+            budget_seconds=time_budget_seconds or self.settings.time_budget_seconds,
+            on_progress=on_progress,
+        )
         result = NarrationResult(
             id=narration_id,
             audio_url=url,
@@ -219,25 +213,26 @@ class NarrationService:
             container=self.store.container,
             blob_name=blob_name,
             transcript_blob_name=transcript_blob_name,
-            transcript=transcript,
-            duration_seconds=duration,
+            transcript=narration.transcript,
+            duration_seconds=narration.duration_seconds,
             request=request,
-            usage=usage,
+            usage=narration.usage,
             created_at=created_at,
-            segments=segments,
+            segments=narration.segments,
+            fidelity=narration.fidelity,
+            min_fidelity=self.settings.narration.min_fidelity,
+            warnings=narration.warnings,
         )
         written: list[str] = []
         try:
-            await self.store.upload_wav(
-                blob_name,
-                audio.pcm_to_wav(pcm),
+            await writer.commit(
                 download_name=request.download_name(),
                 metadata={
                     "narration_id": narration_id,
                     "voice": request.voice,
                     "mode": request.mode,
                     "style": request.style,
-                    "duration_seconds": f"{duration:.3f}",
+                    "duration_seconds": f"{narration.duration_seconds:.3f}",
                     "characters": str(len(request.text)),
                 },
             )
@@ -253,10 +248,10 @@ class NarrationService:
             "narration %s stored: characters=%d segments=%d audio=%.2fs elapsed=%.2fs tokens=%d",
             narration_id,
             len(request.text),
-            len(segments),
-            duration,
+            len(narration.segments),
+            narration.duration_seconds,
             time.monotonic() - started,
-            usage.total_tokens,
+            narration.usage.total_tokens,
         )
         return result
 
@@ -339,57 +334,6 @@ class NarrationService:
         await _quietly(self.store.delete_if_exists(error_blob))
         return DocumentOutcome("narrated", base, result=result)
 
-    async def _narrate_audio(
-        self, request: NarrationRequest, on_progress: ProgressCallback | None, budget_seconds: float
-    ) -> tuple[bytes, str, Usage, tuple[SegmentTiming, ...]]:
-        """PCM, transcript, billed usage and segment timings for ``request``."""
-        instructions = build_instructions(request)
-        deadline = time.monotonic() + budget_seconds
-        if request.mode == "episode":
-            segments = [Segment(0, request.text, 0.0)]
-        else:
-            segments = split_text(request.text, self.settings.segment_max_words)
-        gate = asyncio.Semaphore(self.settings.concurrency)
-        done = 0
-
-        async def narrate_segment(segment: Segment) -> Narration:
-            nonlocal done
-            async with gate:
-                narration = await self.narrator.narrate(
-                    user_message(request, segment.text),
-                    voice=request.voice,
-                    instructions=instructions,
-                    budget_seconds=deadline - time.monotonic(),
-                )
-            done += 1
-            if on_progress is not None:
-                await on_progress(done, len(segments))
-            return narration
-
-        narrations = await _all_or_first_error([narrate_segment(s) for s in segments])
-        pcm = bytearray()
-        timings: list[SegmentTiming] = []
-        transcript_parts: list[str] = []
-        usage = Usage()
-        for segment, narration in zip(segments, narrations, strict=True):
-            start = audio.duration_seconds(len(pcm))
-            pcm += narration.audio
-            timings.append(
-                SegmentTiming(
-                    index=segment.index,
-                    start_seconds=start,
-                    end_seconds=audio.duration_seconds(len(pcm)),
-                    transcript=narration.transcript,
-                    attempts=narration.attempts,
-                )
-            )
-            pcm += audio.silence(segment.pause_after_seconds)
-            transcript_parts.append(narration.transcript)
-            if segment.pause_after_seconds:
-                transcript_parts.append("\n\n" if segment.pause_after_seconds >= 0.5 else " ")
-            usage += narration.billed_usage
-        return bytes(pcm), "".join(transcript_parts).strip(), usage, tuple(timings)
-
     async def _discard(self, *blob_names: str) -> None:
         """Best-effort removal of a failed narration's blobs (never masks the real error)."""
         for name in blob_names:
@@ -410,39 +354,14 @@ def _short(name: str) -> str:
     return name if len(name) <= 80 else f"{name[:40]}...{name[-30:]}"
 
 
-async def _all_or_first_error(coroutines: list[Any]) -> list[Narration]:
-    """Run ``coroutines`` concurrently; on the first failure cancel the rest and raise it."""
-    try:
-        async with asyncio.TaskGroup() as group:
-            tasks = [group.create_task(c) for c in coroutines]
-    except BaseExceptionGroup as group_error:
-        raise _first_leaf(group_error) from None
-    return [task.result() for task in tasks]
-
-
-def _first_leaf(error: BaseException) -> BaseException:
-    while isinstance(error, BaseExceptionGroup):
-        leaves: list[BaseException] = list(error.exceptions)
-        error = next((e for e in leaves if isinstance(e, PodcastError)), leaves[0])
-    return error
-
-
 def transcript_document(result: NarrationResult) -> dict[str, Any]:
     """The JSON stored beside the WAV: the response fields (without the SAS link) and timings."""
     document = result.to_response()
     document.pop("audio_url")
     document.pop("expires_at")
     document["created_at"] = _iso(result.created_at)
-    document["segments"] = [
-        {
-            "index": s.index,
-            "start_seconds": round(s.start_seconds, 3),
-            "end_seconds": round(s.end_seconds, 3),
-            "transcript": s.transcript,
-            "attempts": s.attempts,
-        }
-        for s in result.segments
-    ]
+    document["min_fidelity"] = result.min_fidelity
+    document["segments"] = [s.to_dict() for s in result.segments]
     return document
 
 
@@ -569,5 +488,8 @@ def _limits_health(limits: RequestLimits, pipeline: PipelineSettings) -> dict[st
         "max_sas_expiry_minutes": limits.max_sas_expiry_minutes,
         "default_voice": limits.default_voice,
         "time_budget_seconds": pipeline.time_budget_seconds,
-        "concurrency": pipeline.concurrency,
+        "concurrency": pipeline.narration.concurrency,
+        "segment_max_words": pipeline.narration.segment_max_words,
+        "min_fidelity": pipeline.narration.min_fidelity,
+        "fidelity_policy": pipeline.narration.fidelity_policy,
     }

@@ -62,6 +62,9 @@ log = logging.getLogger(__name__)
 MAX_OUTPUT_TOKENS_LIMIT = 4096
 """The most output tokens one Realtime response may produce (about 3.4 minutes of audio)."""
 
+CLOSE_TIMEOUT_SECONDS = 1.0
+"""How long closing a connection may wait for the server's close frame (e.g. after a cancel)."""
+
 MaxOutputTokens: TypeAlias = int | Literal["inf"]
 TokenProvider: TypeAlias = Callable[[], Awaitable[str]]
 
@@ -279,13 +282,17 @@ class Narrator:
         instructions: str = DEFAULT_READ_INSTRUCTIONS,
         max_output_tokens: MaxOutputTokens = MAX_OUTPUT_TOKENS_LIMIT,
         budget_seconds: float | None = None,
+        on_retry: Callable[[PodcastError], None] | None = None,
     ) -> Narration:
         """Narrate ``text`` and return all its audio, retrying transient failures.
 
         ``budget_seconds`` bounds the whole call, retries and waits included (each attempt
         gets what is left, up to the response timeout); no retry starts that could not
-        finish in time. Raises a :class:`~podcast.errors.NarrationError` subclass when the
-        narration cannot be done; never returns partial audio.
+        finish in time. ``on_retry(error)`` is called before each retry (e.g. to lower a
+        caller's concurrency on rate limiting). Raises a
+        :class:`~podcast.errors.NarrationError` subclass when the narration cannot be done;
+        never returns partial audio. A raised error carries ``billed_usage``: the tokens
+        of every attempt.
         """
         deadline = None if budget_seconds is None else time.monotonic() + budget_seconds
         billed = Usage()
@@ -308,7 +315,10 @@ class Narrator:
                 billed += getattr(error, "billed_usage", Usage())
                 wait = self._retry_wait(error, attempt, deadline)
                 if wait is None:
+                    error.billed_usage = billed  # type: ignore[attr-defined]
                     raise
+                if on_retry is not None:
+                    on_retry(error)
                 log.warning("realtime attempt %d failed (%s); retrying in %.2fs", attempt, error.code, wait)
                 await self._sleep(wait)
                 continue
@@ -373,7 +383,9 @@ class Narrator:
         deadline = asyncio.get_running_loop().time() + limit
         manager = self._client.realtime.connect(
             model=self.settings.deployment,
-            websocket_connection_options=cast(Any, {"open_timeout": min(self._open_timeout, limit)}),
+            websocket_connection_options=cast(
+                Any, {"open_timeout": min(self._open_timeout, limit), "close_timeout": CLOSE_TIMEOUT_SECONDS}
+            ),
         )
         try:
             async with asyncio.timeout_at(deadline):
@@ -405,7 +417,7 @@ class Narrator:
                         yield item
             finally:
                 with contextlib.suppress(Exception, asyncio.TimeoutError):
-                    async with asyncio.timeout(5):
+                    async with asyncio.timeout(CLOSE_TIMEOUT_SECONDS):
                         await connection.close()
         except TimeoutError:
             raise NarrationTimeoutError(

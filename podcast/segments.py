@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Literal
 
 DEFAULT_MAX_WORDS: Final = 300
 """About two minutes of speech at 150 words a minute: well under the output-token cap."""
 
-PARAGRAPH_PAUSE_SECONDS: Final = 0.75
-SENTENCE_PAUSE_SECONDS: Final = 0.3
+Boundary = Literal["paragraph", "sentence", "end"]
+"""What follows a segment: a paragraph break, a sentence (or clause) break, or nothing."""
 
 _PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
 _SENTENCE_END = re.compile(r"(?<=[.!?…。！？])[\"'”’)\]]*\s+")
@@ -26,11 +26,11 @@ _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af\uf900-\ufaff]")
 
 @dataclass(frozen=True, slots=True)
 class Segment:
-    """One piece of the text, and the pause that follows it in the audio."""
+    """One piece of the text, and the kind of break that follows it."""
 
     index: int
     text: str
-    pause_after_seconds: float
+    boundary: Boundary = "end"
 
 
 def size_in_words(text: str) -> int:
@@ -42,32 +42,32 @@ def size_in_words(text: str) -> int:
 def split_text(text: str, max_words: int = DEFAULT_MAX_WORDS) -> list[Segment]:
     """Split ``text`` into segments of at most ``max_words`` (a single word may exceed it).
 
-    The last segment has no pause after it.
+    The last segment's boundary is ``"end"``.
     """
     if max_words < 1:
         raise ValueError("max_words must be positive")
-    units: list[tuple[str, float]] = []  # (text, pause after)
+    units: list[tuple[str, Boundary]] = []  # (text, the break after it)
     for paragraph in _paragraphs(text):
         pieces = _split_to_fit(paragraph, max_words, (_SENTENCE_END, _CLAUSE_END))
-        units += [(piece, SENTENCE_PAUSE_SECONDS) for piece in pieces[:-1]]
-        units.append((pieces[-1], PARAGRAPH_PAUSE_SECONDS))
+        units += [(piece, "sentence") for piece in pieces[:-1]]
+        units.append((pieces[-1], "paragraph"))
 
     segments: list[Segment] = []
     text_so_far = ""
     words_so_far = 0
-    pause_before = 0.0
-    for unit, pause in units:
+    boundary_before: Boundary = "end"
+    for unit, boundary in units:
         words = size_in_words(unit)
         if text_so_far and words_so_far + words > max_words:
-            segments.append(Segment(len(segments), text_so_far, pause_before))
+            segments.append(Segment(len(segments), text_so_far, boundary_before))
             text_so_far, words_so_far = "", 0
         if text_so_far:
-            text_so_far += "\n\n" if pause_before == PARAGRAPH_PAUSE_SECONDS else " "
+            text_so_far += "\n\n" if boundary_before == "paragraph" else " "
         text_so_far += unit
         words_so_far += words
-        pause_before = pause
+        boundary_before = boundary
     if text_so_far:
-        segments.append(Segment(len(segments), text_so_far, 0.0))
+        segments.append(Segment(len(segments), text_so_far, "end"))
     return segments
 
 

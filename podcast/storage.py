@@ -43,7 +43,13 @@ from azure.core.exceptions import (
     ServiceRequestError,
     ServiceResponseError,
 )
-from azure.storage.blob import BlobSasPermissions, ContentSettings, UserDelegationKey, generate_blob_sas
+from azure.storage.blob import (
+    BlobBlock,
+    BlobSasPermissions,
+    ContentSettings,
+    UserDelegationKey,
+    generate_blob_sas,
+)
 from azure.storage.blob.aio import BlobServiceClient, ExponentialRetry
 
 from .config import StorageSettings
@@ -357,6 +363,28 @@ class BlobStore:
             except AzureError as exc:
                 raise _storage_error(exc, action) from exc
 
+    def wav_writer(self, blob_name: str) -> WavBlockWriter:
+        """A writer that builds the WAV at ``blob_name`` from PCM pieces staged as blocks."""
+        return WavBlockWriter(self, blob_name)
+
+    async def _stage_block(self, blob_name: str, block_id: str, data: bytes) -> None:
+        try:
+            await self._container_client.get_blob_client(blob_name).stage_block(
+                block_id, data, length=len(data)
+            )
+        except AzureError as exc:
+            raise _storage_error(exc, f"staging a block of {blob_name!r}") from exc
+
+    async def _commit_blocks(
+        self, blob_name: str, block_ids: list[str], settings: ContentSettings, metadata: dict[str, str]
+    ) -> None:
+        try:
+            await self._container_client.get_blob_client(blob_name).commit_block_list(
+                [BlobBlock(block_id) for block_id in block_ids], content_settings=settings, metadata=metadata
+            )
+        except AzureError as exc:
+            raise _storage_error(exc, f"committing {blob_name!r}") from exc
+
     async def read_url(self, blob_name: str, *, expires_in: timedelta) -> tuple[str, datetime]:
         """A read-only SAS URL for ``blob_name`` and the moment it stops working (UTC).
 
@@ -441,6 +469,64 @@ class BlobStore:
         await self._service.close()
         if self._owns_credential and self._credential is not None:
             await self._credential.close()
+
+
+class WavBlockWriter:
+    """Writes one WAV blob from PCM pieces, in constant memory.
+
+    Pieces are staged as uncommitted blocks as soon as they exist, in any order; a piece
+    is identified by its position (``index``). :meth:`commit` stages the 44-byte WAV
+    header last (only then are the sizes known) and commits it first, followed by the
+    pieces in index order. Until the commit nothing is visible under the blob name (an
+    existing blob there is unchanged); uncommitted blocks of an abandoned writer are
+    discarded by Storage.
+    """
+
+    def __init__(self, store: BlobStore, blob_name: str) -> None:
+        self.blob_name = blob_name
+        self._store = store
+        self._sizes: dict[int, int] = {}
+
+    @staticmethod
+    def _block_id(kind: str, index: int) -> str:
+        # Block ids of one blob must all have the same length.
+        return f"{kind}-{index:010d}"
+
+    @property
+    def pcm_bytes(self) -> int:
+        """Bytes of PCM staged so far."""
+        return sum(self._sizes.values())
+
+    async def stage(self, index: int, pcm: bytes) -> None:
+        """Stage ``pcm`` (whole PCM16 samples) as piece ``index``; replaces an earlier one."""
+        if index < 0:
+            raise ValueError("piece index must not be negative")
+        if len(pcm) % 2:
+            raise ValueError("PCM16 pieces must have an even number of bytes")
+        if not pcm:
+            self._sizes.pop(index, None)
+            return
+        await self._store.ensure_container()
+        await self._store._stage_block(self.blob_name, self._block_id("pcm", index), pcm)
+        self._sizes[index] = len(pcm)
+
+    async def commit(self, *, download_name: str, metadata: Mapping[str, str]) -> int:
+        """Make the WAV visible: header, then every staged piece in index order.
+
+        Returns the number of PCM bytes in the WAV.
+        """
+        from .audio import wav_header
+
+        total = self.pcm_bytes
+        header_id = self._block_id("hdr", 0)
+        await self._store.ensure_container()
+        await self._store._stage_block(self.blob_name, header_id, wav_header(total))
+        block_ids = [header_id] + [self._block_id("pcm", i) for i in sorted(self._sizes)]
+        settings = ContentSettings(
+            content_type=WAV_CONTENT_TYPE, content_disposition=content_disposition(download_name)
+        )
+        await self._store._commit_blocks(self.blob_name, block_ids, settings, _ascii_metadata(metadata))
+        return total
 
 
 def _error_code(exc: HttpResponseError) -> str | None:

@@ -18,6 +18,8 @@ from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.blob import BlobServiceClient
 
 from podcast.config import StorageSettings
+from podcast.emulator import RealtimeEmulator
+from podcast.pipeline import close_service
 from podcast.storage import BlobClientOptions, BlobStore, reset_store
 from tests.support.azurite import (
     AzuriteNotInstalledError,
@@ -134,3 +136,45 @@ def _forget_process_store() -> Iterator[None]:
     reset_store()
     yield
     reset_store()
+
+
+# --- The Realtime emulator and app settings --------------------------------------------------
+
+EMULATOR_KEY = "emulator-key"
+
+
+@pytest.fixture(scope="session")
+def emulator_server() -> Iterator[RealtimeEmulator]:
+    """One Realtime API emulator for the session (synthetic speech: fast and deterministic)."""
+    server = RealtimeEmulator(api_key=EMULATOR_KEY, engine="synthetic").start_in_thread()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def emulator(emulator_server: RealtimeEmulator) -> RealtimeEmulator:
+    """The session emulator with no records and no faults left from other tests."""
+    emulator_server.reset()
+    return emulator_server
+
+
+@pytest.fixture
+async def app_env(
+    monkeypatch: pytest.MonkeyPatch, emulator: RealtimeEmulator, azurite: AzuriteServer, container_name: str
+) -> AsyncIterator[dict[str, str]]:
+    """App settings pointing at the emulator and Azurite, with an output container of this
+    test's own; the process-wide service is closed afterwards."""
+    settings = {
+        "AZURE_OPENAI_AUDIO_ENDPOINT": emulator.url,
+        "AZURE_OPENAI_AUDIO_API_KEY": EMULATOR_KEY,
+        "AZURE_OPENAI_AUDIO_MAX_RETRIES": "1",
+        "AZURE_OPENAI_AUDIO_TIMEOUT_SECONDS": "5",
+        "NARRATION_STORAGE": azurite.connection_string,
+        "NARRATION_OUTPUT_CONTAINER": container_name,
+    }
+    for name, value in settings.items():
+        monkeypatch.setenv(name, value)
+    yield settings
+    await close_service()

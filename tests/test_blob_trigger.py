@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import azure.functions as func
@@ -13,41 +12,19 @@ from azure.storage.blob import BlobServiceClient
 import function_app
 from podcast import audio
 from podcast.emulator import Fault, FaultKind, RealtimeEmulator
-from podcast.pipeline import close_service
 from tests.support.azurite import AzuriteServer
 
 KEY = "emulator-key"
 INPUT = "narration-input-test"
 
 
-@pytest.fixture(scope="module")
-def emulator() -> Iterator[RealtimeEmulator]:
-    emu = RealtimeEmulator(api_key=KEY, engine="synthetic").start_in_thread()
-    try:
-        yield emu
-    finally:
-        emu.stop()
-
-
 @pytest.fixture
-async def app_env(
-    monkeypatch: pytest.MonkeyPatch, emulator: RealtimeEmulator, azurite: AzuriteServer, container_name: str
-) -> AsyncIterator[None]:
-    emulator.reset()
-    settings = {
-        "AZURE_OPENAI_AUDIO_ENDPOINT": emulator.url,
-        "AZURE_OPENAI_AUDIO_API_KEY": KEY,
-        "AZURE_OPENAI_AUDIO_MAX_RETRIES": "0",
-        "AZURE_OPENAI_AUDIO_TIMEOUT_SECONDS": "5",
-        "NARRATION_STORAGE": azurite.connection_string,
-        "NARRATION_OUTPUT_CONTAINER": container_name,
-        "NARRATION_INPUT_CONTAINER": INPUT,
-        "NARRATION_MAX_DOCUMENT_BYTES": "20000",
-    }
-    for name, value in settings.items():
-        monkeypatch.setenv(name, value)
-    yield
-    await close_service()
+def document_env(app_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The app settings, with no Realtime retries (the host retries uploads), a test input
+    container and a small document size limit."""
+    monkeypatch.setenv("AZURE_OPENAI_AUDIO_MAX_RETRIES", "0")
+    monkeypatch.setenv("NARRATION_INPUT_CONTAINER", INPUT)
+    monkeypatch.setenv("NARRATION_MAX_DOCUMENT_BYTES", "20000")
 
 
 def upload(azurite: AzuriteServer, name: str, data: bytes) -> func.blob.InputStream:
@@ -115,7 +92,7 @@ print("never narrated")
     ],
 )
 async def test_an_uploaded_document_gets_a_wav_and_a_transcript_document_beside_its_name(
-    app_env: None,
+    document_env: None,
     azurite: AzuriteServer,
     container_name: str,
     emulator: RealtimeEmulator,
@@ -140,7 +117,7 @@ async def test_an_uploaded_document_gets_a_wav_and_a_transcript_document_beside_
 
 
 async def test_markdown_code_blocks_images_tables_and_link_targets_are_not_narrated(
-    app_env: None, azurite: AzuriteServer, container_name: str, emulator: RealtimeEmulator
+    document_env: None, azurite: AzuriteServer, container_name: str, emulator: RealtimeEmulator
 ) -> None:
     await function_app.narrate_document(upload(azurite, "notes.md", MARKDOWN))
 
@@ -178,7 +155,7 @@ async def test_markdown_code_blocks_images_tables_and_link_targets_are_not_narra
     ],
 )
 async def test_a_document_that_can_never_be_narrated_gets_an_error_record_and_no_retry(
-    app_env: None,
+    document_env: None,
     azurite: AzuriteServer,
     container_name: str,
     emulator: RealtimeEmulator,
@@ -200,7 +177,7 @@ async def test_a_document_that_can_never_be_narrated_gets_an_error_record_and_no
 
 
 async def test_the_same_content_twice_is_narrated_once(
-    app_env: None, azurite: AzuriteServer, emulator: RealtimeEmulator
+    document_env: None, azurite: AzuriteServer, emulator: RealtimeEmulator
 ) -> None:
     document = upload(azurite, "once.txt", b"Only once, please.")
     await function_app.narrate_document(document)
@@ -212,7 +189,7 @@ async def test_the_same_content_twice_is_narrated_once(
 
 
 async def test_a_transient_fault_raises_for_a_retry_that_leaves_one_complete_result(
-    app_env: None, azurite: AzuriteServer, container_name: str, emulator: RealtimeEmulator
+    document_env: None, azurite: AzuriteServer, container_name: str, emulator: RealtimeEmulator
 ) -> None:
     emulator.inject(Fault(FaultKind.CLOSE_MID_STREAM))
     document = upload(azurite, "retry.txt", b"Try, try again.")
@@ -230,7 +207,7 @@ async def test_a_transient_fault_raises_for_a_retry_that_leaves_one_complete_res
 
 
 async def test_after_the_last_attempt_the_error_record_is_final_and_nothing_raises(
-    app_env: None, azurite: AzuriteServer, container_name: str, emulator: RealtimeEmulator
+    document_env: None, azurite: AzuriteServer, container_name: str, emulator: RealtimeEmulator
 ) -> None:
     emulator.inject(Fault(FaultKind.HANDSHAKE_503, times=None))
     with pytest.raises(Exception, match="unavailable"):

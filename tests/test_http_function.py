@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import azure.functions as func
@@ -21,35 +20,6 @@ from tests.support.azurite import AzuriteServer
 
 KEY = "emulator-key"
 TEXT = "Welcome to the show. Today we talk about rivers, and why they bend the way they do."
-
-
-@pytest.fixture(scope="module")
-def emulator() -> Iterator[RealtimeEmulator]:
-    emu = RealtimeEmulator(api_key=KEY, engine="synthetic").start_in_thread()
-    try:
-        yield emu
-    finally:
-        emu.stop()
-
-
-@pytest.fixture
-async def app_env(
-    monkeypatch: pytest.MonkeyPatch, emulator: RealtimeEmulator, azurite: AzuriteServer, container_name: str
-) -> AsyncIterator[dict[str, str]]:
-    """App settings pointing at the emulator and Azurite, with a container of this test's own."""
-    emulator.reset()
-    settings = {
-        "AZURE_OPENAI_AUDIO_ENDPOINT": emulator.url,
-        "AZURE_OPENAI_AUDIO_API_KEY": KEY,
-        "AZURE_OPENAI_AUDIO_MAX_RETRIES": "1",
-        "AZURE_OPENAI_AUDIO_TIMEOUT_SECONDS": "5",
-        "NARRATION_STORAGE": azurite.connection_string,
-        "NARRATION_OUTPUT_CONTAINER": container_name,
-    }
-    for name, value in settings.items():
-        monkeypatch.setenv(name, value)
-    yield settings
-    await close_service()
 
 
 def post(

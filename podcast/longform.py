@@ -1,0 +1,400 @@
+"""Narrating a text of any length: segments in parallel, checked against the source, stitched.
+
+The text is split into segments (:mod:`podcast.segments`), each narrated in its own
+Realtime session (a fresh context: earlier audio is never billed again as input), up to
+``concurrency`` at once. Each segment's transcript is compared with its source
+(:mod:`podcast.fidelity`); below the threshold the segment is narrated again with firmer
+instructions. A segment that ends ``incomplete`` for ``max_output_tokens`` is split in two
+and each half narrated. Finished segments go straight to a :class:`PieceSink` (in Blob
+Storage, a block each), faded at the edges and followed by a pause, so memory depends on
+the concurrency and the segment size, never on the length of the text.
+
+Rate limiting lowers the concurrency (halved on a 429, raised again by one after a run of
+successes) instead of failing the narration while retries remain.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import os
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Final, Literal, Protocol
+
+from . import audio
+from .config import float_setting, int_setting
+from .errors import ConfigurationError, FidelityError, PodcastError, RateLimitedError, ResponseIncompleteError
+from .fidelity import similarity
+from .instructions import build_instructions, user_message
+from .models import NarrationRequest
+from .realtime import Narration, Narrator, Usage
+from .segments import DEFAULT_MAX_WORDS, Boundary, Segment, size_in_words, split_text
+
+log = logging.getLogger(__name__)
+
+SEGMENT_WORDS_SETTING: Final = "NARRATION_SEGMENT_WORDS"
+CONCURRENCY_SETTING: Final = "NARRATION_CONCURRENCY"
+MIN_FIDELITY_SETTING: Final = "NARRATION_MIN_FIDELITY"
+FIDELITY_ATTEMPTS_SETTING: Final = "NARRATION_FIDELITY_ATTEMPTS"
+FIDELITY_POLICY_SETTING: Final = "NARRATION_FIDELITY_POLICY"
+PARAGRAPH_PAUSE_SETTING: Final = "NARRATION_PARAGRAPH_PAUSE_SECONDS"
+SENTENCE_PAUSE_SETTING: Final = "NARRATION_SENTENCE_PAUSE_SECONDS"
+
+FIRMER_RULES: Final = (
+    "IMPORTANT: an earlier attempt did NOT read the text exactly. This time read EVERY word "
+    "EXACTLY as written, in order, from the first word to the last. Do not change, add, skip "
+    "or rephrase a single word.\n\n"
+)
+MAX_SPLIT_DEPTH: Final = 3
+"""A segment cut short by the output-token cap is halved at most this many times."""
+
+ProgressCallback = Callable[[int, int], Awaitable[None]]
+"""``on_progress(segments_done, segments_total)``."""
+FidelityPolicy = Literal["fail", "warn"]
+
+
+class PieceSink(Protocol):
+    """Where finished segments go, by position (any order): e.g. a blob's staged blocks."""
+
+    async def stage(self, index: int, pcm: bytes) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class NarrationSettings:
+    """How a long narration is carried out. Every field has a setting (see the README)."""
+
+    segment_max_words: int = DEFAULT_MAX_WORDS
+    concurrency: int = 4
+    min_fidelity: float = 0.9
+    """Least word similarity (1 - word error rate) a read-mode segment must reach."""
+    fidelity_attempts: int = 3
+    """Narrations of one segment at most, to reach ``min_fidelity``."""
+    fidelity_policy: FidelityPolicy = "warn"
+    """Below the threshold after every attempt: ``fail`` the narration, or ``warn`` and keep the best."""
+    paragraph_pause_seconds: float = 0.75
+    sentence_pause_seconds: float = 0.3
+    fade_seconds: float = 0.005
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> NarrationSettings:
+        env = os.environ if env is None else env
+        policy = env.get(FIDELITY_POLICY_SETTING, "").strip().lower() or "warn"
+        if policy not in ("fail", "warn"):
+            raise ConfigurationError(FIDELITY_POLICY_SETTING, "must be 'fail' or 'warn'")
+        return cls(
+            segment_max_words=int_setting(env, SEGMENT_WORDS_SETTING, DEFAULT_MAX_WORDS, 20, 450),
+            concurrency=int_setting(env, CONCURRENCY_SETTING, 4, 1, 16),
+            min_fidelity=float_setting(env, MIN_FIDELITY_SETTING, 0.9, 0.0, 1.0),
+            fidelity_attempts=int_setting(env, FIDELITY_ATTEMPTS_SETTING, 3, 1, 10),
+            fidelity_policy="fail" if policy == "fail" else "warn",
+            paragraph_pause_seconds=float_setting(env, PARAGRAPH_PAUSE_SETTING, 0.75, 0.0, 5.0),
+            sentence_pause_seconds=float_setting(env, SENTENCE_PAUSE_SETTING, 0.3, 0.0, 5.0),
+        )
+
+    def pause_after(self, boundary: Boundary) -> float:
+        return {"paragraph": self.paragraph_pause_seconds, "sentence": self.sentence_pause_seconds}.get(
+            boundary, 0.0
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentReport:
+    """One segment of the result: where it sits in the audio and how faithful it was."""
+
+    index: int
+    start_seconds: float
+    end_seconds: float
+    transcript: str
+    similarity: float | None
+    """Word similarity to the source (``None`` in episode mode, which is not verbatim)."""
+    attempts: int
+    splits: int = 0
+    """How many times the segment was halved after hitting the output-token cap."""
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "index": self.index,
+            "start_seconds": round(self.start_seconds, 3),
+            "end_seconds": round(self.end_seconds, 3),
+            "transcript": self.transcript,
+            "similarity": None if self.similarity is None else round(self.similarity, 4),
+            "attempts": self.attempts,
+            "splits": self.splits,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class LongNarration:
+    """The outcome of :func:`narrate_text` (the audio itself went to the sink)."""
+
+    transcript: str
+    pcm_bytes: int
+    usage: Usage
+    segments: tuple[SegmentReport, ...]
+    fidelity: float | None
+    """Overall word similarity, weighted by segment length (``None`` in episode mode)."""
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def duration_seconds(self) -> float:
+        return audio.duration_seconds(self.pcm_bytes)
+
+
+@dataclass
+class _Piece:
+    """A narrated segment (or the halves of one), before it is placed in the audio."""
+
+    pcm: bytes
+    transcript: str
+    usage: Usage
+    attempts: int
+    similarity: float | None
+    splits: int = 0
+    warnings: list[str] = field(default_factory=list)
+
+
+class AdaptiveLimiter:
+    """A concurrency limit that halves on rate limiting and grows back by one per run of successes."""
+
+    def __init__(self, maximum: int, *, successes_to_grow: int = 4) -> None:
+        self.maximum = maximum
+        self.limit = maximum
+        self.lowest = maximum
+        self._active = 0
+        self._successes = 0
+        self._successes_to_grow = successes_to_grow
+        self._changed = asyncio.Condition()
+
+    async def __aenter__(self) -> None:
+        async with self._changed:
+            await self._changed.wait_for(lambda: self._active < self.limit)
+            self._active += 1
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        async with self._changed:
+            self._active -= 1
+            self._changed.notify_all()
+
+    def rate_limited(self) -> None:
+        self.limit = max(1, self.limit // 2)
+        self.lowest = min(self.lowest, self.limit)
+        self._successes = 0
+
+    async def succeeded(self) -> None:
+        self._successes += 1
+        if self._successes >= self._successes_to_grow and self.limit < self.maximum:
+            self._successes = 0
+            async with self._changed:
+                self.limit += 1
+                self._changed.notify_all()
+
+
+async def narrate_text(
+    narrator: Narrator,
+    request: NarrationRequest,
+    sink: PieceSink,
+    settings: NarrationSettings,
+    *,
+    budget_seconds: float,
+    on_progress: ProgressCallback | None = None,
+) -> LongNarration:
+    """Narrate ``request`` segment by segment into ``sink``; see the module docstring.
+
+    Piece ``i`` of the sink is segment ``i``'s audio (faded at the edges) followed by its
+    pause. Raises the first segment's :class:`~podcast.errors.PodcastError` (the others
+    are cancelled); in ``fail`` policy, :class:`~podcast.errors.FidelityError` when a
+    segment cannot reach the threshold.
+    """
+    verbatim = request.mode == "read"
+    if verbatim:
+        segments = split_text(request.text, settings.segment_max_words)
+    else:
+        segments = [Segment(0, request.text, "end")]
+    instructions = build_instructions(request)
+    deadline = time.monotonic() + budget_seconds
+    limiter = AdaptiveLimiter(settings.concurrency)
+    sizes: dict[int, tuple[int, int]] = {}  # index -> (speech bytes, pause bytes)
+    pieces: dict[int, _Piece] = {}
+    done = 0
+
+    def on_retry(error: PodcastError) -> None:
+        if isinstance(error, RateLimitedError):
+            limiter.rate_limited()
+            log.warning("rate limited: concurrency lowered to %d", limiter.limit)
+
+    async def narrate_segment(segment: Segment) -> None:
+        nonlocal done
+        async with limiter:
+            piece = await _narrate_piece(
+                narrator, request, segment.text, instructions, settings, verbatim, deadline, on_retry, 0
+            )
+        await limiter.succeeded()
+        speech = audio.fade_edges(piece.pcm, settings.fade_seconds)
+        pause = audio.silence(settings.pause_after(segment.boundary))
+        await sink.stage(segment.index, speech + pause)
+        sizes[segment.index] = (len(speech), len(pause))
+        piece.pcm = b""  # the audio is in the sink now; keep only what the report needs
+        pieces[segment.index] = piece
+        done += 1
+        if on_progress is not None:
+            await on_progress(done, len(segments))
+
+    await _all_or_first_error([narrate_segment(s) for s in segments])
+
+    reports: list[SegmentReport] = []
+    transcript_parts: list[str] = []
+    usage = Usage()
+    warnings: list[str] = []
+    position = 0
+    for segment in segments:
+        piece = pieces[segment.index]
+        speech_bytes, pause_bytes = sizes[segment.index]
+        reports.append(
+            SegmentReport(
+                index=segment.index,
+                start_seconds=audio.duration_seconds(position),
+                end_seconds=audio.duration_seconds(position + speech_bytes),
+                transcript=piece.transcript,
+                similarity=piece.similarity,
+                attempts=piece.attempts,
+                splits=piece.splits,
+            )
+        )
+        position += speech_bytes + pause_bytes
+        transcript_parts.append(piece.transcript)
+        transcript_parts.append({"paragraph": "\n\n", "sentence": " "}.get(segment.boundary, ""))
+        usage += piece.usage
+        warnings += piece.warnings
+    fidelity = None
+    if verbatim:
+        weights = [max(1, size_in_words(s.text)) for s in segments]
+        fidelity = sum(w * (r.similarity or 0.0) for w, r in zip(weights, reports, strict=True)) / sum(
+            weights
+        )
+    if limiter.lowest < limiter.maximum:
+        warnings.append(f"rate limited: concurrency was lowered to {limiter.lowest}")
+    return LongNarration(
+        transcript="".join(transcript_parts).strip(),
+        pcm_bytes=position,
+        usage=usage,
+        segments=tuple(reports),
+        fidelity=fidelity,
+        warnings=tuple(warnings),
+    )
+
+
+async def _narrate_piece(
+    narrator: Narrator,
+    request: NarrationRequest,
+    text: str,
+    instructions: str,
+    settings: NarrationSettings,
+    verbatim: bool,
+    deadline: float,
+    on_retry: Callable[[PodcastError], None],
+    depth: int,
+) -> _Piece:
+    """Narrate ``text`` until it is faithful enough (read mode), halving it when it is too long."""
+    best: tuple[Narration, float] | None = None
+    usage = Usage()
+    attempts = 0
+    for attempt in range(1, settings.fidelity_attempts + 1):
+        attempts = attempt
+        try:
+            narration = await narrator.narrate(
+                user_message(request, text),
+                voice=request.voice,
+                instructions=instructions if attempt == 1 else FIRMER_RULES + instructions,
+                budget_seconds=deadline - time.monotonic(),
+                on_retry=on_retry,
+            )
+        except ResponseIncompleteError as error:
+            usage += getattr(error, "billed_usage", Usage())
+            halves = _halves(text) if error.reason == "max_output_tokens" and depth < MAX_SPLIT_DEPTH else []
+            if len(halves) < 2:
+                raise
+            log.info("segment hit the output token cap; narrating it in two halves")
+            parts = [
+                await _narrate_piece(
+                    narrator, request, half, instructions, settings, verbatim, deadline, on_retry, depth + 1
+                )
+                for half in halves
+            ]
+            return _joined(parts, usage, attempts, settings)
+        usage += narration.billed_usage
+        score = similarity(text, narration.transcript) if verbatim else 1.0
+        if best is None or score > best[1]:
+            best = (narration, score)
+        if score >= settings.min_fidelity:
+            break
+        log.warning("segment similarity %.3f below %.3f (attempt %d)", score, settings.min_fidelity, attempt)
+    assert best is not None
+    narration, score = best
+    warnings: list[str] = []
+    if score < settings.min_fidelity:
+        message = (
+            f"a segment read with word similarity {score:.2f} after {attempts} attempts; "
+            f"the threshold is {settings.min_fidelity:.2f}"
+        )
+        if settings.fidelity_policy == "fail":
+            raise FidelityError(message)
+        warnings.append(message)
+    return _Piece(
+        pcm=narration.audio,
+        transcript=narration.transcript,
+        usage=usage,
+        attempts=attempts,
+        similarity=score if verbatim else None,
+        warnings=warnings,
+    )
+
+
+def _halves(text: str) -> list[str]:
+    """``text`` in two parts at the most natural boundary near its middle (or ``[text]``)."""
+    words = size_in_words(text)
+    if words < 2:
+        return [text]
+    pieces = split_text(text, max(1, math.ceil(words / 2)))
+    if len(pieces) < 2:
+        return [text]
+    first: list[str] = []
+    second: list[str] = []
+    size = 0
+    for piece in pieces:
+        (first if size < words / 2 else second).append(piece.text)
+        size += size_in_words(piece.text)
+    return [" ".join(first), " ".join(second)] if second else [text]
+
+
+def _joined(parts: list[_Piece], usage: Usage, attempts: int, settings: NarrationSettings) -> _Piece:
+    gap = audio.silence(settings.sentence_pause_seconds)
+    scored = [p.similarity for p in parts if p.similarity is not None]
+    return _Piece(
+        pcm=gap.join(audio.fade_edges(p.pcm, settings.fade_seconds) for p in parts),
+        transcript=" ".join(p.transcript for p in parts),
+        usage=sum((p.usage for p in parts), usage),
+        attempts=attempts + sum(p.attempts for p in parts),
+        similarity=min(scored) if scored else None,
+        splits=1 + sum(p.splits for p in parts),
+        warnings=[w for p in parts for w in p.warnings],
+    )
+
+
+async def _all_or_first_error(coroutines: list[Awaitable[None]]) -> None:
+    """Run ``coroutines`` concurrently; on the first failure cancel the rest and raise it."""
+    try:
+        async with asyncio.TaskGroup() as group:
+            for coroutine in coroutines:
+                group.create_task(coroutine)  # type: ignore[arg-type]
+    except BaseExceptionGroup as group_error:
+        raise _first_leaf(group_error) from None
+
+
+def _first_leaf(error: BaseException) -> BaseException:
+    while isinstance(error, BaseExceptionGroup):
+        leaves: list[BaseException] = list(error.exceptions)
+        error = next((e for e in leaves if isinstance(e, PodcastError)), leaves[0])
+    return error

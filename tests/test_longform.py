@@ -1,0 +1,241 @@
+"""Long-form narration: parallel segments, the verbatim guard, splitting, stitching, block uploads."""
+
+from __future__ import annotations
+
+import array
+import asyncio
+import json
+from typing import Any
+
+import azure.functions as func
+import pytest
+from azure.storage.blob import BlobServiceClient
+
+import function_app
+from podcast import audio
+from podcast.emulator import Fault, FaultKind, RealtimeEmulator
+from podcast.fidelity import similarity, words
+from podcast.longform import AdaptiveLimiter
+from podcast.segments import size_in_words, split_text
+from tests.support.azurite import AzuriteServer
+
+PARAGRAPHS = [
+    " ".join(
+        f"In chapter {c} the traveller crosses river number {s} before the evening bell." for s in range(5)
+    )
+    for c in ("one", "two", "three", "four")
+]
+TEXT = "\n\n".join(PARAGRAPHS)
+
+
+async def narrate(body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    request = func.HttpRequest(
+        method="POST",
+        url="/api/narrations",
+        body=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+        params={},
+        route_params={},
+    )
+    response = await function_app.create_narration(request)
+    return response.status_code, json.loads(response.get_body())
+
+
+def stored(azurite: AzuriteServer, container: str, name: str) -> bytes:
+    with BlobServiceClient.from_connection_string(azurite.connection_string) as service:
+        return service.get_blob_client(container, name).download_blob().readall()
+
+
+def blob_names(azurite: AzuriteServer, container: str) -> list[str]:
+    with BlobServiceClient.from_connection_string(azurite.connection_string) as service:
+        client = service.get_container_client(container)
+        return [b.name for b in client.list_blobs()] if client.exists() else []
+
+
+@pytest.fixture
+def long_form_env(app_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NARRATION_SEGMENT_WORDS", "80")
+    monkeypatch.setenv("AZURE_OPENAI_AUDIO_MAX_RETRIES", "2")
+
+
+async def test_each_segment_is_its_own_session_and_the_wav_is_speech_plus_pauses(
+    long_form_env: None, emulator: RealtimeEmulator, azurite: AzuriteServer, container_name: str
+) -> None:
+    status, body = await narrate({"text": TEXT})
+
+    assert status == 200, body
+    responses = [r for s in emulator.sessions for r in s.responses]
+    assert len(emulator.sessions) == len(responses) == body["segments"] == 4
+    assert all(len(s.responses) == 1 for s in emulator.sessions), "no conversation is reused"
+    document = json.loads(stored(azurite, container_name, body["transcript_blob_name"]))
+    spoken = sum(r.audio_seconds for r in responses)
+    pauses = 3 * 0.75  # paragraph breaks between the four segments
+    assert body["duration_seconds"] == pytest.approx(spoken + pauses, abs=0.01)
+    info = audio.wav_info(stored(azurite, container_name, body["blob_name"]))
+    assert info.duration_seconds == pytest.approx(body["duration_seconds"], abs=0.001)
+    assert words(body["transcript"]) == words(TEXT)
+    assert body["fidelity"] == 1.0
+    starts = [s["start_seconds"] for s in document["segments"]]
+    ends = [s["end_seconds"] for s in document["segments"]]
+    assert starts[0] == 0.0
+    assert all(e > s for s, e in zip(starts, ends, strict=True))
+    assert all(
+        next_start == pytest.approx(end + 0.75, abs=0.001)
+        for end, next_start in zip(ends, starts[1:], strict=False)
+    )
+    assert ends[-1] == pytest.approx(body["duration_seconds"], abs=0.001)
+
+
+async def test_the_seams_start_and_end_at_silence(
+    long_form_env: None, azurite: AzuriteServer, container_name: str
+) -> None:
+    status, body = await narrate({"text": TEXT})
+    assert status == 200
+    pcm, _ = audio.wav_to_pcm(stored(azurite, container_name, body["blob_name"]))
+    samples = array.array("h", pcm)
+    document = json.loads(stored(azurite, container_name, body["transcript_blob_name"]))
+    for segment in document["segments"]:
+        first = round(segment["start_seconds"] * 24_000)
+        last = round(segment["end_seconds"] * 24_000) - 1
+        assert samples[first] == 0
+        assert abs(samples[last]) <= 1
+        # The fade keeps the first few samples small: no jump from the pause before.
+        assert max(abs(x) for x in samples[first : first + 24]) < 2_000
+
+
+async def test_a_paraphrased_segment_is_narrated_again_and_the_report_shows_it(
+    long_form_env: None, emulator: RealtimeEmulator
+) -> None:
+    emulator.inject(Fault(FaultKind.PARAPHRASE, match="chapter three"))
+
+    status, body = await narrate({"text": TEXT})
+
+    assert status == 200, body
+    assert words(body["transcript"]) == words(TEXT)
+    assert body["fidelity"] == 1.0
+    assert len(emulator.sessions) == 5, "four segments and one repeat"
+    paraphrased = [r for s in emulator.sessions for r in s.responses if r.fault == "paraphrase"]
+    assert len(paraphrased) == 1
+    assert similarity(PARAGRAPHS[2], paraphrased[0].transcript) < 0.9
+
+
+async def test_the_segment_report_records_attempts_and_similarity(
+    long_form_env: None, emulator: RealtimeEmulator, azurite: AzuriteServer, container_name: str
+) -> None:
+    emulator.inject(Fault(FaultKind.PARAPHRASE, match="chapter two"))
+    status, body = await narrate({"text": TEXT})
+    assert status == 200
+    segments = json.loads(stored(azurite, container_name, body["transcript_blob_name"]))["segments"]
+    assert [s["attempts"] for s in segments] == [1, 2, 1, 1]
+    assert all(s["similarity"] == 1.0 for s in segments)
+
+
+async def test_a_segment_cut_off_by_the_token_cap_is_split_and_narrated_in_halves(
+    long_form_env: None, emulator: RealtimeEmulator, azurite: AzuriteServer, container_name: str
+) -> None:
+    emulator.inject(Fault(FaultKind.MAX_OUTPUT_TOKENS, match="chapter four"))
+
+    status, body = await narrate({"text": TEXT})
+
+    assert status == 200, body
+    assert words(body["transcript"]) == words(TEXT)
+    segments = json.loads(stored(azurite, container_name, body["transcript_blob_name"]))["segments"]
+    assert [s["splits"] for s in segments] == [0, 0, 0, 1]
+    assert len(emulator.sessions) == 4 + 1 + 1, "the cut segment, then its two halves"
+
+
+async def test_a_segment_that_never_reads_faithfully_fails_under_the_fail_policy(
+    long_form_env: None,
+    emulator: RealtimeEmulator,
+    azurite: AzuriteServer,
+    container_name: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("NARRATION_FIDELITY_POLICY", "fail")
+    emulator.inject(Fault(FaultKind.PARAPHRASE, times=None, match="chapter one"))
+
+    status, body = await narrate({"text": TEXT})
+
+    assert status == 502
+    assert body["error"]["code"] == "fidelity_too_low"
+    assert blob_names(azurite, container_name) == [], "nothing is visible for a failed narration"
+
+
+async def test_a_segment_that_never_reads_faithfully_is_kept_with_a_warning_under_the_warn_policy(
+    long_form_env: None, emulator: RealtimeEmulator
+) -> None:
+    emulator.inject(Fault(FaultKind.PARAPHRASE, times=None, match="chapter one"))
+
+    status, body = await narrate({"text": TEXT})
+
+    assert status == 200
+    assert body["fidelity"] < 0.95
+    assert any("similarity" in warning for warning in body["warnings"])
+
+
+async def test_rate_limiting_lowers_the_concurrency_instead_of_failing(
+    long_form_env: None, emulator: RealtimeEmulator
+) -> None:
+    emulator.inject(Fault(FaultKind.HANDSHAKE_429, times=2, retry_after=0))
+
+    status, body = await narrate({"text": TEXT})
+
+    assert status == 200, body
+    assert any("concurrency was lowered" in warning for warning in body["warnings"])
+
+
+async def test_a_failed_segment_leaves_nothing_visible(
+    long_form_env: None, emulator: RealtimeEmulator, azurite: AzuriteServer, container_name: str
+) -> None:
+    emulator.inject(Fault(FaultKind.CONTENT_FILTER, times=None, match="chapter four"))
+
+    status, body = await narrate({"text": TEXT})
+
+    assert status == 502
+    assert body["error"]["code"] == "content_filtered"
+    assert blob_names(azurite, container_name) == []
+
+
+# --- Segmentation ------------------------------------------------------------------------------
+
+
+def test_segments_break_at_paragraphs_then_sentences_and_never_inside_a_word() -> None:
+    text = "# A heading\n\n" + TEXT + "\n\n" + "One very long sentence, " * 80 + "ends here."
+    segments = split_text(text, 60)
+
+    assert [w for s in segments for w in s.text.split()] == text.split(), "every word, in order, once"
+    assert all(size_in_words(s.text) <= 60 for s in segments)
+    assert segments[0].text.startswith("# A heading\n\nIn chapter one"), "a heading stays with what follows"
+    assert segments[-1].boundary == "end"
+    assert split_text(text, 60) == segments, "deterministic"
+
+
+def test_the_fidelity_measure_is_one_minus_the_word_error_rate() -> None:
+    assert similarity("The cat sat on the mat.", "the cat sat on the mat") == 1.0
+    assert similarity("The cat sat on the mat.", "The dog sat on the mat.") == pytest.approx(5 / 6)
+    assert similarity("The cat sat on the mat.", "The cat sat.") == pytest.approx(0.5)
+    assert similarity("one two", "completely different words here and more") == 0.0
+    assert similarity("It’s here", "it's here") == 1.0
+
+
+async def test_the_adaptive_limiter_halves_on_rate_limiting_and_grows_back() -> None:
+    limiter = AdaptiveLimiter(8, successes_to_grow=2)
+    limiter.rate_limited()
+    limiter.rate_limited()
+    assert limiter.limit == 2
+    active = 0
+    peak = 0
+
+    async def work() -> None:
+        nonlocal active, peak
+        async with limiter:
+            active += 1
+            peak = max(peak, active)
+            await asyncio.sleep(0.01)
+            active -= 1
+        await limiter.succeeded()
+
+    await asyncio.gather(*(work() for _ in range(10)))
+    assert peak <= 7
+    assert limiter.limit > 2
+    assert limiter.lowest == 2
