@@ -28,7 +28,7 @@ from .http import error_body
 from .longform import NarrationSettings, ProgressCallback, SegmentReport, narrate_text
 from .models import NarrationRequest, RequestLimits, parse_request
 from .realtime import Narrator, Usage
-from .storage import BlobStore
+from .storage import BlobStore, close_store, get_store
 
 log = logging.getLogger(__name__)
 
@@ -386,7 +386,7 @@ def get_service() -> NarrationService:
         realtime = RealtimeSettings.from_env()
         storage = StorageSettings.from_env()
         pipeline = PipelineSettings.from_env()
-        _service = NarrationService(Narrator(realtime), BlobStore.from_settings(storage), pipeline)
+        _service = NarrationService(Narrator(realtime), get_store(storage), pipeline)
         _service_loop = loop
     return _service
 
@@ -397,7 +397,8 @@ async def close_service() -> None:
     service, loop = _service, _service_loop
     _service = _service_loop = None
     if service is not None and loop is asyncio.get_running_loop():
-        await service.close()
+        await service.narrator.close()
+    await close_store()
 
 
 def check_content_type(content_type: str | None) -> None:

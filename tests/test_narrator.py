@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -30,20 +30,6 @@ from podcast.realtime import Narrator
 
 TEXT = "The quick brown fox jumps over the lazy dog. Then it runs into the quiet forest and sleeps."
 KEY = "emulator-key"
-
-
-@pytest.fixture(scope="module")
-def emulator() -> Iterator[RealtimeEmulator]:
-    emu = RealtimeEmulator(api_key=KEY, engine="synthetic").start_in_thread()
-    try:
-        yield emu
-    finally:
-        emu.stop()
-
-
-@pytest.fixture(autouse=True)
-def _clean_emulator(emulator: RealtimeEmulator) -> None:
-    emulator.reset()
 
 
 def settings_for(emulator: RealtimeEmulator, **overrides: object) -> RealtimeSettings:
