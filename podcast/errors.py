@@ -13,7 +13,8 @@ next, so no caller needs to know the concrete class:
     PodcastError
     ├── ConfigurationError            503  a setting is missing or malformed
     ├── RequestValidationError        400  a request field is invalid (names the field)
-    │   └── TextTooLongError          413
+    │   ├── TextTooLongError          413
+    │   └── IdempotencyKeyReusedError 422  an Idempotency-Key reused with another request
     ├── NarrationError                502  Azure OpenAI refused or failed the narration
     │   ├── AuthenticationError       502  401/403 at the handshake
     │   ├── DeploymentNotFoundError   502  404 at the handshake
@@ -27,8 +28,10 @@ next, so no caller needs to know the concrete class:
     │   ├── ResponseCancelledError    502  status "cancelled"
     │   ├── EmptyAudioError           502  "completed" without any audio
     │   └── FidelityError             502  the transcript kept straying from the text
-    └── StorageError                  502  Blob Storage refused an operation
-        └── StorageUnavailableError   503  transient: Storage unreachable or busy
+    ├── StorageError                  502  Blob Storage refused an operation
+    │   └── StorageUnavailableError   503  transient: Storage unreachable or busy
+    ├── JobNotFoundError              404  no narration job with this id
+    └── JobStalledError               503  a queued narration's worker stopped reporting
 
 Messages never contain secrets (keys, tokens, SAS signatures) or the user's text.
 """
@@ -245,3 +248,46 @@ class FidelityError(NarrationError):
     """The narration kept straying from the text (word similarity below the threshold)."""
 
     code = "fidelity_too_low"
+
+
+# --- Asynchronous narration jobs (podcast.jobs) ------------------------------------------
+
+
+class JobNotFoundError(PodcastError):
+    """No narration job has this id (or the id is not a well-formed job id): 404."""
+
+    code = "job_not_found"
+    http_status = 404
+
+    def __init__(self) -> None:
+        super().__init__("there is no narration job with this id")
+
+
+class IdempotencyKeyReusedError(RequestValidationError):
+    """An ``Idempotency-Key`` already names a job made from a different request: 422."""
+
+    code = "idempotency_key_reused"
+    http_status = 422
+
+    def __init__(self) -> None:
+        super().__init__(
+            "this Idempotency-Key was already used with a different request; send a new key "
+            "for a new request, or repeat the original request unchanged",
+            field="Idempotency-Key",
+        )
+
+
+class JobStalledError(PodcastError):
+    """A queued narration's worker stopped reporting (died or was stopped): the job failed, 503.
+
+    Not transient for the job (polling again gives the same answer); the caller may submit
+    the request again, which starts a new job.
+    """
+
+    code = "job_stalled"
+    http_status = 503
+
+    def __init__(
+        self, message: str = "the narration job stopped making progress; submit the request again"
+    ) -> None:
+        super().__init__(message)

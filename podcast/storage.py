@@ -616,3 +616,16 @@ def reset_store() -> None:
     """Forget the process-wide store without closing it (for tests between event loops)."""
     global _store, _store_loop
     _store = _store_loop = None
+
+
+# --- Public hook: the same error mapping for other Storage clients ----------------------------
+
+
+def map_storage_error(exc: AzureError, action: str) -> StorageError:
+    """Map an Azure SDK error from any Storage client (blob or queue) raised while doing
+    ``action`` to :class:`StorageUnavailableError` (transient) or :class:`StorageError`.
+
+    For clients other than :class:`BlobStore` (e.g. :mod:`podcast.jobs`' job records and
+    queue), so every Storage failure reaches callers in the same shape.
+    """
+    return _storage_error(exc, action)

@@ -16,9 +16,11 @@ from pathlib import Path
 import pytest
 from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.blob import BlobServiceClient
+from azure.storage.queue import QueueClient
 
 from podcast.config import StorageSettings
 from podcast.emulator import RealtimeEmulator
+from podcast.jobs import close_jobs
 from podcast.pipeline import close_service
 from podcast.storage import BlobClientOptions, BlobStore, reset_store
 from tests.support.azurite import (
@@ -178,3 +180,29 @@ async def app_env(
         monkeypatch.setenv(name, value)
     yield settings
     await close_service()
+    await close_jobs()
+
+
+# --- Asynchronous narration jobs ----------------------------------------------------------------
+
+
+@pytest.fixture
+async def jobs_env(
+    app_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, azurite: AzuriteServer, container_name: str
+) -> AsyncIterator[dict[str, str]]:
+    """``app_env`` plus a job queue of this test's own; the queue and the jobs container
+    (``<output container>-jobs``) are deleted afterwards."""
+    queue = f"jobs-{uuid.uuid4().hex[:16]}"
+    monkeypatch.setenv("NARRATION_QUEUE", queue)
+    yield {**app_env, "NARRATION_QUEUE": queue, "jobs_container": f"{container_name}-jobs"}
+    await close_jobs()
+    with (
+        QueueClient.from_connection_string(azurite.connection_string, queue) as client,
+        contextlib.suppress(ResourceNotFoundError),
+    ):
+        client.delete_queue()
+    with (
+        BlobServiceClient.from_connection_string(azurite.connection_string) as service,
+        contextlib.suppress(ResourceNotFoundError),
+    ):
+        service.delete_container(f"{container_name}-jobs")

@@ -1,0 +1,561 @@
+"""Asynchronous narration jobs, called as Functions calls them: ``POST /api/narrations`` with
+``Prefer: respond-async`` (or a long text), the queue-triggered worker fed with the real
+message from Azurite's queue, and ``GET /api/narrations/{id}`` polled at the ``Location``,
+against the Realtime emulator and a real Azurite."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+import azure.functions as func
+import pytest
+from azure.core.exceptions import ResourceNotFoundError
+from azure.functions.queue import QueueMessage
+from azure.storage.queue import QueueClient
+
+import function_app
+from podcast import audio
+from podcast.emulator import Fault, FaultKind, RealtimeEmulator
+from podcast.errors import PodcastError
+from podcast.jobs import (
+    SubmitOptions,
+    estimate_audio_seconds,
+    job_id_from_message,
+    retry_after_seconds,
+)
+from podcast.models import RequestLimits, parse_request
+from tests.support.azurite import AzuriteServer
+from tests.test_http_function import blobs_in, http
+
+TEXT = "Welcome to the show. Today we talk about rivers, and why they bend the way they do."
+FUNCTION_KEY = "secret-function-key"
+COLLECTION_URL = "https://podcast.example.net/api/narrations"
+ASYNC = {"Prefer": "respond-async"}
+
+
+# --- Fixtures and helpers ----------------------------------------------------------------------
+
+
+def post_request(
+    body: dict[str, Any] | bytes,
+    headers: dict[str, str] | None = None,
+    *,
+    url: str = f"{COLLECTION_URL}?code={FUNCTION_KEY}",
+) -> func.HttpRequest:
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    params = dict(parse_qsl(urlsplit(url).query))
+    return func.HttpRequest(
+        method="POST",
+        url=url,
+        body=raw,
+        headers={"Content-Type": "application/json", **(headers or {})},
+        params=params,
+        route_params={},
+    )
+
+
+async def post(
+    body: dict[str, Any] | bytes, headers: dict[str, str] | None = None, **kwargs: Any
+) -> tuple[int, dict[str, Any], func.HttpResponse]:
+    response = await function_app.create_narration(post_request(body, headers, **kwargs))
+    return response.status_code, json.loads(response.get_body()), response
+
+
+async def poll(location: str) -> tuple[int, dict[str, Any], func.HttpResponse]:
+    """GET the ``Location`` as the Functions host would route it."""
+    parts = urlsplit(location)
+    request = func.HttpRequest(
+        method="GET",
+        url=location,
+        body=b"",
+        headers={},
+        params=dict(parse_qsl(parts.query)),
+        route_params={"id": parts.path.rsplit("/", 1)[-1]},
+    )
+    response = await function_app.get_narration(request)
+    return response.status_code, json.loads(response.get_body()), response
+
+
+def queue_client(azurite: AzuriteServer, env: dict[str, str]) -> QueueClient:
+    """A plain client: it reads message text exactly as stored (no decoding)."""
+    return QueueClient.from_connection_string(azurite.connection_string, env["NARRATION_QUEUE"])
+
+
+def pending_messages(azurite: AzuriteServer, env: dict[str, str]) -> list[str]:
+    """The job ids waiting in the queue (peeked: they stay there)."""
+    with queue_client(azurite, env) as client:
+        try:
+            peeked = client.peek_messages(max_messages=32)
+        except ResourceNotFoundError:
+            return []
+        return [base64.b64decode(m.content).decode("ascii") for m in peeked]
+
+
+async def deliver(azurite: AzuriteServer, env: dict[str, str]) -> None:
+    """Do what the Functions host does with the next message: receive it (its dequeue count
+    goes up), decode the base64 text, call the trigger, delete the message if the call
+    returns and make it visible again at once if it raises (host.json's default)."""
+    with queue_client(azurite, env) as client:
+        message = client.receive_message(visibility_timeout=60)
+        assert message is not None, "a message should be waiting in the queue"
+        job_id = base64.b64decode(message.content, validate=True).decode("ascii")
+        trigger_message = QueueMessage(  # type: ignore[no-untyped-call]
+            id=message.id, body=job_id.encode(), dequeue_count=message.dequeue_count
+        )
+        try:
+            await function_app.narration_worker(trigger_message)
+        except BaseException:
+            client.update_message(message, pop_receipt=message.pop_receipt, visibility_timeout=0)
+            raise
+        client.delete_message(message)
+
+
+def jobs_blobs(azurite: AzuriteServer, env: dict[str, str]) -> list[str]:
+    return blobs_in(azurite, env["jobs_container"])
+
+
+async def wait_for(condition: Any, timeout: float = 10.0) -> dict[str, Any]:
+    """Poll until ``await condition()`` returns a body; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = await condition()
+        if found is not None:
+            return dict(found)
+        await asyncio.sleep(0.05)
+    raise AssertionError("the condition never held")
+
+
+# --- The asynchronous pattern, end to end -------------------------------------------------------
+
+
+async def test_prefer_respond_async_gets_202_with_a_location_that_answers_200_once_the_worker_ran(
+    jobs_env: dict[str, str], azurite: AzuriteServer, container_name: str, emulator: RealtimeEmulator
+) -> None:
+    status, body, response = await post({"text": TEXT, "voice": "coral", "title": "River Talk"}, ASYNC)
+
+    assert status == 202, body
+    job_id = body["id"]
+    assert body["status"] == "queued"
+    assert body["progress"] == {"segments_done": 0, "segments_total": None}
+    location = response.headers["Location"]
+    assert location == f"{COLLECTION_URL}/{job_id}?code={FUNCTION_KEY}", "absolute, and the key still works"
+    assert int(response.headers["Retry-After"]) >= 1
+    assert emulator.handshakes == 0, "nothing is narrated before the worker runs"
+    assert blobs_in(azurite, container_name) == [], "the output container holds only finished audio"
+    assert pending_messages(azurite, jobs_env) == [job_id]
+    with queue_client(azurite, jobs_env) as client:
+        (raw,) = client.peek_messages()
+    assert raw.content == base64.b64encode(job_id.encode()).decode(), "base64 text, the trigger's default"
+
+    status, body, response = await poll(location)
+    assert (status, body["status"]) == (202, "queued")
+    assert response.headers["Location"] == location
+    assert "Retry-After" in response.headers
+
+    await deliver(azurite, jobs_env)
+
+    status, body, response = await poll(location)
+    assert status == 200, body
+    assert body["id"] == job_id
+    assert body["transcript"] == TEXT
+    assert (body["voice"], body["title"], body["format"]) == ("coral", "River Talk", "wav")
+    assert "Location" not in response.headers
+    code, wav, headers = http("GET", body["audio_url"])
+    assert code == 200
+    assert headers["content-type"] == "audio/wav"
+    info = audio.wav_info(wav)
+    assert (info.sample_rate, info.channels) == (24_000, 1)
+    assert info.duration_seconds == pytest.approx(body["duration_seconds"], abs=0.001)
+    assert blobs_in(azurite, container_name) == sorted([body["blob_name"], body["transcript_blob_name"]])
+    assert f"jobs/{job_id}.request.json" not in jobs_blobs(azurite, jobs_env), "the text is not kept"
+    assert pending_messages(azurite, jobs_env) == []
+
+
+async def test_a_text_too_long_for_the_synchronous_budget_is_accepted_as_a_job_without_asking(
+    jobs_env: dict[str, str], azurite: AzuriteServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NARRATION_SYNC_MAX_AUDIO_SECONDS", "10")
+    short = "Five words, read at once."  # 2 s of audio
+    long = " ".join(["Rivers bend because water is lazy."] * 5)  # 30 words: 12 s
+
+    short_status, _, _ = await post({"text": short})
+    long_status, body, response = await post({"text": long})
+
+    assert short_status == 200
+    assert long_status == 202
+    assert body["estimated_audio_seconds"] == 12.0
+    assert response.headers["Location"].endswith(f"/api/narrations/{body['id']}?code={FUNCTION_KEY}")
+    assert pending_messages(azurite, jobs_env) == [body["id"]]
+
+
+async def test_retry_after_follows_the_expected_audio_length(jobs_env: dict[str, str]) -> None:
+    _, _, short = await post({"text": TEXT}, ASYNC)
+    _, _, long = await post({"text": "word " * 1000}, ASYNC)
+
+    assert int(short.headers["Retry-After"]) < int(long.headers["Retry-After"]) <= 60
+
+
+async def test_a_key_sent_as_a_header_stays_out_of_the_location(jobs_env: dict[str, str]) -> None:
+    _, body, response = await post(
+        {"text": TEXT}, {**ASYNC, "x-functions-key": FUNCTION_KEY}, url=COLLECTION_URL
+    )
+
+    assert response.headers["Location"] == f"{COLLECTION_URL}/{body['id']}"
+    assert FUNCTION_KEY not in json.dumps(body)
+
+
+async def test_a_relative_request_url_gets_an_absolute_location_from_the_host_header(
+    jobs_env: dict[str, str],
+) -> None:
+    _, body, response = await post(
+        {"text": TEXT}, {**ASYNC, "Host": "myapp.azurewebsites.net"}, url="/api/narrations"
+    )
+
+    assert response.headers["Location"] == f"https://myapp.azurewebsites.net/api/narrations/{body['id']}"
+
+
+BAD_ASYNC_REQUESTS: list[tuple[str, dict[str, Any] | bytes, dict[str, str], int, str | None]] = [
+    ("malformed json", b'{"text": "hi"', {}, 400, None),
+    ("unknown field", {"text": "hi", "voise": "marin"}, {}, 400, "voise"),
+    ("tts-only voice", {"text": "hi", "voice": "nova"}, {}, 400, "voice"),
+    ("oversized text", {"text": "word " * 5000}, {}, 413, "text"),
+    ("empty idempotency key", {"text": "hi"}, {"Idempotency-Key": "  "}, 400, "Idempotency-Key"),
+    ("control character in key", {"text": "hi"}, {"Idempotency-Key": "a\u0001b"}, 400, "Idempotency-Key"),
+]
+
+
+@pytest.mark.parametrize(
+    ("body", "headers", "status", "field"),
+    [case[1:] for case in BAD_ASYNC_REQUESTS],
+    ids=[case[0] for case in BAD_ASYNC_REQUESTS],
+)
+async def test_a_bad_asynchronous_request_is_refused_at_once_and_nothing_is_stored_or_queued(
+    jobs_env: dict[str, str],
+    azurite: AzuriteServer,
+    container_name: str,
+    emulator: RealtimeEmulator,
+    body: dict[str, Any] | bytes,
+    headers: dict[str, str],
+    status: int,
+    field: str | None,
+) -> None:
+    got_status, got, response = await post(body, {**ASYNC, **headers})
+
+    assert got_status == status, got
+    assert "Location" not in response.headers
+    if field is not None:
+        assert got["error"]["field"] == field
+    assert emulator.handshakes == 0
+    assert blobs_in(azurite, container_name) == []
+    assert jobs_blobs(azurite, jobs_env) == []
+    assert pending_messages(azurite, jobs_env) == []
+
+
+# --- Progress, heartbeats and failures --------------------------------------------------------
+
+
+async def test_a_running_job_reports_segment_progress_and_its_heartbeat_keeps_it_alive(
+    jobs_env: dict[str, str],
+    azurite: AzuriteServer,
+    emulator: RealtimeEmulator,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("NARRATION_SEGMENT_WORDS", "20")
+    monkeypatch.setenv("NARRATION_JOB_STALE_SECONDS", "1")  # heartbeat every 0.25 s
+    monkeypatch.setenv("AZURE_OPENAI_AUDIO_TIMEOUT_SECONDS", "2")
+    paragraphs = [
+        "The first paragraph opens the story with a river in the hills.",
+        "The second paragraph follows the river down into the wide valley.",
+        "The third paragraph, the slow one, ends the story at the sea.",
+    ]
+    emulator.inject(Fault(FaultKind.HANG, times=1, match="slow one"))  # 2 s until the retry
+    _, _, response = await post({"text": "\n\n".join(paragraphs)}, ASYNC)
+    location = response.headers["Location"]
+
+    worker = asyncio.create_task(deliver(azurite, jobs_env))
+
+    async def two_of_three_done() -> dict[str, Any] | None:
+        status, polled, _ = await poll(location)
+        assert status == 202, polled
+        done = polled["status"] == "running" and polled["progress"] == {
+            "segments_done": 2,
+            "segments_total": 3,
+        }
+        return polled if done else None
+
+    await wait_for(two_of_three_done)
+    await asyncio.sleep(1.5)  # longer than the stale timeout: only the heartbeat keeps the job alive
+    status, polled, running = await poll(location)
+    assert (status, polled["status"]) == (202, "running"), polled
+    assert int(running.headers["Retry-After"]) >= 2
+    await worker
+
+    status, polled, _ = await poll(location)
+    assert status == 200, polled
+    assert polled["segments"] == 3
+    assert polled["transcript"].split() == " ".join(paragraphs).split()
+
+
+async def test_a_job_whose_worker_died_is_reported_failed_instead_of_running_forever(
+    jobs_env: dict[str, str],
+    azurite: AzuriteServer,
+    emulator: RealtimeEmulator,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("NARRATION_JOB_STALE_SECONDS", "1")
+    monkeypatch.setenv("AZURE_OPENAI_AUDIO_TIMEOUT_SECONDS", "60")
+    emulator.inject(Fault(FaultKind.HANG, times=None))
+    _, body, response = await post({"text": TEXT}, ASYNC)
+    location = response.headers["Location"]
+    with queue_client(azurite, jobs_env) as client:
+        message = client.receive_message(visibility_timeout=60)
+    assert message is not None
+    worker = asyncio.create_task(
+        function_app.narration_worker(
+            QueueMessage(id=message.id, body=body["id"].encode(), dequeue_count=1)  # type: ignore[no-untyped-call]
+        )
+    )
+
+    async def running() -> dict[str, Any] | None:
+        _, polled, _ = await poll(location)
+        return polled if polled["status"] == "running" else None
+
+    await wait_for(running)
+    worker.cancel()  # the process dies: nothing more is written
+    with contextlib.suppress(asyncio.CancelledError):
+        await worker
+    await asyncio.sleep(1.3)
+
+    status, polled, response = await poll(location)
+    assert status == 503, polled
+    assert polled["error"]["code"] == "job_stalled"
+    assert "Location" not in response.headers
+    assert (await poll(location))[0] == 503, "the failure is final"
+
+
+async def test_a_permanent_failure_marks_the_job_failed_with_the_error_and_is_not_retried(
+    jobs_env: dict[str, str], azurite: AzuriteServer, emulator: RealtimeEmulator, container_name: str
+) -> None:
+    emulator.inject(Fault(FaultKind.HANDSHAKE_401, times=None))
+    _, _, response = await post({"text": TEXT}, ASYNC)
+
+    await deliver(azurite, jobs_env)  # returns normally: the host deletes the message
+
+    status, body, _ = await poll(response.headers["Location"])
+    assert status == 502
+    assert body["error"]["code"] == "upstream_authentication_failed"
+    assert pending_messages(azurite, jobs_env) == []
+    assert blobs_in(azurite, container_name) == []
+
+
+async def test_a_transient_failure_is_retried_by_the_host_and_the_last_delivery_marks_the_job_failed(
+    jobs_env: dict[str, str],
+    azurite: AzuriteServer,
+    emulator: RealtimeEmulator,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("AZURE_OPENAI_AUDIO_MAX_RETRIES", "0")
+    emulator.inject(Fault(FaultKind.HANDSHAKE_503, times=None))
+    _, _, response = await post({"text": TEXT}, ASYNC)
+    location = response.headers["Location"]
+
+    for delivery in (1, 2):
+        with pytest.raises(PodcastError) as raised:
+            await deliver(azurite, jobs_env)
+        assert raised.value.transient
+        status, body, _ = await poll(location)
+        assert (status, body["status"]) == (202, "queued"), f"delivery {delivery} is retried"
+    await deliver(azurite, jobs_env)  # the third and last (host.json maxDequeueCount) returns
+
+    status, body, _ = await poll(location)
+    assert status == 503
+    assert body["error"]["code"] == "upstream_unavailable"
+    assert pending_messages(azurite, jobs_env) == [], "nothing is left to become a poison message"
+    assert emulator.handshakes == 3
+
+
+async def test_messages_that_name_no_job_are_dropped_without_an_error(
+    jobs_env: dict[str, str], emulator: RealtimeEmulator
+) -> None:
+    for body in (b"not a job id", uuid.uuid4().hex.encode(), b""):
+        message = QueueMessage(id="m", body=body, dequeue_count=1)  # type: ignore[no-untyped-call]
+        await function_app.narration_worker(message)
+    assert emulator.handshakes == 0
+
+
+@pytest.mark.parametrize(
+    "job_id",
+    [uuid.uuid4().hex, uuid.uuid4().hex.upper(), "..%2Fcache%2Fx", "../../cache/x", "jobs", "x" * 32],
+    ids=["unknown", "upper case", "encoded path", "path", "word", "not hex"],
+)
+async def test_an_unknown_or_malformed_job_id_is_a_404(jobs_env: dict[str, str], job_id: str) -> None:
+    status, body, _ = await poll(f"{COLLECTION_URL}/{job_id}")
+
+    assert status == 404
+    assert body["error"]["code"] == "job_not_found"
+
+
+# --- Idempotency and reuse -------------------------------------------------------------------------
+
+
+async def test_the_same_request_twice_is_narrated_once_on_either_path(
+    jobs_env: dict[str, str], azurite: AzuriteServer, emulator: RealtimeEmulator
+) -> None:
+    _, first, response = await post({"text": TEXT}, ASYNC)
+    await deliver(azurite, jobs_env)
+    status, done, _ = await poll(response.headers["Location"])
+    assert status == 200
+    assert len(emulator.sessions) == 1
+
+    status, again, response = await post({"text": TEXT, "sas_expiry_minutes": 5}, ASYNC)
+    assert (status, again["status"]) == (202, "succeeded")
+    assert again["id"] != first["id"]
+    assert pending_messages(azurite, jobs_env) == [], "nothing to narrate"
+    status, reused, _ = await poll(response.headers["Location"])
+    assert status == 200
+    assert reused["blob_name"] == done["blob_name"]
+    assert http("GET", reused["audio_url"])[0] == 200
+
+    status, synchronous, _ = await post({"text": TEXT})
+    assert status == 200
+    assert {k: v for k, v in synchronous.items() if k not in ("audio_url", "expires_at")} == {
+        k: v for k, v in done.items() if k not in ("audio_url", "expires_at")
+    }, "a finished job's body is exactly the synchronous body"
+    assert len(emulator.sessions) == 1, "one Realtime session for three identical requests"
+    assert emulator.handshakes == 1
+
+    status, fresh, _ = await post({"text": TEXT}, {"Cache-Control": "no-cache"})
+    assert status == 200
+    assert fresh["blob_name"] != done["blob_name"]
+    assert len(emulator.sessions) == 2, "no-cache narrates again"
+
+
+async def test_an_identical_request_while_the_first_is_queued_waits_for_the_same_narration(
+    jobs_env: dict[str, str], azurite: AzuriteServer, emulator: RealtimeEmulator
+) -> None:
+    _, first, first_response = await post({"text": TEXT, "sas_expiry_minutes": 30}, ASYNC)
+    _, second, second_response = await post({"text": TEXT, "sas_expiry_minutes": 90}, ASYNC)
+
+    assert second["id"] != first["id"]
+    assert pending_messages(azurite, jobs_env) == [first["id"]], "one narration queued"
+    assert (await poll(second_response.headers["Location"]))[0] == 202
+    await deliver(azurite, jobs_env)
+
+    _, one, _ = await poll(first_response.headers["Location"])
+    status, other, _ = await poll(second_response.headers["Location"])
+    assert status == 200
+    assert other["blob_name"] == one["blob_name"]
+    assert other["expires_at"] > one["expires_at"], "each job keeps its own link lifetime"
+    assert len(emulator.sessions) == 1
+
+
+async def test_the_same_idempotency_key_gets_the_same_job_and_another_request_with_it_a_422(
+    jobs_env: dict[str, str], azurite: AzuriteServer, emulator: RealtimeEmulator
+) -> None:
+    key = {**ASYNC, "Idempotency-Key": str(uuid.uuid4()), "Cache-Control": "no-cache"}
+
+    _, first, first_response = await post({"text": TEXT}, key)
+    _, retried, retried_response = await post({"text": f"  {TEXT}\n"}, key)  # the same, once trimmed
+
+    assert retried["id"] == first["id"]
+    assert retried_response.headers["Location"] == first_response.headers["Location"]
+    assert pending_messages(azurite, jobs_env) == [first["id"]]
+
+    status, conflict, _ = await post({"text": "Something else entirely."}, key)
+    assert status == 422
+    assert conflict["error"]["code"] == "idempotency_key_reused"
+    assert conflict["error"]["field"] == "Idempotency-Key"
+
+    await deliver(azurite, jobs_env)
+    _, after, _ = await post({"text": TEXT}, key)
+    assert after["id"] == first["id"]
+    assert after["status"] == "succeeded"
+    assert len(emulator.sessions) == 1
+
+
+async def test_a_new_request_with_the_key_of_a_failed_job_starts_a_new_job(
+    jobs_env: dict[str, str], azurite: AzuriteServer, emulator: RealtimeEmulator
+) -> None:
+    key = {**ASYNC, "Idempotency-Key": "flow-run-42"}
+    emulator.inject(Fault(FaultKind.HANDSHAKE_404, times=1))
+    _, failed, _ = await post({"text": TEXT}, key)
+    await deliver(azurite, jobs_env)
+
+    status, retried, response = await post({"text": TEXT}, key)
+    assert status == 202
+    assert retried["id"] != failed["id"]
+    await deliver(azurite, jobs_env)
+    assert (await poll(response.headers["Location"]))[0] == 200
+
+
+# --- Pieces ------------------------------------------------------------------------------------------
+
+
+def test_the_audio_estimate_counts_150_words_a_minute_or_the_episode_length() -> None:
+    limits = RequestLimits()
+    assert estimate_audio_seconds(parse_request({"text": "word " * 150}, limits)) == 60.0
+    assert estimate_audio_seconds(parse_request({"text": "字" * 600}, limits)) == 40.0
+    episode = parse_request({"text": "About rivers.", "mode": "episode", "target_minutes": 1.5}, limits)
+    assert estimate_audio_seconds(episode) == 90.0
+
+
+def test_retry_after_shrinks_as_segments_finish_and_stays_between_2_and_60_seconds() -> None:
+    assert retry_after_seconds(120.0) == 30
+    assert retry_after_seconds(120.0, done=2, total=3) == 10
+    assert retry_after_seconds(1.0) == 2
+    assert retry_after_seconds(10_000.0) == 60
+
+
+def test_request_headers_are_read_in_any_letter_case() -> None:
+    options = SubmitOptions.from_headers(
+        {"prefer": "wait=5, Respond-Async", "CACHE-CONTROL": "no-store", "idempotency-key": " k1 "}
+    )
+    assert options == SubmitOptions(respond_async=True, reuse=False, store=False, idempotency_key="k1")
+    assert SubmitOptions.from_headers({}) == SubmitOptions()
+
+
+def test_a_queue_message_is_a_job_id_or_its_base64() -> None:
+    job_id = uuid.uuid4().hex
+    assert job_id_from_message(job_id.encode()) == job_id
+    assert job_id_from_message(base64.b64encode(job_id.encode())) == job_id
+    assert job_id_from_message("../jobs/x") is None
+
+
+# --- The function index ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def functions() -> Iterator[dict[str, dict[str, Any]]]:
+    function_app.app.functions_bindings = None  # get_functions() is not idempotent
+    yield {
+        str(f.get_function_name()): json.loads(f.get_function_json())
+        for f in function_app.app.get_functions()
+    }
+    function_app.app.functions_bindings = None
+
+
+def test_the_app_exposes_the_job_routes_and_the_queue_trigger(functions: dict[str, dict[str, Any]]) -> None:
+    status = next(b for b in functions["get_narration"]["bindings"] if b["type"] == "httpTrigger")
+    assert (status["route"], status["methods"], status["authLevel"]) == (
+        "narrations/{id}",
+        ["GET"],
+        "FUNCTION",
+    )
+    spec = next(b for b in functions["openapi"]["bindings"] if b["type"] == "httpTrigger")
+    assert (spec["route"], spec["methods"], spec["authLevel"]) == ("openapi.json", ["GET"], "FUNCTION")
+    (trigger,) = functions["narration_worker"]["bindings"]
+    assert trigger["type"] == "queueTrigger"
+    assert trigger["direction"] == "IN"
+    assert (trigger["name"], trigger["queueName"], trigger["connection"]) == (
+        "msg",
+        "%NARRATION_QUEUE%",
+        "NARRATION_STORAGE",
+    )

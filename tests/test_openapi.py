@@ -1,0 +1,237 @@
+"""The OpenAPI 2.0 definition (openapi.json, and GET /api/openapi.json): valid Swagger 2.0,
+current, and true to the request model and to real responses."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any, get_args
+
+import azure.functions as func
+import pytest
+from openapi_schema_validator import OAS30Validator, validate
+from openapi_spec_validator import OpenAPIV2SpecValidator
+from openapi_spec_validator import validate as validate_spec
+from openapi_spec_validator.validation.exceptions import OpenAPIValidationError
+
+import function_app
+from podcast.errors import RequestValidationError
+from podcast.models import (
+    DEFAULT_MAX_SAS_EXPIRY_MINUTES,
+    DEFAULT_MAX_TEXT_CHARACTERS,
+    EPISODE_STYLES,
+    MAX_INSTRUCTIONS_CHARACTERS,
+    MAX_TARGET_MINUTES,
+    MAX_TITLE_CHARACTERS,
+    MIN_TARGET_MINUTES,
+    MODES,
+    READ_STYLES,
+    NarrationRequest,
+    RequestLimits,
+    Style,
+    parse_request,
+)
+from podcast.openapi import DEFAULT_HOST, build_definition, render, sample_result
+from podcast.realtime import Usage
+from podcast.voices import DEFAULT_VOICE, REALTIME_VOICES
+from tests.test_jobs import ASYNC, post
+
+COMMITTED = Path(__file__).resolve().parents[1] / "openapi.json"
+
+
+@pytest.fixture(scope="module")
+def definition() -> dict[str, Any]:
+    return build_definition()
+
+
+def schema_of(definition: dict[str, Any], name: str) -> dict[str, Any]:
+    """A definition as a standalone JSON schema: ``x-nullable`` as OpenAPI 3's ``nullable``,
+    ``$ref``s resolvable against the definitions."""
+    converted = copy.deepcopy(definition["definitions"])
+
+    def convert(node: Any) -> None:
+        if isinstance(node, dict):
+            if node.pop("x-nullable", False):
+                node["nullable"] = True
+            for value in node.values():
+                convert(value)
+        elif isinstance(node, list):
+            for value in node:
+                convert(value)
+
+    convert(converted)
+    return {**converted[name], "definitions": converted}
+
+
+# --- The file ----------------------------------------------------------------------------------
+
+
+def test_the_committed_openapi_json_is_the_generated_definition(definition: dict[str, Any]) -> None:
+    assert COMMITTED.read_text(encoding="utf-8") == render(definition), (
+        "openapi.json is out of date: run python -m podcast.openapi --write openapi.json"
+    )
+
+
+def test_the_definition_is_valid_openapi_2(definition: dict[str, Any]) -> None:
+    validate_spec(definition, cls=OpenAPIV2SpecValidator)
+    assert definition["swagger"] == "2.0"
+
+
+def test_the_validator_would_catch_a_broken_definition(definition: dict[str, Any]) -> None:
+    broken = copy.deepcopy(definition)
+    broken["paths"]["/narrations"]["post"]["parameters"][0]["in"] = "cookie"
+    with pytest.raises(OpenAPIValidationError):
+        validate_spec(broken, cls=OpenAPIV2SpecValidator)
+
+
+def test_the_async_operation_declares_202_with_location_and_retry_after(definition: dict[str, Any]) -> None:
+    create = definition["paths"]["/narrations"]["post"]
+    for operation in (create, definition["paths"]["/narrations/{id}"]["get"]):
+        accepted = operation["responses"]["202"]
+        assert set(accepted["headers"]) == {"Location", "Retry-After"}
+        assert accepted["schema"] == {"$ref": "#/definitions/NarrationJob"}
+        assert operation["responses"]["200"]["schema"] == {"$ref": "#/definitions/NarrationResult"}
+        assert operation["responses"]["default"]["schema"] == {"$ref": "#/definitions/Error"}
+    prefer = next(p for p in create["parameters"] if p["name"] == "Prefer")
+    assert (prefer["required"], prefer["default"], prefer["x-ms-visibility"]) == (
+        True,
+        "respond-async",
+        "internal",
+    )
+    assert definition["securityDefinitions"]["function_key"]["name"] == "x-functions-key"
+
+
+# --- The request: every field, enum and bound of the model ----------------------------------------
+
+
+def test_the_request_schema_has_exactly_the_model_fields_and_defaults(definition: dict[str, Any]) -> None:
+    schema = definition["definitions"]["NarrationRequest"]
+    properties = schema["properties"]
+
+    assert list(properties) == list(NarrationRequest.model_fields)
+    assert schema["required"] == ["text"]
+    assert schema["additionalProperties"] is False
+    assert properties["mode"]["enum"] == list(MODES)
+    assert properties["style"]["enum"] == list(get_args(Style))
+    assert set(READ_STYLES) | set(EPISODE_STYLES) == set(properties["style"]["enum"])
+    assert properties["voice"]["enum"] == list(REALTIME_VOICES)
+    defaults = {name: prop.get("default") for name, prop in properties.items()}
+    assert defaults == {
+        "text": None,
+        "mode": "read",
+        "target_minutes": 2.0,
+        "style": "podcast",
+        "voice": DEFAULT_VOICE,
+        "language": None,
+        "instructions": None,
+        "title": None,
+        "sas_expiry_minutes": 60,
+    }
+    types = {name: prop["type"] for name, prop in properties.items()}
+    assert types == {
+        "text": "string",
+        "mode": "string",
+        "target_minutes": "number",
+        "style": "string",
+        "voice": "string",
+        "language": "string",
+        "instructions": "string",
+        "title": "string",
+        "sas_expiry_minutes": "integer",
+    }
+    assert all(prop["description"] and prop["x-ms-summary"] for prop in properties.values())
+
+
+def test_every_enum_value_in_the_schema_is_accepted_by_the_model(definition: dict[str, Any]) -> None:
+    properties = definition["definitions"]["NarrationRequest"]["properties"]
+    limits = RequestLimits()
+    for voice in properties["voice"]["enum"]:
+        assert parse_request({"text": "hi", "voice": voice}, limits).voice == voice
+    for style in READ_STYLES:
+        assert parse_request({"text": "hi", "style": style}, limits).style == style
+    for style in EPISODE_STYLES:
+        assert parse_request({"text": "hi", "mode": "episode", "style": style}, limits).style == style
+
+
+BOUNDS: list[tuple[str, str, Any, dict[str, Any], Any]] = [
+    # field, schema keyword, limit, other fields, value just past the limit
+    ("text", "maxLength", DEFAULT_MAX_TEXT_CHARACTERS, {}, "x" * (DEFAULT_MAX_TEXT_CHARACTERS + 1)),
+    ("instructions", "maxLength", MAX_INSTRUCTIONS_CHARACTERS, {}, "x" * (MAX_INSTRUCTIONS_CHARACTERS + 1)),
+    ("title", "maxLength", MAX_TITLE_CHARACTERS, {}, "x" * (MAX_TITLE_CHARACTERS + 1)),
+    ("target_minutes", "maximum", MAX_TARGET_MINUTES, {"mode": "episode"}, MAX_TARGET_MINUTES + 0.5),
+    ("target_minutes", "minimum", MIN_TARGET_MINUTES, {"mode": "episode"}, MIN_TARGET_MINUTES - 0.1),
+    ("sas_expiry_minutes", "maximum", DEFAULT_MAX_SAS_EXPIRY_MINUTES, {}, DEFAULT_MAX_SAS_EXPIRY_MINUTES + 1),
+    ("sas_expiry_minutes", "minimum", 1, {}, 0),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "keyword", "limit", "others", "beyond"), BOUNDS, ids=[f"{b[0]} {b[1]}" for b in BOUNDS]
+)
+def test_each_bound_in_the_schema_is_where_the_model_starts_refusing(
+    definition: dict[str, Any], name: str, keyword: str, limit: Any, others: dict[str, Any], beyond: Any
+) -> None:
+    prop = definition["definitions"]["NarrationRequest"]["properties"][name]
+    assert prop[keyword] == limit
+    at_limit = "x" * limit if keyword == "maxLength" else limit
+    body = {"text": "hi", **others, name: at_limit}
+
+    assert getattr(parse_request(body, RequestLimits()), name) == at_limit
+    with pytest.raises(RequestValidationError) as refused:
+        parse_request({**body, name: beyond}, RequestLimits())
+    assert refused.value.field == name
+
+
+# --- The responses: the keys of real bodies ----------------------------------------------------------
+
+
+def test_the_result_schema_has_exactly_the_keys_of_to_response_and_of_usage(
+    definition: dict[str, Any],
+) -> None:
+    result = definition["definitions"]["NarrationResult"]
+    keys = list(sample_result().to_response())
+
+    assert list(result["properties"]) == keys
+    assert result["required"] == keys
+    assert list(definition["definitions"]["Usage"]["properties"]) == list(Usage().to_dict())
+    validate(result["example"], schema_of(definition, "NarrationResult"), cls=OAS30Validator)
+
+
+async def test_real_200_and_202_bodies_match_their_schemas(
+    definition: dict[str, Any], jobs_env: dict[str, str]
+) -> None:
+    status, synchronous, _ = await post({"text": "Rivers bend.", "title": "Rivers", "language": "en"})
+    assert status == 200
+    status, accepted, _ = await post({"text": "Rivers bend slowly."}, ASYNC)
+    assert status == 202
+    status, refused, _ = await post({"text": "hi", "voise": "marin"})
+    assert status == 400
+
+    validate(synchronous, schema_of(definition, "NarrationResult"), cls=OAS30Validator)
+    assert list(synchronous) == list(definition["definitions"]["NarrationResult"]["properties"])
+    validate(accepted, schema_of(definition, "NarrationJob"), cls=OAS30Validator)
+    assert list(accepted) == list(definition["definitions"]["NarrationJob"]["properties"])
+    validate(refused, schema_of(definition, "Error"), cls=OAS30Validator)
+
+
+# --- Served by the app -------------------------------------------------------------------------------
+
+
+def test_the_app_serves_the_definition_for_its_own_host() -> None:
+    request = func.HttpRequest(
+        method="GET",
+        url="https://myapp.azurewebsites.net/api/openapi.json?code=k",
+        body=b"",
+        headers={},
+        params={"code": "k"},
+        route_params={},
+    )
+
+    response = function_app.openapi(request)
+
+    served = json.loads(response.get_body())
+    assert response.status_code == 200
+    assert served["host"] == "myapp.azurewebsites.net"
+    assert served == build_definition(host="myapp.azurewebsites.net")
+    assert build_definition()["host"] == DEFAULT_HOST
