@@ -455,6 +455,7 @@ def health_report(env: Mapping[str, str] | None = None) -> tuple[bool, dict[str,
         "realtime": lambda: _realtime_health(RealtimeSettings.from_env(env)),
         "storage": lambda: _storage_health(StorageSettings.from_env(env)),
         "limits": lambda: _limits_health(RequestLimits.from_env(env), PipelineSettings.from_env(env)),
+        "jobs": lambda: _jobs_health(env),
     }
     for name, read in sections.items():
         try:
@@ -480,6 +481,18 @@ def _storage_health(settings: StorageSettings) -> dict[str, Any]:
         "auth_mode": settings.auth_mode,
         "output_container": settings.output_container,
         "input_container": settings.input_container,
+    }
+
+
+def _jobs_health(env: Mapping[str, str]) -> dict[str, Any]:
+    from .jobs import JobSettings  # jobs builds on this module
+
+    jobs = JobSettings.from_env(env)
+    return {
+        "queue": jobs.queue_name,
+        "jobs_container": jobs.jobs_container,
+        "sync_max_audio_seconds": jobs.sync_max_audio_seconds,
+        "job_time_budget_seconds": jobs.job_time_budget_seconds,
     }
 
 
