@@ -142,22 +142,32 @@ def wav_to_pcm(data: bytes | bytearray | memoryview) -> tuple[bytes, WavInfo]:
 def fade_edges(
     pcm: bytes | bytearray | memoryview, seconds: float = 0.005, sample_rate: int = SAMPLE_RATE
 ) -> bytes:
-    """``pcm`` with its first and last ``seconds`` ramped linearly from and to silence.
+    """A copy of ``pcm`` with its first and last ``seconds`` ramped from and to silence.
 
     Pieces joined after this start and end at zero, so a seam never jumps (no click),
-    whatever DC offset or phase the pieces had.
+    whatever DC offset or phase the pieces had. See :func:`fade_edges_in_place`.
     """
-    check_pcm(pcm)
-    samples = array.array("h")
-    samples.frombytes(bytes(pcm))
-    if sys.byteorder == "big":
-        samples.byteswap()
-    ramp = min(len(samples) // 2, round(seconds * sample_rate))
-    last = len(samples) - 1
-    for i in range(ramp):
-        factor = i / ramp
-        samples[i] = int(samples[i] * factor)
-        samples[last - i] = int(samples[last - i] * factor)
-    if sys.byteorder == "big":
-        samples.byteswap()
-    return samples.tobytes()
+    buffer = bytearray(pcm)
+    fade_edges_in_place(buffer, seconds, sample_rate)
+    return bytes(buffer)
+
+
+def fade_edges_in_place(buffer: bytearray, seconds: float = 0.005, sample_rate: int = SAMPLE_RATE) -> None:
+    """Ramp the first and last ``seconds`` of PCM16 ``buffer`` linearly from and to silence,
+    touching only those samples (no copy of the rest)."""
+    check_pcm(buffer)
+    samples = len(buffer) // SAMPLE_WIDTH
+    ramp = min(samples // 2, round(seconds * sample_rate))
+    if not ramp:
+        return
+    edge_bytes = ramp * SAMPLE_WIDTH
+    for start in (0, len(buffer) - edge_bytes):
+        edge = array.array("h", bytes(buffer[start : start + edge_bytes]))
+        if sys.byteorder == "big":
+            edge.byteswap()
+        for i in range(ramp):
+            position = i if start == 0 else ramp - 1 - i
+            edge[position] = int(edge[position] * i / ramp)
+        if sys.byteorder == "big":
+            edge.byteswap()
+        buffer[start : start + edge_bytes] = edge.tobytes()

@@ -59,7 +59,7 @@ FidelityPolicy = Literal["fail", "warn"]
 class PieceSink(Protocol):
     """Where finished segments go, by position (any order): e.g. a blob's staged blocks."""
 
-    async def stage(self, index: int, pcm: bytes) -> None: ...
+    async def stage(self, index: int, pcm: bytes | bytearray) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,14 +203,15 @@ async def narrate_text(
 ) -> LongNarration:
     """Narrate ``request`` segment by segment into ``sink``; see the module docstring.
 
-    Piece ``i`` of the sink is segment ``i``'s audio (faded at the edges) followed by its
-    pause. Raises the first segment's :class:`~podcast.errors.PodcastError` (the others
-    are cancelled); in ``fail`` policy, :class:`~podcast.errors.FidelityError` when a
-    segment cannot reach the threshold.
+    Piece ``2i`` of the sink is segment ``i``'s audio (faded at the edges), piece
+    ``2i + 1`` the pause after it (empty after the last). Raises the first segment's
+    :class:`~podcast.errors.PodcastError` (the others are cancelled); in ``fail``
+    policy, :class:`~podcast.errors.FidelityError` when a segment cannot reach the
+    threshold.
     """
     verbatim = request.mode == "read"
     if verbatim:
-        segments = split_text(request.text, settings.segment_max_words)
+        segments = split_text(request.text, settings.segment_max_words, parallelism=settings.concurrency)
     else:
         segments = [Segment(0, request.text, "end")]
     instructions = build_instructions(request)
@@ -232,11 +233,16 @@ async def narrate_text(
                 narrator, request, segment.text, instructions, settings, verbatim, deadline, on_retry, 0
             )
         await limiter.succeeded()
-        speech = audio.fade_edges(piece.pcm, settings.fade_seconds)
+        # One copy to fade in place; the narration's own bytes are released right away.
+        speech = bytearray(piece.pcm)
+        piece.pcm = b""
+        audio.fade_edges_in_place(speech, settings.fade_seconds)
         pause = audio.silence(settings.pause_after(segment.boundary))
-        await sink.stage(segment.index, speech + pause)
+        # Piece 2i is segment i's speech, piece 2i + 1 the pause after it.
+        await sink.stage(2 * segment.index, speech)
+        await sink.stage(2 * segment.index + 1, pause)
         sizes[segment.index] = (len(speech), len(pause))
-        piece.pcm = b""  # the audio is in the sink now; keep only what the report needs
+        del speech
         pieces[segment.index] = piece
         done += 1
         if on_progress is not None:

@@ -8,12 +8,17 @@ always gives the same segments.
 
 from __future__ import annotations
 
+import itertools
+import math
 import re
 from dataclasses import dataclass
 from typing import Final, Literal
 
 DEFAULT_MAX_WORDS: Final = 300
 """About two minutes of speech at 150 words a minute: well under the output-token cap."""
+
+PARAGRAPH_PREFERENCE: Final = 0.3
+"""Balanced cuts take a paragraph break over a sentence break up to this share of a segment farther."""
 
 Boundary = Literal["paragraph", "sentence", "end"]
 """What follows a segment: a paragraph break, a sentence (or clause) break, or nothing."""
@@ -39,36 +44,97 @@ def size_in_words(text: str) -> int:
     return len(text.split()) + round(cjk / 1.5)
 
 
-def split_text(text: str, max_words: int = DEFAULT_MAX_WORDS) -> list[Segment]:
+def split_text(text: str, max_words: int = DEFAULT_MAX_WORDS, *, parallelism: int = 1) -> list[Segment]:
     """Split ``text`` into segments of at most ``max_words`` (a single word may exceed it).
 
+    With ``parallelism`` above 1, a text that needs more than one segment is cut into
+    segments of about equal size instead, their number a multiple of ``parallelism`` where
+    that keeps them above a third of ``max_words``, so the last round of parallel sessions
+    is not one lone long segment. A segment may then exceed ``max_words`` by about a
+    sentence. Cuts fall between sentences (or clauses), preferably at a paragraph break.
     The last segment's boundary is ``"end"``.
     """
-    if max_words < 1:
-        raise ValueError("max_words must be positive")
+    if max_words < 1 or parallelism < 1:
+        raise ValueError("max_words and parallelism must be positive")
     units: list[tuple[str, Boundary]] = []  # (text, the break after it)
     for paragraph in _paragraphs(text):
-        pieces = _split_to_fit(paragraph, max_words, (_SENTENCE_END, _CLAUSE_END))
+        pieces = [
+            piece
+            for sentence in _SENTENCE_END.split(paragraph)
+            if sentence.strip()
+            for piece in _split_to_fit(sentence.strip(), max_words, (_CLAUSE_END,))
+        ]
         units += [(piece, "sentence") for piece in pieces[:-1]]
         units.append((pieces[-1], "paragraph"))
 
+    sizes = [size_in_words(unit) for unit, _ in units]
+    if parallelism > 1:
+        cuts = _balanced_cuts(sizes, [boundary for _, boundary in units], max_words, parallelism)
+    else:
+        cuts = _greedy_cuts(sizes, max_words)
     segments: list[Segment] = []
-    text_so_far = ""
-    words_so_far = 0
-    boundary_before: Boundary = "end"
-    for unit, boundary in units:
-        words = size_in_words(unit)
-        if text_so_far and words_so_far + words > max_words:
-            segments.append(Segment(len(segments), text_so_far, boundary_before))
-            text_so_far, words_so_far = "", 0
-        if text_so_far:
-            text_so_far += "\n\n" if boundary_before == "paragraph" else " "
-        text_so_far += unit
-        words_so_far += words
-        boundary_before = boundary
-    if text_so_far:
-        segments.append(Segment(len(segments), text_so_far, "end"))
+    start = 0
+    for end in [*cuts, len(units)]:
+        if end <= start:
+            continue
+        parts = units[start:end]
+        text_of_segment = parts[0][0]
+        for (_, boundary), (unit, _) in itertools.pairwise(parts):
+            text_of_segment += ("\n\n" if boundary == "paragraph" else " ") + unit
+        boundary_after: Boundary = parts[-1][1] if end < len(units) else "end"
+        segments.append(Segment(len(segments), text_of_segment, boundary_after))
+        start = end
     return segments
+
+
+def _greedy_cuts(sizes: list[int], max_words: int) -> list[int]:
+    """Unit indexes to start new segments at: as many units per segment as fit."""
+    cuts: list[int] = []
+    words_so_far = 0
+    for index, words in enumerate(sizes):
+        if words_so_far and words_so_far + words > max_words:
+            cuts.append(index)
+            words_so_far = 0
+        words_so_far += words
+    return cuts
+
+
+def _balanced_cuts(
+    sizes: list[int], boundaries: list[Boundary], max_words: int, parallelism: int
+) -> list[int]:
+    """Cuts for about equal segments, their number a multiple of ``parallelism`` when possible.
+
+    Each cut is the unit boundary nearest to its ideal position ``k * total / count``,
+    a paragraph break counting as closer by ``PARAGRAPH_PREFERENCE`` of a segment.
+    """
+    total = sum(sizes)
+    needed = math.ceil(total / max_words)
+    if needed <= 1:
+        return []
+    # No segment smaller than a third of the maximum: tiny sessions cost more than they save.
+    count = max(needed, min(parallelism * math.ceil(needed / parallelism), total * 3 // max_words))
+    target = total / count
+    ends = list(itertools.accumulate(sizes))
+    cuts: list[int] = []
+    previous_end = 0
+    for k in range(1, count):
+        ideal = k * target
+        best: tuple[float, int] | None = None
+        for index in range(len(sizes) - 1):
+            if ends[index] <= previous_end:
+                continue
+            score = abs(ends[index] - ideal) - (
+                PARAGRAPH_PREFERENCE * target if boundaries[index] == "paragraph" else 0.0
+            )
+            if best is None or score < best[0]:
+                best = (score, index)
+            elif ends[index] > ideal + target:
+                break
+        if best is None:
+            break
+        cuts.append(best[1] + 1)
+        previous_end = ends[best[1]]
+    return cuts
 
 
 def _paragraphs(text: str) -> list[str]:

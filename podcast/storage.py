@@ -31,7 +31,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import Enum
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, cast
 from urllib.parse import quote
 
 from azure.core.exceptions import (
@@ -367,10 +367,11 @@ class BlobStore:
         """A writer that builds the WAV at ``blob_name`` from PCM pieces staged as blocks."""
         return WavBlockWriter(self, blob_name)
 
-    async def _stage_block(self, blob_name: str, block_id: str, data: bytes) -> None:
+    async def _stage_block(self, blob_name: str, block_id: str, data: bytes | bytearray) -> None:
         try:
+            # A bytearray is sent as it is (the transport takes any buffer): no copy to bytes.
             await self._container_client.get_blob_client(blob_name).stage_block(
-                block_id, data, length=len(data)
+                block_id, cast(bytes, data), length=len(data)
             )
         except AzureError as exc:
             raise _storage_error(exc, f"staging a block of {blob_name!r}") from exc
@@ -497,7 +498,7 @@ class WavBlockWriter:
         """Bytes of PCM staged so far."""
         return sum(self._sizes.values())
 
-    async def stage(self, index: int, pcm: bytes) -> None:
+    async def stage(self, index: int, pcm: bytes | bytearray) -> None:
         """Stage ``pcm`` (whole PCM16 samples) as piece ``index``; replaces an earlier one."""
         if index < 0:
             raise ValueError("piece index must not be negative")

@@ -1,0 +1,1 @@
+"""Benchmarks: ``python -m benchmarks.longform`` (see the README's "Benchmarks" section)."""

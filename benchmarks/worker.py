@@ -1,0 +1,105 @@
+"""One measured narration in a fresh process, for :mod:`benchmarks.longform`.
+
+``python -m benchmarks.worker --minutes 30`` narrates about that many minutes of
+:func:`benchmarks.texts.prose_for_minutes` through the production path
+(:func:`podcast.pipeline.narrate_body`: ``NarrationService`` with ``Narrator`` and
+``BlobStore``, segments staged as blocks), configured by the app settings in the
+environment, and prints one JSON line: timings, sizes, tokens and the process's peak RSS.
+
+A short warm-up narration runs first (same service, untimed), so the timed run does not
+pay for lazy imports or the container check. Peak RSS is the whole process's
+(``getrusage(RUSAGE_SELF).ru_maxrss``): imports and warm-up included, which is why the
+benchmark compares lengths by their difference.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import resource
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from podcast.pipeline import NarrationResult, close_service, narrate_body
+
+from .texts import prose_for_minutes
+
+WARM_UP_TEXT = "Warming up the connection before the measured narration."
+
+
+def max_rss_kib() -> int:
+    """The process's peak resident set size so far, in KiB."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak // 1024 if sys.platform == "darwin" else peak  # macOS reports bytes
+
+
+def current_rss_kib() -> int | None:
+    """The process's resident set size now, in KiB (Linux; ``None`` elsewhere)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+async def _narrate(text: str) -> tuple[NarrationResult, float, int | None]:
+    try:
+        await narrate_body(json.dumps({"text": WARM_UP_TEXT}).encode(), content_type="application/json")
+        ready_rss = current_rss_kib()
+        started = time.perf_counter()
+        result = await narrate_body(
+            json.dumps({"text": text, "title": "Benchmark"}).encode(), content_type="application/json"
+        )
+        return result, time.perf_counter() - started, ready_rss
+    finally:
+        await close_service()
+
+
+def run(minutes: float, seed: int) -> dict[str, Any]:
+    """Narrate ``minutes`` of prose; return the measurements (see the module docstring)."""
+    text = prose_for_minutes(minutes, seed=seed)
+    started_cpu = time.process_time()
+    result, wall, ready_rss = asyncio.run(_narrate(text))
+    speech = sum(s.end_seconds - s.start_seconds for s in result.segments)
+    return {
+        "minutes_requested": minutes,
+        "words": len(text.split()),
+        "characters": len(text),
+        "segments": len(result.segments),
+        "segment_speech_seconds": [round(s.end_seconds - s.start_seconds, 3) for s in result.segments],
+        "speech_seconds": speech,
+        "duration_seconds": result.duration_seconds,
+        "wall_seconds": wall,
+        "cpu_seconds": time.process_time() - started_cpu,
+        "input_tokens": result.usage.input_tokens,
+        "input_text_tokens": result.usage.input_text_tokens,
+        "input_audio_tokens": result.usage.input_audio_tokens,
+        "output_tokens": result.usage.output_tokens,
+        "output_audio_tokens": result.usage.output_audio_tokens,
+        "fidelity": result.fidelity,
+        "attempts": sum(s.attempts for s in result.segments),
+        "warnings": list(result.warnings),
+        "ready_rss_kib": ready_rss,
+        "max_rss_kib": max_rss_kib(),
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.worker", description=__doc__)
+    parser.add_argument("--minutes", type=float, required=True, help="minutes of speech to narrate")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the generated prose")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(name)s %(levelname)s %(message)s")
+    print(json.dumps(run(args.minutes, args.seed)), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
