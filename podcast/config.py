@@ -174,8 +174,8 @@ class StorageSettings:
     ) -> StorageSettings:
         """Read ``NARRATION_STORAGE`` or ``NARRATION_STORAGE__blobServiceUri`` (and friends)."""
         env = os.environ if env is None else env
-        output_container = _container(env, OUTPUT_CONTAINER_SETTING, DEFAULT_OUTPUT_CONTAINER)
-        input_container = _container(env, INPUT_CONTAINER_SETTING, DEFAULT_INPUT_CONTAINER)
+        output_container = container_setting(env, OUTPUT_CONTAINER_SETTING, DEFAULT_OUTPUT_CONTAINER)
+        input_container = container_setting(env, INPUT_CONTAINER_SETTING, DEFAULT_INPUT_CONTAINER)
         connection_string = env.get(prefix, "").strip()
         blob_uri = (env.get(f"{prefix}__blobServiceUri", "") or env.get(f"{prefix}__serviceUri", "")).strip()
         queue_uri = env.get(f"{prefix}__queueServiceUri", "").strip() or None
@@ -211,7 +211,9 @@ class StorageSettings:
         )
 
 
-def _container(env: Mapping[str, str], name: str, default: str) -> str:
+def container_setting(env: Mapping[str, str], name: str, default: str) -> str:
+    """A blob container name from setting ``name`` (``default`` when unset), checked against
+    Storage's naming rules; raises :class:`ConfigurationError` naming the setting."""
     value = env.get(name, "").strip() or default
     ok = (
         3 <= len(value) <= 63

@@ -72,7 +72,7 @@ from azure.storage.blob.aio import BlobServiceClient
 from azure.storage.queue import TextBase64EncodePolicy
 from azure.storage.queue.aio import QueueClient
 
-from .config import STORAGE_SETTING, StorageSettings, _container, float_setting, int_setting
+from .config import STORAGE_SETTING, StorageSettings, container_setting, float_setting, int_setting
 from .errors import (
     ConfigurationError,
     IdempotencyKeyReusedError,
@@ -162,7 +162,7 @@ class JobSettings:
         default_jobs = f"{output[:58].rstrip('-')}-jobs"
         return cls(
             queue_name=queue_name,
-            jobs_container=_container(env, JOBS_CONTAINER_SETTING, default_jobs),
+            jobs_container=container_setting(env, JOBS_CONTAINER_SETTING, default_jobs),
             sync_max_audio_seconds=float_setting(
                 env, SYNC_MAX_AUDIO_SETTING, DEFAULT_SYNC_MAX_AUDIO_SECONDS, 0.0, 86_400.0
             ),
