@@ -85,7 +85,7 @@ from .errors import (
 from .http import error_body
 from .models import NarrationRequest, RequestLimits, parse_request
 from .pipeline import check_content_type, get_service
-from .storage import BlobClientOptions, get_store, map_storage_error
+from .storage import BlobClientOptions, download_json, get_store, map_storage_error
 
 if TYPE_CHECKING:
     from azure.core.credentials_async import AsyncTokenCredential
@@ -551,20 +551,7 @@ class JobStore:
 
     async def get(self, name: str) -> tuple[dict[str, Any], str] | None:
         """The JSON object at ``name`` and its ETag, or ``None`` when there is none."""
-        try:
-            downloader = await self._container.download_blob(name)
-            body = await downloader.readall()
-        except ResourceNotFoundError:
-            return None
-        except AzureError as exc:
-            raise map_storage_error(exc, f"reading {name!r}") from exc
-        try:
-            document = json.loads(body)
-        except ValueError:
-            raise StorageError(f"{name!r} is not valid JSON") from None
-        if not isinstance(document, dict):
-            raise StorageError(f"{name!r} is not a JSON object")
-        return document, str(downloader.properties.etag)
+        return await download_json(self._container, name)
 
     async def put(
         self, name: str, document: Mapping[str, Any], *, etag: str | None = None, create: bool = False

@@ -50,7 +50,7 @@ from azure.storage.blob import (
     UserDelegationKey,
     generate_blob_sas,
 )
-from azure.storage.blob.aio import BlobServiceClient, ExponentialRetry
+from azure.storage.blob.aio import BlobServiceClient, ContainerClient, ExponentialRetry
 
 from .config import StorageSettings
 from .errors import StorageError, StorageUnavailableError
@@ -328,20 +328,8 @@ class BlobStore:
 
         Raises :class:`StorageError` when the blob is not a JSON object.
         """
-        try:
-            downloader = await self._container_client.download_blob(blob_name)
-            body = await downloader.readall()
-        except ResourceNotFoundError:
-            return None
-        except AzureError as exc:
-            raise _storage_error(exc, f"reading blob {blob_name!r}") from exc
-        try:
-            document = json.loads(body)
-        except ValueError:
-            raise StorageError(f"blob {blob_name!r} is not valid JSON") from None
-        if not isinstance(document, dict):
-            raise StorageError(f"blob {blob_name!r} is not a JSON object")
-        return document
+        found = await download_json(self._container_client, blob_name)
+        return None if found is None else found[0]
 
     async def _upload(
         self, blob_name: str, body: bytes, settings: ContentSettings, metadata: dict[str, str]
@@ -470,6 +458,25 @@ class BlobStore:
         await self._service.close()
         if self._owns_credential and self._credential is not None:
             await self._credential.close()
+
+
+async def download_json(container: ContainerClient, blob_name: str) -> tuple[dict[str, Any], str] | None:
+    """The JSON object stored at ``blob_name`` in ``container`` and its ETag, or ``None``
+    when there is no such blob. Raises :class:`StorageError` when it is not a JSON object."""
+    try:
+        downloader = await container.download_blob(blob_name)
+        body = await downloader.readall()
+    except ResourceNotFoundError:
+        return None
+    except AzureError as exc:
+        raise _storage_error(exc, f"reading blob {blob_name!r}") from exc
+    try:
+        document = json.loads(body)
+    except ValueError:
+        raise StorageError(f"blob {blob_name!r} is not valid JSON") from None
+    if not isinstance(document, dict):
+        raise StorageError(f"blob {blob_name!r} is not a JSON object")
+    return document, str(downloader.properties.etag)
 
 
 class WavBlockWriter:
