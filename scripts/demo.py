@@ -20,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import function_app
 from podcast import audio
+from podcast.jobs import close_jobs
 from podcast.pipeline import close_service
 
 SAMPLE = {
@@ -46,6 +47,7 @@ async def narrate() -> tuple[int, dict[str, object]]:
     try:
         response = await function_app.create_narration(request)
     finally:
+        await close_jobs()
         await close_service()
     return response.status_code, json.loads(response.get_body())
 
