@@ -84,6 +84,7 @@ from .errors import (
 )
 from .http import error_body
 from .models import NarrationRequest, RequestLimits, parse_request
+from .perloop import PerLoop
 from .pipeline import check_content_type, get_service
 from .storage import BlobClientOptions, download_json, get_store, map_storage_error
 
@@ -1068,32 +1069,26 @@ def job_id_from_message(body: bytes | str) -> str | None:
 
 # --- The process-wide service and the trigger entry points ------------------------------------
 
-_jobs: JobService | None = None
-_jobs_key: tuple[object, ...] | None = None
+_jobs: PerLoop[JobService] = PerLoop(lambda jobs: jobs.store.close())
 
 
 def get_jobs() -> JobService:
     """The process-wide job service, made on first use inside the running event loop (and
     again when the loop, the jobs container, the queue or the Storage connection change;
     other settings are re-read on every call). Raises ``ConfigurationError``."""
-    global _jobs, _jobs_key
     settings = JobSettings.from_env()
     storage = StorageSettings.from_env()
-    key = (asyncio.get_running_loop(), settings.jobs_container, settings.queue_name, storage)
-    if _jobs is None or _jobs_key != key:
-        _jobs = JobService(JobStore.from_settings(settings, storage))
-        _jobs_key = key
-    _jobs.settings = settings
-    return _jobs
+    jobs = _jobs.get(
+        lambda: JobService(JobStore.from_settings(settings, storage)),
+        key=(settings.jobs_container, settings.queue_name, storage),
+    )
+    jobs.settings = settings
+    return jobs
 
 
 async def close_jobs() -> None:
     """Close and forget the process-wide job service (call from the loop that made it)."""
-    global _jobs, _jobs_key
-    jobs, key = _jobs, _jobs_key
-    _jobs = _jobs_key = None
-    if jobs is not None and key is not None and key[0] is asyncio.get_running_loop():
-        await jobs.store.close()
+    await _jobs.close()
 
 
 async def submit_narration(

@@ -27,6 +27,7 @@ from .errors import ConfigurationError, PodcastError, RequestValidationError
 from .http import error_body
 from .longform import NarrationSettings, ProgressCallback, SegmentReport, narrate_text
 from .models import NarrationRequest, RequestLimits, parse_request
+from .perloop import PerLoop
 from .realtime import Narrator, Usage
 from .storage import BlobStore, close_store, get_store
 
@@ -371,8 +372,7 @@ def _iso(moment: datetime) -> str:
 
 # --- The process-wide service and the trigger entry points ---------------------------------
 
-_service: NarrationService | None = None
-_service_loop: asyncio.AbstractEventLoop | None = None
+_services: PerLoop[NarrationService] = PerLoop(lambda service: service.narrator.close())
 
 
 def get_service() -> NarrationService:
@@ -380,24 +380,18 @@ def get_service() -> NarrationService:
 
     Raises :class:`~podcast.errors.ConfigurationError` naming a missing setting.
     """
-    global _service, _service_loop
-    loop = asyncio.get_running_loop()
-    if _service is None or _service_loop is not loop:
+
+    def make() -> NarrationService:
         realtime = RealtimeSettings.from_env()
         storage = StorageSettings.from_env()
-        pipeline = PipelineSettings.from_env()
-        _service = NarrationService(Narrator(realtime), get_store(storage), pipeline)
-        _service_loop = loop
-    return _service
+        return NarrationService(Narrator(realtime), get_store(storage), PipelineSettings.from_env())
+
+    return _services.get(make)
 
 
 async def close_service() -> None:
-    """Close and forget the process-wide service (from the loop that made it)."""
-    global _service, _service_loop
-    service, loop = _service, _service_loop
-    _service = _service_loop = None
-    if service is not None and loop is asyncio.get_running_loop():
-        await service.narrator.close()
+    """Close and forget the process-wide service and its store (from the loop that made them)."""
+    await _services.close()
     await close_store()
 
 

@@ -54,6 +54,7 @@ from azure.storage.blob.aio import BlobServiceClient, ContainerClient, Exponenti
 
 from .config import StorageSettings
 from .errors import StorageError, StorageUnavailableError
+from .perloop import PerLoop
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -588,8 +589,7 @@ def _storage_error(exc: AzureError, action: str, *, delegation: bool = False) ->
 
 # --- One store per process -------------------------------------------------------------
 
-_store: BlobStore | None = None
-_store_loop: asyncio.AbstractEventLoop | None = None
+_stores: PerLoop[BlobStore] = PerLoop(BlobStore.close)
 
 
 def get_store(settings: StorageSettings | None = None) -> BlobStore:
@@ -600,30 +600,17 @@ def get_store(settings: StorageSettings | None = None) -> BlobStore:
     one made, since its connections belong to that loop. Raises ``RuntimeError`` outside
     a running loop and :class:`~podcast.errors.ConfigurationError` for bad settings.
     """
-    global _store, _store_loop
-    loop = asyncio.get_running_loop()
-    if _store is not None and _store_loop is loop:
-        return _store
-    if _store is not None:
-        logger.debug("event loop changed; creating a new blob store")
-    _store = BlobStore.from_settings(settings or StorageSettings.from_env())
-    _store_loop = loop
-    return _store
+    return _stores.get(lambda: BlobStore.from_settings(settings or StorageSettings.from_env()))
 
 
 async def close_store() -> None:
     """Close and forget the process-wide store, if any (call from the loop that made it)."""
-    global _store, _store_loop
-    store, loop = _store, _store_loop
-    _store = _store_loop = None
-    if store is not None and loop is asyncio.get_running_loop():
-        await store.close()
+    await _stores.close()
 
 
 def reset_store() -> None:
     """Forget the process-wide store without closing it (for tests between event loops)."""
-    global _store, _store_loop
-    _store = _store_loop = None
+    _stores.forget()
 
 
 # --- Public hook: the same error mapping for other Storage clients ----------------------------
