@@ -12,10 +12,10 @@ import logging
 import azure.functions as func
 
 from podcast.errors import PodcastError
-from podcast.http import error_response, internal_error_response, json_response
-from podcast.jobs import job_reply, run_queued_job, submit_narration
-from podcast.openapi import openapi_document
-from podcast.pipeline import health_report, narrate_upload
+from podcast.http.openapi import openapi_document
+from podcast.http.responses import error_response, internal_error_response, json_response
+from podcast.services.jobs import job_reply, run_queued_job, submit_narration
+from podcast.services.pipeline import health_report, narrate_upload
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 

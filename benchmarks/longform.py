@@ -49,14 +49,13 @@ from azure.storage.blob import BlobServiceClient
 from openai import AsyncOpenAI
 from openai.types.realtime import RealtimeErrorEvent, ResponseAudioDeltaEvent, ResponseDoneEvent
 
-from podcast import audio
-from podcast.instructions import build_instructions, user_message
+from benchmarks.texts import WORDS_PER_MINUTE, prose_for_minutes
+from podcast.engine import audio
+from podcast.engine.instructions import build_instructions, user_message
+from podcast.engine.realtime import MAX_OUTPUT_TOKENS_LIMIT
+from podcast.engine.segments import DEFAULT_MAX_WORDS, split_text
 from podcast.models import RequestLimits, parse_request
-from podcast.realtime import MAX_OUTPUT_TOKENS_LIMIT
-from podcast.segments import DEFAULT_MAX_WORDS, split_text
-from tests.support.azurite import AzuriteNotInstalledError, AzuriteServer, azurite_executable
-
-from .texts import WORDS_PER_MINUTE, prose_for_minutes
+from testkit.azurite import AzuriteNotInstalledError, AzuriteServer, azurite_executable
 
 REPO_ROOT: Final = Path(__file__).resolve().parents[1]
 API_KEY: Final = "benchmark-key"
@@ -87,7 +86,7 @@ class BenchmarkAzurite(AzuriteServer):
 
 
 class EmulatorProcess:
-    """``python -m podcast.emulator`` in a child process (synthetic speech), on a free port."""
+    """``python -m emulator`` in a child process (synthetic speech), on a free port."""
 
     def __init__(self, speed: float | None, log_path: Path) -> None:
         self.speed = speed
@@ -96,7 +95,7 @@ class EmulatorProcess:
         self._process: subprocess.Popen[str] | None = None
 
     def start(self, timeout: float = 30.0) -> None:
-        command = [sys.executable, "-m", "podcast.emulator", "--host", "127.0.0.1", "--port", "0"]
+        command = [sys.executable, "-m", "emulator", "--host", "127.0.0.1", "--port", "0"]
         command += ["--api-key", API_KEY, "--engine", "synthetic", "--log-level", "WARNING"]
         command += ["--speed", "instant" if self.speed is None else repr(self.speed)]
         with self.log_path.open("w") as log:

@@ -2,7 +2,7 @@
 
 ``python -m benchmarks.worker --minutes 30`` narrates about that many minutes of
 :func:`benchmarks.texts.prose_for_minutes` through the production path
-(:func:`podcast.pipeline.narrate_body`: ``NarrationService`` with ``Narrator`` and
+(:func:`podcast.services.pipeline.narrate_body`: ``NarrationService`` with ``Narrator`` and
 ``BlobStore``, segments staged as blocks), configured by the app settings in the
 environment, and prints one JSON line: timings, sizes, tokens and the process's peak RSS.
 
@@ -25,9 +25,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from podcast.pipeline import NarrationResult, close_service, narrate_body
-
-from .texts import prose_for_minutes
+from benchmarks.texts import prose_for_minutes
+from podcast.services.pipeline import NarrationResult, close_service, narrate_body
 
 WARM_UP_TEXT = "Warming up the connection before the measured narration."
 

@@ -1,5 +1,5 @@
 """``python -m podcast``: see :mod:`podcast.cli`."""
 
-from .cli import main
+from podcast.cli import main
 
 raise SystemExit(main())

@@ -14,17 +14,17 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import audio
-from .config import ENDPOINT_SETTING
-from .errors import ConfigurationError, PodcastError
-from .instructions import DEFAULT_READ_INSTRUCTIONS
-from .realtime import Narration, Narrator
-from .voices import DEFAULT_VOICE, REALTIME_VOICES
+from podcast.engine import audio
+from podcast.engine.instructions import DEFAULT_READ_INSTRUCTIONS
+from podcast.engine.realtime import Narration, Narrator
+from podcast.errors import ConfigurationError, PodcastError
+from podcast.settings import ENDPOINT_SETTING
+from podcast.voices import DEFAULT_VOICE, REALTIME_VOICES
 
 EMULATOR_HINT = """\
 To narrate without Azure, start the local Realtime API emulator in another terminal:
 
-    python -m podcast.emulator --host 127.0.0.1 --port 8765
+    python -m emulator --host 127.0.0.1 --port 8765
 
 and point the settings at it:
 

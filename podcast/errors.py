@@ -250,7 +250,7 @@ class FidelityError(NarrationError):
     code = "fidelity_too_low"
 
 
-# --- Asynchronous narration jobs (podcast.jobs) ------------------------------------------
+# --- Asynchronous narration jobs (podcast.services.jobs) ------------------------------------------
 
 
 class JobNotFoundError(PodcastError):

@@ -38,9 +38,9 @@ from typing import Any, Final, Literal, NoReturn, get_args
 from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from .config import default_voice, int_setting
-from .errors import RequestValidationError, TextTooLongError
-from .voices import DEFAULT_VOICE, REALTIME_VOICES, voice_error
+from podcast.errors import RequestValidationError, TextTooLongError
+from podcast.settings import default_voice, int_setting
+from podcast.voices import DEFAULT_VOICE, REALTIME_VOICES, voice_error
 
 __all__ = [
     "DEFAULT_MAX_SAS_EXPIRY_MINUTES",

@@ -19,9 +19,9 @@ import azure.functions as func
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import function_app
-from podcast import audio
-from podcast.jobs import close_jobs
-from podcast.pipeline import close_service
+from podcast.engine import audio
+from podcast.services.jobs import close_jobs
+from podcast.services.pipeline import close_service
 
 SAMPLE = {
     "text": (

@@ -28,7 +28,7 @@ trap cleanup EXIT
 bash scripts/azurite.sh status >/dev/null 2>&1 || azurite_started=1
 connection_string="$(bash scripts/azurite.sh start | grep '^DefaultEndpointsProtocol=')"
 
-.venv/bin/python -m podcast.emulator --host 127.0.0.1 --port "$PORT" --api-key "$KEY" \
+.venv/bin/python -m emulator --host 127.0.0.1 --port "$PORT" --api-key "$KEY" \
     --engine "${EMULATOR_ENGINE:-auto}" >.run/emulator.log 2>&1 &
 emulator_pid=$!
 for _ in $(seq 1 100); do

@@ -25,7 +25,7 @@ step() {
 }
 
 typecheck_targets=()
-for target in podcast function_app.py tests benchmarks scripts/*.py; do
+for target in podcast function_app.py emulator testkit tests benchmarks scripts/*.py; do
     [ -e "$target" ] && typecheck_targets+=("$target")
 done
 

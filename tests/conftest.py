@@ -18,19 +18,19 @@ from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.blob import BlobServiceClient
 from azure.storage.queue import QueueClient
 
-from podcast.config import StorageSettings
-from podcast.emulator import RealtimeEmulator
-from podcast.jobs import close_jobs
-from podcast.pipeline import close_service
-from podcast.storage import BlobClientOptions, BlobStore, reset_store
-from tests.support.azurite import (
+from emulator import RealtimeEmulator
+from podcast.services.jobs import close_jobs
+from podcast.services.pipeline import close_service
+from podcast.settings import StorageSettings
+from podcast.storage.blobs import BlobClientOptions, BlobStore, reset_store
+from testkit.azurite import (
     AzuriteNotInstalledError,
     AzuriteServer,
     TlsFiles,
     azurite_executable,
     make_self_signed_cert,
 )
-from tests.support.credentials import FakeTokenCredential
+from testkit.credentials import FakeTokenCredential
 
 FAST_FAILING = BlobClientOptions(
     retry_total=1, first_backoff_seconds=0.2, connection_timeout=2.0, read_timeout=20.0

@@ -10,9 +10,9 @@ import pytest
 from azure.storage.blob import BlobServiceClient
 
 import function_app
-from podcast import audio
-from podcast.emulator import Fault, FaultKind, RealtimeEmulator
-from tests.support.azurite import AzuriteServer
+from emulator import Fault, FaultKind, RealtimeEmulator
+from podcast.engine import audio
+from testkit.azurite import AzuriteServer
 
 KEY = "emulator-key"
 INPUT = "narration-input-test"

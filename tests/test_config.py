@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from podcast.config import (
+from podcast.errors import ConfigurationError
+from podcast.settings import (
     API_KEY_SETTING,
     DEPLOYMENT_SETTING,
     ENDPOINT_SETTING,
@@ -19,7 +20,6 @@ from podcast.config import (
     default_voice,
     realtime_base_url,
 )
-from podcast.errors import ConfigurationError
 
 SECRET_KEY = "sk-0123456789abcdef-SECRET"
 ENDPOINT = "https://myres.openai.azure.com"

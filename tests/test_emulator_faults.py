@@ -9,8 +9,8 @@ from collections.abc import AsyncIterator
 import pytest
 from websockets.exceptions import ConnectionClosed, ConnectionClosedError, InvalidStatus
 
-from podcast.emulator import Fault, FaultKind, RealtimeEmulator, paraphrase, parse_fault
-from tests.emulator_helpers import (
+from emulator import Fault, FaultKind, RealtimeEmulator, paraphrase, parse_fault
+from testkit.realtime_client import (
     MODEL,
     NARRATION_SESSION,
     PARAGRAPH,

@@ -13,9 +13,9 @@ import pytest
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import InvalidStatus
 
-from podcast.emulator import RealtimeEmulator
+from emulator import RealtimeEmulator
 from podcast.voices import REALTIME_VOICES
-from tests.emulator_helpers import (
+from testkit.realtime_client import (
     KEY,
     MODEL,
     NARRATION_SESSION,

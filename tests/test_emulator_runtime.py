@@ -15,15 +15,15 @@ from pathlib import Path
 
 import pytest
 
-from podcast.audio import pcm_to_wav
-from podcast.emulator import (
+from emulator import (
     RealtimeEmulator,
     SpeechEngineUnavailable,
     espeak_available,
     make_engine,
 )
-from podcast.emulator.speech import SyntheticEngine
-from tests.emulator_helpers import (
+from emulator.speech import SyntheticEngine
+from podcast.engine.audio import pcm_to_wav
+from testkit.realtime_client import (
     MODEL,
     PARAGRAPH,
     audio_of,
@@ -252,7 +252,7 @@ async def test_cli_prints_the_endpoint_serves_and_stops_on_sigterm() -> None:
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "podcast.emulator",
+        "emulator",
         "--port",
         "0",
         "--engine",

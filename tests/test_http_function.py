@@ -13,10 +13,10 @@ import pytest
 from azure.storage.blob import BlobServiceClient
 
 import function_app
-from podcast import audio
-from podcast.emulator import Fault, FaultKind, RealtimeEmulator
-from podcast.pipeline import close_service
-from tests.support.azurite import AzuriteServer
+from emulator import Fault, FaultKind, RealtimeEmulator
+from podcast.engine import audio
+from podcast.services.pipeline import close_service
+from testkit.azurite import AzuriteServer
 
 KEY = "emulator-key"
 TEXT = "Welcome to the show. Today we talk about rivers, and why they bend the way they do."

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from podcast.instructions import (
+from podcast.engine.instructions import (
     DEFAULT_READ_INSTRUCTIONS,
     WORDS_PER_MINUTE,
     build_instructions,

@@ -22,17 +22,17 @@ from azure.functions.queue import QueueMessage
 from azure.storage.queue import QueueClient
 
 import function_app
-from podcast import audio
-from podcast.emulator import Fault, FaultKind, RealtimeEmulator
+from emulator import Fault, FaultKind, RealtimeEmulator
+from podcast.engine import audio
 from podcast.errors import PodcastError
-from podcast.jobs import (
+from podcast.models import RequestLimits, parse_request
+from podcast.services.jobs import (
     SubmitOptions,
     estimate_audio_seconds,
     job_id_from_message,
     retry_after_seconds,
 )
-from podcast.models import RequestLimits, parse_request
-from tests.support.azurite import AzuriteServer
+from testkit.azurite import AzuriteServer
 from tests.test_http_function import blobs_in, http
 
 TEXT = "Welcome to the show. Today we talk about rivers, and why they bend the way they do."

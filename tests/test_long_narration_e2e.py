@@ -47,14 +47,14 @@ from azure.storage.blob import BlobServiceClient
 from azure.storage.queue import QueueClient
 
 import function_app
-from podcast import audio
-from podcast.emulator import RealtimeEmulator
-from podcast.fidelity import edit_distance, words
-from podcast.jobs import close_jobs
-from podcast.longform import NarrationSettings
-from podcast.pipeline import close_service
-from podcast.segments import DEFAULT_MAX_WORDS, split_text
-from tests.support.azurite import AzuriteServer
+from emulator import RealtimeEmulator
+from podcast.engine import audio
+from podcast.engine.fidelity import edit_distance, words
+from podcast.engine.longform import NarrationSettings
+from podcast.engine.segments import DEFAULT_MAX_WORDS, split_text
+from podcast.services.jobs import close_jobs
+from podcast.services.pipeline import close_service
+from testkit.azurite import AzuriteServer
 
 EMULATOR_KEY = "e2e-emulator-key"
 COLLECTION_URL = "https://podcast.example.net/api/narrations"

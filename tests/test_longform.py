@@ -12,12 +12,12 @@ import pytest
 from azure.storage.blob import BlobServiceClient
 
 import function_app
-from podcast import audio
-from podcast.emulator import Fault, FaultKind, RealtimeEmulator
-from podcast.fidelity import similarity, words
-from podcast.longform import AdaptiveLimiter
-from podcast.segments import size_in_words, split_text
-from tests.support.azurite import AzuriteServer
+from emulator import Fault, FaultKind, RealtimeEmulator
+from podcast.engine import audio
+from podcast.engine.fidelity import similarity, words
+from podcast.engine.longform import AdaptiveLimiter
+from podcast.engine.segments import size_in_words, split_text
+from testkit.azurite import AzuriteServer
 
 PARAGRAPHS = [
     " ".join(

@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from podcast import audio
-from podcast.config import RealtimeSettings, realtime_base_url
-from podcast.emulator import Fault, FaultKind, RealtimeEmulator
+from emulator import Fault, FaultKind, RealtimeEmulator
+from podcast.engine import audio
+from podcast.engine.instructions import DEFAULT_READ_INSTRUCTIONS
+from podcast.engine.realtime import Narrator
 from podcast.errors import (
     AuthenticationError,
     DeploymentNotFoundError,
@@ -25,8 +26,7 @@ from podcast.errors import (
     ResponseIncompleteError,
     ServiceUnavailableError,
 )
-from podcast.instructions import DEFAULT_READ_INSTRUCTIONS
-from podcast.realtime import Narrator
+from podcast.settings import RealtimeSettings, realtime_base_url
 
 TEXT = "The quick brown fox jumps over the lazy dog. Then it runs into the quiet forest and sleeps."
 KEY = "emulator-key"
@@ -279,7 +279,7 @@ def test_the_cli_without_settings_explains_how_to_start_the_emulator(tmp_path: P
     result = run_cli(["narrate", "--text", "Hi", "--out", str(tmp_path / "x.wav")], env)
     assert result.returncode == 2
     assert "AZURE_OPENAI_AUDIO_ENDPOINT" in result.stderr
-    assert "python -m podcast.emulator" in result.stderr
+    assert "python -m emulator" in result.stderr
     assert not (tmp_path / "x.wav").exists()
 
 

@@ -16,7 +16,9 @@ from openapi_spec_validator import validate as validate_spec
 from openapi_spec_validator.validation.exceptions import OpenAPIValidationError
 
 import function_app
+from podcast.engine.realtime import Usage
 from podcast.errors import RequestValidationError
+from podcast.http.openapi import DEFAULT_HOST, build_definition, render, sample_result
 from podcast.models import (
     DEFAULT_MAX_SAS_EXPIRY_MINUTES,
     DEFAULT_MAX_TEXT_CHARACTERS,
@@ -32,8 +34,6 @@ from podcast.models import (
     Style,
     parse_request,
 )
-from podcast.openapi import DEFAULT_HOST, build_definition, render, sample_result
-from podcast.realtime import Usage
 from podcast.voices import DEFAULT_VOICE, REALTIME_VOICES
 from tests.test_jobs import ASYNC, post
 
@@ -69,7 +69,7 @@ def schema_of(definition: dict[str, Any], name: str) -> dict[str, Any]:
 
 def test_the_committed_openapi_json_is_the_generated_definition(definition: dict[str, Any]) -> None:
     assert COMMITTED.read_text(encoding="utf-8") == render(definition), (
-        "openapi.json is out of date: run python -m podcast.openapi --write openapi.json"
+        "openapi.json is out of date: run python -m podcast.http.openapi --write openapi.json"
     )
 
 

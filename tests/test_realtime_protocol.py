@@ -10,7 +10,7 @@ import socket
 
 import pytest
 
-from podcast.config import RealtimeSettings, realtime_base_url
+from podcast.engine.realtime import AudioDelta, NarrationDone, Narrator, RetryPolicy, TranscriptDelta
 from podcast.errors import (
     AuthenticationError,
     ConnectionLostError,
@@ -25,8 +25,8 @@ from podcast.errors import (
     ResponseIncompleteError,
     ServiceUnavailableError,
 )
-from podcast.realtime import AudioDelta, NarrationDone, Narrator, RetryPolicy, TranscriptDelta
-from tests.scripted_server import ScriptedServer, audio_event, response_done, tone, transcript_event
+from podcast.settings import RealtimeSettings, realtime_base_url
+from testkit.scripted_server import ScriptedServer, audio_event, response_done, tone, transcript_event
 
 
 def narrator_for(

@@ -21,18 +21,18 @@ import pytest
 from azure.core.pipeline import PipelineRequest
 from azure.storage.blob import BlobServiceClient
 
-from podcast.audio import pcm_to_wav, silence
-from podcast.config import StorageSettings
+from podcast.engine.audio import pcm_to_wav, silence
 from podcast.errors import StorageError, StorageUnavailableError
-from podcast.storage import (
+from podcast.settings import StorageSettings
+from podcast.storage.blobs import (
     BlobStore,
     close_store,
     content_disposition,
     get_store,
 )
+from testkit.azurite import ACCOUNT_KEY, AzuriteServer
+from testkit.credentials import FakeTokenCredential
 from tests.conftest import FAST_FAILING
-from tests.support.azurite import ACCOUNT_KEY, AzuriteServer
-from tests.support.credentials import FakeTokenCredential
 
 pytestmark = pytest.mark.azurite
 

@@ -6,13 +6,13 @@ from the models themselves, so it cannot drift from them silently:
 - the request schema from :class:`~podcast.models.NarrationRequest`'s fields (names,
   required, defaults, enums from the ``Literal`` types, bounds from the model's constants);
 - the 200 schema from the keys of a real :meth:`NarrationResult.to_response()
-  <podcast.pipeline.NarrationResult.to_response>` (and :meth:`Usage.to_dict()
-  <podcast.realtime.Usage.to_dict>`), which is also the example;
-- the 202 schema from :func:`podcast.jobs.status_document`.
+  <podcast.services.pipeline.NarrationResult.to_response>` (and :meth:`Usage.to_dict()
+  <podcast.engine.realtime.Usage.to_dict>`), which is also the example;
+- the 202 schema from :func:`podcast.services.jobs.status_document`.
 
 Every field must have a description here: generation raises :class:`RuntimeError` when a
 field was added to, or removed from, a model without this module following. The committed
-``openapi.json`` is ``python -m podcast.openapi --write openapi.json``; a test checks it is
+``openapi.json`` is ``python -m podcast.http.openapi --write openapi.json``; a test checks it is
 current and valid. The app serves the same document at ``GET /api/openapi.json`` with the
 ``host`` of the request.
 """
@@ -31,10 +31,10 @@ from urllib.parse import urlsplit
 
 from pydantic_core import PydanticUndefined
 
-from . import __version__
-from .jobs import JobRecord, status_document
-from .longform import SegmentReport
-from .models import (
+from podcast import __version__
+from podcast.engine.longform import SegmentReport
+from podcast.engine.realtime import Usage
+from podcast.models import (
     DEFAULT_MAX_SAS_EXPIRY_MINUTES,
     DEFAULT_MAX_TEXT_CHARACTERS,
     LIMITS_CONTEXT_KEY,
@@ -45,9 +45,9 @@ from .models import (
     NarrationRequest,
     RequestLimits,
 )
-from .pipeline import NarrationResult
-from .realtime import Usage
-from .voices import DEFAULT_VOICE, REALTIME_VOICES
+from podcast.services.jobs import JobRecord, status_document
+from podcast.services.pipeline import NarrationResult
+from podcast.voices import DEFAULT_VOICE, REALTIME_VOICES
 
 DEFAULT_HOST: Final = "your-function-app.azurewebsites.net"
 """The host in the committed file; replace it with your app's when importing the file."""
@@ -305,7 +305,9 @@ def _checked_keys(what: str, described: Sequence[str], actual: Sequence[str]) ->
     if set(described) != set(actual):
         missing = sorted(set(actual) - set(described))
         extra = sorted(set(described) - set(actual))
-        raise RuntimeError(f"podcast.openapi is out of date with {what}: describe {missing}, remove {extra}")
+        raise RuntimeError(
+            f"podcast.http.openapi is out of date with {what}: describe {missing}, remove {extra}"
+        )
 
 
 def request_schema() -> dict[str, Any]:
@@ -353,9 +355,9 @@ def usage_schema() -> dict[str, Any]:
 
 
 def job_schema() -> dict[str, Any]:
-    """The 202 body (a job's status document), from :func:`podcast.jobs.status_document`."""
+    """The 202 body (a job's status document), from :func:`podcast.services.jobs.status_document`."""
     example = status_document(sample_job())
-    _checked_keys("podcast.jobs.status_document()", list(JOB_FIELDS), list(example))
+    _checked_keys("podcast.services.jobs.status_document()", list(JOB_FIELDS), list(example))
     properties = {}
     for name in example:
         summary, description, schema = JOB_FIELDS[name]
@@ -364,7 +366,7 @@ def job_schema() -> dict[str, Any]:
 
 
 def error_schema() -> dict[str, Any]:
-    """``{"error": {"code", "message", "field", ...}}`` (see :func:`podcast.http.error_body`)."""
+    """``{"error": {"code", "message", "field", ...}}`` (see :func:`podcast.http.responses.error_body`)."""
     return {
         "type": "object",
         "required": ["error"],
@@ -608,8 +610,8 @@ def openapi_document(request_url: str = "", headers: Mapping[str, str] | None = 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m podcast.openapi [--write PATH]``: print (or write) the committed definition."""
-    parser = argparse.ArgumentParser(prog="python -m podcast.openapi", description=main.__doc__)
+    """``python -m podcast.http.openapi [--write PATH]``: print (or write) the committed definition."""
+    parser = argparse.ArgumentParser(prog="python -m podcast.http.openapi", description=main.__doc__)
     parser.add_argument("--write", type=Path, help="write the definition to this file (e.g. openapi.json)")
     arguments = parser.parse_args(argv)
     text = render(build_definition())

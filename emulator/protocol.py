@@ -19,7 +19,7 @@ from openai import BaseModel as SdkModel
 from openai.types.realtime import RealtimeClientEvent, RealtimeSessionCreateRequest
 from openai.types.realtime.response_item_reference import ResponseItemReference
 
-from ..audio import SAMPLE_RATE
+from podcast.engine.audio import SAMPLE_RATE
 
 AUDIO_TOKENS_PER_SECOND: Final = 20
 """Audio tokens per second of audio, for output and (re-billed) input alike."""

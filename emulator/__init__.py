@@ -11,13 +11,13 @@ produces real speech when espeak-ng (or Piper) is installed; and it injects faul
         client = AsyncOpenAI(websocket_base_url=emulator.websocket_base_url, api_key="emulator-key")
         async with client.realtime.connect(model="gpt-realtime-mini") as connection: ...
 
-Run it stand-alone with ``python -m podcast.emulator --port 8765``.
+Run it stand-alone with ``python -m emulator --port 8765``.
 """
 
-from .faults import Fault, FaultKind, paraphrase, parse_fault
-from .server import DEFAULT_API_KEY, DEFAULT_MODELS, HandshakeRecord, RealtimeEmulator
-from .session import ResponseRecord, SessionRecord
-from .speech import ENGINE_NAMES, SpeechEngine, SpeechEngineUnavailable, espeak_available, make_engine
+from emulator.faults import Fault, FaultKind, paraphrase, parse_fault
+from emulator.server import DEFAULT_API_KEY, DEFAULT_MODELS, HandshakeRecord, RealtimeEmulator
+from emulator.session import ResponseRecord, SessionRecord
+from emulator.speech import ENGINE_NAMES, SpeechEngine, SpeechEngineUnavailable, espeak_available, make_engine
 
 __all__ = [
     "DEFAULT_API_KEY",

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from .models import NarrationRequest, Style, language_display_name
+from podcast.models import NarrationRequest, Style, language_display_name
 
 __all__ = [
     "DEFAULT_READ_INSTRUCTIONS",

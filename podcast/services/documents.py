@@ -23,9 +23,9 @@ from typing import Final
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
-from .config import int_setting
-from .errors import RequestValidationError
-from .models import MAX_TITLE_CHARACTERS, NarrationRequest, RequestLimits, parse_request
+from podcast.errors import RequestValidationError
+from podcast.models import MAX_TITLE_CHARACTERS, NarrationRequest, RequestLimits, parse_request
+from podcast.settings import int_setting
 
 TEXT_EXTENSIONS: Final = (".txt", ".text")
 MARKDOWN_EXTENSIONS: Final = (".md", ".markdown")

@@ -36,9 +36,9 @@ from typing import Any, Literal, TypeAlias, cast
 from openai import AsyncOpenAI, OpenAIError
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
-from . import audio
-from .config import COGNITIVE_SERVICES_SCOPE, RealtimeSettings
-from .errors import (
+from podcast.engine import audio
+from podcast.engine.instructions import DEFAULT_READ_INSTRUCTIONS
+from podcast.errors import (
     AuthenticationError,
     ConnectionLostError,
     DeploymentNotFoundError,
@@ -54,8 +54,8 @@ from .errors import (
     ResponseIncompleteError,
     ServiceUnavailableError,
 )
-from .instructions import DEFAULT_READ_INSTRUCTIONS
-from .voices import DEFAULT_VOICE, voice_error
+from podcast.settings import COGNITIVE_SERVICES_SCOPE, RealtimeSettings
+from podcast.voices import DEFAULT_VOICE, voice_error
 
 log = logging.getLogger(__name__)
 

@@ -27,14 +27,14 @@ from typing import Any, Final, Literal
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
-from ..audio import BYTES_PER_SECOND, SAMPLE_RATE, SAMPLE_WIDTH
-from ..voices import voice_error
-from . import protocol
-from .faults import Fault, FaultBook, FaultKind, paraphrase
-from .protocol import audio_tokens, error_event, new_id, server_event, text_tokens
-from .speech import SpeechEngine
+from emulator import protocol
+from emulator.faults import Fault, FaultBook, FaultKind, paraphrase
+from emulator.protocol import audio_tokens, error_event, new_id, server_event, text_tokens
+from emulator.speech import SpeechEngine
+from podcast.engine.audio import BYTES_PER_SECOND, SAMPLE_RATE, SAMPLE_WIDTH
+from podcast.voices import voice_error
 
-log = logging.getLogger("podcast.emulator")
+log = logging.getLogger("emulator")
 
 DELTA_SECONDS_CYCLE: Final[tuple[float, ...]] = (0.2, 0.3, 0.5, 0.1, 0.4)
 """Durations of successive audio deltas (all within the 100-500 ms the service sends)."""

@@ -1,4 +1,4 @@
-"""Run the Realtime API emulator stand-alone: ``python -m podcast.emulator --port 8765``.
+"""Run the Realtime API emulator stand-alone: ``python -m emulator --port 8765``.
 
 Prints the endpoint and the settings that point the app at it, logs one line per
 connection and response (ids, sizes, durations; never text) to stderr, and stops cleanly
@@ -14,10 +14,10 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from ..config import API_KEY_SETTING, DEPLOYMENT_SETTING, ENDPOINT_SETTING
-from .faults import Fault, FaultKind, parse_fault
-from .server import DEFAULT_API_KEY, DEFAULT_MODELS, RealtimeEmulator
-from .speech import ENGINE_NAMES, SpeechEngineUnavailable
+from emulator.faults import Fault, FaultKind, parse_fault
+from emulator.server import DEFAULT_API_KEY, DEFAULT_MODELS, RealtimeEmulator
+from emulator.speech import ENGINE_NAMES, SpeechEngineUnavailable
+from podcast.settings import API_KEY_SETTING, DEPLOYMENT_SETTING, ENDPOINT_SETTING
 
 
 def _speed(value: str) -> float | None:
@@ -38,7 +38,7 @@ def _fault(value: str) -> Fault:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m podcast.emulator",
+        prog="python -m emulator",
         description="Local emulator of the Azure OpenAI GA Realtime WebSocket API.",
     )
     parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
@@ -93,7 +93,7 @@ async def serve(emulator: RealtimeEmulator, models: Sequence[str], api_key: str 
         print(f"{API_KEY_SETTING}={api_key if api_key is not None else 'any-value'}")
         print(f"{DEPLOYMENT_SETTING}={models[0]}", flush=True)
         await stop.wait()
-        logging.getLogger("podcast.emulator").info("stopping")
+        logging.getLogger("emulator").info("stopping")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

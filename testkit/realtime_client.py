@@ -18,7 +18,7 @@ import pydantic
 from openai.resources.realtime.realtime import AsyncRealtimeConnection
 from openai.types.realtime import RealtimeServerEvent
 
-from podcast.emulator import RealtimeEmulator
+from emulator import RealtimeEmulator
 
 Event = dict[str, Any]
 

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from typing import Final
 from urllib.parse import urlsplit
 
-from .errors import ConfigurationError
-from .voices import DEFAULT_VOICE, voice_error
+from podcast.errors import ConfigurationError
+from podcast.voices import DEFAULT_VOICE, voice_error
 
 ENDPOINT_SETTING: Final = "AZURE_OPENAI_AUDIO_ENDPOINT"
 DEPLOYMENT_SETTING: Final = "AZURE_OPENAI_AUDIO_DEPLOYMENT"
@@ -123,7 +123,7 @@ class RealtimeSettings:
                 ENDPOINT_SETTING,
                 "is not set; set it to your Azure OpenAI resource endpoint "
                 "(https://<resource>.openai.azure.com) or to a local emulator "
-                "(python -m podcast.emulator, then http://127.0.0.1:PORT)",
+                "(python -m emulator, then http://127.0.0.1:PORT)",
             )
         deployment = env.get(DEPLOYMENT_SETTING, "").strip() or DEFAULT_DEPLOYMENT
         if any(ch in deployment for ch in "/?#&= ") or len(deployment) > 64:

@@ -6,7 +6,7 @@ or :class:`~podcast.errors.StorageUnavailableError` (transient), so callers neve
 ``azure.core.exceptions``.
 
 Two ways to authenticate, in the same shapes as Functions' own connections
-(:class:`~podcast.config.StorageSettings`):
+(:class:`~podcast.settings.StorageSettings`):
 
 - a connection string (``UseDevelopmentStorage=true`` for Azurite): links are account-key
   SAS;
@@ -52,9 +52,9 @@ from azure.storage.blob import (
 )
 from azure.storage.blob.aio import BlobServiceClient, ContainerClient, ExponentialRetry
 
-from .config import StorageSettings
-from .errors import StorageError, StorageUnavailableError
-from .perloop import PerLoop
+from podcast.errors import StorageError, StorageUnavailableError
+from podcast.perloop import PerLoop
+from podcast.settings import StorageSettings
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -524,7 +524,7 @@ class WavBlockWriter:
 
         Returns the number of PCM bytes in the WAV.
         """
-        from .audio import wav_header
+        from podcast.engine.audio import wav_header
 
         total = self.pcm_bytes
         header_id = self._block_id("hdr", 0)

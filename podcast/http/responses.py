@@ -13,7 +13,7 @@ from typing import Any, Final
 
 import azure.functions as func
 
-from .errors import PodcastError, RequestValidationError
+from podcast.errors import PodcastError, RequestValidationError
 
 log = logging.getLogger(__name__)
 

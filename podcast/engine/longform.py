@@ -24,14 +24,20 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Final, Literal, Protocol
 
-from . import audio
-from .config import float_setting, int_setting
-from .errors import ConfigurationError, FidelityError, PodcastError, RateLimitedError, ResponseIncompleteError
-from .fidelity import similarity
-from .instructions import build_instructions, user_message
-from .models import NarrationRequest
-from .realtime import Narration, Narrator, Usage
-from .segments import DEFAULT_MAX_WORDS, Boundary, Segment, size_in_words, split_text
+from podcast.engine import audio
+from podcast.engine.fidelity import similarity
+from podcast.engine.instructions import build_instructions, user_message
+from podcast.engine.realtime import Narration, Narrator, Usage
+from podcast.engine.segments import DEFAULT_MAX_WORDS, Boundary, Segment, size_in_words, split_text
+from podcast.errors import (
+    ConfigurationError,
+    FidelityError,
+    PodcastError,
+    RateLimitedError,
+    ResponseIncompleteError,
+)
+from podcast.models import NarrationRequest
+from podcast.settings import float_setting, int_setting
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ whole process group on :meth:`~AzuriteServer.stop`. The first start takes free p
 (empty: storage is in memory).
 
 With :class:`TlsFiles` it serves HTTPS, and ``oauth=True`` adds ``--oauth basic``, which
-accepts Bearer tokens (see :mod:`tests.support.credentials`) and so user delegation keys.
+accepts Bearer tokens (see :mod:`testkit.credentials`) and so user delegation keys.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
-REPO_ROOT: Final = Path(__file__).resolve().parents[2]
+REPO_ROOT: Final = Path(__file__).resolve().parents[1]
 ACCOUNT_NAME: Final = "devstoreaccount1"
 ACCOUNT_KEY: Final = (
     "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="

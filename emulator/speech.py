@@ -26,7 +26,7 @@ import threading
 import zlib
 from typing import Any, Final, Protocol
 
-from ..audio import SAMPLE_RATE
+from podcast.engine.audio import SAMPLE_RATE
 
 ENGINE_NAMES: Final[tuple[str, ...]] = ("auto", "espeak", "piper", "synthetic")
 

@@ -72,8 +72,7 @@ from azure.storage.blob.aio import BlobServiceClient
 from azure.storage.queue import TextBase64EncodePolicy
 from azure.storage.queue.aio import QueueClient
 
-from .config import STORAGE_SETTING, StorageSettings, container_setting, float_setting, int_setting
-from .errors import (
+from podcast.errors import (
     ConfigurationError,
     IdempotencyKeyReusedError,
     JobNotFoundError,
@@ -82,11 +81,12 @@ from .errors import (
     RequestValidationError,
     StorageError,
 )
-from .http import error_body
-from .models import NarrationRequest, RequestLimits, parse_request
-from .perloop import PerLoop
-from .pipeline import check_content_type, get_service
-from .storage import BlobClientOptions, download_json, get_store, map_storage_error
+from podcast.http.responses import error_body
+from podcast.models import NarrationRequest, RequestLimits, parse_request
+from podcast.perloop import PerLoop
+from podcast.services.pipeline import check_content_type, get_service
+from podcast.settings import STORAGE_SETTING, StorageSettings, container_setting, float_setting, int_setting
+from podcast.storage.blobs import BlobClientOptions, download_json, get_store, map_storage_error
 
 if TYPE_CHECKING:
     from azure.core.credentials_async import AsyncTokenCredential
@@ -626,9 +626,9 @@ class _Reusable:
 class JobService:
     """Submission, status and work of narration jobs on one :class:`JobStore`.
 
-    The narration itself is the process-wide :class:`~podcast.pipeline.NarrationService`
-    (:func:`~podcast.pipeline.get_service`); links are signed by the process-wide output
-    :class:`~podcast.storage.BlobStore` (:func:`~podcast.storage.get_store`).
+    The narration itself is the process-wide :class:`~podcast.services.pipeline.NarrationService`
+    (:func:`~podcast.services.pipeline.get_service`); links are signed by the process-wide output
+    :class:`~podcast.storage.blobs.BlobStore` (:func:`~podcast.storage.blobs.get_store`).
     """
 
     def __init__(self, store: JobStore, settings: JobSettings | None = None) -> None:

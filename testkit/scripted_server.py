@@ -1,6 +1,6 @@
 """A minimal, independent GA Realtime server for protocol tests.
 
-It shares no code with :mod:`podcast.emulator`: it answers the handshake, records what
+It shares no code with :mod:`emulator`: it answers the handshake, records what
 the client sends, and after ``response.create`` replays a script of server events written
 by the test. Tests use it to check that the narrator follows the protocol rather than the
 emulator's habits (other delta sizes, other interleavings, extra event types).

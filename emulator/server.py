@@ -23,12 +23,12 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
-from .faults import Fault, FaultBook
-from .protocol import new_id
-from .session import RealtimeSession, SessionRecord, SessionSettings
-from .speech import SpeechEngine, make_engine
+from emulator.faults import Fault, FaultBook
+from emulator.protocol import new_id
+from emulator.session import RealtimeSession, SessionRecord, SessionSettings
+from emulator.speech import SpeechEngine, make_engine
 
-log = logging.getLogger("podcast.emulator")
+log = logging.getLogger("emulator")
 
 REALTIME_PATH: Final = "/openai/v1/realtime"
 DEFAULT_MODELS: Final[tuple[str, ...]] = ("gpt-realtime-mini",)
@@ -78,7 +78,7 @@ class RealtimeEmulator:
 
     ``api_key=None`` accepts any credentials. ``speed`` is seconds of audio sent per
     wall-clock second (``None``: as fast as possible). ``engine`` is an engine name (see
-    :mod:`podcast.emulator.speech`) or an object with ``synthesize(text, voice)``.
+    :mod:`emulator.speech`) or an object with ``synthesize(text, voice)``.
     ``token_validator`` accepts bearer tokens other than the API key (Entra ID tests).
     ``record_audio`` keeps audio payloads in the recorded events (off: they are elided).
 
@@ -201,7 +201,7 @@ class RealtimeEmulator:
             process_request=self._process_request,
             max_size=MAX_CLIENT_MESSAGE_BYTES,
             server_header="realtime-emulator",
-            logger=logging.getLogger("podcast.emulator.websockets"),
+            logger=logging.getLogger("emulator.websockets"),
         )
         self._port = int(next(iter(self._server.sockets)).getsockname()[1])
         log.info(

@@ -20,16 +20,16 @@ from datetime import UTC, datetime, timedelta
 from pathlib import PurePosixPath
 from typing import Any, Final, Literal, TypeVar
 
-from . import audio
-from .config import RealtimeSettings, StorageSettings, float_setting, int_setting
-from .documents import DocumentLimits, request_from_document
-from .errors import ConfigurationError, PodcastError, RequestValidationError
-from .http import error_body
-from .longform import NarrationSettings, ProgressCallback, SegmentReport, narrate_text
-from .models import NarrationRequest, RequestLimits, parse_request
-from .perloop import PerLoop
-from .realtime import Narrator, Usage
-from .storage import BlobStore, close_store, get_store
+from podcast.engine import audio
+from podcast.engine.longform import NarrationSettings, ProgressCallback, SegmentReport, narrate_text
+from podcast.engine.realtime import Narrator, Usage
+from podcast.errors import ConfigurationError, PodcastError, RequestValidationError
+from podcast.http.responses import error_body
+from podcast.models import NarrationRequest, RequestLimits, parse_request
+from podcast.perloop import PerLoop
+from podcast.services.documents import DocumentLimits, request_from_document
+from podcast.settings import RealtimeSettings, StorageSettings, float_setting, int_setting
+from podcast.storage.blobs import BlobStore, close_store, get_store
 
 log = logging.getLogger(__name__)
 
@@ -479,7 +479,7 @@ def _storage_health(settings: StorageSettings) -> dict[str, Any]:
 
 
 def _jobs_health(env: Mapping[str, str]) -> dict[str, Any]:
-    from .jobs import JobSettings  # jobs builds on this module
+    from podcast.services.jobs import JobSettings  # jobs builds on this module
 
     jobs = JobSettings.from_env(env)
     return {

@@ -1,1 +1,0 @@
-"""Helpers for the test suite: real local services (Azurite) and the credentials they accept."""
