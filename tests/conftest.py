@@ -1,28 +1,31 @@
-"""Shared fixtures: real Azurite emulators (plain and OAuth over HTTPS) and per-test names.
+"""Shared fixtures and the test layers.
 
-Azurite comes from ``npm ci`` (``scripts/setup.sh``). Without it, tests that need it are
-skipped with that hint, except under CI (``CI`` set), where a missing emulator is an
-install bug and fails them.
+The tests are in three directories, each marked by :func:`pytest_collection_modifyitems`:
+
+* ``tests/unit``: pure functions and in-process logic. No Azurite, no emulator server, no
+  network (``tests/unit/conftest.py`` refuses connections): ``pytest tests/unit`` (or
+  ``-m unit``) runs in seconds offline;
+* ``tests/integration``: the package and ``function_app`` against Azurite and/or the
+  Realtime emulator (fixtures in ``tests/integration/conftest.py``);
+* ``tests/e2e``: the slow end-to-end checks (espeak-ng speech heard by Whisper).
+
+This file holds what more than one layer needs: the real Azurite emulators (plain and OAuth
+over HTTPS), per-test names, and the reset of the process-wide store. Azurite comes from
+``npm ci`` (``scripts/setup.sh``). Without it, tests that need it are skipped with that
+hint, except under CI (``CI`` set), where a missing emulator is an install bug and fails
+them. Every test that uses an Azurite fixture is marked ``azurite``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from azure.core.exceptions import ResourceNotFoundError
-from azure.storage.blob import BlobServiceClient
-from azure.storage.queue import QueueClient
 
-from emulator import RealtimeEmulator
-from podcast.services.jobs import close_jobs
-from podcast.services.pipeline import close_service
-from podcast.settings import StorageSettings
-from podcast.storage.blobs import BlobClientOptions, BlobStore, reset_store
+from podcast.storage.blobs import reset_store
 from testkit.azurite import (
     AzuriteNotInstalledError,
     AzuriteServer,
@@ -30,12 +33,36 @@ from testkit.azurite import (
     azurite_executable,
     make_self_signed_cert,
 )
-from testkit.credentials import FakeTokenCredential
 
-FAST_FAILING = BlobClientOptions(
-    retry_total=1, first_backoff_seconds=0.2, connection_timeout=2.0, read_timeout=20.0
-)
-"""Client options for tests: an unreachable Storage fails in about a second."""
+TESTS = Path(__file__).resolve().parent
+LAYERS = ("unit", "integration", "e2e")
+AZURITE_FIXTURES = frozenset({"azurite", "throwaway_azurite", "azurite_oauth"})
+"""Fixtures that start Azurite (directly; fixtures built on them are seen through ``fixturenames``)."""
+SERVICE_FIXTURES = AZURITE_FIXTURES | {"azurite_tls", "emulator", "emulator_server", "espeak_emulator"}
+"""Fixtures a unit test must not use: they start a server or write certificates."""
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark each test with its layer (``unit``, ``integration``, ``e2e``) and ``azurite``
+    when it needs Azurite; a unit test that asks for a server is a usage error."""
+    misplaced: list[str] = []
+    for item in items:
+        try:
+            layer = item.path.resolve().relative_to(TESTS).parts[0]
+        except ValueError:
+            continue
+        if layer in LAYERS:
+            item.add_marker(getattr(pytest.mark, layer))
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if fixtures & AZURITE_FIXTURES:
+            item.add_marker(pytest.mark.azurite)
+        if layer == "unit" and fixtures & SERVICE_FIXTURES:
+            misplaced.append(f"{item.nodeid} uses {sorted(fixtures & SERVICE_FIXTURES)}")
+    if misplaced:
+        raise pytest.UsageError(
+            "unit tests must not need Azurite or an emulator (move them to tests/integration):\n"
+            + "\n".join(misplaced)
+        )
 
 
 def _require_azurite() -> Path:
@@ -99,37 +126,9 @@ def azurite_oauth(tmp_path_factory: pytest.TempPathFactory, azurite_tls: TlsFile
 
 
 @pytest.fixture
-def fake_token_credential() -> FakeTokenCredential:
-    """A fresh async credential issuing unsigned storage tokens (its own tenant and object id)."""
-    return FakeTokenCredential()
-
-
-@pytest.fixture
 def container_name() -> str:
     """A container name no other test uses."""
     return f"test-{uuid.uuid4().hex[:20]}"
-
-
-@pytest.fixture
-def storage_settings(azurite: AzuriteServer, container_name: str) -> Iterator[StorageSettings]:
-    """Settings for the session Azurite with this test's own output container,
-    which is deleted afterwards."""
-    yield StorageSettings(connection_string=azurite.connection_string, output_container=container_name)
-    with (
-        BlobServiceClient.from_connection_string(azurite.connection_string) as service,
-        contextlib.suppress(ResourceNotFoundError),
-    ):
-        service.delete_container(container_name)
-
-
-@pytest.fixture
-async def blob_store(storage_settings: StorageSettings) -> AsyncIterator[BlobStore]:
-    """A :class:`BlobStore` on the session Azurite (account-key SAS), closed afterwards."""
-    store = BlobStore.from_settings(storage_settings, options=FAST_FAILING)
-    try:
-        yield store
-    finally:
-        await store.close()
 
 
 @pytest.fixture(autouse=True)
@@ -138,71 +137,3 @@ def _forget_process_store() -> Iterator[None]:
     reset_store()
     yield
     reset_store()
-
-
-# --- The Realtime emulator and app settings --------------------------------------------------
-
-EMULATOR_KEY = "emulator-key"
-
-
-@pytest.fixture(scope="session")
-def emulator_server() -> Iterator[RealtimeEmulator]:
-    """One Realtime API emulator for the session (synthetic speech: fast and deterministic)."""
-    server = RealtimeEmulator(api_key=EMULATOR_KEY, engine="synthetic").start_in_thread()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def emulator(emulator_server: RealtimeEmulator) -> RealtimeEmulator:
-    """The session emulator with no records and no faults left from other tests."""
-    emulator_server.reset()
-    return emulator_server
-
-
-@pytest.fixture
-async def app_env(
-    monkeypatch: pytest.MonkeyPatch, emulator: RealtimeEmulator, azurite: AzuriteServer, container_name: str
-) -> AsyncIterator[dict[str, str]]:
-    """App settings pointing at the emulator and Azurite, with an output container of this
-    test's own; the process-wide service is closed afterwards."""
-    settings = {
-        "AZURE_OPENAI_AUDIO_ENDPOINT": emulator.url,
-        "AZURE_OPENAI_AUDIO_API_KEY": EMULATOR_KEY,
-        "AZURE_OPENAI_AUDIO_MAX_RETRIES": "1",
-        "AZURE_OPENAI_AUDIO_TIMEOUT_SECONDS": "5",
-        "NARRATION_STORAGE": azurite.connection_string,
-        "NARRATION_OUTPUT_CONTAINER": container_name,
-    }
-    for name, value in settings.items():
-        monkeypatch.setenv(name, value)
-    yield settings
-    await close_service()
-    await close_jobs()
-
-
-# --- Asynchronous narration jobs ----------------------------------------------------------------
-
-
-@pytest.fixture
-async def jobs_env(
-    app_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, azurite: AzuriteServer, container_name: str
-) -> AsyncIterator[dict[str, str]]:
-    """``app_env`` plus a job queue of this test's own; the queue and the jobs container
-    (``<output container>-jobs``) are deleted afterwards."""
-    queue = f"jobs-{uuid.uuid4().hex[:16]}"
-    monkeypatch.setenv("NARRATION_QUEUE", queue)
-    yield {**app_env, "NARRATION_QUEUE": queue, "jobs_container": f"{container_name}-jobs"}
-    await close_jobs()
-    with (
-        QueueClient.from_connection_string(azurite.connection_string, queue) as client,
-        contextlib.suppress(ResourceNotFoundError),
-    ):
-        client.delete_queue()
-    with (
-        BlobServiceClient.from_connection_string(azurite.connection_string) as service,
-        contextlib.suppress(ResourceNotFoundError),
-    ):
-        service.delete_container(f"{container_name}-jobs")

@@ -23,7 +23,6 @@ fixed seed, so the transcription is the same on every run.
 from __future__ import annotations
 
 import asyncio
-import base64
 import collections
 import contextlib
 import importlib.util
@@ -33,16 +32,12 @@ import json
 import random
 import shutil
 import time
-import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
 
-import azure.functions as func
 import pytest
 from azure.core.exceptions import ResourceNotFoundError
-from azure.functions.queue import QueueMessage
 from azure.storage.blob import BlobServiceClient
 from azure.storage.queue import QueueClient
 
@@ -54,7 +49,9 @@ from podcast.engine.longform import NarrationSettings
 from podcast.engine.segments import DEFAULT_MAX_WORDS, split_text
 from podcast.services.jobs import close_jobs
 from podcast.services.pipeline import close_service
+from testkit import host
 from testkit.azurite import AzuriteServer
+from testkit.storage import http_get
 
 EMULATOR_KEY = "e2e-emulator-key"
 COLLECTION_URL = "https://podcast.example.net/api/narrations"
@@ -239,53 +236,29 @@ async def e2e_env(
 # --- Helpers ----------------------------------------------------------------------------------
 
 
-async def post_narration(body: dict[str, Any]) -> func.HttpResponse:
+async def post_narration(body: dict[str, Any]) -> host.HttpAnswer:
     """``POST /api/narrations`` as the Functions host calls it."""
-    response: func.HttpResponse = await function_app.create_narration(
-        func.HttpRequest(
-            method="POST",
-            url=COLLECTION_URL,
-            body=json.dumps(body).encode(),
-            headers={"Content-Type": "application/json"},
-            params={},
-            route_params={},
-        )
-    )
-    return response
+    request = host.http_request("POST", "narrations", json=body, url=COLLECTION_URL)
+    return await host.call_http(function_app.create_narration, request)
 
 
-async def get_narration(location: str) -> func.HttpResponse:
+async def get_narration(location: str) -> host.HttpAnswer:
     """``GET`` the job's ``Location`` as the Functions host routes it."""
-    parts = urlsplit(location)
-    response: func.HttpResponse = await function_app.get_narration(
-        func.HttpRequest(
-            method="GET",
-            url=location,
-            body=b"",
-            headers={},
-            params=dict(parse_qsl(parts.query)),
-            route_params={"id": parts.path.rsplit("/", 1)[-1]},
-        )
+    return await host.call_http(
+        function_app.get_narration, host.http_request("GET", "narrations/{id}", url=location)
     )
-    return response
 
 
 async def run_queued_job(azurite: AzuriteServer, queue: str) -> None:
     """What the host does with the job's message: receive it from Azurite's queue, decode
     the base64 text, run the queue trigger, then delete the message."""
     with QueueClient.from_connection_string(azurite.connection_string, queue) as client:
-        message = client.receive_message(visibility_timeout=600)
-        assert message is not None, "the job's message should be waiting in the queue"
-        job_id = base64.b64decode(message.content, validate=True).decode("ascii")
-        await function_app.narration_worker(
-            QueueMessage(id=message.id, body=job_id.encode(), dequeue_count=message.dequeue_count)  # type: ignore[no-untyped-call]
-        )
-        client.delete_message(message)
+        delivered = await host.deliver(function_app.narration_worker, client, visibility_timeout=600)
+        assert delivered is not None, "the job's message should be waiting in the queue"
 
 
 def download(url: str) -> bytes:
-    with urllib.request.urlopen(url, timeout=120) as answer:  # noqa: S310 - the SAS URL just made
-        return bytes(answer.read())
+    return http_get(url, timeout=120)
 
 
 def transcribe_windows(model: Any, pcm: bytes, bounds: Sequence[float]) -> list[str]:

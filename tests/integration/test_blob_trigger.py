@@ -12,6 +12,7 @@ from azure.storage.blob import BlobServiceClient
 import function_app
 from emulator import Fault, FaultKind, RealtimeEmulator
 from podcast.engine import audio
+from testkit import host
 from testkit.azurite import AzuriteServer
 
 KEY = "emulator-key"
@@ -38,13 +39,7 @@ def upload(azurite: AzuriteServer, name: str, data: bytes) -> func.blob.InputStr
         properties = blob.get_blob_properties()
         stored = blob.download_blob().readall()
         url = blob.url
-    return func.blob.InputStream(
-        data=stored,
-        name=f"{INPUT}/{name}",
-        length=len(stored),
-        uri=url,
-        blob_properties={"ETag": properties.etag, "ContentLength": len(stored)},
-    )
+    return host.blob_input_stream(INPUT, name, stored, etag=properties.etag, uri=url)
 
 
 def outputs(azurite: AzuriteServer, container: str) -> dict[str, bytes]:
@@ -100,7 +95,7 @@ async def test_an_uploaded_document_gets_a_wav_and_a_transcript_document_beside_
     data: bytes,
     expected_voice: str,
 ) -> None:
-    await function_app.narrate_document(upload(azurite, name, data))
+    await host.call(function_app.narrate_document, upload(azurite, name, data))
 
     base = name.rsplit(".", 1)[0]
     stored = outputs(azurite, container_name)
@@ -119,7 +114,7 @@ async def test_an_uploaded_document_gets_a_wav_and_a_transcript_document_beside_
 async def test_markdown_code_blocks_images_tables_and_link_targets_are_not_narrated(
     document_env: None, azurite: AzuriteServer, container_name: str, emulator: RealtimeEmulator
 ) -> None:
-    await function_app.narrate_document(upload(azurite, "notes.md", MARKDOWN))
+    await host.call(function_app.narrate_document, upload(azurite, "notes.md", MARKDOWN))
 
     spoken = " ".join(spoken_texts(emulator))
     assert "The river bends because water is lazy." in spoken
@@ -163,7 +158,7 @@ async def test_a_document_that_can_never_be_narrated_gets_an_error_record_and_no
     data: bytes,
     code: str,
 ) -> None:
-    await function_app.narrate_document(upload(azurite, name, data))  # does not raise
+    await host.call(function_app.narrate_document, upload(azurite, name, data))  # does not raise
 
     base = name.rsplit(".", 1)[0]
     stored = outputs(azurite, container_name)
@@ -180,11 +175,13 @@ async def test_the_same_content_twice_is_narrated_once(
     document_env: None, azurite: AzuriteServer, emulator: RealtimeEmulator
 ) -> None:
     document = upload(azurite, "once.txt", b"Only once, please.")
-    await function_app.narrate_document(document)
-    await function_app.narrate_document(upload(azurite, "once.txt", b"Only once, please."))
+    await host.call(function_app.narrate_document, document)
+    await host.call(function_app.narrate_document, upload(azurite, "once.txt", b"Only once, please."))
     assert len(emulator.sessions) == 1
 
-    await function_app.narrate_document(upload(azurite, "once.txt", b"Changed content, narrate again."))
+    await host.call(
+        function_app.narrate_document, upload(azurite, "once.txt", b"Changed content, narrate again.")
+    )
     assert len(emulator.sessions) == 2
 
 
@@ -195,11 +192,11 @@ async def test_a_transient_fault_raises_for_a_retry_that_leaves_one_complete_res
     document = upload(azurite, "retry.txt", b"Try, try again.")
 
     with pytest.raises(Exception, match="connection closed"):
-        await function_app.narrate_document(document)
+        await host.call(function_app.narrate_document, document)
     assert "retry.wav" not in outputs(azurite, container_name), "no partial audio under the final name"
     assert json.loads(outputs(azurite, container_name)["retry.error.json"])["status"] == "retrying"
 
-    await function_app.narrate_document(upload(azurite, "retry.txt", b"Try, try again."))
+    await host.call(function_app.narrate_document, upload(azurite, "retry.txt", b"Try, try again."))
 
     stored = outputs(azurite, container_name)
     assert sorted(stored) == ["retry.json", "retry.wav"]
@@ -211,8 +208,8 @@ async def test_after_the_last_attempt_the_error_record_is_final_and_nothing_rais
 ) -> None:
     emulator.inject(Fault(FaultKind.HANDSHAKE_503, times=None))
     with pytest.raises(Exception, match="unavailable"):
-        await function_app.narrate_document(upload(azurite, "doomed.txt", b"Never to be."))
-    await function_app.narrate_document(upload(azurite, "doomed.txt", b"Never to be."))
+        await host.call(function_app.narrate_document, upload(azurite, "doomed.txt", b"Never to be."))
+    await host.call(function_app.narrate_document, upload(azurite, "doomed.txt", b"Never to be."))
 
     record = json.loads(outputs(azurite, container_name)["doomed.error.json"])
     assert (record["status"], record["final"], record["attempts"], record["max_attempts"]) == (
@@ -222,15 +219,3 @@ async def test_after_the_last_attempt_the_error_record_is_final_and_nothing_rais
         2,
     )
     assert record["error"]["code"] == "upstream_unavailable"
-
-
-def test_the_blob_trigger_binding_uses_event_grid_and_the_shared_connection() -> None:
-    function_app.app.functions_bindings = None
-    functions = {
-        f.get_function_name(): json.loads(f.get_function_json()) for f in function_app.app.get_functions()
-    }
-    [binding] = functions["narrate_document"]["bindings"]
-    assert binding["type"] == "blobTrigger"
-    assert binding["path"] == "%NARRATION_INPUT_CONTAINER%/{name}"
-    assert binding["connection"] == "NARRATION_STORAGE"
-    assert binding["source"] == "EventGrid"

@@ -36,7 +36,7 @@ from testkit.realtime_client import (
     user_message,
 )
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SAMPLE_RATE = 24_000
 
 

@@ -4,8 +4,6 @@ the Realtime emulator and a real Azurite."""
 from __future__ import annotations
 
 import json
-import urllib.error
-import urllib.request
 from typing import Any
 
 import azure.functions as func
@@ -16,7 +14,9 @@ import function_app
 from emulator import Fault, FaultKind, RealtimeEmulator
 from podcast.engine import audio
 from podcast.services.pipeline import close_service
+from testkit import host
 from testkit.azurite import AzuriteServer
+from testkit.storage import blobs_in, http
 
 KEY = "emulator-key"
 TEXT = "Welcome to the show. Today we talk about rivers, and why they bend the way they do."
@@ -27,35 +27,14 @@ def post(
 ) -> func.HttpRequest:
     raw = body if isinstance(body, bytes) else (body if isinstance(body, str) else json.dumps(body)).encode()
     headers = {"Content-Type": content_type} if content_type else {}
-    return func.HttpRequest(
-        method="POST", url="/api/narrations", body=raw, headers=headers, params={}, route_params={}
-    )
+    return host.http_request("POST", "narrations", body=raw, headers=headers)
 
 
 async def call(
     body: bytes | str | dict[str, Any], content_type: str | None = "application/json"
-) -> tuple[int, dict[str, Any], func.HttpResponse]:
-    response = await function_app.create_narration(post(body, content_type))
-    return response.status_code, json.loads(response.get_body()), response
-
-
-def blobs_in(azurite: AzuriteServer, container: str) -> list[str]:
-    with BlobServiceClient.from_connection_string(azurite.connection_string) as service:
-        container_client = service.get_container_client(container)
-        if not container_client.exists():
-            return []
-        return sorted(b.name for b in container_client.list_blobs())
-
-
-def http(
-    method: str, url: str, data: bytes | None = None, headers: dict[str, str] | None = None
-) -> tuple[int, bytes, dict[str, str]]:
-    request = urllib.request.Request(url, data=data, method=method, headers=headers or {})  # noqa: S310
-    try:
-        with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310 - loopback Azurite
-            return answer.status, answer.read(), {k.lower(): v for k, v in answer.headers.items()}
-    except urllib.error.HTTPError as error:
-        return error.code, error.read(), {k.lower(): v for k, v in error.headers.items()}
+) -> tuple[int, dict[str, Any], host.HttpAnswer]:
+    response = await host.call_http(function_app.create_narration, post(body, content_type))
+    return response.status, response.json(), response
 
 
 # --- Success ---------------------------------------------------------------------------------
@@ -307,69 +286,3 @@ async def test_missing_settings_are_a_503_naming_the_setting(monkeypatch: pytest
     assert status == 503
     assert body["error"]["code"] == "not_configured"
     assert body["error"]["setting"] == "AZURE_OPENAI_AUDIO_ENDPOINT"
-
-
-# --- Health and the function index ----------------------------------------------------------------
-
-
-def test_health_reports_settings_and_auth_modes_without_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("AZURE_OPENAI_AUDIO_ENDPOINT", "https://example.openai.azure.com")
-    monkeypatch.setenv("AZURE_OPENAI_AUDIO_API_KEY", "super-secret-key")
-    monkeypatch.setenv(
-        "NARRATION_STORAGE",
-        "DefaultEndpointsProtocol=https;AccountName=a;AccountKey=c2VjcmV0;EndpointSuffix=core.windows.net",
-    )
-    request = func.HttpRequest(
-        method="GET", url="/api/health", body=b"", headers={}, params={}, route_params={}
-    )
-
-    response = function_app.health(request)
-
-    body = json.loads(response.get_body())
-    assert response.status_code == 200
-    assert body["realtime"]["auth_mode"] == "key"
-    assert body["storage"]["auth_mode"] == "connection_string"
-    assert "super-secret-key" not in response.get_body().decode()
-    assert "c2VjcmV0" not in response.get_body().decode()
-
-
-def test_health_without_a_key_reports_managed_identity_and_names_missing_settings(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setenv("AZURE_OPENAI_AUDIO_ENDPOINT", "https://example.openai.azure.com")
-    monkeypatch.delenv("AZURE_OPENAI_AUDIO_API_KEY", raising=False)
-    monkeypatch.delenv("NARRATION_STORAGE", raising=False)
-    monkeypatch.delenv("NARRATION_STORAGE__blobServiceUri", raising=False)
-    request = func.HttpRequest(
-        method="GET", url="/api/health", body=b"", headers={}, params={}, route_params={}
-    )
-
-    response = function_app.health(request)
-
-    body = json.loads(response.get_body())
-    assert response.status_code == 503
-    assert body["realtime"]["auth_mode"] == "managed_identity"
-    assert body["storage"] == {
-        "configured": False,
-        "problem": body["storage"]["problem"],
-        "setting": "NARRATION_STORAGE",
-    }
-
-
-@pytest.fixture(scope="module")
-def functions() -> dict[str, dict[str, Any]]:
-    # get_functions() is not idempotent (Azure/azure-functions-python-worker#1867).
-    function_app.app.functions_bindings = None
-    return {
-        str(f.get_function_name()): json.loads(f.get_function_json())
-        for f in function_app.app.get_functions()
-    }
-
-
-def test_the_app_exposes_the_routes_methods_and_auth_level(functions: dict[str, dict[str, Any]]) -> None:
-    create = next(b for b in functions["create_narration"]["bindings"] if b["type"] == "httpTrigger")
-    assert create["route"] == "narrations"
-    assert create["methods"] == ["POST"]
-    assert create["authLevel"] == "FUNCTION"
-    health = next(b for b in functions["health"]["bindings"] if b["type"] == "httpTrigger")
-    assert (health["route"], health["methods"], health["authLevel"]) == ("health", ["GET"], "FUNCTION")

@@ -11,29 +11,20 @@ import contextlib
 import json
 import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
 
 import azure.functions as func
 import pytest
 from azure.core.exceptions import ResourceNotFoundError
-from azure.functions.queue import QueueMessage
 from azure.storage.queue import QueueClient
 
 import function_app
 from emulator import Fault, FaultKind, RealtimeEmulator
 from podcast.engine import audio
 from podcast.errors import PodcastError
-from podcast.models import RequestLimits, parse_request
-from podcast.services.jobs import (
-    SubmitOptions,
-    estimate_audio_seconds,
-    job_id_from_message,
-    retry_after_seconds,
-)
+from testkit import host
 from testkit.azurite import AzuriteServer
-from tests.test_http_function import blobs_in, http
+from testkit.storage import blobs_in, http
 
 TEXT = "Welcome to the show. Today we talk about rivers, and why they bend the way they do."
 FUNCTION_KEY = "secret-function-key"
@@ -51,37 +42,28 @@ def post_request(
     url: str = f"{COLLECTION_URL}?code={FUNCTION_KEY}",
 ) -> func.HttpRequest:
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
-    params = dict(parse_qsl(urlsplit(url).query))
-    return func.HttpRequest(
-        method="POST",
-        url=url,
+    return host.http_request(
+        "POST",
+        "narrations",
         body=raw,
         headers={"Content-Type": "application/json", **(headers or {})},
-        params=params,
-        route_params={},
+        url=url,
     )
 
 
 async def post(
     body: dict[str, Any] | bytes, headers: dict[str, str] | None = None, **kwargs: Any
-) -> tuple[int, dict[str, Any], func.HttpResponse]:
-    response = await function_app.create_narration(post_request(body, headers, **kwargs))
-    return response.status_code, json.loads(response.get_body()), response
+) -> tuple[int, dict[str, Any], host.HttpAnswer]:
+    response = await host.call_http(function_app.create_narration, post_request(body, headers, **kwargs))
+    return response.status, response.json(), response
 
 
-async def poll(location: str) -> tuple[int, dict[str, Any], func.HttpResponse]:
+async def poll(location: str) -> tuple[int, dict[str, Any], host.HttpAnswer]:
     """GET the ``Location`` as the Functions host would route it."""
-    parts = urlsplit(location)
-    request = func.HttpRequest(
-        method="GET",
-        url=location,
-        body=b"",
-        headers={},
-        params=dict(parse_qsl(parts.query)),
-        route_params={"id": parts.path.rsplit("/", 1)[-1]},
+    response = await host.call_http(
+        function_app.get_narration, host.http_request("GET", "narrations/{id}", url=location)
     )
-    response = await function_app.get_narration(request)
-    return response.status_code, json.loads(response.get_body()), response
+    return response.status, response.json(), response
 
 
 def queue_client(azurite: AzuriteServer, env: dict[str, str]) -> QueueClient:
@@ -104,18 +86,8 @@ async def deliver(azurite: AzuriteServer, env: dict[str, str]) -> None:
     goes up), decode the base64 text, call the trigger, delete the message if the call
     returns and make it visible again at once if it raises (host.json's default)."""
     with queue_client(azurite, env) as client:
-        message = client.receive_message(visibility_timeout=60)
-        assert message is not None, "a message should be waiting in the queue"
-        job_id = base64.b64decode(message.content, validate=True).decode("ascii")
-        trigger_message = QueueMessage(  # type: ignore[no-untyped-call]
-            id=message.id, body=job_id.encode(), dequeue_count=message.dequeue_count
-        )
-        try:
-            await function_app.narration_worker(trigger_message)
-        except BaseException:
-            client.update_message(message, pop_receipt=message.pop_receipt, visibility_timeout=0)
-            raise
-        client.delete_message(message)
+        delivered = await host.deliver(function_app.narration_worker, client)
+        assert delivered is not None, "a message should be waiting in the queue"
 
 
 def jobs_blobs(azurite: AzuriteServer, env: dict[str, str]) -> list[str]:
@@ -313,16 +285,12 @@ async def test_a_job_whose_worker_died_is_reported_failed_instead_of_running_for
     monkeypatch.setenv("NARRATION_JOB_STALE_SECONDS", "1")
     monkeypatch.setenv("AZURE_OPENAI_AUDIO_TIMEOUT_SECONDS", "60")
     emulator.inject(Fault(FaultKind.HANG, times=None))
-    _, body, response = await post({"text": TEXT}, ASYNC)
+    _, _, response = await post({"text": TEXT}, ASYNC)
     location = response.headers["Location"]
     with queue_client(azurite, jobs_env) as client:
-        message = client.receive_message(visibility_timeout=60)
+        message = host.receive(client, visibility_timeout=60)
     assert message is not None
-    worker = asyncio.create_task(
-        function_app.narration_worker(
-            QueueMessage(id=message.id, body=body["id"].encode(), dequeue_count=1)  # type: ignore[no-untyped-call]
-        )
-    )
+    worker = asyncio.create_task(host.call(function_app.narration_worker, host.trigger_message(message)))
 
     async def running() -> dict[str, Any] | None:
         _, polled, _ = await poll(location)
@@ -386,8 +354,8 @@ async def test_messages_that_name_no_job_are_dropped_without_an_error(
     jobs_env: dict[str, str], emulator: RealtimeEmulator
 ) -> None:
     for body in (b"not a job id", uuid.uuid4().hex.encode(), b""):
-        message = QueueMessage(id="m", body=body, dequeue_count=1)  # type: ignore[no-untyped-call]
-        await function_app.narration_worker(message)
+        message = host.queue_message(body, id="m", dequeue_count=1)
+        await host.call(function_app.narration_worker, message)
     assert emulator.handshakes == 0
 
 
@@ -494,68 +462,3 @@ async def test_a_new_request_with_the_key_of_a_failed_job_starts_a_new_job(
     assert retried["id"] != failed["id"]
     await deliver(azurite, jobs_env)
     assert (await poll(response.headers["Location"]))[0] == 200
-
-
-# --- Pieces ------------------------------------------------------------------------------------------
-
-
-def test_the_audio_estimate_counts_150_words_a_minute_or_the_episode_length() -> None:
-    limits = RequestLimits()
-    assert estimate_audio_seconds(parse_request({"text": "word " * 150}, limits)) == 60.0
-    assert estimate_audio_seconds(parse_request({"text": "字" * 600}, limits)) == 40.0
-    episode = parse_request({"text": "About rivers.", "mode": "episode", "target_minutes": 1.5}, limits)
-    assert estimate_audio_seconds(episode) == 90.0
-
-
-def test_retry_after_shrinks_as_segments_finish_and_stays_between_2_and_60_seconds() -> None:
-    assert retry_after_seconds(120.0) == 30
-    assert retry_after_seconds(120.0, done=2, total=3) == 10
-    assert retry_after_seconds(1.0) == 2
-    assert retry_after_seconds(10_000.0) == 60
-
-
-def test_request_headers_are_read_in_any_letter_case() -> None:
-    options = SubmitOptions.from_headers(
-        {"prefer": "wait=5, Respond-Async", "CACHE-CONTROL": "no-store", "idempotency-key": " k1 "}
-    )
-    assert options == SubmitOptions(respond_async=True, reuse=False, store=False, idempotency_key="k1")
-    assert SubmitOptions.from_headers({}) == SubmitOptions()
-
-
-def test_a_queue_message_is_a_job_id_or_its_base64() -> None:
-    job_id = uuid.uuid4().hex
-    assert job_id_from_message(job_id.encode()) == job_id
-    assert job_id_from_message(base64.b64encode(job_id.encode())) == job_id
-    assert job_id_from_message("../jobs/x") is None
-
-
-# --- The function index ----------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def functions() -> Iterator[dict[str, dict[str, Any]]]:
-    function_app.app.functions_bindings = None  # get_functions() is not idempotent
-    yield {
-        str(f.get_function_name()): json.loads(f.get_function_json())
-        for f in function_app.app.get_functions()
-    }
-    function_app.app.functions_bindings = None
-
-
-def test_the_app_exposes_the_job_routes_and_the_queue_trigger(functions: dict[str, dict[str, Any]]) -> None:
-    status = next(b for b in functions["get_narration"]["bindings"] if b["type"] == "httpTrigger")
-    assert (status["route"], status["methods"], status["authLevel"]) == (
-        "narrations/{id}",
-        ["GET"],
-        "FUNCTION",
-    )
-    spec = next(b for b in functions["openapi"]["bindings"] if b["type"] == "httpTrigger")
-    assert (spec["route"], spec["methods"], spec["authLevel"]) == ("openapi.json", ["GET"], "FUNCTION")
-    (trigger,) = functions["narration_worker"]["bindings"]
-    assert trigger["type"] == "queueTrigger"
-    assert trigger["direction"] == "IN"
-    assert (trigger["name"], trigger["queueName"], trigger["connection"]) == (
-        "msg",
-        "%NARRATION_QUEUE%",
-        "NARRATION_STORAGE",
-    )

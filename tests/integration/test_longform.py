@@ -7,7 +7,6 @@ import asyncio
 import json
 from typing import Any
 
-import azure.functions as func
 import pytest
 from azure.storage.blob import BlobServiceClient
 
@@ -17,6 +16,7 @@ from podcast.engine import audio
 from podcast.engine.fidelity import similarity, words
 from podcast.engine.longform import AdaptiveLimiter
 from podcast.engine.segments import size_in_words, split_text
+from testkit import host
 from testkit.azurite import AzuriteServer
 
 PARAGRAPHS = [
@@ -29,16 +29,9 @@ TEXT = "\n\n".join(PARAGRAPHS)
 
 
 async def narrate(body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-    request = func.HttpRequest(
-        method="POST",
-        url="/api/narrations",
-        body=json.dumps(body).encode(),
-        headers={"Content-Type": "application/json"},
-        params={},
-        route_params={},
-    )
-    response = await function_app.create_narration(request)
-    return response.status_code, json.loads(response.get_body())
+    request = host.http_request("POST", "narrations", json=body)
+    response = await host.call_http(function_app.create_narration, request)
+    return response.status, response.json()
 
 
 def stored(azurite: AzuriteServer, container: str, name: str) -> bytes:

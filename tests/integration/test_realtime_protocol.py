@@ -1,6 +1,6 @@
 """The narrator follows the GA Realtime protocol, not the emulator's habits.
 
-These tests run the real ``openai`` SDK client against :mod:`tests.scripted_server`, an
+These tests run the real ``openai`` SDK client against :mod:`testkit.scripted_server`, an
 independent server that shares no code with the emulator.
 """
 

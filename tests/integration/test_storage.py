@@ -32,7 +32,7 @@ from podcast.storage.blobs import (
 )
 from testkit.azurite import ACCOUNT_KEY, AzuriteServer
 from testkit.credentials import FakeTokenCredential
-from tests.conftest import FAST_FAILING
+from testkit.storage import FAST_FAILING
 
 pytestmark = pytest.mark.azurite
 

@@ -1,0 +1,47 @@
+"""The pieces of the asynchronous job service that need no service: the audio estimate,
+``Retry-After``, request headers and queue message bodies."""
+
+from __future__ import annotations
+
+import base64
+import uuid
+
+from podcast.models import RequestLimits, parse_request
+from podcast.services.jobs import (
+    SubmitOptions,
+    estimate_audio_seconds,
+    job_id_from_message,
+    retry_after_seconds,
+)
+
+# --- Pieces ------------------------------------------------------------------------------------------
+
+
+def test_the_audio_estimate_counts_150_words_a_minute_or_the_episode_length() -> None:
+    limits = RequestLimits()
+    assert estimate_audio_seconds(parse_request({"text": "word " * 150}, limits)) == 60.0
+    assert estimate_audio_seconds(parse_request({"text": "字" * 600}, limits)) == 40.0
+    episode = parse_request({"text": "About rivers.", "mode": "episode", "target_minutes": 1.5}, limits)
+    assert estimate_audio_seconds(episode) == 90.0
+
+
+def test_retry_after_shrinks_as_segments_finish_and_stays_between_2_and_60_seconds() -> None:
+    assert retry_after_seconds(120.0) == 30
+    assert retry_after_seconds(120.0, done=2, total=3) == 10
+    assert retry_after_seconds(1.0) == 2
+    assert retry_after_seconds(10_000.0) == 60
+
+
+def test_request_headers_are_read_in_any_letter_case() -> None:
+    options = SubmitOptions.from_headers(
+        {"prefer": "wait=5, Respond-Async", "CACHE-CONTROL": "no-store", "idempotency-key": " k1 "}
+    )
+    assert options == SubmitOptions(respond_async=True, reuse=False, store=False, idempotency_key="k1")
+    assert SubmitOptions.from_headers({}) == SubmitOptions()
+
+
+def test_a_queue_message_is_a_job_id_or_its_base64() -> None:
+    job_id = uuid.uuid4().hex
+    assert job_id_from_message(job_id.encode()) == job_id
+    assert job_id_from_message(base64.b64encode(job_id.encode())) == job_id
+    assert job_id_from_message("../jobs/x") is None
