@@ -1,8 +1,8 @@
 """Azure Functions entry points (Python v2 programming model).
 
-The handlers are thin: they parse the trigger's input, call one function of the
-:mod:`podcast` package and map its errors to responses. Everything else lives in the
-package, where it is tested without the Functions host.
+Thin on purpose: each function hands its trigger's input to :mod:`podcast.http.handlers`
+with the object graph (:class:`podcast.app.App`) of the running event loop, which this
+module keeps and nothing else.
 """
 
 from __future__ import annotations
@@ -11,13 +11,13 @@ import logging
 
 import azure.functions as func
 
-from podcast.errors import PodcastError
-from podcast.http.openapi import openapi_document
-from podcast.http.responses import error_response, internal_error_response, json_response
-from podcast.services.jobs import job_reply, run_queued_job, submit_narration
-from podcast.services.pipeline import health_report, narrate_upload
+from podcast.app import AppHolder
+from podcast.http import handlers
+from podcast.settings import Settings
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
+graph = AppHolder()
+"""One :class:`~podcast.app.App` per event loop, built from the app settings on first use."""
 
 # The Azure SDKs log every HTTP request at INFO, with URLs: keep them out of the logs.
 logging.getLogger("azure").setLevel(logging.WARNING)
@@ -29,33 +29,14 @@ async def create_narration(req: func.HttpRequest) -> func.HttpResponse:
     """``POST /api/narrations``: narrate the JSON request and answer with the audio link and
     transcript (200), or, with ``Prefer: respond-async`` or a long text, accept it as a job
     (202 with ``Location`` and ``Retry-After``)."""
-    try:
-        reply = await submit_narration(
-            req.get_body(),
-            content_type=req.headers.get("Content-Type"),
-            headers=req.headers,
-            url=req.url,
-            params=req.params,
-        )
-    except PodcastError as error:
-        return error_response(error)
-    except Exception:
-        return internal_error_response()
-    return json_response(reply.status, reply.body, reply.headers)
+    return await handlers.create_narration(req, graph.get())
 
 
 @app.function_name("get_narration")
 @app.route(route="narrations/{id}", methods=["GET"])
 async def get_narration(req: func.HttpRequest) -> func.HttpResponse:
     """``GET /api/narrations/{id}``: a job's status (202), result (200) or error; 404 if unknown."""
-    job_id = req.route_params.get("id") or req.url.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
-    try:
-        reply = await job_reply(job_id, url=req.url, headers=req.headers, params=req.params)
-    except PodcastError as error:
-        return error_response(error)
-    except Exception:
-        return internal_error_response()
-    return json_response(reply.status, reply.body, reply.headers)
+    return await handlers.get_narration(req, graph.get())
 
 
 @app.function_name("narration_worker")
@@ -66,22 +47,22 @@ async def narration_worker(msg: func.QueueMessage) -> None:
     Returns normally once the job is finished, failed for good, or not to be run; raises
     only for a transient failure before the last delivery, so the host retries it.
     """
-    await run_queued_job(msg.get_body(), dequeue_count=msg.dequeue_count)
+    await handlers.narration_worker(msg, graph.get())
 
 
 @app.function_name("openapi")
 @app.route(route="openapi.json", methods=["GET"])
 def openapi(req: func.HttpRequest) -> func.HttpResponse:
     """``GET /api/openapi.json``: the OpenAPI 2.0 definition (for a Power Automate custom connector)."""
-    return json_response(200, openapi_document(request_url=req.url, headers=req.headers))
+    return handlers.openapi(req)
 
 
 @app.function_name("health")
 @app.route(route="health", methods=["GET"])
 def health(req: func.HttpRequest) -> func.HttpResponse:
-    """``GET /api/health``: which settings are present and which auth modes are in use."""
-    healthy, report = health_report()
-    return json_response(200 if healthy else 503, report)
+    """``GET /api/health``: which settings are present and which auth modes are in use
+    (read from the app settings as they are now)."""
+    return handlers.health(Settings.from_env())
 
 
 @app.function_name("narrate_document")
@@ -97,6 +78,4 @@ async def narrate_document(blob: func.InputStream) -> None:
     Returns normally for documents that can never be narrated (their ``.error.json`` says
     why); raises only for transient failures, so the host retries those.
     """
-    properties = getattr(blob, "blob_properties", None) or {}
-    etag = properties.get("ETag") or properties.get("Etag")
-    await narrate_upload(blob.name or "", blob.read(), etag=str(etag) if etag else None)
+    await handlers.narrate_document(blob, graph.get())

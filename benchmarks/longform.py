@@ -266,7 +266,9 @@ async def one_conversation(
     ``conversation.item.create`` (the app's user message) and ``response.create``, waiting
     for ``response.done`` each time. The service bills the whole conversation as input.
     """
-    request = parse_request({"text": prose_for_minutes(minutes, seed=seed)}, RequestLimits(1_000_000))
+    request = parse_request(
+        {"text": prose_for_minutes(minutes, seed=seed)}, RequestLimits(max_text_characters=1_000_000)
+    )
     segments = split_text(request.text, segment_words)
     client = AsyncOpenAI(
         api_key=API_KEY, base_url=emulator.url + "/openai/v1", websocket_base_url=emulator.websocket_base_url

@@ -2,8 +2,8 @@
 
 ``python -m benchmarks.worker --minutes 30`` narrates about that many minutes of
 :func:`benchmarks.texts.prose_for_minutes` through the production path
-(:func:`podcast.services.pipeline.narrate_body`: ``NarrationService`` with ``Narrator`` and
-``BlobStore``, segments staged as blocks), configured by the app settings in the
+(the app's object graph, :class:`podcast.app.App`: ``NarrationService`` with ``Narrator``
+and ``BlobStore``, segments staged as blocks), configured by the app settings in the
 environment, and prints one JSON line: timings, sizes, tokens and the process's peak RSS.
 
 A short warm-up narration runs first (same service, untimed), so the timed run does not
@@ -26,7 +26,9 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.texts import prose_for_minutes
-from podcast.services.pipeline import NarrationResult, close_service, narrate_body
+from podcast.app import App
+from podcast.models import parse_request
+from podcast.services.narrations import NarrationResult
 
 WARM_UP_TEXT = "Warming up the connection before the measured narration."
 
@@ -49,16 +51,17 @@ def current_rss_kib() -> int | None:
 
 
 async def _narrate(text: str) -> tuple[NarrationResult, float, int | None]:
+    app = App.from_env()
     try:
-        await narrate_body(json.dumps({"text": WARM_UP_TEXT}).encode(), content_type="application/json")
+        limits = app.settings.limits
+        await app.narrations.narrate(parse_request(json.dumps({"text": WARM_UP_TEXT}).encode(), limits))
         ready_rss = current_rss_kib()
         started = time.perf_counter()
-        result = await narrate_body(
-            json.dumps({"text": text, "title": "Benchmark"}).encode(), content_type="application/json"
-        )
+        request = parse_request(json.dumps({"text": text, "title": "Benchmark"}).encode(), limits)
+        result = await app.narrations.narrate(request)
         return result, time.perf_counter() - started, ready_rss
     finally:
-        await close_service()
+        await app.aclose()
 
 
 def run(minutes: float, seed: int) -> dict[str, Any]:

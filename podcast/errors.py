@@ -14,6 +14,8 @@ next, so no caller needs to know the concrete class:
     ├── ConfigurationError            503  a setting is missing or malformed
     ├── RequestValidationError        400  a request field is invalid (names the field)
     │   ├── TextTooLongError          413
+    │   │   └── RequestTooLargeError  413  a body larger than any valid request
+    │   ├── DocumentError             400  an uploaded document that can never be narrated
     │   └── IdempotencyKeyReusedError 422  an Idempotency-Key reused with another request
     ├── NarrationError                502  Azure OpenAI refused or failed the narration
     │   ├── AuthenticationError       502  401/403 at the handshake
@@ -38,15 +40,22 @@ Messages never contain secrets (keys, tokens, SAS signatures) or the user's text
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 
 class PodcastError(Exception):
-    """Base of every error raised on purpose by this package."""
+    """Base of every error raised on purpose by this package.
 
-    code: ClassVar[str] = "internal_error"
-    http_status: ClassVar[int] = 500
+    ``code``, ``http_status`` and ``transient`` are class defaults that a subclass, or an
+    instance whose details decide them (e.g. an ``error`` event of type ``server_error``),
+    may override.
+    """
+
+    code: str = "internal_error"
+    http_status: int = 500
     transient: bool = False
+    message: str
+    retry_after: float | None
 
     def __init__(self, message: str, *, retry_after: float | None = None) -> None:
         super().__init__(message)
@@ -54,8 +63,13 @@ class PodcastError(Exception):
         self.retry_after = retry_after
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON error body: ``{"code", "message"}`` plus subclass details."""
+        """The error's details: ``{"code", "message"}`` plus subclass details."""
         return {"code": self.code, "message": self.message}
+
+    def body(self) -> dict[str, Any]:
+        """The JSON error body every answer and record uses: ``{"error": {...}}``, which
+        always has ``code``, ``message`` and ``field``."""
+        return {"error": {"field": None, **self.to_dict()}}
 
 
 class ConfigurationError(PodcastError):
@@ -82,7 +96,7 @@ class RequestValidationError(PodcastError):
         super().__init__(message)
         self.field = field
         if code is not None:
-            self.code = code  # type: ignore[misc]
+            self.code = code
 
     def to_dict(self) -> dict[str, Any]:
         return {**super().to_dict(), "field": self.field}
@@ -98,6 +112,27 @@ class TextTooLongError(RequestValidationError):
         super().__init__(f"{field} has {length} characters; the limit is {limit}", field=field)
         self.length = length
         self.limit = limit
+
+
+class RequestTooLargeError(TextTooLongError):
+    """The body is larger than any valid request could be (413); ``field`` is ``None``."""
+
+    code = "request_too_large"
+
+    def __init__(self, size: int, max_body_bytes: int, max_text_characters: int) -> None:
+        super().__init__(size, max_body_bytes)
+        self.message = (
+            f"the request body has {size:,} bytes; at most {max_body_bytes:,} are accepted "
+            f"(text may have at most {max_text_characters:,} characters)"
+        )
+        self.args = (self.message,)
+        self.field = None
+
+
+class DocumentError(RequestValidationError):
+    """A document that can never be narrated (wrong type, encoding, size, or content)."""
+
+    code = "unsupported_document"
 
 
 # --- Azure OpenAI Realtime -------------------------------------------------------------
@@ -189,7 +224,7 @@ class ResponseIncompleteError(NarrationError):
         self.reason = reason
         self.audio_seconds = audio_seconds
         if reason == "content_filter":
-            self.code = "content_filtered"  # type: ignore[misc]
+            self.code = "content_filtered"
 
     def to_dict(self) -> dict[str, Any]:
         return {**super().to_dict(), "reason": self.reason}

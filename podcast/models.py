@@ -28,18 +28,25 @@ import difflib
 import hashlib
 import json
 import math
-import os
 import re
 import unicodedata
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any, Final, Literal, NoReturn, get_args
 
 from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from podcast.errors import RequestValidationError, TextTooLongError
-from podcast.settings import default_voice, int_setting
+from podcast.errors import RequestTooLargeError, RequestValidationError, TextTooLongError
+from podcast.settings import (
+    DEFAULT_MAX_SAS_EXPIRY_MINUTES,
+    DEFAULT_MAX_TEXT_CHARACTERS,
+    DEFAULT_SAS_EXPIRY_MINUTES,
+    MAX_INSTRUCTIONS_CHARACTERS,
+    MAX_SAS_EXPIRY_SETTING,
+    MAX_TEXT_CHARACTERS_SETTING,
+    MAX_TITLE_CHARACTERS,
+    RequestLimits,
+)
 from podcast.voices import DEFAULT_VOICE, REALTIME_VOICES, voice_error
 
 __all__ = [
@@ -60,7 +67,6 @@ __all__ = [
     "Mode",
     "NarrationRequest",
     "RequestLimits",
-    "RequestTooLargeError",
     "Style",
     "language_display_name",
     "parse_request",
@@ -81,81 +87,9 @@ _STYLES_BY_MODE: Final[Mapping[str, tuple[Style, ...]]] = {"read": READ_STYLES, 
 DEFAULT_TARGET_MINUTES: Final = 2.0
 MIN_TARGET_MINUTES: Final = 0.5
 MAX_TARGET_MINUTES: Final = 3.0
-DEFAULT_MAX_TEXT_CHARACTERS: Final = 20_000
-DEFAULT_MAX_SAS_EXPIRY_MINUTES: Final = 1440
-DEFAULT_SAS_EXPIRY_MINUTES: Final = 60
-MAX_INSTRUCTIONS_CHARACTERS: Final = 1_000
-MAX_TITLE_CHARACTERS: Final = 200
-
-MAX_TEXT_CHARACTERS_SETTING: Final = "NARRATION_MAX_TEXT_CHARACTERS"
-MAX_SAS_EXPIRY_SETTING: Final = "NARRATION_MAX_SAS_EXPIRY_MINUTES"
 
 LIMITS_CONTEXT_KEY: Final = "limits"
 """Key of the :class:`RequestLimits` in the validation context of ``model_validate``."""
-
-_JSON_ESCAPE_BYTES_PER_CHARACTER: Final = 12
-"""Worst case JSON bytes per character: an astral character as ``\\ud83d\\ude00``."""
-_BODY_OVERHEAD_BYTES: Final = 16_384
-"""Room for field names, numbers, whitespace and the short fields around the text."""
-
-
-@dataclass(frozen=True, slots=True)
-class RequestLimits:
-    """The request limits that are settings rather than constants.
-
-    ``default_voice`` is used when a request names no voice. ``max_body_bytes`` is the
-    largest body that could hold a valid request, so bigger bodies fail with 413 before
-    being decoded (an HTTP layer may also compare it with ``Content-Length``).
-    """
-
-    max_text_characters: int = DEFAULT_MAX_TEXT_CHARACTERS
-    max_sas_expiry_minutes: int = DEFAULT_MAX_SAS_EXPIRY_MINUTES
-    default_voice: str = DEFAULT_VOICE
-
-    @property
-    def default_sas_expiry_minutes(self) -> int:
-        """60 minutes, or the maximum when that is shorter."""
-        return min(DEFAULT_SAS_EXPIRY_MINUTES, self.max_sas_expiry_minutes)
-
-    @property
-    def max_body_bytes(self) -> int:
-        """Bytes enough for the longest valid request even if every character is ``\\u``-escaped."""
-        characters = self.max_text_characters + MAX_INSTRUCTIONS_CHARACTERS + MAX_TITLE_CHARACTERS
-        return characters * _JSON_ESCAPE_BYTES_PER_CHARACTER + _BODY_OVERHEAD_BYTES
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> RequestLimits:
-        """Read ``NARRATION_MAX_TEXT_CHARACTERS`` (1 to 1,000,000, default 20,000),
-        ``NARRATION_MAX_SAS_EXPIRY_MINUTES`` (1 to 10,080, i.e. 7 days, the longest a user
-        delegation SAS may live; default 1,440) and ``NARRATION_DEFAULT_VOICE`` (a realtime
-        voice, default ``marin``). A malformed value raises
-        :class:`~podcast.errors.ConfigurationError` naming the setting.
-        """
-        env = os.environ if env is None else env
-        return cls(
-            max_text_characters=int_setting(
-                env, MAX_TEXT_CHARACTERS_SETTING, DEFAULT_MAX_TEXT_CHARACTERS, 1, 1_000_000
-            ),
-            max_sas_expiry_minutes=int_setting(
-                env, MAX_SAS_EXPIRY_SETTING, DEFAULT_MAX_SAS_EXPIRY_MINUTES, 1, 10_080
-            ),
-            default_voice=default_voice(env),
-        )
-
-
-class RequestTooLargeError(TextTooLongError):
-    """The body is larger than any valid request could be (413); ``field`` is ``None``."""
-
-    code = "request_too_large"
-
-    def __init__(self, size: int, limits: RequestLimits) -> None:
-        super().__init__(size, limits.max_body_bytes)
-        self.message = (
-            f"the request body has {size:,} bytes; at most {limits.max_body_bytes:,} are accepted "
-            f"(text may have at most {limits.max_text_characters:,} characters)"
-        )
-        self.args = (self.message,)
-        self.field = None
 
 
 # --- languages ----------------------------------------------------------------------------
@@ -590,7 +524,7 @@ def _parse_int(digits: str) -> int | float:
 
 def _decode(body: bytes, limits: RequestLimits) -> str:
     if len(body) > limits.max_body_bytes:
-        raise RequestTooLargeError(len(body), limits)
+        raise RequestTooLargeError(len(body), limits.max_body_bytes, limits.max_text_characters)
     if body.startswith(b"\xef\xbb\xbf"):
         body = body[3:]
     if body.startswith((b"\xff\xfe", b"\xfe\xff")) or (len(body) >= 2 and 0 in body[:2]):
@@ -673,7 +607,9 @@ def parse_request(body: bytes | str | Mapping[str, Any], limits: RequestLimits) 
         data = _load_json(_decode(bytes(body), limits))
     elif isinstance(body, str):
         if len(body) > limits.max_body_bytes:  # characters <= bytes, so this never rejects a valid body
-            raise RequestTooLargeError(len(body.encode("utf-8", "surrogatepass")), limits)
+            raise RequestTooLargeError(
+                len(body.encode("utf-8", "surrogatepass")), limits.max_body_bytes, limits.max_text_characters
+            )
         data = _load_json(body.removeprefix("\ufeff"))
     else:
         data = body

@@ -1,17 +1,28 @@
-"""Settings, read from the environment (app settings in Azure, ``local.settings.json`` locally).
+"""Every setting of the app, in one object: :class:`Settings`, read once per object graph.
 
-Every reader takes the environment as a mapping (``os.environ`` by default) so tests pass
-their own. A missing or malformed setting raises :class:`~podcast.errors.ConfigurationError`
-naming the setting; values are never echoed, because some are secrets.
+The app settings (environment variables in Azure, ``local.settings.json`` locally) keep
+their documented names; each section below is a ``pydantic-settings`` model whose fields
+carry those names as aliases, so a test builds a section (or the whole :class:`Settings`)
+directly by field name, and :meth:`Settings.from_env` reads an environment (``os.environ``
+by default) by setting name. Building a section never reads the environment by itself.
+
+A malformed value raises :class:`~podcast.errors.ConfigurationError` naming the setting and
+saying what is allowed; values are never echoed, because some are secrets. Blank values
+count as unset. :meth:`Settings.from_env` itself never raises: a section that cannot be read
+keeps its error, which is raised when (and only when) that section is used, so a bad
+request is still answered 400 on an app whose Azure OpenAI endpoint is missing, and the
+health report names every problem at once.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Final
+from typing import Annotated, Any, ClassVar, Final, Literal, Self
 from urllib.parse import urlsplit
+
+from pydantic import AfterValidator, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from podcast.errors import ConfigurationError
 from podcast.voices import DEFAULT_VOICE, voice_error
@@ -19,18 +30,173 @@ from podcast.voices import DEFAULT_VOICE, voice_error
 ENDPOINT_SETTING: Final = "AZURE_OPENAI_AUDIO_ENDPOINT"
 DEPLOYMENT_SETTING: Final = "AZURE_OPENAI_AUDIO_DEPLOYMENT"
 API_KEY_SETTING: Final = "AZURE_OPENAI_AUDIO_API_KEY"
-VOICE_SETTING: Final = "NARRATION_DEFAULT_VOICE"
 TIMEOUT_SETTING: Final = "AZURE_OPENAI_AUDIO_TIMEOUT_SECONDS"
 RETRIES_SETTING: Final = "AZURE_OPENAI_AUDIO_MAX_RETRIES"
+VOICE_SETTING: Final = "NARRATION_DEFAULT_VOICE"
+CLIENT_ID_SETTING: Final = "AZURE_CLIENT_ID"
+WEBSITE_HOSTNAME_SETTING: Final = "WEBSITE_HOSTNAME"
 
 STORAGE_SETTING: Final = "NARRATION_STORAGE"
 OUTPUT_CONTAINER_SETTING: Final = "NARRATION_OUTPUT_CONTAINER"
 INPUT_CONTAINER_SETTING: Final = "NARRATION_INPUT_CONTAINER"
 
+MAX_TEXT_CHARACTERS_SETTING: Final = "NARRATION_MAX_TEXT_CHARACTERS"
+MAX_SAS_EXPIRY_SETTING: Final = "NARRATION_MAX_SAS_EXPIRY_MINUTES"
+
+SEGMENT_WORDS_SETTING: Final = "NARRATION_SEGMENT_WORDS"
+CONCURRENCY_SETTING: Final = "NARRATION_CONCURRENCY"
+MIN_FIDELITY_SETTING: Final = "NARRATION_MIN_FIDELITY"
+FIDELITY_ATTEMPTS_SETTING: Final = "NARRATION_FIDELITY_ATTEMPTS"
+FIDELITY_POLICY_SETTING: Final = "NARRATION_FIDELITY_POLICY"
+PARAGRAPH_PAUSE_SETTING: Final = "NARRATION_PARAGRAPH_PAUSE_SECONDS"
+SENTENCE_PAUSE_SETTING: Final = "NARRATION_SENTENCE_PAUSE_SECONDS"
+TIME_BUDGET_SETTING: Final = "NARRATION_TIME_BUDGET_SECONDS"
+
+QUEUE_SETTING: Final = "NARRATION_QUEUE"
+JOBS_CONTAINER_SETTING: Final = "NARRATION_JOBS_CONTAINER"
+SYNC_MAX_AUDIO_SETTING: Final = "NARRATION_SYNC_MAX_AUDIO_SECONDS"
+JOB_TIME_BUDGET_SETTING: Final = "NARRATION_JOB_TIME_BUDGET_SECONDS"
+JOB_STALE_SETTING: Final = "NARRATION_JOB_STALE_SECONDS"
+MAX_DEQUEUE_SETTING: Final = "NARRATION_QUEUE_MAX_DEQUEUE_COUNT"
+
+MAX_DOCUMENT_BYTES_SETTING: Final = "NARRATION_MAX_DOCUMENT_BYTES"
+MAX_DOCUMENT_CHARACTERS_SETTING: Final = "NARRATION_MAX_DOCUMENT_CHARACTERS"
+DOCUMENT_ATTEMPTS_SETTING: Final = "NARRATION_DOCUMENT_MAX_ATTEMPTS"
+
 DEFAULT_DEPLOYMENT: Final = "gpt-realtime-mini"
 DEFAULT_OUTPUT_CONTAINER: Final = "narrations"
 DEFAULT_INPUT_CONTAINER: Final = "narration-input"
+DEFAULT_QUEUE: Final = "narration-jobs"
+DEFAULT_MAX_TEXT_CHARACTERS: Final = 20_000
+DEFAULT_MAX_SAS_EXPIRY_MINUTES: Final = 1440
+DEFAULT_SAS_EXPIRY_MINUTES: Final = 60
+DEFAULT_SEGMENT_WORDS: Final = 300
+"""About two minutes of speech: far below the ~3.4 minutes one response can hold."""
+MAX_HEARTBEAT_SECONDS: Final = 60.0
 COGNITIVE_SERVICES_SCOPE: Final = "https://cognitiveservices.azure.com/.default"
+
+MAX_INSTRUCTIONS_CHARACTERS: Final = 1_000
+MAX_TITLE_CHARACTERS: Final = 200
+_JSON_ESCAPE_BYTES_PER_CHARACTER: Final = 12
+"""Worst case JSON bytes per character: an astral character as ``\\ud83d\\ude00``."""
+_BODY_OVERHEAD_BYTES: Final = 16_384
+"""Room for field names, numbers, whitespace and the short fields around the text."""
+
+FidelityPolicy = Literal["fail", "warn"]
+
+
+# --- Reading settings -----------------------------------------------------------------------
+
+
+def _whole(alias: str, default: int, low: int, high: int) -> Any:
+    """A whole-number setting from ``low`` to ``high``."""
+    return Field(
+        default,
+        validation_alias=alias,
+        ge=low,
+        le=high,
+        json_schema_extra={"problem": f"must be a whole number from {low} to {high}"},
+    )
+
+
+def _number(alias: str, default: float, low: float, high: float) -> Any:
+    """A (finite) number setting from ``low`` to ``high``."""
+    return Field(
+        default,
+        validation_alias=alias,
+        ge=low,
+        le=high,
+        allow_inf_nan=False,
+        json_schema_extra={"problem": f"must be a number from {low:g} to {high:g}"},
+    )
+
+
+def _storage_name(value: str) -> str:
+    """A container or queue name: 3-63 lower-case letters, digits and single hyphens."""
+    ok = (
+        3 <= len(value) <= 63
+        and value[0].isalnum()
+        and value[-1].isalnum()
+        and all(ch.islower() or ch.isdigit() or ch == "-" for ch in value)
+        and value.isascii()
+        and "--" not in value
+    )
+    if not ok:
+        raise ValueError("not a storage name")
+    return value
+
+
+StorageName = Annotated[str, AfterValidator(_storage_name)]
+
+
+def _container(alias: str, default: str) -> Any:
+    return Field(
+        default,
+        validation_alias=alias,
+        json_schema_extra={
+            "problem": "must be a container name: 3-63 lower-case letters, digits and single hyphens"
+        },
+    )
+
+
+class _Section(BaseSettings):
+    """A group of settings. Built from keyword arguments (field names) or, by
+    :meth:`from_env`, from an environment mapping (setting names)."""
+
+    model_config = SettingsConfigDict(
+        frozen=True, extra="ignore", populate_by_name=True, case_sensitive=True, validate_default=False
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Only what the caller passes: an environment is read by from_env, explicitly, once.
+        return (init_settings,)
+
+    @classmethod
+    def setting_names(cls) -> tuple[str, ...]:
+        """The app setting names this section reads."""
+        return tuple(
+            str(info.validation_alias)
+            for info in cls.model_fields.values()
+            if isinstance(info.validation_alias, str)
+        )
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Self:
+        """Read the section from ``env`` (default ``os.environ``); blank values count as
+        unset. Raises :class:`ConfigurationError` naming the first malformed setting."""
+        env = os.environ if env is None else env
+        values = {name: env[name].strip() for name in cls.setting_names() if env.get(name, "").strip()}
+        return cls.load(values)
+
+    @classmethod
+    def load(cls, values: Mapping[str, Any]) -> Self:
+        """Validate ``values`` (by setting name), turning pydantic's error into ours."""
+        try:
+            return cls.model_validate(dict(values))
+        except ValidationError as exc:
+            raise cls._configuration_error(exc) from None
+
+    @classmethod
+    def _configuration_error(cls, exc: ValidationError) -> ConfigurationError:
+        error = exc.errors(include_url=False, include_input=False)[0]
+        name = str(error["loc"][0]) if error["loc"] else ""
+        for field_name, info in cls.model_fields.items():
+            if name in (field_name, info.validation_alias):
+                extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+                setting = str(info.validation_alias or field_name)
+                return ConfigurationError(setting, str(extra.get("problem", "is not valid")))
+        return ConfigurationError(name or cls.__name__, "is not valid")
+
+
+# --- Azure OpenAI Realtime ------------------------------------------------------------------
 
 
 def realtime_base_url(endpoint: str, *, setting: str = ENDPOINT_SETTING) -> str:
@@ -66,102 +232,75 @@ def realtime_base_url(endpoint: str, *, setting: str = ENDPOINT_SETTING) -> str:
     return f"{ws_scheme}://{parts.netloc}{path}/openai/v1"
 
 
-def int_setting(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigurationError(name, f"must be a whole number from {low} to {high}") from None
-    if not low <= value <= high:
-        raise ConfigurationError(name, f"must be a whole number from {low} to {high}")
-    return value
-
-
-def float_setting(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigurationError(name, f"must be a number from {low:g} to {high:g}") from None
-    if not low <= value <= high:
-        raise ConfigurationError(name, f"must be a number from {low:g} to {high:g}")
-    return value
-
-
-@dataclass(frozen=True, slots=True)
-class RealtimeSettings:
+class RealtimeSettings(_Section):
     """How to reach the Azure OpenAI Realtime deployment.
 
     ``api_key`` is ``None`` when Microsoft Entra ID (managed identity) is to be used.
     """
 
-    endpoint: str
-    """The ``websocket_base_url``, already normalized (``wss://.../openai/v1``)."""
-    deployment: str = DEFAULT_DEPLOYMENT
-    api_key: str | None = field(default=None, repr=False)
-    response_timeout_seconds: float = 180.0
+    endpoint: str = Field(validation_alias=ENDPOINT_SETTING)
+    """The ``websocket_base_url``, normalized (``wss://.../openai/v1``)."""
+    deployment: str = Field(
+        default=DEFAULT_DEPLOYMENT,
+        validation_alias=DEPLOYMENT_SETTING,
+        max_length=64,
+        pattern=r"^[^/?#&= ]+$",
+        json_schema_extra={"problem": "must be a deployment name (letters, digits, - _ .)"},
+    )
+    api_key: str | None = Field(default=None, validation_alias=API_KEY_SETTING, repr=False)
+    response_timeout_seconds: float = _number(TIMEOUT_SETTING, 180.0, 1.0, 3600.0)
     """Overall time allowed for one response, from ``response.create`` to ``response.done``."""
-    max_retries: int = 3
+    max_retries: int = _whole(RETRIES_SETTING, 3, 0, 10)
     """Retries of transient failures (so at most ``max_retries + 1`` attempts)."""
 
-    @property
-    def auth_mode(self) -> str:
-        """``"key"`` or ``"managed_identity"`` (any Entra ID credential)."""
-        return "key" if self.api_key else "managed_identity"
-
+    @model_validator(mode="before")
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> RealtimeSettings:
-        """Read the settings; raise :class:`ConfigurationError` naming what is wrong."""
-        env = os.environ if env is None else env
-        endpoint = env.get(ENDPOINT_SETTING, "").strip()
-        if not endpoint:
+    def _require_endpoint(cls, data: Any) -> Any:
+        if (
+            isinstance(data, Mapping)
+            and not str(data.get(ENDPOINT_SETTING, data.get("endpoint", ""))).strip()
+        ):
             raise ConfigurationError(
                 ENDPOINT_SETTING,
                 "is not set; set it to your Azure OpenAI resource endpoint "
                 "(https://<resource>.openai.azure.com) or to a local emulator "
                 "(python -m emulator, then http://127.0.0.1:PORT)",
             )
-        deployment = env.get(DEPLOYMENT_SETTING, "").strip() or DEFAULT_DEPLOYMENT
-        if any(ch in deployment for ch in "/?#&= ") or len(deployment) > 64:
-            raise ConfigurationError(DEPLOYMENT_SETTING, "must be a deployment name (letters, digits, - _ .)")
-        api_key = env.get(API_KEY_SETTING, "").strip() or None
-        return cls(
-            endpoint=realtime_base_url(endpoint),
-            deployment=deployment,
-            api_key=api_key,
-            response_timeout_seconds=float_setting(env, TIMEOUT_SETTING, 180.0, 1.0, 3600.0),
-            max_retries=int_setting(env, RETRIES_SETTING, 3, 0, 10),
-        )
+        return data
+
+    @field_validator("endpoint")
+    @classmethod
+    def _normalize_endpoint(cls, value: str) -> str:
+        return realtime_base_url(value)
+
+    @field_validator("api_key")
+    @classmethod
+    def _blank_key_is_none(cls, value: str | None) -> str | None:
+        return value.strip() or None if value else None
+
+    @property
+    def auth_mode(self) -> str:
+        """``"key"`` or ``"managed_identity"`` (any Entra ID credential)."""
+        return "key" if self.api_key else "managed_identity"
 
 
-def default_voice(env: Mapping[str, str] | None = None) -> str:
-    """The voice used when a request names none (``NARRATION_DEFAULT_VOICE``, else ``marin``)."""
-    env = os.environ if env is None else env
-    voice = env.get(VOICE_SETTING, "").strip() or DEFAULT_VOICE
-    problem = voice_error(voice)
-    if problem:
-        raise ConfigurationError(VOICE_SETTING, problem.replace(f"'{voice[:40]}' ", "names a voice that ", 1))
-    return voice
+# --- Blob Storage -----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class StorageSettings:
+class StorageSettings(_Section):
     """How to reach Blob Storage, in the same shapes as Functions' own connections.
 
     Exactly one of ``connection_string`` and ``blob_service_uri`` is set. With a service
-    URI, ``DefaultAzureCredential`` is used (``client_id`` selects a user-assigned identity).
+    URI, the app's one token credential is used (``client_id`` selects a user-assigned
+    identity).
     """
 
-    connection_string: str | None = field(default=None, repr=False)
+    connection_string: str | None = Field(default=None, repr=False)
     blob_service_uri: str | None = None
     queue_service_uri: str | None = None
     client_id: str | None = None
-    output_container: str = DEFAULT_OUTPUT_CONTAINER
-    input_container: str = DEFAULT_INPUT_CONTAINER
+    output_container: StorageName = _container(OUTPUT_CONTAINER_SETTING, DEFAULT_OUTPUT_CONTAINER)
+    input_container: StorageName = _container(INPUT_CONTAINER_SETTING, DEFAULT_INPUT_CONTAINER)
 
     @property
     def auth_mode(self) -> str:
@@ -169,40 +308,40 @@ class StorageSettings:
         return "connection_string" if self.connection_string else "managed_identity"
 
     @classmethod
-    def from_env(
-        cls, env: Mapping[str, str] | None = None, *, prefix: str = STORAGE_SETTING
-    ) -> StorageSettings:
+    def from_env(cls, env: Mapping[str, str] | None = None, *, prefix: str = STORAGE_SETTING) -> Self:
         """Read ``NARRATION_STORAGE`` or ``NARRATION_STORAGE__blobServiceUri`` (and friends)."""
         env = os.environ if env is None else env
-        output_container = container_setting(env, OUTPUT_CONTAINER_SETTING, DEFAULT_OUTPUT_CONTAINER)
-        input_container = container_setting(env, INPUT_CONTAINER_SETTING, DEFAULT_INPUT_CONTAINER)
-        connection_string = env.get(prefix, "").strip()
-        blob_uri = (env.get(f"{prefix}__blobServiceUri", "") or env.get(f"{prefix}__serviceUri", "")).strip()
-        queue_uri = env.get(f"{prefix}__queueServiceUri", "").strip() or None
-        client_id = (env.get(f"{prefix}__clientId", "") or env.get("AZURE_CLIENT_ID", "")).strip() or None
+
+        def get(name: str) -> str:
+            return env.get(name, "").strip()
+
+        containers = {
+            name: get(name) for name in (OUTPUT_CONTAINER_SETTING, INPUT_CONTAINER_SETTING) if get(name)
+        }
+        connection_string = get(prefix)
+        blob_uri = get(f"{prefix}__blobServiceUri") or get(f"{prefix}__serviceUri")
+        queue_uri = get(f"{prefix}__queueServiceUri")
+        client_id = get(f"{prefix}__clientId") or get(CLIENT_ID_SETTING)
         if connection_string:
             if "=" not in connection_string:
                 raise ConfigurationError(
                     prefix, "must be a storage connection string (or UseDevelopmentStorage=true)"
                 )
-            return cls(
-                connection_string=connection_string,
-                output_container=output_container,
-                input_container=input_container,
-            )
+            return cls.load({"connection_string": connection_string, **containers})
         if blob_uri:
             for name, uri in (
                 (f"{prefix}__blobServiceUri", blob_uri),
                 (f"{prefix}__queueServiceUri", queue_uri),
             ):
-                if uri is not None and urlsplit(uri).scheme not in ("https", "http"):
+                if uri and urlsplit(uri).scheme not in ("https", "http"):
                     raise ConfigurationError(name, "must be an https:// service URI")
-            return cls(
-                blob_service_uri=blob_uri.rstrip("/"),
-                queue_service_uri=queue_uri.rstrip("/") if queue_uri else None,
-                client_id=client_id,
-                output_container=output_container,
-                input_container=input_container,
+            return cls.load(
+                {
+                    "blob_service_uri": blob_uri.rstrip("/"),
+                    "queue_service_uri": queue_uri.rstrip("/") or None,
+                    "client_id": client_id or None,
+                    **containers,
+                }
             )
         raise ConfigurationError(
             prefix,
@@ -210,20 +349,285 @@ class StorageSettings:
             f"Azurite) or {prefix}__blobServiceUri to use a managed identity",
         )
 
-
-def container_setting(env: Mapping[str, str], name: str, default: str) -> str:
-    """A blob container name from setting ``name`` (``default`` when unset), checked against
-    Storage's naming rules; raises :class:`ConfigurationError` naming the setting."""
-    value = env.get(name, "").strip() or default
-    ok = (
-        3 <= len(value) <= 63
-        and value[0].isalnum()
-        and value[-1].isalnum()
-        and all(ch.islower() or ch.isdigit() or ch == "-" for ch in value)
-        and "--" not in value
-    )
-    if not ok:
-        raise ConfigurationError(
-            name, "must be a container name: 3-63 lower-case letters, digits and single hyphens"
+    @classmethod
+    def setting_names(cls) -> tuple[str, ...]:
+        return (
+            STORAGE_SETTING,
+            f"{STORAGE_SETTING}__blobServiceUri",
+            f"{STORAGE_SETTING}__queueServiceUri",
+            f"{STORAGE_SETTING}__clientId",
+            OUTPUT_CONTAINER_SETTING,
+            INPUT_CONTAINER_SETTING,
         )
-    return value
+
+
+# --- Request limits -------------------------------------------------------------------------
+
+
+class RequestLimits(_Section):
+    """The request limits that are settings rather than constants.
+
+    ``default_voice`` is used when a request names no voice. ``max_body_bytes`` is the
+    largest body that could hold a valid request, so bigger bodies fail with 413 before
+    being decoded.
+    """
+
+    max_text_characters: int = _whole(MAX_TEXT_CHARACTERS_SETTING, DEFAULT_MAX_TEXT_CHARACTERS, 1, 1_000_000)
+    max_sas_expiry_minutes: int = _whole(MAX_SAS_EXPIRY_SETTING, DEFAULT_MAX_SAS_EXPIRY_MINUTES, 1, 10_080)
+    """At most 7 days, the longest a user-delegation SAS may live."""
+    default_voice: str = Field(default=DEFAULT_VOICE, validation_alias=VOICE_SETTING)
+
+    @field_validator("default_voice")
+    @classmethod
+    def _check_voice(cls, voice: str) -> str:
+        problem = voice_error(voice)
+        if problem:
+            message = problem.replace(f"'{voice[:40]}' ", "names a voice that ", 1)
+            raise ConfigurationError(VOICE_SETTING, message)
+        return voice
+
+    @property
+    def default_sas_expiry_minutes(self) -> int:
+        """60 minutes, or the maximum when that is shorter."""
+        return min(DEFAULT_SAS_EXPIRY_MINUTES, self.max_sas_expiry_minutes)
+
+    @property
+    def max_body_bytes(self) -> int:
+        """Bytes enough for the longest valid request even if every character is ``\\u``-escaped."""
+        characters = self.max_text_characters + MAX_INSTRUCTIONS_CHARACTERS + MAX_TITLE_CHARACTERS
+        return characters * _JSON_ESCAPE_BYTES_PER_CHARACTER + _BODY_OVERHEAD_BYTES
+
+
+def default_voice(env: Mapping[str, str] | None = None) -> str:
+    """The voice used when a request names none (``NARRATION_DEFAULT_VOICE``, else ``marin``)."""
+    voice = (os.environ if env is None else env).get(VOICE_SETTING, "")
+    return RequestLimits.from_env({VOICE_SETTING: voice}).default_voice
+
+
+# --- Long-form narration ---------------------------------------------------------------------
+
+
+class NarrationSettings(_Section):
+    """How a long narration is carried out."""
+
+    segment_max_words: int = _whole(SEGMENT_WORDS_SETTING, DEFAULT_SEGMENT_WORDS, 20, 450)
+    concurrency: int = _whole(CONCURRENCY_SETTING, 4, 1, 16)
+    min_fidelity: float = _number(MIN_FIDELITY_SETTING, 0.9, 0.0, 1.0)
+    """Least word similarity (1 - word error rate) a read-mode segment must reach."""
+    fidelity_attempts: int = _whole(FIDELITY_ATTEMPTS_SETTING, 3, 1, 10)
+    """Narrations of one segment at most, to reach ``min_fidelity``."""
+    fidelity_policy: FidelityPolicy = Field(
+        default="warn",
+        validation_alias=FIDELITY_POLICY_SETTING,
+        json_schema_extra={"problem": "must be 'fail' or 'warn'"},
+    )
+    """Below the threshold after every attempt: ``fail`` the narration, or ``warn`` and keep the best."""
+    paragraph_pause_seconds: float = _number(PARAGRAPH_PAUSE_SETTING, 0.75, 0.0, 5.0)
+    sentence_pause_seconds: float = _number(SENTENCE_PAUSE_SETTING, 0.3, 0.0, 5.0)
+    fade_seconds: float = 0.005
+
+    @field_validator("fidelity_policy", mode="before")
+    @classmethod
+    def _fold_policy(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    def pause_after(self, boundary: str) -> float:
+        """Seconds of silence after a segment that ends at ``boundary``."""
+        return {"paragraph": self.paragraph_pause_seconds, "sentence": self.sentence_pause_seconds}.get(
+            boundary, 0.0
+        )
+
+
+class PipelineSettings(_Section):
+    """The synchronous narration's time budget."""
+
+    time_budget_seconds: float = _number(TIME_BUDGET_SETTING, 200.0, 10.0, 3600.0)
+    """The whole narration, retries included, must finish within this (HTTP allows 230 s)."""
+
+
+# --- Asynchronous jobs ---------------------------------------------------------------------------
+
+
+class JobSettings(_Section):
+    """How asynchronous narrations are run."""
+
+    queue_name: StorageName = Field(
+        default=DEFAULT_QUEUE,
+        validation_alias=QUEUE_SETTING,
+        json_schema_extra={
+            "problem": "must be a queue name: 3-63 lower-case letters, digits and single hyphens"
+        },
+    )
+    jobs_container: StorageName = _container(JOBS_CONTAINER_SETTING, "narrations-jobs")
+    """Default: the output container's name plus ``-jobs`` (see :meth:`Settings.from_env`)."""
+    sync_max_audio_seconds: float = _number(SYNC_MAX_AUDIO_SETTING, 180.0, 0.0, 86_400.0)
+    """Requests expected to give more audio than this run asynchronously (0: all of them)."""
+    job_time_budget_seconds: float = _number(JOB_TIME_BUDGET_SETTING, 540.0, 10.0, 3600.0)
+    """Leaves a minute of host.json's ``functionTimeout`` (10 minutes) for storing the result."""
+    stale_seconds: float = _number(JOB_STALE_SETTING, 300.0, 1.0, 86_400.0)
+    max_dequeue_count: int = _whole(MAX_DEQUEUE_SETTING, 3, 1, 100)
+    """Matches host.json's ``extensions.queues.maxDequeueCount``."""
+
+    @property
+    def heartbeat_seconds(self) -> float:
+        """How often a running job's record is touched: a quarter of the stale timeout, at most 60 s."""
+        return min(MAX_HEARTBEAT_SECONDS, self.stale_seconds / 4)
+
+    @staticmethod
+    def default_jobs_container(output_container: str) -> str:
+        return f"{output_container[:58].rstrip('-')}-jobs"
+
+
+# --- Uploaded documents -------------------------------------------------------------------------
+
+
+class DocumentSettings(_Section):
+    """Limits and retries for uploaded documents (larger than the HTTP endpoint's)."""
+
+    max_bytes: int = _whole(MAX_DOCUMENT_BYTES_SETTING, 1_048_576, 1, 16_777_216)
+    max_characters: int = _whole(MAX_DOCUMENT_CHARACTERS_SETTING, 50_000, 1, 1_000_000)
+    max_attempts: int = _whole(DOCUMENT_ATTEMPTS_SETTING, 2, 1, 10)
+    """Matches host.json's ``extensions.blobs.poisonBlobThreshold``."""
+
+    def request_limits(self, base: RequestLimits) -> RequestLimits:
+        """``base`` with the document text limit."""
+        return base.model_copy(update={"max_text_characters": self.max_characters})
+
+
+# --- All of them ------------------------------------------------------------------------------
+
+Section = Literal["realtime", "storage", "limits", "narration", "pipeline", "jobs", "documents"]
+
+
+class Settings:
+    """Every section, read once; a section that could not be read raises its
+    :class:`ConfigurationError` when used.
+
+    Build one directly (``Settings(realtime=RealtimeSettings(endpoint=...), storage=...)``;
+    unspecified sections take their defaults, and a missing ``realtime`` or ``storage``
+    raises when used), or with :meth:`from_env`.
+    """
+
+    SECTIONS: ClassVar[tuple[Section, ...]] = (
+        "realtime",
+        "storage",
+        "limits",
+        "narration",
+        "pipeline",
+        "jobs",
+        "documents",
+    )
+
+    def __init__(
+        self,
+        *,
+        realtime: RealtimeSettings | None = None,
+        storage: StorageSettings | None = None,
+        limits: RequestLimits | None = None,
+        narration: NarrationSettings | None = None,
+        pipeline: PipelineSettings | None = None,
+        jobs: JobSettings | None = None,
+        documents: DocumentSettings | None = None,
+        client_id: str | None = None,
+        website_hostname: str | None = None,
+        problems: Mapping[Section, ConfigurationError] | None = None,
+    ) -> None:
+        self._realtime = realtime
+        self._storage = storage
+        self._limits = limits or RequestLimits()
+        self._narration = narration or NarrationSettings()
+        self._pipeline = pipeline or PipelineSettings()
+        self._documents = documents or DocumentSettings()
+        if jobs is None and storage is not None:
+            jobs = JobSettings(jobs_container=JobSettings.default_jobs_container(storage.output_container))
+        self._jobs = jobs
+        self._problems: dict[Section, ConfigurationError] = dict(problems or {})
+        self.client_id = client_id or (storage.client_id if storage is not None else None)
+        """A user-assigned managed identity's client id, for every Entra ID token the app gets."""
+        self.website_hostname = website_hostname
+        """The app's host name as App Service sets it (``WEBSITE_HOSTNAME``), for absolute URLs."""
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read every section from ``env`` (default: ``os.environ``, read now and only now)."""
+        env = dict(os.environ if env is None else env)
+        problems: dict[Section, ConfigurationError] = {}
+
+        def read(section: Section, reader: Any) -> Any:
+            try:
+                return reader()
+            except ConfigurationError as error:
+                problems[section] = error
+                return None
+
+        storage: StorageSettings | None = read("storage", lambda: StorageSettings.from_env(env))
+
+        def jobs() -> JobSettings:
+            if storage is None:
+                raise problems["storage"]
+            default = JobSettings.default_jobs_container(storage.output_container)
+            return JobSettings.from_env(
+                {**env, JOBS_CONTAINER_SETTING: env.get(JOBS_CONTAINER_SETTING, "").strip() or default}
+            )
+
+        return cls(
+            realtime=read("realtime", lambda: RealtimeSettings.from_env(env)),
+            storage=storage,
+            limits=read("limits", lambda: RequestLimits.from_env(env)),
+            narration=read("narration", lambda: NarrationSettings.from_env(env)),
+            pipeline=read("pipeline", lambda: PipelineSettings.from_env(env)),
+            jobs=read("jobs", jobs),
+            documents=read("documents", lambda: DocumentSettings.from_env(env)),
+            client_id=(env.get(f"{STORAGE_SETTING}__clientId", "") or env.get(CLIENT_ID_SETTING, "")).strip()
+            or None,
+            website_hostname=env.get(WEBSITE_HOSTNAME_SETTING, "").strip() or None,
+            problems=problems,
+        )
+
+    def _get(self, section: Section, value: Any) -> Any:
+        problem = self._problems.get(section)
+        if problem is not None:
+            raise problem
+        return value
+
+    @property
+    def realtime(self) -> RealtimeSettings:
+        if self._realtime is None and "realtime" not in self._problems:
+            RealtimeSettings.from_env({})  # raises: the endpoint is not set
+        return self._get("realtime", self._realtime)  # type: ignore[no-any-return]
+
+    @property
+    def storage(self) -> StorageSettings:
+        if self._storage is None and "storage" not in self._problems:
+            StorageSettings.from_env({})  # raises: no connection is set
+        return self._get("storage", self._storage)  # type: ignore[no-any-return]
+
+    @property
+    def limits(self) -> RequestLimits:
+        return self._get("limits", self._limits)  # type: ignore[no-any-return]
+
+    @property
+    def narration(self) -> NarrationSettings:
+        return self._get("narration", self._narration)  # type: ignore[no-any-return]
+
+    @property
+    def pipeline(self) -> PipelineSettings:
+        return self._get("pipeline", self._pipeline)  # type: ignore[no-any-return]
+
+    @property
+    def jobs(self) -> JobSettings:
+        if self._jobs is None:
+            self.storage  # noqa: B018 - raises the storage problem the default depends on
+        return self._get("jobs", self._jobs)  # type: ignore[no-any-return]
+
+    @property
+    def documents(self) -> DocumentSettings:
+        return self._get("documents", self._documents)  # type: ignore[no-any-return]
+
+    def problem(self, section: Section) -> ConfigurationError | None:
+        """The section's error, or ``None`` when it can be used."""
+        try:
+            getattr(self, section)
+        except ConfigurationError as error:
+            return error
+        return None

@@ -1,7 +1,8 @@
 """The main job, end to end: narrate a sample text through the HTTP trigger's own code.
 
 Run by ``scripts/demo.sh``, which starts Azurite and the Realtime emulator and sets the
-app settings. Calls ``function_app.create_narration`` exactly as the Functions host would,
+app settings. Calls ``function_app.create_narration`` exactly as the Functions host would (through
+:mod:`testkit.host`),
 prints the SAS URL and the transcript, then downloads the WAV through that URL and checks
 it. Exits non-zero if any step fails.
 """
@@ -14,14 +15,11 @@ import sys
 import urllib.request
 from pathlib import Path
 
-import azure.functions as func
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import function_app
 from podcast.engine import audio
-from podcast.services.jobs import close_jobs
-from podcast.services.pipeline import close_service
+from testkit import host
 
 SAMPLE = {
     "text": (
@@ -36,20 +34,12 @@ SAMPLE = {
 
 
 async def narrate() -> tuple[int, dict[str, object]]:
-    request = func.HttpRequest(
-        method="POST",
-        url="/api/narrations",
-        body=json.dumps(SAMPLE).encode(),
-        headers={"Content-Type": "application/json"},
-        params={},
-        route_params={},
-    )
+    request = host.http_request("POST", "narrations", json=SAMPLE)
     try:
-        response = await function_app.create_narration(request)
+        answer = await host.call_http(function_app.create_narration, request)
     finally:
-        await close_jobs()
-        await close_service()
-    return response.status_code, json.loads(response.get_body())
+        await function_app.graph.aclose()
+    return answer.status, answer.json()
 
 
 def main() -> int:

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Set up (scripts/setup.sh), then lint, type-check and test. Extra arguments go to pytest,
+# Set up (scripts/setup.sh), then lint, type-check, check the import contracts and test. Extra arguments go to pytest,
 # e.g. `bash scripts/test.sh -k storage -x`. Every check runs even if an earlier one
 # failed; the exit status is non-zero when any failed. Azurite is started and stopped
 # by pytest fixtures, so nothing needs to be running beforehand.
@@ -32,6 +32,7 @@ done
 step "ruff check" "$BIN/ruff" check .
 step "ruff format" "$BIN/ruff" format --check .
 step "mypy" "$BIN/mypy" "${typecheck_targets[@]}"
+step "import contracts (layers, no cycles)" "$BIN/lint-imports"
 step "pytest" "$BIN/pytest" "$@"
 
 if [ "${#failed[@]}" -gt 0 ]; then

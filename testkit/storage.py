@@ -11,7 +11,7 @@ import urllib.request
 
 from azure.storage.blob import BlobServiceClient
 
-from podcast.storage.blobs import BlobClientOptions
+from podcast.storage.azure import BlobClientOptions
 from testkit.azurite import AzuriteServer
 
 FAST_FAILING = BlobClientOptions(

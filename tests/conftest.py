@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from podcast.storage.blobs import reset_store
+import function_app
 from testkit.azurite import (
     AzuriteNotInstalledError,
     AzuriteServer,
@@ -132,8 +132,8 @@ def container_name() -> str:
 
 
 @pytest.fixture(autouse=True)
-def _forget_process_store() -> Iterator[None]:
-    """No test sees the process-wide store another test (and event loop) created."""
-    reset_store()
+def _forget_the_apps_object_graph() -> Iterator[None]:
+    """No test sees the object graph (clients, settings) another test and event loop made."""
+    function_app.graph.forget()
     yield
-    reset_store()
+    function_app.graph.forget()

@@ -18,36 +18,26 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import os
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Final, Literal, Protocol
+from typing import Final, Protocol
 
 from podcast.engine import audio
 from podcast.engine.fidelity import similarity
 from podcast.engine.instructions import build_instructions, user_message
 from podcast.engine.realtime import Narration, Narrator, Usage
-from podcast.engine.segments import DEFAULT_MAX_WORDS, Boundary, Segment, size_in_words, split_text
+from podcast.engine.segments import Segment, size_in_words, split_text
 from podcast.errors import (
-    ConfigurationError,
     FidelityError,
     PodcastError,
     RateLimitedError,
     ResponseIncompleteError,
 )
 from podcast.models import NarrationRequest
-from podcast.settings import float_setting, int_setting
+from podcast.settings import NarrationSettings
 
 log = logging.getLogger(__name__)
-
-SEGMENT_WORDS_SETTING: Final = "NARRATION_SEGMENT_WORDS"
-CONCURRENCY_SETTING: Final = "NARRATION_CONCURRENCY"
-MIN_FIDELITY_SETTING: Final = "NARRATION_MIN_FIDELITY"
-FIDELITY_ATTEMPTS_SETTING: Final = "NARRATION_FIDELITY_ATTEMPTS"
-FIDELITY_POLICY_SETTING: Final = "NARRATION_FIDELITY_POLICY"
-PARAGRAPH_PAUSE_SETTING: Final = "NARRATION_PARAGRAPH_PAUSE_SECONDS"
-SENTENCE_PAUSE_SETTING: Final = "NARRATION_SENTENCE_PAUSE_SECONDS"
 
 FIRMER_RULES: Final = (
     "IMPORTANT: an earlier attempt did NOT read the text exactly. This time read EVERY word "
@@ -59,51 +49,12 @@ MAX_SPLIT_DEPTH: Final = 3
 
 ProgressCallback = Callable[[int, int], Awaitable[None]]
 """``on_progress(segments_done, segments_total)``."""
-FidelityPolicy = Literal["fail", "warn"]
 
 
 class PieceSink(Protocol):
     """Where finished segments go, by position (any order): e.g. a blob's staged blocks."""
 
     async def stage(self, index: int, pcm: bytes | bytearray) -> None: ...
-
-
-@dataclass(frozen=True, slots=True)
-class NarrationSettings:
-    """How a long narration is carried out. Every field has a setting (see the README)."""
-
-    segment_max_words: int = DEFAULT_MAX_WORDS
-    concurrency: int = 4
-    min_fidelity: float = 0.9
-    """Least word similarity (1 - word error rate) a read-mode segment must reach."""
-    fidelity_attempts: int = 3
-    """Narrations of one segment at most, to reach ``min_fidelity``."""
-    fidelity_policy: FidelityPolicy = "warn"
-    """Below the threshold after every attempt: ``fail`` the narration, or ``warn`` and keep the best."""
-    paragraph_pause_seconds: float = 0.75
-    sentence_pause_seconds: float = 0.3
-    fade_seconds: float = 0.005
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> NarrationSettings:
-        env = os.environ if env is None else env
-        policy = env.get(FIDELITY_POLICY_SETTING, "").strip().lower() or "warn"
-        if policy not in ("fail", "warn"):
-            raise ConfigurationError(FIDELITY_POLICY_SETTING, "must be 'fail' or 'warn'")
-        return cls(
-            segment_max_words=int_setting(env, SEGMENT_WORDS_SETTING, DEFAULT_MAX_WORDS, 20, 450),
-            concurrency=int_setting(env, CONCURRENCY_SETTING, 4, 1, 16),
-            min_fidelity=float_setting(env, MIN_FIDELITY_SETTING, 0.9, 0.0, 1.0),
-            fidelity_attempts=int_setting(env, FIDELITY_ATTEMPTS_SETTING, 3, 1, 10),
-            fidelity_policy="fail" if policy == "fail" else "warn",
-            paragraph_pause_seconds=float_setting(env, PARAGRAPH_PAUSE_SETTING, 0.75, 0.0, 5.0),
-            sentence_pause_seconds=float_setting(env, SENTENCE_PAUSE_SETTING, 0.3, 0.0, 5.0),
-        )
-
-    def pause_after(self, boundary: Boundary) -> float:
-        return {"paragraph": self.paragraph_pause_seconds, "sentence": self.sentence_pause_seconds}.get(
-            boundary, 0.0
-        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,9 @@ import re
 from dataclasses import dataclass
 from typing import Final, Literal
 
-DEFAULT_MAX_WORDS: Final = 300
+from podcast.settings import DEFAULT_SEGMENT_WORDS
+
+DEFAULT_MAX_WORDS: Final = DEFAULT_SEGMENT_WORDS
 """About two minutes of speech at 150 words a minute: well under the output-token cap."""
 
 PARAGRAPH_PREFERENCE: Final = 0.3

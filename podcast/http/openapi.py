@@ -45,8 +45,8 @@ from podcast.models import (
     NarrationRequest,
     RequestLimits,
 )
-from podcast.services.jobs import JobRecord, status_document
-from podcast.services.pipeline import NarrationResult
+from podcast.services.narrations import NarrationResult
+from podcast.services.records import JobRecord, status_document
 from podcast.voices import DEFAULT_VOICE, REALTIME_VOICES
 
 DEFAULT_HOST: Final = "your-function-app.azurewebsites.net"

@@ -13,7 +13,7 @@ from typing import Any, Final
 
 import azure.functions as func
 
-from podcast.errors import PodcastError, RequestValidationError
+from podcast.errors import PodcastError
 
 log = logging.getLogger(__name__)
 
@@ -34,12 +34,6 @@ def json_response(
     )
 
 
-def error_body(error: PodcastError) -> dict[str, Any]:
-    """``{"error": {...}}`` for ``error``; always has ``code``, ``message`` and ``field``."""
-    details = {"field": None, **error.to_dict()}
-    return {"error": details}
-
-
 def error_response(error: PodcastError) -> func.HttpResponse:
     """The response for a known failure: its status, body and, when transient, ``Retry-After``."""
     headers: dict[str, str] = {}
@@ -48,16 +42,11 @@ def error_response(error: PodcastError) -> func.HttpResponse:
         headers["Retry-After"] = str(max(1, math.ceil(seconds)))
     if error.http_status >= 500:
         log.warning("request failed: %s (%s)", error.code, type(error).__name__)
-    return json_response(error.http_status, error_body(error), headers)
+    return json_response(error.http_status, error.body(), headers)
 
 
 def internal_error_response() -> func.HttpResponse:
     """A 500 for a bug: logs the traceback, tells the caller nothing internal."""
     log.exception("unexpected error")
     error = PodcastError("an unexpected error occurred; it has been logged")
-    return json_response(500, error_body(error))
-
-
-def method_not_allowed(allowed: str) -> func.HttpResponse:
-    error = RequestValidationError(f"use {allowed}", code="method_not_allowed")
-    return json_response(405, error_body(error), {"Allow": allowed})
+    return json_response(500, error.body())

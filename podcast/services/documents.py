@@ -7,33 +7,48 @@
 - ``.json``: the same request schema as ``POST /api/narrations``, so a flow can choose
   the voice, style and instructions per file.
 
-Every problem raises :class:`DocumentError` (a permanent
+Every problem raises :class:`~podcast.errors.DocumentError` (a permanent
 :class:`~podcast.errors.RequestValidationError`): retrying cannot fix a document.
+
+:class:`DocumentService` is what the blob trigger runs: ``<name-without-extension>.wav``
+and ``.json`` in the output container, idempotent by content hash, with an ``.error.json``
+record for documents that cannot be narrated or whose retries ran out.
 """
 
 from __future__ import annotations
 
 import codecs
+import hashlib
+import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import PurePosixPath
-from typing import Final
+from typing import Final, Literal, TypeVar
 
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
-from podcast.errors import RequestValidationError
-from podcast.models import MAX_TITLE_CHARACTERS, NarrationRequest, RequestLimits, parse_request
-from podcast.settings import int_setting
+from podcast.errors import ConfigurationError, DocumentError, PodcastError, RequestValidationError
+from podcast.models import MAX_TITLE_CHARACTERS, NarrationRequest, parse_request
+from podcast.services.narrations import NarrationResult, NarrationService, iso
+from podcast.settings import (
+    INPUT_CONTAINER_SETTING,
+    OUTPUT_CONTAINER_SETTING,
+    DocumentSettings,
+    RequestLimits,
+    StorageSettings,
+)
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 TEXT_EXTENSIONS: Final = (".txt", ".text")
 MARKDOWN_EXTENSIONS: Final = (".md", ".markdown")
 JSON_EXTENSIONS: Final = (".json",)
 SUPPORTED_EXTENSIONS: Final = TEXT_EXTENSIONS + MARKDOWN_EXTENSIONS + JSON_EXTENSIONS
 
-MAX_DOCUMENT_BYTES_SETTING: Final = "NARRATION_MAX_DOCUMENT_BYTES"
-MAX_DOCUMENT_CHARACTERS_SETTING: Final = "NARRATION_MAX_DOCUMENT_CHARACTERS"
 
 _URL: Final = re.compile(r"(?:https?|ftp)://\S+|www\.\S+\.\S+")
 _SENTENCE_END: Final = re.compile(r"[.!?…:;。！？]$")
@@ -41,40 +56,8 @@ _BLANK_RUNS: Final = re.compile(r"[ \t]+")
 _SPACE_BEFORE_PUNCTUATION: Final = re.compile(r"\s+([.,;:!?])")
 
 
-class DocumentError(RequestValidationError):
-    """A document that can never be narrated (wrong type, encoding, size, or content)."""
-
-    code = "unsupported_document"
-
-
-@dataclass(frozen=True, slots=True)
-class DocumentLimits:
-    """Limits for uploaded documents (larger than the synchronous HTTP endpoint's)."""
-
-    max_bytes: int = 1_048_576
-    max_characters: int = 50_000
-
-    @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> DocumentLimits:
-        import os
-
-        env = dict(os.environ) if env is None else env
-        return cls(
-            max_bytes=int_setting(env, MAX_DOCUMENT_BYTES_SETTING, 1_048_576, 1, 16_777_216),
-            max_characters=int_setting(env, MAX_DOCUMENT_CHARACTERS_SETTING, 50_000, 1, 1_000_000),
-        )
-
-    def request_limits(self, base: RequestLimits) -> RequestLimits:
-        """``base`` with the document text limit."""
-        return RequestLimits(
-            max_text_characters=self.max_characters,
-            max_sas_expiry_minutes=base.max_sas_expiry_minutes,
-            default_voice=base.default_voice,
-        )
-
-
 def request_from_document(
-    name: str, data: bytes, limits: DocumentLimits, request_limits: RequestLimits
+    name: str, data: bytes, limits: DocumentSettings, request_limits: RequestLimits
 ) -> NarrationRequest:
     """The narration request a document asks for; raise :class:`DocumentError` if none.
 
@@ -204,3 +187,130 @@ def _skip_to(tokens: Sequence[Token], index: int, closing: str) -> int:
     while index < len(tokens) and tokens[index].type != closing:
         index += 1
     return index
+
+
+# --- The blob trigger's service -------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentOutcome:
+    """What became of an uploaded document: ``narrated``, ``skipped`` (done before) or ``failed``."""
+
+    status: Literal["narrated", "skipped", "failed"]
+    base: str
+    """Output blob names without extension (``<base>.wav``, ``.json``, ``.error.json``)."""
+    result: NarrationResult | None = None
+    error: PodcastError | None = None
+
+
+class DocumentService:
+    """Narrates documents uploaded to the input container into the output container."""
+
+    def __init__(
+        self,
+        narrations: NarrationService,
+        storage: StorageSettings,
+        documents: DocumentSettings,
+        limits: RequestLimits,
+    ) -> None:
+        self.narrations = narrations
+        self.outputs = narrations.outputs
+        self.storage = storage
+        self.settings = documents
+        self.limits = limits
+
+    async def narrate_upload(
+        self, blob_name: str, data: bytes, *, etag: str | None = None
+    ) -> DocumentOutcome:
+        """What the blob trigger does with an uploaded blob (``<input container>/<name>``).
+
+        Raises only for transient failures that the host should retry (see
+        :meth:`narrate_document`), and :class:`ConfigurationError` when the input and output
+        containers are the same (outputs would trigger again).
+        """
+        if self.storage.input_container == self.storage.output_container:
+            raise ConfigurationError(
+                OUTPUT_CONTAINER_SETTING,
+                f"must differ from {INPUT_CONTAINER_SETTING} (outputs would trigger again)",
+            )
+        prefix = f"{self.storage.input_container}/"
+        source_name = blob_name[len(prefix) :] if blob_name.startswith(prefix) else blob_name
+        return await self.narrate_document(source_name, data, etag=etag)
+
+    async def narrate_document(
+        self, source_name: str, data: bytes, *, etag: str | None = None
+    ) -> DocumentOutcome:
+        """Narrate an uploaded document into ``<name-without-extension>.wav`` and ``.json``.
+
+        Idempotent: when ``.json`` already records this content (SHA-256), nothing is
+        narrated. A document that can never be narrated gets ``.error.json`` and no raise.
+        A transient failure raises (the host retries) after recording the attempt in
+        ``.error.json``; the ``max_attempts``-th transient failure is recorded as final and
+        does not raise. Success removes any ``.error.json``.
+        """
+        max_attempts = self.settings.max_attempts
+        path = PurePosixPath(source_name)
+        base = str(path.with_suffix("")) if "." in path.name else source_name
+        error_blob = f"{base}.error.json"
+        source = {
+            "blob_name": source_name,
+            "etag": etag,
+            "sha256": hashlib.sha256(data).hexdigest(),
+            "bytes": len(data),
+        }
+        await self.outputs.ensure_container()
+        existing = await self.outputs.read_json(f"{base}.json")
+        if existing and (existing.get("source") or {}).get("sha256") == source["sha256"]:
+            log.info("document %s already narrated; skipping", _short(source_name))
+            return DocumentOutcome("skipped", base)
+        try:
+            request = request_from_document(source_name, data, self.settings, self.limits)
+            result = await self.narrations.produce(
+                request,
+                narration_id=self.narrations.new_id(),
+                base=base,
+                created_at=self.narrations.clock(),
+                link_expires_in=None,
+                source=source,
+            )
+        except PodcastError as error:
+            previous = await _quietly(self.outputs.read_json(error_blob))
+            attempts = 1
+            if previous and (previous.get("source") or {}).get("sha256") == source["sha256"]:
+                attempts = int(previous.get("attempts", 0)) + 1
+            final = not error.transient or attempts >= max_attempts
+            record = {
+                "status": "failed" if final else "retrying",
+                "final": final,
+                "attempts": attempts,
+                "max_attempts": max_attempts if error.transient else 1,
+                "error": error.body()["error"],
+                "source": source,
+                "updated_at": iso(datetime.now(UTC)),
+            }
+            await _quietly(self.outputs.upload_json(error_blob, record))
+            log.warning(
+                "document %s failed (%s), attempt %d, %s",
+                _short(source_name),
+                error.code,
+                attempts,
+                "final" if final else "will be retried",
+            )
+            if final:
+                return DocumentOutcome("failed", base, error=error)
+            raise
+        await _quietly(self.outputs.delete_if_exists(error_blob))
+        return DocumentOutcome("narrated", base, result=result)
+
+
+async def _quietly(awaitable: Awaitable[T]) -> T | None:
+    """Await a best-effort Storage call; a failure (already being reported) gives ``None``."""
+    try:
+        return await awaitable
+    except PodcastError:
+        return None
+
+
+def _short(name: str) -> str:
+    """A blob name shortened for logs."""
+    return name if len(name) <= 80 else f"{name[:40]}...{name[-30:]}"

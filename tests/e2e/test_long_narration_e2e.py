@@ -45,10 +45,8 @@ import function_app
 from emulator import RealtimeEmulator
 from podcast.engine import audio
 from podcast.engine.fidelity import edit_distance, words
-from podcast.engine.longform import NarrationSettings
 from podcast.engine.segments import DEFAULT_MAX_WORDS, split_text
-from podcast.services.jobs import close_jobs
-from podcast.services.pipeline import close_service
+from podcast.settings import NarrationSettings
 from testkit import host
 from testkit.azurite import AzuriteServer
 from testkit.storage import http_get
@@ -223,8 +221,7 @@ async def e2e_env(
     for name, value in settings.items():
         monkeypatch.setenv(name, value)
     yield queue
-    await close_service()
-    await close_jobs()
+    await function_app.graph.aclose()
     with contextlib.suppress(ResourceNotFoundError):
         QueueClient.from_connection_string(azurite.connection_string, queue).delete_queue()
     with BlobServiceClient.from_connection_string(azurite.connection_string) as service:

@@ -15,9 +15,8 @@ from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.blob import BlobServiceClient
 from azure.storage.queue import QueueClient
 
+import function_app
 from emulator import RealtimeEmulator
-from podcast.services.jobs import close_jobs
-from podcast.services.pipeline import close_service
 from podcast.settings import StorageSettings
 from podcast.storage.blobs import BlobStore
 from testkit.azurite import AzuriteServer
@@ -83,7 +82,7 @@ async def app_env(
     monkeypatch: pytest.MonkeyPatch, emulator: RealtimeEmulator, azurite: AzuriteServer, container_name: str
 ) -> AsyncIterator[dict[str, str]]:
     """App settings pointing at the emulator and Azurite, with an output container of this
-    test's own; the process-wide service is closed afterwards."""
+    test's own; the object graph of function_app is closed afterwards."""
     settings = {
         "AZURE_OPENAI_AUDIO_ENDPOINT": emulator.url,
         "AZURE_OPENAI_AUDIO_API_KEY": EMULATOR_KEY,
@@ -95,8 +94,7 @@ async def app_env(
     for name, value in settings.items():
         monkeypatch.setenv(name, value)
     yield settings
-    await close_service()
-    await close_jobs()
+    await function_app.graph.aclose()
 
 
 # --- Asynchronous narration jobs ----------------------------------------------------------------
@@ -111,7 +109,7 @@ async def jobs_env(
     queue = f"jobs-{uuid.uuid4().hex[:16]}"
     monkeypatch.setenv("NARRATION_QUEUE", queue)
     yield {**app_env, "NARRATION_QUEUE": queue, "jobs_container": f"{container_name}-jobs"}
-    await close_jobs()
+    await function_app.graph.aclose()
     with (
         QueueClient.from_connection_string(azurite.connection_string, queue) as client,
         contextlib.suppress(ResourceNotFoundError),

@@ -13,7 +13,6 @@ from azure.storage.blob import BlobServiceClient
 import function_app
 from emulator import Fault, FaultKind, RealtimeEmulator
 from podcast.engine import audio
-from podcast.services.pipeline import close_service
 from testkit import host
 from testkit.azurite import AzuriteServer
 from testkit.storage import blobs_in, http
@@ -268,7 +267,7 @@ async def test_stopped_storage_is_a_503_before_anything_is_narrated(
     try:
         status, body, response = await call({"text": TEXT})
     finally:
-        await close_service()
+        await function_app.graph.aclose()
 
     assert status == 503
     assert body["error"]["code"] == "storage_unavailable"
@@ -282,7 +281,7 @@ async def test_missing_settings_are_a_503_naming_the_setting(monkeypatch: pytest
     try:
         status, body, _ = await call({"text": TEXT})
     finally:
-        await close_service()
+        await function_app.graph.aclose()
     assert status == 503
     assert body["error"]["code"] == "not_configured"
     assert body["error"]["setting"] == "AZURE_OPENAI_AUDIO_ENDPOINT"

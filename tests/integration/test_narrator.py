@@ -144,7 +144,7 @@ async def test_a_hanging_response_times_out_and_is_retried(emulator: RealtimeEmu
 
 async def test_a_hang_on_every_attempt_ends_in_a_timeout(emulator: RealtimeEmulator) -> None:
     emulator.inject(Fault(FaultKind.HANG, times=None))
-    settings = settings_for(emulator, response_timeout_seconds=0.5, max_retries=1)
+    settings = settings_for(emulator, response_timeout_seconds=1.0, max_retries=1)
     async with Narrator(settings, sleep=no_wait) as narrator:
         with pytest.raises(NarrationTimeoutError):
             await narrator.narrate(TEXT)

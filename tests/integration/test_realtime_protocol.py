@@ -236,7 +236,7 @@ async def test_a_silent_server_times_out() -> None:
     def script(server: ScriptedServer) -> list[object]:
         return [audio_event(server, tone(0.1)), "hang"]
 
-    async with ScriptedServer(script) as server, narrator_for(server.url, timeout=0.5) as narrator:
+    async with ScriptedServer(script) as server, narrator_for(server.url, timeout=1.0) as narrator:
         with pytest.raises(NarrationTimeoutError):
             await narrator.narrate("x")
 

@@ -24,12 +24,7 @@ from azure.storage.blob import BlobServiceClient
 from podcast.engine.audio import pcm_to_wav, silence
 from podcast.errors import StorageError, StorageUnavailableError
 from podcast.settings import StorageSettings
-from podcast.storage.blobs import (
-    BlobStore,
-    close_store,
-    content_disposition,
-    get_store,
-)
+from podcast.storage.blobs import BlobStore, content_disposition
 from testkit.azurite import ACCOUNT_KEY, AzuriteServer
 from testkit.credentials import FakeTokenCredential
 from testkit.storage import FAST_FAILING
@@ -82,6 +77,16 @@ class RequestLog:
         return sum(1 for m, url in self.requests if m == method and query_part in url)
 
 
+async def upload_wav(
+    store: BlobStore, blob_name: str, wav: bytes, *, download_name: str, metadata: dict[str, str]
+) -> None:
+    """Store a whole WAV file the way narrations are stored: its PCM staged, the header
+    written by the store's WAV writer at commit."""
+    writer = store.wav_writer(blob_name)
+    await writer.stage(0, wav[44:])
+    await writer.commit(download_name=download_name, metadata=metadata)
+
+
 def closed_port() -> int:
     """A loopback port nothing listens on (bound, then released)."""
     with socket.socket() as sock:
@@ -94,7 +99,8 @@ def closed_port() -> int:
 
 
 async def test_uploaded_wav_downloads_through_the_link(blob_store: BlobStore) -> None:
-    await blob_store.upload_wav(
+    await upload_wav(
+        blob_store,
         "2026/episode one.wav",
         WAV,
         download_name="Café – épisode 1.wav",
@@ -125,7 +131,7 @@ async def test_uploaded_wav_downloads_through_the_link(blob_store: BlobStore) ->
 
 
 async def test_link_cannot_write_list_or_delete(blob_store: BlobStore, azurite: AzuriteServer) -> None:
-    await blob_store.upload_wav("a.wav", WAV, download_name="a.wav", metadata={})
+    await upload_wav(blob_store, "a.wav", WAV, download_name="a.wav", metadata={})
     url, _ = await blob_store.read_url("a.wav", expires_in=HOUR)
     sas = urlsplit(url).query
 
@@ -141,7 +147,7 @@ async def test_link_cannot_write_list_or_delete(blob_store: BlobStore, azurite: 
 
 
 async def test_tampered_link_is_refused(blob_store: BlobStore) -> None:
-    await blob_store.upload_wav("a.wav", WAV, download_name="a.wav", metadata={})
+    await upload_wav(blob_store, "a.wav", WAV, download_name="a.wav", metadata={})
     url, _ = await blob_store.read_url("a.wav", expires_in=HOUR)
     signature = sas_fields(url)["sig"]
     tampered_sig = ("A" if signature[0] != "A" else "B") + signature[1:]
@@ -153,7 +159,7 @@ async def test_tampered_link_is_refused(blob_store: BlobStore) -> None:
 
 
 async def test_expired_link_is_refused(blob_store: BlobStore) -> None:
-    await blob_store.upload_wav("a.wav", WAV, download_name="a.wav", metadata={})
+    await upload_wav(blob_store, "a.wav", WAV, download_name="a.wav", metadata={})
     url, expires_at = await blob_store.read_url("a.wav", expires_in=timedelta(seconds=1))
     await asyncio.sleep(max(0.0, (expires_at - datetime.now(UTC)).total_seconds()) + 1.5)
 
@@ -182,7 +188,7 @@ async def test_json_documents_round_trip(blob_store: BlobStore) -> None:
 
 
 async def test_read_json_refuses_non_objects(blob_store: BlobStore) -> None:
-    await blob_store.upload_wav("not-json.wav", WAV, download_name="x.wav", metadata={})
+    await upload_wav(blob_store, "not-json.wav", WAV, download_name="x.wav", metadata={})
     with pytest.raises(StorageError, match="not valid JSON"):
         await blob_store.read_json("not-json.wav")
 
@@ -191,7 +197,7 @@ async def test_exists_and_delete_if_exists(blob_store: BlobStore) -> None:
     assert not await blob_store.exists("gone.wav")  # the container does not even exist yet
     await blob_store.delete_if_exists("gone.wav")
 
-    await blob_store.upload_wav("gone.wav", WAV, download_name="gone.wav", metadata={})
+    await upload_wav(blob_store, "gone.wav", WAV, download_name="gone.wav", metadata={})
     assert await blob_store.exists("gone.wav")
     await blob_store.delete_if_exists("gone.wav")
     assert not await blob_store.exists("gone.wav")
@@ -199,8 +205,10 @@ async def test_exists_and_delete_if_exists(blob_store: BlobStore) -> None:
 
 
 async def test_upload_replaces_an_existing_blob(blob_store: BlobStore) -> None:
-    await blob_store.upload_wav("same.wav", b"RIFF-old", download_name="old.wav", metadata={"v": "1"})
-    await blob_store.upload_wav("same.wav", WAV, download_name="new.wav", metadata={"v": "2"})
+    await upload_wav(
+        blob_store, "same.wav", pcm_to_wav(b"old!"), download_name="old.wav", metadata={"v": "1"}
+    )
+    await upload_wav(blob_store, "same.wav", WAV, download_name="new.wav", metadata={"v": "2"})
     got = await fetch((await blob_store.read_url("same.wav", expires_in=HOUR))[0])
     assert got.body == WAV
     assert got.headers["x-ms-meta-v"] == "2"
@@ -215,12 +223,12 @@ async def test_container_is_created_once_and_again_after_deletion(
     try:
         await store.ensure_container()
         await store.ensure_container()
-        await store.upload_wav("one.wav", WAV, download_name="one.wav", metadata={})
+        await upload_wav(store, "one.wav", WAV, download_name="one.wav", metadata={})
         assert log.count("PUT", "restype=container") == 1
 
         with BlobServiceClient.from_connection_string(azurite.connection_string) as service:
             service.delete_container(storage_settings.output_container)
-            await store.upload_wav("two.wav", WAV, download_name="two.wav", metadata={})
+            await upload_wav(store, "two.wav", WAV, download_name="two.wav", metadata={})
             names = [b.name for b in service.get_container_client(store.container).list_blobs()]
         assert names == ["two.wav"]
         assert log.count("PUT", "restype=container") == 2
@@ -230,7 +238,7 @@ async def test_container_is_created_once_and_again_after_deletion(
 
 async def test_invalid_metadata_keys_are_rejected_before_any_request(blob_store: BlobStore) -> None:
     with pytest.raises(ValueError, match="metadata key"):
-        await blob_store.upload_wav("x.wav", WAV, download_name="x.wav", metadata={"bad-key": "v"})
+        await upload_wav(blob_store, "x.wav", WAV, download_name="x.wav", metadata={"bad-key": "v"})
     assert not await blob_store.exists("x.wav")
 
 
@@ -264,7 +272,7 @@ async def test_unreachable_storage_is_a_transient_error_within_seconds(container
     try:
         for attempt in (
             store.ensure_container(),
-            store.upload_wav("a.wav", WAV, download_name="a.wav", metadata={}),
+            upload_wav(store, "a.wav", WAV, download_name="a.wav", metadata={}),
             store.exists("a.wav"),
         ):
             started = time.monotonic()
@@ -306,19 +314,19 @@ async def test_storage_that_stops_fails_transiently_and_recovers(
     )
     store = BlobStore.from_settings(settings, options=FAST_FAILING)
     try:
-        await store.upload_wav("before.wav", WAV, download_name="before.wav", metadata={})
+        await upload_wav(store, "before.wav", WAV, download_name="before.wav", metadata={})
         throwaway_azurite.stop()
 
         started = time.monotonic()
         with pytest.raises(StorageUnavailableError):
-            await store.upload_wav("during.wav", WAV, download_name="during.wav", metadata={})
+            await upload_wav(store, "during.wav", WAV, download_name="during.wav", metadata={})
         with pytest.raises(StorageUnavailableError):
             await store.exists("before.wav")
         assert time.monotonic() - started < 6
 
         throwaway_azurite.start()  # same address, empty (in memory)
         assert not await store.exists("during.wav")
-        await store.upload_wav("after.wav", WAV, download_name="after.wav", metadata={})
+        await upload_wav(store, "after.wav", WAV, download_name="after.wav", metadata={})
         url, _ = await store.read_url("after.wav", expires_in=HOUR)
         assert (await fetch(url)).body == WAV
         assert not await store.exists("during.wav")
@@ -380,7 +388,7 @@ async def test_user_delegation_link_works_and_key_is_reused(
     try:
         assert store.uses_user_delegation
         await store.ensure_container()
-        await store.upload_wav("ud.wav", WAV, download_name="ud.wav", metadata={"voice": "marin"})
+        await upload_wav(store, "ud.wav", WAV, download_name="ud.wav", metadata={"voice": "marin"})
         first, first_expiry = await store.read_url("ud.wav", expires_in=HOUR)
         second, _ = await store.read_url("ud.wav", expires_in=timedelta(minutes=5))
 
@@ -436,7 +444,7 @@ async def test_user_delegation_key_is_refreshed_before_it_expires(
         delegation_key_refresh_margin=timedelta(seconds=4),
     )
     try:
-        await store.upload_wav("r.wav", WAV, download_name="r.wav", metadata={})
+        await upload_wav(store, "r.wav", WAV, download_name="r.wav", metadata={})
         first, _ = await store.read_url("r.wav", expires_in=timedelta(seconds=1))
         await store.read_url("r.wav", expires_in=timedelta(seconds=1))
         assert log.count("POST", "comp=userdelegationkey") == 1
@@ -470,59 +478,5 @@ async def test_rejected_token_names_the_missing_roles(
     assert "eyJ" not in on_data.value.message + on_key.value.message  # no token
 
 
-async def test_service_uri_without_credential_uses_default_credential() -> None:
-    settings = StorageSettings(
-        blob_service_uri="https://example.blob.core.windows.net",
-        client_id="00000000-0000-0000-0000-000000000001",
-    )
-    store = BlobStore.from_settings(settings)  # builds DefaultAzureCredential; sends nothing
-    assert store.uses_user_delegation
-    assert store.container == "narrations"
-    await store.close()
-
-
 async def test_account_key_store_does_not_use_user_delegation(blob_store: BlobStore) -> None:
     assert not blob_store.uses_user_delegation
-
-
-# --- one store per process -------------------------------------------------------------
-
-
-def test_get_store_is_one_store_per_event_loop(
-    monkeypatch: pytest.MonkeyPatch, storage_settings: StorageSettings
-) -> None:
-    assert storage_settings.connection_string is not None
-    monkeypatch.setenv("NARRATION_STORAGE", storage_settings.connection_string)
-    monkeypatch.setenv("NARRATION_OUTPUT_CONTAINER", storage_settings.output_container)
-
-    async def in_one_loop() -> BlobStore:
-        store = get_store()
-        assert get_store() is store
-        assert store.container == storage_settings.output_container
-        await store.upload_wav("p.wav", WAV, download_name="p.wav", metadata={})
-        await store.close()  # its connections die with this loop
-        return store
-
-    async def in_another_loop() -> BlobStore:
-        store = get_store()
-        assert await store.exists("p.wav")
-        await close_store()
-        return store
-
-    first = asyncio.run(in_one_loop())
-    second = asyncio.run(in_another_loop())
-    assert first is not second
-    with pytest.raises(RuntimeError):
-        get_store()
-
-
-async def test_get_store_uses_given_settings(storage_settings: StorageSettings) -> None:
-    store = get_store(storage_settings)
-    try:
-        assert store is get_store()
-        await store.upload_json("s.json", {"ok": True})
-        assert await store.read_json("s.json") == {"ok": True}
-    finally:
-        await close_store()
-    assert get_store(storage_settings) is not store
-    await close_store()

@@ -6,13 +6,10 @@ from __future__ import annotations
 import base64
 import uuid
 
+from podcast.http.headers import submit_options
 from podcast.models import RequestLimits, parse_request
-from podcast.services.jobs import (
-    SubmitOptions,
-    estimate_audio_seconds,
-    job_id_from_message,
-    retry_after_seconds,
-)
+from podcast.services.narrations import SubmitOptions
+from podcast.services.records import estimate_audio_seconds, job_id_from_message, retry_after_seconds
 
 # --- Pieces ------------------------------------------------------------------------------------------
 
@@ -33,11 +30,11 @@ def test_retry_after_shrinks_as_segments_finish_and_stays_between_2_and_60_secon
 
 
 def test_request_headers_are_read_in_any_letter_case() -> None:
-    options = SubmitOptions.from_headers(
+    options = submit_options(
         {"prefer": "wait=5, Respond-Async", "CACHE-CONTROL": "no-store", "idempotency-key": " k1 "}
     )
     assert options == SubmitOptions(respond_async=True, reuse=False, store=False, idempotency_key="k1")
-    assert SubmitOptions.from_headers({}) == SubmitOptions()
+    assert submit_options({}) == SubmitOptions()
 
 
 def test_a_queue_message_is_a_job_id_or_its_base64() -> None:

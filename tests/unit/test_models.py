@@ -14,13 +14,12 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from podcast.errors import ConfigurationError, RequestValidationError, TextTooLongError
+from podcast.errors import ConfigurationError, RequestTooLargeError, RequestValidationError, TextTooLongError
 from podcast.models import (
     EPISODE_STYLES,
     READ_STYLES,
     NarrationRequest,
     RequestLimits,
-    RequestTooLargeError,
     language_display_name,
     parse_request,
 )
@@ -165,7 +164,9 @@ def test_limits_are_read_from_their_settings() -> None:
         "NARRATION_DEFAULT_VOICE": "cedar",
     }
 
-    assert RequestLimits.from_env(env) == RequestLimits(5000, 90, "cedar")
+    assert RequestLimits.from_env(env) == RequestLimits(
+        max_text_characters=5000, max_sas_expiry_minutes=90, default_voice="cedar"
+    )
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,221 @@
+"""The object graph: every client and service of the app, built in one place from one
+:class:`~podcast.settings.Settings`, and closed by one :meth:`App.aclose`.
+
+One credential (``DefaultAzureCredential`` with the user-assigned identity's client id, when
+one is configured) serves Azure OpenAI and Storage; one ``BlobServiceClient`` serves the
+output container and the jobs container; one ``QueueClient`` the job queue. Each part is
+built on first use, so a request that is answered without it (a 400, the health report)
+never opens a connection, and a part whose settings are missing raises their
+:class:`~podcast.errors.ConfigurationError` when asked for, naming the setting.
+
+Services receive their collaborators in their constructors and never fetch anything
+global; the Functions entry points (``function_app.py``) keep one :class:`App` per event
+loop (aio clients belong to the loop that made them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from podcast.settings import Settings
+from podcast.storage.azure import BlobClientOptions, blob_service_client, queue_client
+
+if TYPE_CHECKING:
+    from azure.core.credentials_async import AsyncTokenCredential
+    from azure.storage.blob.aio import BlobServiceClient
+    from azure.storage.queue.aio import QueueClient
+
+    from podcast.engine.realtime import Narrator
+    from podcast.services.documents import DocumentService
+    from podcast.services.jobs import JobService
+    from podcast.services.narrations import NarrationService
+    from podcast.services.reuse import ReuseCache
+    from podcast.storage.blobs import BlobStore
+    from podcast.storage.documents import JsonDocuments
+    from podcast.storage.queue import JobQueue
+
+log = logging.getLogger(__name__)
+
+
+class App:
+    """Every client and service, built lazily from ``settings`` (see the module docstring).
+
+    ``credential`` replaces the default credential (tests pass a fake one); the app closes
+    only what it made. ``blob_options`` bound the Storage clients' retries and timeouts;
+    ``blob_client_kwargs`` go to the ``BlobServiceClient`` as they are (e.g.
+    ``connection_verify`` for a test server's certificate).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        credential: AsyncTokenCredential | None = None,
+        blob_options: BlobClientOptions | None = None,
+        blob_client_kwargs: dict[str, Any] | None = None,
+    ) -> None:
+        self.settings = settings
+        self._given_credential = credential
+        self._blob_options = blob_options
+        self._blob_client_kwargs = blob_client_kwargs or {}
+        self._closers: list[Callable[[], Awaitable[object]]] = []
+
+    @classmethod
+    def from_env(cls) -> App:
+        """An app configured by the process's environment (the Functions app settings)."""
+        return cls(Settings.from_env())
+
+    # --- Clients ------------------------------------------------------------------------
+
+    @cached_property
+    def credential(self) -> AsyncTokenCredential:
+        """The one Entra ID credential (managed identity in Azure)."""
+        if self._given_credential is not None:
+            return self._given_credential
+        from azure.identity.aio import DefaultAzureCredential
+
+        credential = DefaultAzureCredential(managed_identity_client_id=self.settings.client_id)
+        self._closers.append(credential.close)
+        return credential
+
+    @cached_property
+    def blob_service(self) -> BlobServiceClient:
+        """The one Blob Storage client (connection string or the credential)."""
+        storage = self.settings.storage
+        credential = None if storage.connection_string else self.credential
+        client = blob_service_client(
+            storage, credential=credential, options=self._blob_options, **self._blob_client_kwargs
+        )
+        self._closers.append(client.close)
+        return client
+
+    @cached_property
+    def queue_client(self) -> QueueClient:
+        """The job queue's client; raises when identity-based Storage has no queue URI."""
+        storage = self.settings.storage
+        credential = None if storage.connection_string else self.credential
+        client = queue_client(storage, self.settings.jobs.queue_name, credential=credential)
+        self._closers.append(client.close)
+        return client
+
+    @cached_property
+    def narrator(self) -> Narrator:
+        """The Realtime client (an API key, else the credential)."""
+        from podcast.engine.realtime import Narrator
+
+        realtime = self.settings.realtime
+        narrator = Narrator(realtime, credential=None if realtime.api_key else self.credential)
+        self._closers.append(narrator.close)
+        return narrator
+
+    # --- Stores -------------------------------------------------------------------------
+
+    @cached_property
+    def outputs(self) -> BlobStore:
+        """The output container: audio, transcripts, error records, read-only links."""
+        from podcast.storage.blobs import BlobStore
+
+        return BlobStore(self.blob_service, self.settings.storage.output_container)
+
+    @cached_property
+    def job_documents(self) -> JsonDocuments:
+        """The jobs container's documents: job records, requests, idempotency keys, reuse entries."""
+        from podcast.storage.documents import Container, JsonDocuments
+
+        return JsonDocuments(
+            Container(self.blob_service.get_container_client(self.settings.jobs.jobs_container))
+        )
+
+    @cached_property
+    def job_queue(self) -> JobQueue:
+        from podcast.storage.queue import JobQueue
+
+        return JobQueue(self.queue_client)
+
+    # --- Services -----------------------------------------------------------------------
+
+    @cached_property
+    def reuse(self) -> ReuseCache:
+        from podcast.services.reuse import ReuseCache
+
+        return ReuseCache(self.job_documents, self.outputs)
+
+    @cached_property
+    def narrations(self) -> NarrationService:
+        """Narration into the output container. Needs the Realtime and Storage settings."""
+        from podcast.services.narrations import NarrationService
+
+        narrator = self.narrator  # names a missing Azure OpenAI setting before Storage's
+        return NarrationService(
+            narrator,
+            self.outputs,
+            self.reuse,
+            narration=self.settings.narration,
+            pipeline=self.settings.pipeline,
+        )
+
+    @cached_property
+    def jobs(self) -> JobService:
+        """Asynchronous jobs. Also needs the job queue."""
+        from podcast.services.jobs import JobService
+
+        narrations = self.narrations
+        return JobService(self.job_documents, self.job_queue, narrations, self.reuse, self.settings.jobs)
+
+    @cached_property
+    def documents(self) -> DocumentService:
+        """Uploaded documents (the blob trigger)."""
+        from podcast.services.documents import DocumentService
+
+        return DocumentService(
+            self.narrations, self.settings.storage, self.settings.documents, self.settings.limits
+        )
+
+    async def aclose(self) -> None:
+        """Close every client this app made, newest first; never raises."""
+        closers, self._closers = self._closers[::-1], []
+        for close in closers:
+            with contextlib.suppress(Exception):
+                await close()
+
+
+class AppHolder:
+    """One :class:`App` per running event loop, made on first use and closed from its loop.
+
+    Azure Functions wants one client per process; aio clients belong to the event loop that
+    made them, and tests start a new loop for every test, so an app made in another loop
+    is dropped (not closed: its loop may be gone) and a new one made.
+    """
+
+    def __init__(self, factory: Callable[[], App] = App.from_env) -> None:
+        self._factory = factory
+        self._app: App | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def get(self) -> App:
+        """The app of the running loop. Raises ``RuntimeError`` outside a running loop."""
+        loop = asyncio.get_running_loop()
+        if self._app is None or self._loop is not loop:
+            self._app, self._loop = self._factory(), loop
+        return self._app
+
+    def use(self, factory: Callable[[], App]) -> None:
+        """Make later apps with ``factory`` (tests, the dev host); forgets the current one."""
+        self._factory = factory
+        self.forget()
+
+    async def aclose(self) -> None:
+        """Close and forget the app, when the running loop made it."""
+        app, loop = self._app, self._loop
+        self.forget()
+        if app is not None and loop is asyncio.get_running_loop():
+            await app.aclose()
+
+    def forget(self) -> None:
+        self._app = None
+        self._loop = None

@@ -1,0 +1,107 @@
+"""The Functions-facing layer: what each entry point of ``function_app.py`` does.
+
+Each handler takes the trigger's input and the :class:`~podcast.app.App` of the running
+loop, calls one service and turns its answer (or its :class:`~podcast.errors.PodcastError`)
+into the response. Validation always comes first: an invalid request is answered 400
+before a setting it does not need is read, anything is stored or Azure OpenAI is contacted.
+This package is the only code that imports ``azure.functions``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+import azure.functions as func
+
+from podcast.app import App
+from podcast.errors import JobNotFoundError, PodcastError
+from podcast.http.headers import check_content_type, job_url, submit_options
+from podcast.http.health import health_report
+from podcast.http.openapi import openapi_document
+from podcast.http.responses import error_response, internal_error_response, json_response
+from podcast.models import parse_request
+from podcast.services.records import JOB_ID, JobRecord, status_document
+from podcast.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+async def _answer(handler: Callable[[], Awaitable[func.HttpResponse]]) -> func.HttpResponse:
+    """Run ``handler``; a known failure becomes its mapped response, anything else a 500."""
+    try:
+        return await handler()
+    except PodcastError as error:
+        return error_response(error)
+    except Exception:
+        return internal_error_response()
+
+
+async def create_narration(req: func.HttpRequest, app: App) -> func.HttpResponse:
+    """``POST /api/narrations``: the narration (200), or the accepted job (202)."""
+
+    async def handle() -> func.HttpResponse:
+        check_content_type(req.headers.get("Content-Type"))
+        request = parse_request(req.get_body(), app.settings.limits)
+        options = submit_options(req.headers)
+        narrations = app.narrations  # names a missing setting before anything is stored
+        if not app.jobs.should_queue(request, options):
+            return json_response(200, await narrations.respond(request, options))
+        record = await app.jobs.submit(request, options)
+        return _accepted(req, app, record, collection=True)
+
+    return await _answer(handle)
+
+
+async def get_narration(req: func.HttpRequest, app: App) -> func.HttpResponse:
+    """``GET /api/narrations/{id}``: 202 while queued or running, the 200 body (fresh link)
+    once succeeded, the error body and status once failed, 404 for an unknown id."""
+
+    async def handle() -> func.HttpResponse:
+        job_id = req.route_params.get("id") or req.url.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
+        if not JOB_ID.fullmatch(job_id):
+            raise JobNotFoundError()
+        view = await app.jobs.status(job_id)
+        if view.result is not None:
+            return json_response(200, view.result)
+        if view.record.status == "failed" and view.record.error is not None:
+            return json_response(int(view.record.error["status"]), dict(view.record.error["body"]))
+        return _accepted(req, app, view.record, collection=False)
+
+    return await _answer(handle)
+
+
+def _accepted(req: func.HttpRequest, app: App, record: JobRecord, *, collection: bool) -> func.HttpResponse:
+    """202 with the job's absolute ``Location``, ``Retry-After`` and status document."""
+    location = job_url(
+        req.url,
+        headers=req.headers,
+        params=req.params,
+        job_id=record.id if collection else None,
+        website_hostname=app.settings.website_hostname,
+    )
+    headers = {"Location": location, "Retry-After": str(record.retry_after())}
+    return json_response(202, status_document(record), headers)
+
+
+def openapi(req: func.HttpRequest) -> func.HttpResponse:
+    """``GET /api/openapi.json``: the OpenAPI 2.0 definition with the request's host."""
+    return json_response(200, openapi_document(request_url=req.url, headers=req.headers))
+
+
+def health(settings: Settings) -> func.HttpResponse:
+    """``GET /api/health``: 200 when configured, 503 naming what is missing."""
+    healthy, report = health_report(settings)
+    return json_response(200 if healthy else 503, report)
+
+
+async def narration_worker(msg: func.QueueMessage, app: App) -> None:
+    """A queued job's message (its id): see :meth:`~podcast.services.jobs.JobService.run`."""
+    await app.jobs.run(msg.get_body(), dequeue_count=msg.dequeue_count or 1)
+
+
+async def narrate_document(blob: func.InputStream, app: App) -> None:
+    """An uploaded document: see :meth:`~podcast.services.documents.DocumentService.narrate_upload`."""
+    properties = getattr(blob, "blob_properties", None) or {}
+    etag = properties.get("ETag") or properties.get("Etag")
+    await app.documents.narrate_upload(blob.name or "", blob.read(), etag=str(etag) if etag else None)

@@ -1,0 +1,271 @@
+"""From a validated request to stored audio: narrate, frame as WAV, upload, sign a link.
+
+:class:`NarrationService` guarantees that a failed narration leaves nothing in Storage and
+that a result is only returned once the WAV and its transcript document are both stored.
+:meth:`NarrationService.respond` is the synchronous ``POST /api/narrations``: it answers
+an identical earlier request from the reuse cache (:mod:`podcast.services.reuse`) or
+narrates now.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from podcast.engine import audio
+from podcast.engine.longform import ProgressCallback, SegmentReport, narrate_text
+from podcast.engine.realtime import Narrator, Usage
+from podcast.models import NarrationRequest
+from podcast.services.reuse import ReuseCache, stored_result
+from podcast.settings import NarrationSettings, PipelineSettings
+from podcast.storage.blobs import BlobStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class SubmitOptions:
+    """What a caller asked for beside the request itself (from the HTTP headers)."""
+
+    respond_async: bool = False
+    """Run as a job and answer 202 (``Prefer: respond-async``, RFC 7240)."""
+    reuse: bool = True
+    """``False``: narrate afresh even when identical audio exists (``Cache-Control: no-cache``)."""
+    store: bool = True
+    """``False``: keep the result out of the reuse cache (``Cache-Control: no-store``)."""
+    idempotency_key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NarrationResult:
+    """A stored narration, as the HTTP response and the transcript document describe it."""
+
+    id: str
+    audio_url: str | None
+    """Read-only SAS link (``None`` for uploaded documents, which get no link)."""
+    expires_at: datetime | None
+    container: str
+    blob_name: str
+    transcript_blob_name: str
+    transcript: str
+    duration_seconds: float
+    request: NarrationRequest
+    usage: Usage
+    created_at: datetime
+    segments: tuple[SegmentReport, ...] = field(default=())
+    fidelity: float | None = None
+    """Overall word similarity of the transcript to the text (``None`` in episode mode)."""
+    min_fidelity: float | None = None
+    warnings: tuple[str, ...] = ()
+
+    def to_response(self) -> dict[str, Any]:
+        """The JSON body of a successful ``POST /api/narrations``."""
+        return {
+            "id": self.id,
+            "audio_url": self.audio_url,
+            "expires_at": iso(self.expires_at) if self.expires_at else None,
+            "container": self.container,
+            "blob_name": self.blob_name,
+            "transcript_blob_name": self.transcript_blob_name,
+            "transcript": self.transcript,
+            "duration_seconds": round(self.duration_seconds, 3),
+            "voice": self.request.voice,
+            "mode": self.request.mode,
+            "style": self.request.style,
+            "language": self.request.language,
+            "title": self.request.title,
+            "format": "wav",
+            "sample_rate": audio.SAMPLE_RATE,
+            "characters": len(self.request.text),
+            "segments": len(self.segments) or 1,
+            "fidelity": None if self.fidelity is None else round(self.fidelity, 4),
+            "warnings": list(self.warnings),
+            "usage": self.usage.to_dict(),
+        }
+
+    def transcript_document(self, source: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """The JSON stored beside the WAV: the response fields (without the SAS link), the
+        segment timings and, for an uploaded document, its ``source``."""
+        document = self.to_response()
+        document.pop("audio_url")
+        document.pop("expires_at")
+        document["created_at"] = iso(self.created_at)
+        document["min_fidelity"] = self.min_fidelity
+        document["segments"] = [s.to_dict() for s in self.segments]
+        if source is not None:
+            document["source"] = dict(source)
+        return document
+
+
+def iso(moment: datetime) -> str:
+    """An ISO 8601 UTC timestamp with ``Z``, as every document of the app writes it."""
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+class NarrationService:
+    """Narrates requests with one :class:`Narrator` and stores results in one :class:`BlobStore`.
+
+    Owns none of them: the object graph (:mod:`podcast.app`) closes what it made.
+    """
+
+    def __init__(
+        self,
+        narrator: Narrator,
+        outputs: BlobStore,
+        reuse: ReuseCache,
+        *,
+        narration: NarrationSettings,
+        pipeline: PipelineSettings,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        new_id: Callable[[], str] = lambda: uuid.uuid4().hex,
+    ) -> None:
+        self.narrator = narrator
+        self.outputs = outputs
+        self.reuse = reuse
+        self.narration_settings = narration
+        self.pipeline_settings = pipeline
+        self.clock = clock
+        self.new_id = new_id
+
+    @property
+    def deployment(self) -> str:
+        """The Realtime deployment that narrates (part of every reuse key)."""
+        return self.narrator.settings.deployment
+
+    async def respond(self, request: NarrationRequest, options: SubmitOptions) -> dict[str, Any]:
+        """The synchronous answer to ``request``: identical audio made before, with a fresh
+        link (unless ``options.reuse`` is off), else a new narration, remembered for reuse
+        unless ``options.store`` is off. Raises a :class:`~podcast.errors.PodcastError`."""
+        key = self.reuse.key(request, self.deployment)
+        if options.reuse:
+            reusable = await self.reuse.find(key)
+            if reusable is not None:
+                log.info("narration %s reused for a synchronous request", reusable.result.get("id"))
+                return await self.reuse.signed(reusable.result, request.sas_expiry_minutes)
+        response = (await self.narrate(request)).to_response()
+        if options.store:
+            await self.reuse.remember(key, None, stored_result(response))
+        return response
+
+    async def narrate(
+        self,
+        request: NarrationRequest,
+        *,
+        narration_id: str | None = None,
+        on_progress: ProgressCallback | None = None,
+        time_budget_seconds: float | None = None,
+    ) -> NarrationResult:
+        """Narrate ``request``, store the WAV and its transcript document, return a read link.
+
+        Blobs are named ``<yyyy>/<mm>/<dd>/<id>.wav`` and ``.json`` (``narration_id``
+        defaults to a new random id). ``on_progress(done, total)`` is awaited as segments
+        finish. ``time_budget_seconds`` overrides the synchronous budget (queued jobs are
+        not bound by HTTP's 230 seconds). Raises a :class:`~podcast.errors.PodcastError`;
+        when it does, nothing of this narration is left in Storage.
+        """
+        created_at = self.clock()
+        narration_id = narration_id or self.new_id()
+        return await self.produce(
+            request,
+            narration_id=narration_id,
+            base=f"{created_at:%Y/%m/%d}/{narration_id}",
+            created_at=created_at,
+            link_expires_in=timedelta(minutes=request.sas_expiry_minutes),
+            on_progress=on_progress,
+            time_budget_seconds=time_budget_seconds,
+        )
+
+    async def produce(
+        self,
+        request: NarrationRequest,
+        *,
+        narration_id: str,
+        base: str,
+        created_at: datetime,
+        link_expires_in: timedelta | None,
+        source: Mapping[str, Any] | None = None,
+        on_progress: ProgressCallback | None = None,
+        time_budget_seconds: float | None = None,
+    ) -> NarrationResult:
+        """Narrate, then store ``<base>.wav`` and then ``<base>.json`` (the completion mark).
+
+        Each upload is atomic (a blob is visible only once committed); if anything fails,
+        whatever this call wrote is removed again before the error propagates.
+        """
+        started = time.monotonic()
+        blob_name, transcript_blob_name = f"{base}.wav", f"{base}.json"
+        # Fail before paying for a narration when Storage is unreachable (or the identity
+        # may not sign links): the container check and the link come first.
+        await self.outputs.ensure_container()
+        url: str | None = None
+        expires_at: datetime | None = None
+        if link_expires_in is not None:
+            url, expires_at = await self.outputs.read_url(blob_name, expires_in=link_expires_in)
+        # Segments are staged as blocks as they finish; nothing is visible until commit().
+        writer = self.outputs.wav_writer(blob_name)
+        narration = await narrate_text(
+            self.narrator,
+            request,
+            writer,
+            self.narration_settings,
+            budget_seconds=time_budget_seconds or self.pipeline_settings.time_budget_seconds,
+            on_progress=on_progress,
+        )
+        result = NarrationResult(
+            id=narration_id,
+            audio_url=url,
+            expires_at=expires_at,
+            container=self.outputs.container,
+            blob_name=blob_name,
+            transcript_blob_name=transcript_blob_name,
+            transcript=narration.transcript,
+            duration_seconds=narration.duration_seconds,
+            request=request,
+            usage=narration.usage,
+            created_at=created_at,
+            segments=narration.segments,
+            fidelity=narration.fidelity,
+            min_fidelity=self.narration_settings.min_fidelity,
+            warnings=narration.warnings,
+        )
+        written: list[str] = []
+        try:
+            await writer.commit(
+                download_name=request.download_name(),
+                metadata={
+                    "narration_id": narration_id,
+                    "voice": request.voice,
+                    "mode": request.mode,
+                    "style": request.style,
+                    "duration_seconds": f"{narration.duration_seconds:.3f}",
+                    "characters": str(len(request.text)),
+                },
+            )
+            written.append(blob_name)
+            await self.outputs.upload_json(transcript_blob_name, result.transcript_document(source))
+        except BaseException:
+            await self._discard(*written)
+            raise
+        log.info(
+            "narration %s stored: characters=%d segments=%d audio=%.2fs elapsed=%.2fs tokens=%d",
+            narration_id,
+            len(request.text),
+            len(narration.segments),
+            narration.duration_seconds,
+            time.monotonic() - started,
+            narration.usage.total_tokens,
+        )
+        return result
+
+    async def _discard(self, *blob_names: str) -> None:
+        """Best-effort removal of a failed narration's blobs (never masks the real error)."""
+        for name in blob_names:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self.outputs.delete_if_exists(name))
