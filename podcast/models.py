@@ -33,7 +33,15 @@ import unicodedata
 from collections.abc import Iterable, Mapping
 from typing import Any, Final, Literal, NoReturn, get_args
 
-from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from podcast.errors import RequestTooLargeError, RequestValidationError, TextTooLongError
@@ -280,21 +288,74 @@ class NarrationRequest(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid", strict=True, hide_input_in_errors=True)
 
-    text: str
+    # The descriptions, x-ms-summary and x-ms-visibility are what the OpenAPI definition
+    # publishes (podcast.http.openapi); the bounds that are settings (text's maximum length,
+    # sas_expiry_minutes' maximum) are added there from the defaults.
+    text: str = Field(
+        min_length=1,
+        description="The text to narrate. Trimmed; at most NARRATION_MAX_TEXT_CHARACTERS characters "
+        f"(default {DEFAULT_MAX_TEXT_CHARACTERS:,}); no control characters except newline and tab.",
+        json_schema_extra={"x-ms-summary": "Text", "x-ms-visibility": "important"},
+    )
     """The text to read or to make an episode about: trimmed, NFC, ``\\n`` line breaks."""
-    mode: Mode = "read"
-    target_minutes: float = DEFAULT_TARGET_MINUTES
+    mode: Mode = Field(
+        default="read",
+        description="read: the text is read verbatim. episode: a short podcast episode about the text.",
+        json_schema_extra={"x-ms-summary": "Mode", "x-ms-visibility": "important"},
+    )
+    target_minutes: float = Field(
+        default=DEFAULT_TARGET_MINUTES,
+        ge=MIN_TARGET_MINUTES,
+        le=MAX_TARGET_MINUTES,
+        description=f"Length of an episode, {MIN_TARGET_MINUTES:g} to {MAX_TARGET_MINUTES:g} minutes; "
+        "episode mode only.",
+        json_schema_extra={"x-ms-summary": "Episode Length (Minutes)", "x-ms-visibility": "advanced"},
+    )
     """Length of an episode in minutes (0.5 to 3). Ignored, and never given, in read mode."""
-    style: Style = "podcast"
-    voice: str = DEFAULT_VOICE
+    style: Style = Field(
+        default="podcast",
+        description="read mode: podcast, narration or lecture. episode mode: podcast, summary or lecture.",
+        json_schema_extra={"x-ms-summary": "Style", "x-ms-visibility": "advanced"},
+    )
+    voice: str = Field(
+        default=DEFAULT_VOICE,
+        description="A Realtime voice; the default is NARRATION_DEFAULT_VOICE (marin).",
+        json_schema_extra={
+            "enum": list(REALTIME_VOICES),
+            "x-ms-summary": "Voice",
+            "x-ms-visibility": "important",
+        },
+    )
     """A realtime voice in lower case (see :data:`podcast.voices.REALTIME_VOICES`)."""
-    language: str | None = None
+    language: str | None = Field(
+        default=None,
+        description="A BCP 47 tag (en, es-MX, zh-CN) the narration is pinned to.",
+        examples=["es-MX"],
+        json_schema_extra={"x-ms-summary": "Language", "x-ms-visibility": "advanced"},
+    )
     """A normalized BCP 47 tag (``es-MX``) the narration is pinned to, or ``None``."""
-    instructions: str | None = None
+    instructions: str | None = Field(
+        default=None,
+        max_length=MAX_INSTRUCTIONS_CHARACTERS,
+        description=f"At most {MAX_INSTRUCTIONS_CHARACTERS:,} characters. Shapes the delivery only; "
+        "can never make read mode do anything but read.",
+        json_schema_extra={"x-ms-summary": "Delivery Instructions", "x-ms-visibility": "advanced"},
+    )
     """Extra delivery guidance from the caller (at most 1,000 characters)."""
-    title: str | None = None
+    title: str | None = Field(
+        default=None,
+        max_length=MAX_TITLE_CHARACTERS,
+        description=f"At most {MAX_TITLE_CHARACTERS} characters; the download file name and metadata.",
+        json_schema_extra={"x-ms-summary": "Title", "x-ms-visibility": "important"},
+    )
     """A single-line title (at most 200 characters) for the file name and metadata."""
-    sas_expiry_minutes: int = DEFAULT_SAS_EXPIRY_MINUTES
+    sas_expiry_minutes: int = Field(
+        default=DEFAULT_SAS_EXPIRY_MINUTES,
+        ge=1,
+        description="Minutes the audio link stays valid, 1 to NARRATION_MAX_SAS_EXPIRY_MINUTES "
+        f"(default {DEFAULT_MAX_SAS_EXPIRY_MINUTES:,}). Each status request signs a fresh link.",
+        json_schema_extra={"x-ms-summary": "Link Lifetime (Minutes)", "x-ms-visibility": "advanced"},
+    )
     """How long the returned SAS URL stays valid."""
 
     @model_validator(mode="before")

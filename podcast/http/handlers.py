@@ -21,8 +21,9 @@ from podcast.http.health import health_report
 from podcast.http.openapi import openapi_document
 from podcast.http.responses import error_response, internal_error_response, json_response
 from podcast.models import parse_request
-from podcast.services.records import JOB_ID, JobRecord, status_document
+from podcast.services.records import JOB_ID, retry_after
 from podcast.settings import Settings
+from podcast.wire import JobRecord
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,7 @@ async def create_narration(req: func.HttpRequest, app: App) -> func.HttpResponse
         options = submit_options(req.headers)
         narrations = app.narrations  # names a missing setting before anything is stored
         if not app.jobs.should_queue(request, options):
-            return json_response(200, await narrations.respond(request, options))
+            return json_response(200, (await narrations.respond(request, options)).model_dump(mode="json"))
         record = await app.jobs.submit(request, options)
         return _accepted(req, app, record, collection=True)
 
@@ -63,9 +64,10 @@ async def get_narration(req: func.HttpRequest, app: App) -> func.HttpResponse:
             raise JobNotFoundError()
         view = await app.jobs.status(job_id)
         if view.result is not None:
-            return json_response(200, view.result)
+            return json_response(200, view.result.model_dump(mode="json"))
         if view.record.status == "failed" and view.record.error is not None:
-            return json_response(int(view.record.error["status"]), dict(view.record.error["body"]))
+            error = view.record.error
+            return json_response(error.status, error.body.model_dump(mode="json"))
         return _accepted(req, app, view.record, collection=False)
 
     return await _answer(handle)
@@ -80,8 +82,8 @@ def _accepted(req: func.HttpRequest, app: App, record: JobRecord, *, collection:
         job_id=record.id if collection else None,
         website_hostname=app.settings.website_hostname,
     )
-    headers = {"Location": location, "Retry-After": str(record.retry_after())}
-    return json_response(202, status_document(record), headers)
+    headers = {"Location": location, "Retry-After": str(retry_after(record))}
+    return json_response(202, record.status_document().model_dump(mode="json"), headers)
 
 
 def openapi(req: func.HttpRequest) -> func.HttpResponse:

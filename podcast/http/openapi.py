@@ -1,20 +1,28 @@
 """The OpenAPI 2.0 (Swagger) definition of the HTTP API, generated from the code it describes.
 
-Power Automate and Logic Apps custom connectors import OpenAPI 2.0. The definition is built
-from the models themselves, so it cannot drift from them silently:
+Power Automate and Logic Apps custom connectors import OpenAPI 2.0. The definitions are the
+models' own JSON Schemas (:meth:`~pydantic.BaseModel.model_json_schema`), so a field's type,
+bounds, description, ``x-ms-summary`` and ``x-ms-visibility`` are declared once, on the
+model, and cannot drift from it:
 
-- the request schema from :class:`~podcast.models.NarrationRequest`'s fields (names,
-  required, defaults, enums from the ``Literal`` types, bounds from the model's constants);
-- the 200 schema from the keys of a real :meth:`NarrationResult.to_response()
-  <podcast.services.pipeline.NarrationResult.to_response>` (and :meth:`Usage.to_dict()
-  <podcast.engine.realtime.Usage.to_dict>`), which is also the example;
-- the 202 schema from :func:`podcast.services.jobs.status_document`.
+- the request from :class:`~podcast.models.NarrationRequest` (as validated: its defaults);
+- the 200 body from :class:`~podcast.wire.NarrationResponse` (with :class:`~podcast.wire.Usage`),
+  the 202 body from :class:`~podcast.wire.JobStatusDocument` and every error body from
+  :class:`~podcast.wire.ErrorBody` (as serialized).
 
-Every field must have a description here: generation raises :class:`RuntimeError` when a
-field was added to, or removed from, a model without this module following. The committed
-``openapi.json`` is ``python -m podcast.http.openapi --write openapi.json``; a test checks it is
-current and valid. The app serves the same document at ``GET /api/openapi.json`` with the
-``host`` of the request.
+:func:`swagger_schema` turns JSON Schema (draft 2020-12, as pydantic writes it) into a
+Swagger 2.0 schema: ``anyOf [X, null]`` becomes X with ``x-nullable`` (in a request, a field
+whose default is null is simply optional: null counts as not given), ``$defs`` become
+``#/definitions/...`` for the models published as definitions and are inlined otherwise,
+``const`` becomes a one-value ``enum``, ``examples`` an ``example``; titles, model
+docstrings and (outside the request) defaults are left out. A keyword it cannot translate
+raises :class:`RuntimeError`. The bounds that are settings (the text's maximum length, the
+link lifetime's maximum) are their defaults, added here; the examples are sample model
+instances.
+
+The committed ``openapi.json`` is ``python -m podcast.http.openapi --write openapi.json``; a
+test checks it is current and valid. The app serves the same document at
+``GET /api/openapi.json`` with the ``host`` of the request.
 """
 
 from __future__ import annotations
@@ -22,212 +30,255 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import types
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final, Literal, Union, get_args, get_origin
+from typing import Any, Final
 from urllib.parse import urlsplit
 
-from pydantic_core import PydanticUndefined
+from pydantic import BaseModel
+from pydantic.json_schema import JsonSchemaMode
 
 from podcast import __version__
-from podcast.engine.longform import SegmentReport
-from podcast.engine.realtime import Usage
+from podcast.engine import audio
+from podcast.errors import RequestValidationError
 from podcast.models import (
     DEFAULT_MAX_SAS_EXPIRY_MINUTES,
     DEFAULT_MAX_TEXT_CHARACTERS,
     LIMITS_CONTEXT_KEY,
-    MAX_INSTRUCTIONS_CHARACTERS,
-    MAX_TARGET_MINUTES,
-    MAX_TITLE_CHARACTERS,
-    MIN_TARGET_MINUTES,
     NarrationRequest,
     RequestLimits,
+    parse_request,
 )
-from podcast.services.narrations import NarrationResult
-from podcast.services.records import JobRecord, status_document
-from podcast.voices import DEFAULT_VOICE, REALTIME_VOICES
+from podcast.voices import DEFAULT_VOICE
+from podcast.wire import (
+    JOB_ID_PATTERN,
+    ErrorBody,
+    JobRecord,
+    JobStatusDocument,
+    NarrationResponse,
+    Usage,
+    iso_timestamp,
+)
+
+__all__ = [
+    "BASE_PATH",
+    "DEFAULT_HOST",
+    "DEFINITIONS",
+    "JOB_ID_PATTERN",
+    "build_definition",
+    "definition_schemas",
+    "main",
+    "openapi_document",
+    "render",
+    "sample_error",
+    "sample_job",
+    "sample_job_status",
+    "sample_request",
+    "sample_response",
+    "swagger_schema",
+]
 
 DEFAULT_HOST: Final = "your-function-app.azurewebsites.net"
 """The host in the committed file; replace it with your app's when importing the file."""
 BASE_PATH: Final = "/api"
-JOB_ID_PATTERN: Final = "^[0-9a-f]{32}$"
 
-Visibility = Literal["important", "advanced", "internal"]
-
-# --- What each field means (the schemas' types and bounds come from the models) ---------------
-
-REQUEST_FIELDS: Final[Mapping[str, tuple[str, str, Visibility]]] = {
-    # name: (x-ms-summary, description, x-ms-visibility)
-    "text": (
-        "Text",
-        "The text to narrate. Trimmed; at most NARRATION_MAX_TEXT_CHARACTERS characters "
-        f"(default {DEFAULT_MAX_TEXT_CHARACTERS:,}); no control characters except newline and tab.",
-        "important",
-    ),
-    "mode": (
-        "Mode",
-        "read: the text is read verbatim. episode: a short podcast episode about the text.",
-        "important",
-    ),
-    "target_minutes": (
-        "Episode Length (Minutes)",
-        f"Length of an episode, {MIN_TARGET_MINUTES:g} to {MAX_TARGET_MINUTES:g} minutes; episode mode only.",
-        "advanced",
-    ),
-    "style": (
-        "Style",
-        "read mode: podcast, narration or lecture. episode mode: podcast, summary or lecture.",
-        "advanced",
-    ),
-    "voice": (
-        "Voice",
-        "A Realtime voice; the default is NARRATION_DEFAULT_VOICE (marin).",
-        "important",
-    ),
-    "language": (
-        "Language",
-        "A BCP 47 tag (en, es-MX, zh-CN) the narration is pinned to.",
-        "advanced",
-    ),
-    "instructions": (
-        "Delivery Instructions",
-        f"At most {MAX_INSTRUCTIONS_CHARACTERS:,} characters. Shapes the delivery only; "
-        "can never make read mode do anything but read.",
-        "advanced",
-    ),
-    "title": (
-        "Title",
-        f"At most {MAX_TITLE_CHARACTERS} characters; the download file name and metadata.",
-        "important",
-    ),
-    "sas_expiry_minutes": (
-        "Link Lifetime (Minutes)",
-        "Minutes the audio link stays valid, 1 to NARRATION_MAX_SAS_EXPIRY_MINUTES "
-        f"(default {DEFAULT_MAX_SAS_EXPIRY_MINUTES:,}). Each status request signs a fresh link.",
-        "advanced",
-    ),
+DEFINITIONS: Final[Mapping[str, tuple[type[BaseModel], JsonSchemaMode]]] = {
+    # definition name: (model, whether it is read (validation) or written (serialization))
+    "NarrationRequest": (NarrationRequest, "validation"),
+    "NarrationResult": (NarrationResponse, "serialization"),
+    "NarrationJob": (JobStatusDocument, "serialization"),
+    "Usage": (Usage, "serialization"),
+    "Error": (ErrorBody, "serialization"),
 }
+"""The models published under ``definitions``; any other model they use is inlined."""
 
-_REQUEST_BOUNDS: Final[Mapping[str, Mapping[str, Any]]] = {
-    "text": {"minLength": 1, "maxLength": DEFAULT_MAX_TEXT_CHARACTERS},
-    "target_minutes": {"minimum": MIN_TARGET_MINUTES, "maximum": MAX_TARGET_MINUTES},
-    "voice": {"enum": list(REALTIME_VOICES)},
-    "language": {"example": "es-MX"},
-    "instructions": {"maxLength": MAX_INSTRUCTIONS_CHARACTERS},
-    "title": {"maxLength": MAX_TITLE_CHARACTERS},
-    "sas_expiry_minutes": {"minimum": 1, "maximum": DEFAULT_MAX_SAS_EXPIRY_MINUTES},
+_DESCRIPTIONS: Final[Mapping[str, str]] = {
+    "NarrationRequest": "Unknown fields are rejected by name. null, or an empty string for an "
+    "optional field, counts as not given.",
 }
+"""Definition-level descriptions (model docstrings are written for Python readers)."""
 
-_STRING: Final = {"type": "string"}
-_NULLABLE_STRING: Final = {"type": "string", "x-nullable": True}
-_INTEGER: Final = {"type": "integer"}
-_NUMBER: Final = {"type": "number"}
-
-RESPONSE_FIELDS: Final[Mapping[str, tuple[str, str, Mapping[str, Any]]]] = {
-    # name: (x-ms-summary, description, schema)
-    "id": ("Narration ID", "The narration's id (the base name of its blobs).", _STRING),
-    "audio_url": (
-        "Audio URL",
-        "Read-only SAS link to the WAV, valid until expires_at.",
-        {"type": "string", "format": "uri"},
-    ),
-    "expires_at": (
-        "Link Expires At",
-        "When audio_url stops working (UTC).",
-        {"type": "string", "format": "date-time"},
-    ),
-    "container": ("Container", "The Blob Storage container holding the audio.", _STRING),
-    "blob_name": ("Audio Blob Name", "The WAV's blob name.", _STRING),
-    "transcript_blob_name": (
-        "Transcript Blob Name",
-        "The transcript document's blob name (the same fields, without the link, plus segment timings).",
-        _STRING,
-    ),
-    "transcript": ("Transcript", "What was said, as the model transcribed its own audio.", _STRING),
-    "duration_seconds": ("Duration (Seconds)", "Length of the audio.", _NUMBER),
-    "voice": ("Voice", "The voice used.", {"type": "string", "enum": list(REALTIME_VOICES)}),
-    "mode": (
-        "Mode",
-        "read or episode.",
-        {"type": "string", "enum": list(get_args(NarrationRequest.model_fields["mode"].annotation))},
-    ),
-    "style": ("Style", "The delivery style.", {"type": "string"}),
-    "language": ("Language", "The BCP 47 tag the narration was pinned to, if any.", _NULLABLE_STRING),
-    "title": ("Title", "The title, if any.", _NULLABLE_STRING),
-    "format": ("Format", "Always wav.", {"type": "string", "enum": ["wav"]}),
-    "sample_rate": ("Sample Rate", "Samples a second (24,000; 16-bit mono PCM).", _INTEGER),
-    "characters": ("Characters", "Characters in the narrated text.", _INTEGER),
-    "segments": ("Segments", "Segments the text was narrated in (one Realtime session each).", _INTEGER),
-    "fidelity": (
-        "Fidelity",
-        "Word similarity of the transcript to the text, 0 to 1 (null in episode mode).",
-        {"type": "number", "x-nullable": True},
-    ),
-    "warnings": (
-        "Warnings",
-        "Anything worth knowing (e.g. low fidelity kept by policy).",
-        {"type": "array", "items": _STRING},
-    ),
-    "usage": ("Usage", "Tokens billed by Azure OpenAI.", {"$ref": "#/definitions/Usage"}),
+_SETTING_BOUNDS: Final[Mapping[str, Mapping[str, Mapping[str, Any]]]] = {
+    "NarrationRequest": {
+        "text": {"maxLength": DEFAULT_MAX_TEXT_CHARACTERS},
+        "sas_expiry_minutes": {"maximum": DEFAULT_MAX_SAS_EXPIRY_MINUTES},
+    },
 }
+"""Bounds that are settings (NARRATION_MAX_TEXT_CHARACTERS, NARRATION_MAX_SAS_EXPIRY_MINUTES),
+published at their defaults."""
 
-USAGE_FIELDS: Final[Mapping[str, str]] = {
-    "input_tokens": "Input tokens (text and audio).",
-    "output_tokens": "Output tokens (text and audio).",
-    "total_tokens": "Input plus output tokens.",
-    "input_text_tokens": "Input text tokens.",
-    "input_audio_tokens": "Input audio tokens.",
-    "input_cached_tokens": "Input tokens served from the cache.",
-    "output_text_tokens": "Output text (transcript) tokens.",
-    "output_audio_tokens": "Output audio tokens (about 20 a second of audio).",
-}
+# --- JSON Schema (draft 2020-12) to Swagger 2.0 ----------------------------------------------
 
-JOB_FIELDS: Final[Mapping[str, tuple[str, str, Mapping[str, Any]]]] = {
-    "id": (
-        "Job ID",
-        "The job's id; its status URL is /api/narrations/{id}.",
-        {"type": "string", "pattern": JOB_ID_PATTERN},
-    ),
-    "status": (
-        "Status",
-        "queued, running, succeeded or failed. The status URL answers 202 until the job is "
-        "succeeded (200, the narration) or failed (the error and its status).",
-        {"type": "string", "enum": ["queued", "running", "succeeded", "failed"]},
-    ),
-    "progress": (
-        "Progress",
-        "Segments narrated so far, of how many (null until known).",
-        {
-            "type": "object",
-            "properties": {
-                "segments_done": {"type": "integer", "x-ms-summary": "Segments Done"},
-                "segments_total": {"type": "integer", "x-nullable": True, "x-ms-summary": "Segments Total"},
-            },
-        },
-    ),
-    "estimated_audio_seconds": (
-        "Estimated Audio (Seconds)",
-        "Expected audio length: 150 words a minute, or the episode length.",
-        _NUMBER,
-    ),
-    "created_at": (
-        "Created At",
-        "When the job was accepted (UTC).",
-        {"type": "string", "format": "date-time"},
-    ),
-    "updated_at": (
-        "Updated At",
-        "The job's last change or heartbeat (UTC).",
-        {"type": "string", "format": "date-time"},
-    ),
-}
+_KEY_ORDER: Final = (
+    "$ref",
+    "type",
+    "format",
+    "pattern",
+    "enum",
+    "minLength",
+    "maxLength",
+    "minimum",
+    "exclusiveMinimum",
+    "maximum",
+    "exclusiveMaximum",
+    "multipleOf",
+    "minItems",
+    "maxItems",
+    "uniqueItems",
+    "items",
+    "readOnly",
+    "x-nullable",
+    "required",
+    "additionalProperties",
+    "properties",
+    "default",
+    "example",
+    "description",
+)
+"""The order of a schema's keys in the file (then ``x-`` extensions, as declared)."""
 
-# --- Samples: real model objects, whose keys the schemas must cover exactly --------------------
+_KEPT: Final = frozenset(_KEY_ORDER) - {"$ref", "properties", "items", "additionalProperties", "default"}
+_DROPPED: Final = frozenset({"title"})
+_DEFS_PREFIX: Final = "#/$defs/"
+_JSON_TYPES: Final = ((bool, "boolean"), (str, "string"), (int, "integer"), (float, "number"))
+
+
+def _ordered(schema: Mapping[str, Any]) -> dict[str, Any]:
+    rank = {key: index for index, key in enumerate(_KEY_ORDER)}
+    return dict(sorted(schema.items(), key=lambda item: rank.get(item[0], len(rank))))
+
+
+def _json_type(values: Sequence[Any]) -> str:
+    for python_type, name in _JSON_TYPES:
+        if all(isinstance(value, python_type) for value in values):
+            return name
+    raise RuntimeError(f"cannot describe the enum {list(values)!r} in OpenAPI 2.0")
+
+
+class _Converter:
+    """One model's JSON Schema to Swagger 2.0 (see :func:`swagger_schema`)."""
+
+    def __init__(self, defs: Mapping[str, Any], references: Mapping[str, str], mode: JsonSchemaMode) -> None:
+        self.defs = defs
+        self.references = references
+        self.mode = mode
+
+    def model(self, schema: Mapping[str, Any]) -> dict[str, Any]:
+        """A model's own schema, without its docstring (a description for Python readers)."""
+        converted = self.node(schema)
+        converted.pop("description", None)
+        return converted
+
+    def node(self, schema: Mapping[str, Any]) -> dict[str, Any]:
+        rest = dict(schema)
+        if "$ref" in rest:
+            return self._reference(str(rest.pop("$ref")), rest)
+        if "anyOf" in rest:
+            return self._nullable(rest.pop("anyOf"), rest)
+        converted: dict[str, Any] = {}
+        for key, value in rest.items():
+            if key in _DROPPED:
+                continue
+            if key == "properties":
+                converted[key] = {name: self.node(child) for name, child in value.items()}
+            elif key == "items":
+                converted[key] = self.node(value)
+            elif key == "additionalProperties":
+                converted[key] = value if isinstance(value, bool) else self.node(value)
+            elif key == "default":
+                # A response's fields are always there: a default says nothing to its reader.
+                if self.mode == "validation" and value is not None:
+                    converted[key] = value
+            elif key == "const":
+                converted["enum"] = [value]
+            elif key == "examples":
+                converted["example"] = value[0]
+            elif key in ("exclusiveMinimum", "exclusiveMaximum") and not isinstance(value, bool):
+                converted[key.removeprefix("exclusive").lower()] = value
+                converted[key] = True
+            elif key in _KEPT or key.startswith("x-"):
+                converted[key] = value
+            else:
+                raise RuntimeError(f"the JSON Schema keyword {key!r} has no OpenAPI 2.0 equivalent")
+        if "enum" in converted and "type" not in converted:
+            converted["type"] = _json_type(converted["enum"])
+        return _ordered(converted)
+
+    def _reference(self, ref: str, siblings: Mapping[str, Any]) -> dict[str, Any]:
+        if not ref.startswith(_DEFS_PREFIX):
+            raise RuntimeError(f"cannot follow the reference {ref!r}")
+        name = ref.removeprefix(_DEFS_PREFIX)
+        extra = self.node(siblings)
+        if name in self.references:
+            return _ordered({"$ref": f"#/definitions/{self.references[name]}", **extra})
+        return _ordered({**self.model(self.defs[name]), **extra})
+
+    def _nullable(self, options: Sequence[Mapping[str, Any]], siblings: Mapping[str, Any]) -> dict[str, Any]:
+        kept = [option for option in options if option != {"type": "null"}]
+        if len(options) != 2 or len(kept) != 1:
+            raise RuntimeError(f"OpenAPI 2.0 has no union; cannot describe anyOf {list(options)!r}")
+        converted = {**self.node(kept[0]), **self.node(siblings)}
+        # In a request, null for a field whose default is null counts as not given: the
+        # field is optional, not nullable.
+        if not (self.mode == "validation" and siblings.get("default", ...) is None):
+            converted["x-nullable"] = True
+        return _ordered(converted)
+
+
+def swagger_schema(
+    model: type[BaseModel], *, mode: JsonSchemaMode, references: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """``model``'s JSON Schema as a Swagger 2.0 schema.
+
+    ``mode`` is ``"validation"`` for what the API reads (defaults are published) and
+    ``"serialization"`` for what it writes. ``references`` maps model class names to the
+    definitions they are published as (a ``$ref`` to one of them stays a reference); every
+    other model is inlined where it is used.
+    """
+    document = model.model_json_schema(mode=mode)
+    defs = document.pop("$defs", {})
+    return _Converter(defs, references or {}, mode).model(document)
+
+
+def definition_schemas() -> dict[str, Any]:
+    """The ``definitions`` section: :data:`DEFINITIONS` converted, with the setting bounds,
+    the definition descriptions and the examples from sample instances."""
+    references = {model.__name__: name for name, (model, _) in DEFINITIONS.items()}
+    examples: Mapping[str, BaseModel] = {
+        "NarrationResult": sample_response(),
+        "NarrationJob": sample_job_status(),
+        "Error": sample_error(),
+    }
+    definitions: dict[str, Any] = {}
+    for name, (model, mode) in DEFINITIONS.items():
+        schema = swagger_schema(model, mode=mode, references=references)
+        for field, bounds in _SETTING_BOUNDS.get(name, {}).items():
+            schema["properties"][field] = _ordered({**schema["properties"][field], **bounds})
+        if name in _DESCRIPTIONS:
+            schema["description"] = _DESCRIPTIONS[name]
+        if name in examples:
+            schema["example"] = examples[name].model_dump(mode="json")
+        definitions[name] = _ordered(schema)
+    return definitions
+
+
+# --- Samples: real model objects, the definitions' examples ---------------------------------
 
 _SAMPLE_TIME: Final = datetime(2026, 11, 25, 11, 10, 37, tzinfo=UTC)
 _SAMPLE_TEXT: Final = "Welcome to the show. Today: why rivers bend."
+_SAMPLE_ID: Final = "c9071842f8854f59a410cc4211bc108e"
+_SAMPLE_BASE: Final = f"{_SAMPLE_TIME:%Y/%m/%d}/{_SAMPLE_ID}"
+_SAMPLE_URL: Final = (
+    f"https://account.blob.core.windows.net/narrations/{_SAMPLE_BASE}.wav?sv=...&sp=r&sig=..."
+)
+_SAMPLE_USAGE: Final[Mapping[str, int]] = {
+    "input_tokens": 512,
+    "output_tokens": 91,
+    "input_text_tokens": 512,
+    "output_text_tokens": 13,
+    "output_audio_tokens": 78,
+}
 
 
 def sample_request() -> NarrationRequest:
@@ -238,41 +289,38 @@ def sample_request() -> NarrationRequest:
     )
 
 
-def sample_result() -> NarrationResult:
-    """A fixed :class:`NarrationResult`, the source of the 200 schema's keys and example."""
-    narration_id = "c9071842f8854f59a410cc4211bc108e"
-    base = f"{_SAMPLE_TIME:%Y/%m/%d}/{narration_id}"
-    return NarrationResult(
-        id=narration_id,
-        audio_url=f"https://account.blob.core.windows.net/narrations/{base}.wav?sv=...&sp=r&sig=...",
-        expires_at=_SAMPLE_TIME.replace(hour=12),
+def sample_response() -> NarrationResponse:
+    """A fixed 200 body, the example of ``NarrationResult``."""
+    request = sample_request()
+    return NarrationResponse(
+        id=_SAMPLE_ID,
+        audio_url=_SAMPLE_URL,
+        expires_at=iso_timestamp(_SAMPLE_TIME.replace(hour=12)),
         container="narrations",
-        blob_name=f"{base}.wav",
-        transcript_blob_name=f"{base}.json",
+        blob_name=f"{_SAMPLE_BASE}.wav",
+        transcript_blob_name=f"{_SAMPLE_BASE}.json",
         transcript=_SAMPLE_TEXT,
         duration_seconds=3.912,
-        request=sample_request(),
-        usage=Usage(
-            input_tokens=512,
-            output_tokens=91,
-            input_text_tokens=512,
-            output_text_tokens=13,
-            output_audio_tokens=78,
-        ),
-        created_at=_SAMPLE_TIME,
-        segments=(SegmentReport(0, 0.0, 3.912, _SAMPLE_TEXT, 1.0, 1),),
+        voice=request.voice,
+        mode=request.mode,
+        style=request.style,
+        language=request.language,
+        title=request.title,
+        sample_rate=audio.SAMPLE_RATE,
+        characters=len(request.text),
+        segments=1,
         fidelity=1.0,
-        min_fidelity=0.9,
+        warnings=(),
+        usage=Usage(**_SAMPLE_USAGE),
     )
 
 
 def sample_job() -> JobRecord:
-    """A fixed running job, the source of the 202 schema's keys and example."""
-    moment = "2026-11-25T11:10:37.000Z"
+    """A fixed running job."""
     return JobRecord(
         id="5d41402abc4b2a76b9719d911017c592",
         status="running",
-        created_at=moment,
+        created_at="2026-11-25T11:10:37.000Z",
         updated_at="2026-11-25T11:11:07.000Z",
         estimated_audio_seconds=312.0,
         sas_expiry_minutes=60,
@@ -281,133 +329,21 @@ def sample_job() -> JobRecord:
     )
 
 
+def sample_job_status() -> JobStatusDocument:
+    """The 202 body of :func:`sample_job`, the example of ``NarrationJob``."""
+    return sample_job().status_document()
+
+
+def sample_error() -> ErrorBody:
+    """The body of a real refusal (a request without text), the example of ``Error``."""
+    try:
+        parse_request({}, RequestLimits())
+    except RequestValidationError as error:
+        return ErrorBody.from_error(error)
+    raise AssertionError("a request without text was accepted")
+
+
 # --- Building the definition ------------------------------------------------------------------
-
-
-def _annotation_schema(annotation: Any) -> dict[str, Any]:
-    """The JSON type (and enum, for a ``Literal``) of a field annotation."""
-    origin = get_origin(annotation)
-    if origin in (Union, types.UnionType):
-        options = [arg for arg in get_args(annotation) if arg is not type(None)]
-        if len(options) != 1:
-            raise RuntimeError(f"cannot describe the annotation {annotation!r}")
-        return _annotation_schema(options[0])
-    if origin is Literal:
-        values = list(get_args(annotation))
-        return {"type": "string", "enum": values}
-    for python_type, name in ((bool, "boolean"), (str, "string"), (int, "integer"), (float, "number")):
-        if annotation is python_type:
-            return {"type": name}
-    raise RuntimeError(f"cannot describe the annotation {annotation!r}")
-
-
-def _checked_keys(what: str, described: Sequence[str], actual: Sequence[str]) -> None:
-    if set(described) != set(actual):
-        missing = sorted(set(actual) - set(described))
-        extra = sorted(set(described) - set(actual))
-        raise RuntimeError(
-            f"podcast.http.openapi is out of date with {what}: describe {missing}, remove {extra}"
-        )
-
-
-def request_schema() -> dict[str, Any]:
-    """``NarrationRequest`` as a Swagger schema (from the pydantic model's fields)."""
-    fields = NarrationRequest.model_fields
-    _checked_keys("NarrationRequest", list(REQUEST_FIELDS), list(fields))
-    properties: dict[str, Any] = {}
-    for name, info in fields.items():
-        summary, description, visibility = REQUEST_FIELDS[name]
-        schema = _annotation_schema(info.annotation)
-        schema.update(_REQUEST_BOUNDS.get(name, {}))
-        if info.default is not PydanticUndefined and info.default is not None:
-            schema["default"] = info.default
-        schema.update({"description": description, "x-ms-summary": summary, "x-ms-visibility": visibility})
-        properties[name] = schema
-    required = [name for name, info in fields.items() if info.is_required()]
-    return {
-        "type": "object",
-        "required": required,
-        "additionalProperties": False,
-        "properties": properties,
-        "description": "Unknown fields are rejected by name. null, or an empty string for an "
-        "optional field, counts as not given.",
-    }
-
-
-def result_schema() -> dict[str, Any]:
-    """The synchronous 200 body (and a finished job's), from a real ``to_response()``."""
-    example = sample_result().to_response()
-    _checked_keys("NarrationResult.to_response()", list(RESPONSE_FIELDS), list(example))
-    properties = {}
-    for name in example:
-        summary, description, schema = RESPONSE_FIELDS[name]
-        properties[name] = {**schema, "description": description, "x-ms-summary": summary}
-    return {"type": "object", "required": list(example), "properties": properties, "example": example}
-
-
-def usage_schema() -> dict[str, Any]:
-    keys = list(Usage().to_dict())
-    _checked_keys("Usage.to_dict()", list(USAGE_FIELDS), keys)
-    return {
-        "type": "object",
-        "properties": {name: {"type": "integer", "description": USAGE_FIELDS[name]} for name in keys},
-    }
-
-
-def job_schema() -> dict[str, Any]:
-    """The 202 body (a job's status document), from :func:`podcast.services.jobs.status_document`."""
-    example = status_document(sample_job())
-    _checked_keys("podcast.services.jobs.status_document()", list(JOB_FIELDS), list(example))
-    properties = {}
-    for name in example:
-        summary, description, schema = JOB_FIELDS[name]
-        properties[name] = {**schema, "description": description, "x-ms-summary": summary}
-    return {"type": "object", "required": list(example), "properties": properties, "example": example}
-
-
-def error_schema() -> dict[str, Any]:
-    """``{"error": {"code", "message", "field", ...}}`` (see :func:`podcast.http.responses.error_body`)."""
-    return {
-        "type": "object",
-        "required": ["error"],
-        "properties": {
-            "error": {
-                "type": "object",
-                "required": ["code", "message", "field"],
-                "additionalProperties": True,
-                "properties": {
-                    "code": {
-                        "type": "string",
-                        "description": "Stable, machine-readable (e.g. invalid_request, rate_limited).",
-                        "x-ms-summary": "Error Code",
-                    },
-                    "message": {
-                        "type": "string",
-                        "description": "What went wrong and what is allowed; never repeats the text.",
-                        "x-ms-summary": "Error Message",
-                    },
-                    "field": {
-                        "type": "string",
-                        "x-nullable": True,
-                        "description": "The request field or header at fault, if any.",
-                        "x-ms-summary": "Field",
-                    },
-                    "setting": {
-                        "type": "string",
-                        "description": "The missing or malformed app setting (not_configured).",
-                        "x-ms-summary": "Setting",
-                    },
-                },
-            }
-        },
-        "example": {
-            "error": {
-                "code": "missing_field",
-                "message": "text is required; send the text to narrate as a JSON string",
-                "field": "text",
-            }
-        },
-    }
 
 
 _ASYNC_HEADERS: Final = {
@@ -579,13 +515,7 @@ def build_definition(host: str = DEFAULT_HOST, scheme: str = "https") -> dict[st
             "/narrations/{id}": {"get": status},
             "/health": {"get": health},
         },
-        "definitions": {
-            "NarrationRequest": request_schema(),
-            "NarrationResult": result_schema(),
-            "NarrationJob": job_schema(),
-            "Usage": usage_schema(),
-            "Error": error_schema(),
-        },
+        "definitions": definition_schemas(),
     }
 
 

@@ -32,7 +32,7 @@ from markdown_it.token import Token
 
 from podcast.errors import ConfigurationError, DocumentError, PodcastError, RequestValidationError
 from podcast.models import MAX_TITLE_CHARACTERS, NarrationRequest, parse_request
-from podcast.services.narrations import NarrationResult, NarrationService, iso
+from podcast.services.narrations import NarrationResult, NarrationService
 from podcast.settings import (
     INPUT_CONTAINER_SETTING,
     OUTPUT_CONTAINER_SETTING,
@@ -40,6 +40,7 @@ from podcast.settings import (
     RequestLimits,
     StorageSettings,
 )
+from podcast.wire import DocumentSource, ErrorBody, iso_timestamp
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -252,15 +253,12 @@ class DocumentService:
         path = PurePosixPath(source_name)
         base = str(path.with_suffix("")) if "." in path.name else source_name
         error_blob = f"{base}.error.json"
-        source = {
-            "blob_name": source_name,
-            "etag": etag,
-            "sha256": hashlib.sha256(data).hexdigest(),
-            "bytes": len(data),
-        }
+        source = DocumentSource(
+            blob_name=source_name, etag=etag, sha256=hashlib.sha256(data).hexdigest(), bytes=len(data)
+        )
         await self.outputs.ensure_container()
         existing = await self.outputs.read_json(f"{base}.json")
-        if existing and (existing.get("source") or {}).get("sha256") == source["sha256"]:
+        if existing and (existing.get("source") or {}).get("sha256") == source.sha256:
             log.info("document %s already narrated; skipping", _short(source_name))
             return DocumentOutcome("skipped", base)
         try:
@@ -276,7 +274,7 @@ class DocumentService:
         except PodcastError as error:
             previous = await _quietly(self.outputs.read_json(error_blob))
             attempts = 1
-            if previous and (previous.get("source") or {}).get("sha256") == source["sha256"]:
+            if previous and (previous.get("source") or {}).get("sha256") == source.sha256:
                 attempts = int(previous.get("attempts", 0)) + 1
             final = not error.transient or attempts >= max_attempts
             record = {
@@ -284,9 +282,9 @@ class DocumentService:
                 "final": final,
                 "attempts": attempts,
                 "max_attempts": max_attempts if error.transient else 1,
-                "error": error.body()["error"],
-                "source": source,
-                "updated_at": iso(datetime.now(UTC)),
+                "error": ErrorBody.from_error(error).error.model_dump(mode="json"),
+                "source": source.model_dump(mode="json"),
+                "updated_at": iso_timestamp(datetime.now(UTC)),
             }
             await _quietly(self.outputs.upload_json(error_blob, record))
             log.warning(

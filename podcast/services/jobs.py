@@ -28,7 +28,6 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
@@ -42,8 +41,8 @@ from podcast.errors import (
 from podcast.models import NarrationRequest
 from podcast.services.narrations import NarrationService, SubmitOptions
 from podcast.services.records import (
+    FINAL_STATUSES,
     JOB_ID,
-    JobRecord,
     estimate_audio_seconds,
     idempotency_name,
     iso,
@@ -53,9 +52,10 @@ from podcast.services.records import (
     request_hash,
     request_name,
 )
-from podcast.services.reuse import ReuseCache, stored_result
+from podcast.services.reuse import ReuseCache
 from podcast.settings import JobSettings, RequestLimits
 from podcast.storage.documents import DocumentStore
+from podcast.wire import ErrorBody, ErrorDetails, IdempotencyEntry, JobRecord, NarrationResponse
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ class JobView:
     with a fresh link."""
 
     record: JobRecord
-    result: dict[str, Any] | None = None
+    result: NarrationResponse | None = None
 
 
 class JobService:
@@ -125,9 +125,10 @@ class JobService:
             mapped = await documents.get(key_name)
             if mapped is not None:
                 document, key_etag = mapped
-                if document.get("request_hash") != fingerprint:
+                entry = IdempotencyEntry.model_validate(document)
+                if entry.request_hash != fingerprint:
                     raise IdempotencyKeyReusedError()
-                existing = await self._current(str(document.get("job_id", "")))
+                existing = await self._current(entry.job_id)
                 if existing is not None and existing.status != "failed":
                     log.info("job %s found again by its idempotency key", existing.id)
                     return existing
@@ -161,11 +162,13 @@ class JobService:
                     leader = False
         if leader:
             await documents.put(request_name(record.id), request.model_dump(mode="json", exclude_unset=True))
-        await documents.put(record_name(record.id), record.to_dict(), create=True)
+        await documents.put(record_name(record.id), _dump(record), create=True)
 
         if key_name is not None:
-            mapping = {"job_id": record.id, "request_hash": fingerprint, "created_at": moment}
-            if not await documents.put(key_name, mapping, etag=key_etag, create=key_etag is None):
+            mapping = IdempotencyEntry(job_id=record.id, request_hash=fingerprint, created_at=moment)
+            if not await documents.put(
+                key_name, mapping.model_dump(mode="json"), etag=key_etag, create=key_etag is None
+            ):
                 # Another request with this key won the race: answer with its job instead.
                 await documents.delete(record_name(record.id))
                 await documents.delete(request_name(record.id))
@@ -177,9 +180,9 @@ class JobService:
             try:
                 await self.queue.send(record.id)
             except PodcastError as error:
-                record.finish_with_error(error.http_status, error.body())
+                record.finish_with_error(ErrorBody.from_error(error), status=error.http_status)
                 with contextlib.suppress(PodcastError):
-                    await documents.put(record_name(record.id), record.to_dict())
+                    await documents.put(record_name(record.id), _dump(record))
                     await self._release_claim(record)
                     await documents.delete(request_name(record.id))
                 raise
@@ -224,29 +227,29 @@ class JobService:
         if loaded is None:
             return None
         document, etag = loaded
-        record = JobRecord.from_dict(document)
-        if record.finished:
+        record = JobRecord.model_validate(document)
+        if record.status in FINAL_STATUSES:
             return record
         if record.leader is not None:
             leader = await self._current(record.leader, depth=depth + 1) if depth < 2 else None
             if leader is None:
                 stalled = JobStalledError("the narration this job was waiting for is gone")
-                record.finish_with_error(stalled.http_status, stalled.body())
+                record.finish_with_error(ErrorBody.from_error(stalled), status=stalled.http_status)
             elif leader.status == "succeeded" and leader.result is not None:
                 record.finish_with_result(leader.result, reused_from=leader.id)
             elif leader.status == "failed" and leader.error is not None:
-                record.finish_with_error(leader.error["status"], leader.error["body"])
+                record.finish_with_error(leader.error.body, status=leader.error.status)
             else:
                 record.status = leader.status
                 record.segments_done, record.segments_total = leader.segments_done, leader.segments_total
                 return record
             with contextlib.suppress(PodcastError):  # materialize; the next read repeats it otherwise
-                await self.documents.put(record_name(job_id), record.to_dict(), etag=etag)
+                await self.documents.put(record_name(job_id), _dump(record), etag=etag)
             return record
         if record.is_stale(self.settings.stale_seconds):
             stalled = JobStalledError()
-            record.finish_with_error(stalled.http_status, stalled.body())
-            if await self.documents.put(record_name(job_id), record.to_dict(), etag=etag):
+            record.finish_with_error(ErrorBody.from_error(stalled), status=stalled.http_status)
+            if await self.documents.put(record_name(job_id), _dump(record), etag=etag):
                 log.warning(
                     "job %s had no heartbeat for %.0fs: marked failed", job_id, self.settings.stale_seconds
                 )
@@ -279,8 +282,8 @@ class JobService:
             log.warning("job %s does not exist: message ignored", job_id)
             return "ignored"
         document, etag = loaded
-        record = JobRecord.from_dict(document)
-        if record.finished or record.leader is not None:
+        record = JobRecord.model_validate(document)
+        if record.status in FINAL_STATUSES or record.leader is not None:
             return "ignored"
         if record.status == "running" and not record.is_stale(self.settings.stale_seconds):
             log.warning("job %s is running elsewhere: message ignored", job_id)
@@ -290,7 +293,7 @@ class JobService:
             return await self._work(record, etag, dequeue_count)
         except PodcastError as error:
             if error.transient and not last:
-                await self._requeue(record, error.body()["error"])
+                await self._requeue(record, ErrorBody.from_error(error).error)
                 log.warning(
                     "job %s attempt %d failed (%s): will be retried", job_id, dequeue_count, error.code
                 )
@@ -301,7 +304,9 @@ class JobService:
         except Exception:
             if not last:
                 log.exception("job %s attempt %d failed unexpectedly: will be retried", job_id, dequeue_count)
-                await self._requeue(record, {"code": "internal_error"})
+                await self._requeue(
+                    record, ErrorDetails(code="internal_error", message="an unexpected error", field=None)
+                )
                 raise
             log.exception("job %s failed unexpectedly on its last delivery", job_id)
             await self._fail(record, PodcastError("an unexpected error occurred; it has been logged"))
@@ -313,7 +318,7 @@ class JobService:
         if reusable is not None and (record.reuse or reusable.job_id == record.id):
             reused_from = reusable.job_id if reusable.job_id != record.id else None
             record.finish_with_result(reusable.result, reused_from=reused_from)
-            await documents.put(record_name(record.id), record.to_dict())
+            await documents.put(record_name(record.id), _dump(record))
             await self._cleanup(record)
             return "reused"
 
@@ -328,7 +333,7 @@ class JobService:
         record.started_at = record.heartbeat_at = iso(moment)
         record.segments_done = 0
         record.touch(moment)
-        if not await documents.put(record_name(record.id), record.to_dict(), etag=etag):
+        if not await documents.put(record_name(record.id), _dump(record), etag=etag):
             log.warning("job %s changed while being started (another delivery?): message ignored", record.id)
             return "ignored"
         log.info("job %s running (delivery %d)", record.id, dequeue_count)
@@ -346,27 +351,27 @@ class JobService:
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeat
-        response = stored_result(result.to_response())
+        response = result.to_response().without_link()
         if record.store_result and record.cache_key:
             await self.reuse.remember(record.cache_key, record.id, response)
         record.finish_with_result(response)
-        await documents.put(record_name(record.id), record.to_dict())
+        await documents.put(record_name(record.id), _dump(record))
         await self._cleanup(record)
         log.info("job %s succeeded", record.id)
         return "succeeded"
 
-    async def _requeue(self, record: JobRecord, error: Mapping[str, Any]) -> None:
+    async def _requeue(self, record: JobRecord, error: ErrorDetails) -> None:
         record.status = "queued"
-        record.last_error = dict(error)
+        record.last_error = error
         record.touch()
         with contextlib.suppress(PodcastError):
-            await self.documents.put(record_name(record.id), record.to_dict())
+            await self.documents.put(record_name(record.id), _dump(record))
 
     async def _fail(self, record: JobRecord, error: PodcastError) -> None:
         """Mark the job failed with ``error``. A Storage failure here propagates: the host
         then retries, and failing that the stale rule marks the job failed."""
-        record.finish_with_error(error.http_status, error.body())
-        await self.documents.put(record_name(record.id), record.to_dict())
+        record.finish_with_error(ErrorBody.from_error(error), status=error.http_status)
+        await self.documents.put(record_name(record.id), _dump(record))
         await self._release_claim(record)
         await self._cleanup(record)
 
@@ -403,6 +408,10 @@ class _Progress:
             self._record.heartbeat_at = iso(moment)
             self._record.touch(moment)
             try:
-                await self._documents.put(record_name(self._record.id), self._record.to_dict())
+                await self._documents.put(record_name(self._record.id), _dump(self._record))
             except PodcastError as error:
                 log.warning("job %s: progress not recorded (%s)", self._record.id, error.code)
+
+
+def _dump(record: JobRecord) -> dict[str, Any]:
+    return record.model_dump(mode="json")

@@ -14,18 +14,27 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from podcast.engine import audio
-from podcast.engine.longform import ProgressCallback, SegmentReport, narrate_text
-from podcast.engine.realtime import Narrator, Usage
+from podcast.engine.longform import ProgressCallback, narrate_text
+from podcast.engine.longform import SegmentReport as EngineSegmentReport
+from podcast.engine.realtime import Narrator
+from podcast.engine.realtime import Usage as EngineUsage
 from podcast.models import NarrationRequest
-from podcast.services.reuse import ReuseCache, stored_result
+from podcast.services.reuse import ReuseCache
 from podcast.settings import NarrationSettings, PipelineSettings
 from podcast.storage.blobs import BlobStore
+from podcast.wire import (
+    DocumentSource,
+    NarrationResponse,
+    SegmentReport,
+    TranscriptDocument,
+    Usage,
+    iso_timestamp,
+)
 
 log = logging.getLogger(__name__)
 
@@ -57,56 +66,48 @@ class NarrationResult:
     transcript: str
     duration_seconds: float
     request: NarrationRequest
-    usage: Usage
+    usage: EngineUsage
     created_at: datetime
-    segments: tuple[SegmentReport, ...] = field(default=())
+    segments: tuple[EngineSegmentReport, ...] = field(default=())
     fidelity: float | None = None
     """Overall word similarity of the transcript to the text (``None`` in episode mode)."""
     min_fidelity: float | None = None
     warnings: tuple[str, ...] = ()
 
-    def to_response(self) -> dict[str, Any]:
-        """The JSON body of a successful ``POST /api/narrations``."""
-        return {
-            "id": self.id,
-            "audio_url": self.audio_url,
-            "expires_at": iso(self.expires_at) if self.expires_at else None,
-            "container": self.container,
-            "blob_name": self.blob_name,
-            "transcript_blob_name": self.transcript_blob_name,
-            "transcript": self.transcript,
-            "duration_seconds": round(self.duration_seconds, 3),
-            "voice": self.request.voice,
-            "mode": self.request.mode,
-            "style": self.request.style,
-            "language": self.request.language,
-            "title": self.request.title,
-            "format": "wav",
-            "sample_rate": audio.SAMPLE_RATE,
-            "characters": len(self.request.text),
-            "segments": len(self.segments) or 1,
-            "fidelity": None if self.fidelity is None else round(self.fidelity, 4),
-            "warnings": list(self.warnings),
-            "usage": self.usage.to_dict(),
-        }
+    def to_response(self) -> NarrationResponse:
+        """The body of a successful ``POST /api/narrations``."""
+        return NarrationResponse(
+            id=self.id,
+            audio_url=self.audio_url,
+            expires_at=iso_timestamp(self.expires_at) if self.expires_at else None,
+            container=self.container,
+            blob_name=self.blob_name,
+            transcript_blob_name=self.transcript_blob_name,
+            transcript=self.transcript,
+            duration_seconds=self.duration_seconds,
+            voice=self.request.voice,
+            mode=self.request.mode,
+            style=self.request.style,
+            language=self.request.language,
+            title=self.request.title,
+            sample_rate=audio.SAMPLE_RATE,
+            characters=len(self.request.text),
+            segments=len(self.segments) or 1,
+            fidelity=self.fidelity,
+            warnings=self.warnings,
+            usage=Usage.model_validate(self.usage.to_dict()),
+        )
 
-    def transcript_document(self, source: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        """The JSON stored beside the WAV: the response fields (without the SAS link), the
-        segment timings and, for an uploaded document, its ``source``."""
-        document = self.to_response()
-        document.pop("audio_url")
-        document.pop("expires_at")
-        document["created_at"] = iso(self.created_at)
-        document["min_fidelity"] = self.min_fidelity
-        document["segments"] = [s.to_dict() for s in self.segments]
-        if source is not None:
-            document["source"] = dict(source)
-        return document
-
-
-def iso(moment: datetime) -> str:
-    """An ISO 8601 UTC timestamp with ``Z``, as every document of the app writes it."""
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    def transcript_document(self, source: DocumentSource | None = None) -> TranscriptDocument:
+        """The document stored beside the WAV: the response fields (without the SAS link),
+        the segment timings and, for an uploaded document, its ``source``."""
+        return TranscriptDocument.from_response(
+            self.to_response(),
+            created_at=self.created_at,
+            min_fidelity=self.min_fidelity,
+            segments=[SegmentReport.model_validate(s.to_dict()) for s in self.segments],
+            source=source,
+        )
 
 
 class NarrationService:
@@ -139,7 +140,7 @@ class NarrationService:
         """The Realtime deployment that narrates (part of every reuse key)."""
         return self.narrator.settings.deployment
 
-    async def respond(self, request: NarrationRequest, options: SubmitOptions) -> dict[str, Any]:
+    async def respond(self, request: NarrationRequest, options: SubmitOptions) -> NarrationResponse:
         """The synchronous answer to ``request``: identical audio made before, with a fresh
         link (unless ``options.reuse`` is off), else a new narration, remembered for reuse
         unless ``options.store`` is off. Raises a :class:`~podcast.errors.PodcastError`."""
@@ -147,11 +148,11 @@ class NarrationService:
         if options.reuse:
             reusable = await self.reuse.find(key)
             if reusable is not None:
-                log.info("narration %s reused for a synchronous request", reusable.result.get("id"))
+                log.info("narration %s reused for a synchronous request", reusable.result.id)
                 return await self.reuse.signed(reusable.result, request.sas_expiry_minutes)
         response = (await self.narrate(request)).to_response()
         if options.store:
-            await self.reuse.remember(key, None, stored_result(response))
+            await self.reuse.remember(key, None, response)
         return response
 
     async def narrate(
@@ -190,7 +191,7 @@ class NarrationService:
         base: str,
         created_at: datetime,
         link_expires_in: timedelta | None,
-        source: Mapping[str, Any] | None = None,
+        source: DocumentSource | None = None,
         on_progress: ProgressCallback | None = None,
         time_budget_seconds: float | None = None,
     ) -> NarrationResult:
@@ -249,7 +250,8 @@ class NarrationService:
                 },
             )
             written.append(blob_name)
-            await self.outputs.upload_json(transcript_blob_name, result.transcript_document(source))
+            document = result.transcript_document(source).model_dump(mode="json")
+            await self.outputs.upload_json(transcript_blob_name, document)
         except BaseException:
             await self._discard(*written)
             raise

@@ -13,22 +13,18 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+
+from pydantic import ValidationError
 
 from podcast.errors import PodcastError
 from podcast.models import NarrationRequest
 from podcast.storage.blobs import BlobStore
 from podcast.storage.documents import DocumentStore
+from podcast.wire import CacheEntry, NarrationResponse, job_timestamp
 
 log = logging.getLogger(__name__)
-
-
-def stored_result(response: Mapping[str, Any]) -> dict[str, Any]:
-    """A 200 body as kept in a record or the cache: the same keys, in order, without the link."""
-    return {**response, "audio_url": None, "expires_at": None}
 
 
 def content_key(request: NarrationRequest, deployment: str) -> str:
@@ -41,7 +37,7 @@ def entry_name(key: str) -> str:
 
 
 def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return job_timestamp(datetime.now(UTC))
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +46,7 @@ class Reusable:
 
     job_id: str | None
     """The job that made it (``None`` for a synchronous narration)."""
-    result: dict[str, Any]
+    result: NarrationResponse
     """Its stored 200 body (without a link)."""
 
 
@@ -65,63 +61,60 @@ class ReuseCache:
     def key(request: NarrationRequest, deployment: str) -> str:
         return content_key(request, deployment)
 
-    async def find(self, key: str) -> Reusable | None:
-        """A finished narration of this content whose WAV still exists, if any."""
-        loaded = await self.documents.get(entry_name(key))
-        if loaded is None:
-            return None
-        document, _ = loaded
-        result = document.get("result")
-        if document.get("state") != "succeeded" or not isinstance(result, dict):
-            return None
-        if result.get("container") != self.outputs.container or not await self.outputs.exists(
-            str(result.get("blob_name"))
-        ):
-            return None
-        job_id = document.get("job_id")
-        return Reusable(str(job_id) if job_id else None, result)
-
-    async def pending(self, key: str) -> tuple[str | None, str | None]:
-        """The id of the job that claimed this content (``None`` when no claim is pending)
-        and the ETag of the entry to replace (``None`` when there is no entry)."""
+    async def _entry(self, key: str) -> tuple[CacheEntry | None, str | None]:
+        """The entry for ``key`` (``None`` when there is none or it is unreadable) and its ETag."""
         loaded = await self.documents.get(entry_name(key))
         if loaded is None:
             return None, None
         document, etag = loaded
-        job_id = document.get("job_id") if document.get("state") == "pending" else None
-        return (str(job_id) if job_id else None), etag
+        try:
+            return CacheEntry.model_validate(document), etag
+        except ValidationError:
+            log.warning("reuse entry %s is not readable: ignored", key[:12])
+            return None, etag
+
+    async def find(self, key: str) -> Reusable | None:
+        """A finished narration of this content whose WAV still exists, if any."""
+        entry, _ = await self._entry(key)
+        if entry is None or entry.state != "succeeded" or entry.result is None:
+            return None
+        result = entry.result
+        if result.container != self.outputs.container or not await self.outputs.exists(result.blob_name):
+            return None
+        return Reusable(entry.job_id, result)
+
+    async def pending(self, key: str) -> tuple[str | None, str | None]:
+        """The id of the job that claimed this content (``None`` when no claim is pending)
+        and the ETag of the entry to replace (``None`` when there is no entry)."""
+        entry, etag = await self._entry(key)
+        job_id = entry.job_id if entry is not None and entry.state == "pending" else None
+        return job_id, etag
 
     async def claim(self, key: str, job_id: str, *, etag: str | None) -> None:
         """Record that ``job_id`` narrates this content, replacing the entry at ``etag``."""
-        claim = {"state": "pending", "job_id": job_id, "updated_at": _now()}
+        claim = CacheEntry(state="pending", job_id=job_id, updated_at=_now()).model_dump(mode="json")
         claimed = await self.documents.put(entry_name(key), claim, etag=etag, create=etag is None)
         if not claimed and etag is not None:  # the stale entry was removed meanwhile
             await self.documents.put(entry_name(key), claim, create=True)
 
-    async def remember(self, key: str, job_id: str | None, result: Mapping[str, Any]) -> None:
+    async def remember(self, key: str, job_id: str | None, result: NarrationResponse) -> None:
         """Record a finished narration for reuse (best effort: a failure only costs reuse)."""
-        document = {"state": "succeeded", "job_id": job_id, "updated_at": _now(), "result": dict(result)}
+        entry = CacheEntry(state="succeeded", job_id=job_id, updated_at=_now(), result=result.without_link())
         try:
-            await self.documents.put(entry_name(key), document)
+            await self.documents.put(entry_name(key), entry.model_dump(mode="json"))
         except PodcastError as error:
             log.warning("could not record narration for reuse (%s)", error.code)
 
     async def release(self, key: str, job_id: str) -> None:
         """Remove ``job_id``'s ``pending`` claim on this content (best effort)."""
         with contextlib.suppress(PodcastError):
-            loaded = await self.documents.get(entry_name(key))
-            if loaded is not None:
-                document, etag = loaded
-                if document.get("state") == "pending" and document.get("job_id") == job_id:
-                    await self.documents.delete(entry_name(key), etag=etag)
+            entry, etag = await self._entry(key)
+            if entry is not None and entry.state == "pending" and entry.job_id == job_id:
+                await self.documents.delete(entry_name(key), etag=etag)
 
-    async def signed(self, result: Mapping[str, Any], sas_expiry_minutes: int) -> dict[str, Any]:
+    async def signed(self, result: NarrationResponse, sas_expiry_minutes: int) -> NarrationResponse:
         """A stored 200 body with a fresh read-only link valid for ``sas_expiry_minutes``."""
         url, expires_at = await self.outputs.read_url(
-            str(result["blob_name"]), expires_in=timedelta(minutes=sas_expiry_minutes)
+            result.blob_name, expires_in=timedelta(minutes=sas_expiry_minutes)
         )
-        return {
-            **result,
-            "audio_url": url,
-            "expires_at": expires_at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
-        }
+        return result.with_link(url, expires_at)

@@ -17,7 +17,7 @@ from openapi_spec_validator.validation.exceptions import OpenAPIValidationError
 import function_app
 from podcast.engine.realtime import Usage
 from podcast.errors import RequestValidationError
-from podcast.http.openapi import DEFAULT_HOST, build_definition, render, sample_result
+from podcast.http.openapi import DEFAULT_HOST, build_definition, render, sample_response
 from podcast.models import (
     DEFAULT_MAX_SAS_EXPIRY_MINUTES,
     DEFAULT_MAX_TEXT_CHARACTERS,
@@ -171,7 +171,7 @@ def test_the_result_schema_has_exactly_the_keys_of_to_response_and_of_usage(
     definition: dict[str, Any],
 ) -> None:
     result = definition["definitions"]["NarrationResult"]
-    keys = list(sample_result().to_response())
+    keys = list(sample_response().model_dump(mode="json"))
 
     assert list(result["properties"]) == keys
     assert result["required"] == keys

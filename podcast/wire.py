@@ -1,0 +1,710 @@
+"""The JSON documents the service sends and stores, as pydantic models.
+
+Each model is the one definition of a document's keys, their order, their types and what
+they mean: ``Field(description=..., json_schema_extra={"x-ms-summary": ...})`` on every
+field is what :mod:`podcast.http.openapi` publishes (Power Automate shows ``x-ms-summary``
+as the field's label). Dump a document with ``model.model_dump(mode="json")``; read one
+with ``Model.model_validate(data)``.
+
+- :class:`NarrationResponse`: the 200 body of ``POST /api/narrations`` (and of a finished
+  job), with :class:`Usage`; stored in job records and the content cache without its link.
+- :class:`TranscriptDocument`: the ``.json`` beside each WAV (with :class:`SegmentReport`
+  and, for uploaded documents, :class:`DocumentSource`).
+- :class:`JobStatusDocument`: the 202 body (with :class:`JobProgress`).
+- :class:`JobRecord`, :class:`CacheEntry`, :class:`IdempotencyEntry`: what the job service
+  keeps in the jobs container.
+- :class:`ErrorBody` (:class:`ErrorDetails`): every error body.
+
+Stored documents are read leniently so that old and new versions of the app interoperate:
+unknown keys are ignored (extra ones in :class:`ErrorDetails` are kept), and a field added
+later must have a default. Timestamps are kept as the strings they were written as (the
+job service writes milliseconds, the pipeline does not), so a document read and written
+again is unchanged.
+
+This is a bottom layer: it imports nothing from ``podcast`` but :mod:`podcast.errors` and
+:mod:`podcast.voices`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Annotated, Any, Final, Literal, Self
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema, model_validator
+
+from podcast.errors import PodcastError
+from podcast.voices import REALTIME_VOICES
+
+__all__ = [
+    "JOB_ID_PATTERN",
+    "CacheEntry",
+    "CacheState",
+    "DocumentSource",
+    "ErrorBody",
+    "ErrorDetails",
+    "IdempotencyEntry",
+    "JobError",
+    "JobProgress",
+    "JobRecord",
+    "JobStatus",
+    "JobStatusDocument",
+    "NarrationMode",
+    "NarrationResponse",
+    "SegmentReport",
+    "TranscriptDocument",
+    "Usage",
+    "Visibility",
+    "iso_timestamp",
+    "job_timestamp",
+]
+
+JOB_ID_PATTERN: Final = "^[0-9a-f]{32}$"
+"""A job id: 32 lower-case hex digits (a random UUID)."""
+
+Visibility = Literal["important", "advanced", "internal"]
+"""``x-ms-visibility``: how prominently Power Automate shows a field."""
+NarrationMode = Literal["read", "episode"]
+"""The same values as :data:`podcast.models.Mode` (a test keeps them equal)."""
+JobStatus = Literal["queued", "running", "succeeded", "failed"]
+CacheState = Literal["pending", "succeeded"]
+
+
+# --- Timestamps and shared field types ---------------------------------------------------------
+
+
+def iso_timestamp(moment: datetime) -> str:
+    """UTC ISO 8601 with ``Z`` as narrations write it: ``2026-11-25T11:10:37Z`` (microseconds
+    only when there are any)."""
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def job_timestamp(moment: datetime) -> str:
+    """UTC ISO 8601 with milliseconds and ``Z`` as the job service writes it:
+    ``2026-11-25T11:10:37.000Z``."""
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _parse_timestamp(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _round1(value: float) -> float:
+    return round(value, 1)
+
+
+def _round3(value: float) -> float:
+    return round(value, 3)
+
+
+def _round4(value: float) -> float:
+    return round(value, 4)
+
+
+def _is_none(value: object) -> bool:
+    return value is None
+
+
+Timestamp = Annotated[str, WithJsonSchema({"type": "string", "format": "date-time"})]
+"""A UTC ISO 8601 timestamp, kept as written (see :func:`iso_timestamp`, :func:`job_timestamp`)."""
+Seconds = Annotated[float, AfterValidator(_round3)]
+"""Seconds of audio, rounded to the millisecond."""
+Similarity = Annotated[float, AfterValidator(_round4)]
+"""Word similarity, 0 to 1, rounded to four places."""
+Voice = Annotated[str, WithJsonSchema({"type": "string", "enum": list(REALTIME_VOICES)})]
+"""A Realtime voice. Not checked on reading, so a stored document outlives a voice's removal."""
+
+_FROZEN: Final = ConfigDict(frozen=True)
+_DOCUMENT: Final = ConfigDict(frozen=True, json_schema_serialization_defaults_required=True)
+"""A document that always carries every key (the published schema lists them as required)."""
+
+
+# --- Narrations ----------------------------------------------------------------------------
+
+
+class Usage(BaseModel):
+    """Tokens billed by Azure OpenAI; adds up across responses (``a + b``).
+
+    ``total_tokens`` is stored (so it keeps its place among the keys) but always equals
+    ``input_tokens + output_tokens``: it is computed when not given, and a different value
+    is refused.
+    """
+
+    model_config = _FROZEN
+
+    input_tokens: int = Field(default=0, description="Input tokens (text and audio).")
+    output_tokens: int = Field(default=0, description="Output tokens (text and audio).")
+    total_tokens: int = Field(default=0, description="Input plus output tokens.")
+    input_text_tokens: int = Field(default=0, description="Input text tokens.")
+    input_audio_tokens: int = Field(default=0, description="Input audio tokens.")
+    input_cached_tokens: int = Field(default=0, description="Input tokens served from the cache.")
+    output_text_tokens: int = Field(default=0, description="Output text (transcript) tokens.")
+    output_audio_tokens: int = Field(
+        default=0, description="Output audio tokens (about 20 a second of audio)."
+    )
+
+    @model_validator(mode="after")
+    def _total(self) -> Self:
+        expected = self.input_tokens + self.output_tokens
+        if "total_tokens" not in self.model_fields_set:
+            object.__setattr__(self, "total_tokens", expected)
+        elif self.total_tokens != expected:
+            raise ValueError(
+                f"total_tokens is {self.total_tokens}, not input plus output tokens ({expected})"
+            )
+        return self
+
+    def __add__(self, other: Usage) -> Usage:
+        names = [name for name in type(self).model_fields if name != "total_tokens"]
+        return Usage(**{name: getattr(self, name) + getattr(other, name) for name in names})
+
+
+class SegmentReport(BaseModel):
+    """One segment of a narration: where it sits in the audio and how faithful it was."""
+
+    model_config = _DOCUMENT
+
+    index: int = Field(
+        description="Position of the segment, from 0.", json_schema_extra={"x-ms-summary": "Index"}
+    )
+    start_seconds: Seconds = Field(
+        description="Where the segment starts in the audio.",
+        json_schema_extra={"x-ms-summary": "Start (Seconds)"},
+    )
+    end_seconds: Seconds = Field(
+        description="Where the segment ends in the audio.",
+        json_schema_extra={"x-ms-summary": "End (Seconds)"},
+    )
+    transcript: str = Field(
+        description="What was said in the segment, as the model transcribed its own audio.",
+        json_schema_extra={"x-ms-summary": "Transcript"},
+    )
+    similarity: Similarity | None = Field(
+        description="Word similarity of the segment's transcript to its text, 0 to 1 (null in episode mode).",
+        json_schema_extra={"x-ms-summary": "Similarity"},
+    )
+    attempts: int = Field(
+        description="Realtime responses it took (more than 1 after a retry).",
+        json_schema_extra={"x-ms-summary": "Attempts"},
+    )
+    splits: int = Field(
+        default=0,
+        description="How many times the segment was halved after hitting the output-token cap.",
+        json_schema_extra={"x-ms-summary": "Splits"},
+    )
+
+
+class NarrationResponse(BaseModel):
+    """The JSON body of a successful ``POST /api/narrations`` (and of a finished job).
+
+    Job records and the content cache keep it with ``audio_url`` and ``expires_at`` null
+    (:meth:`without_link`); each answer signs a fresh link (:meth:`with_link`). The
+    published schema describes the HTTP answer, which always has the link, so those two are
+    not marked nullable there.
+    """
+
+    model_config = _DOCUMENT
+
+    id: str = Field(
+        description="The narration's id (the base name of its blobs).",
+        json_schema_extra={"x-ms-summary": "Narration ID"},
+    )
+    audio_url: Annotated[str | None, WithJsonSchema({"type": "string", "format": "uri"})] = Field(
+        description="Read-only SAS link to the WAV, valid until expires_at.",
+        json_schema_extra={"x-ms-summary": "Audio URL"},
+    )
+    expires_at: Annotated[str | None, WithJsonSchema({"type": "string", "format": "date-time"})] = Field(
+        description="When audio_url stops working (UTC).",
+        json_schema_extra={"x-ms-summary": "Link Expires At"},
+    )
+    container: str = Field(
+        description="The Blob Storage container holding the audio.",
+        json_schema_extra={"x-ms-summary": "Container"},
+    )
+    blob_name: str = Field(
+        description="The WAV's blob name.", json_schema_extra={"x-ms-summary": "Audio Blob Name"}
+    )
+    transcript_blob_name: str = Field(
+        description="The transcript document's blob name (the same fields, without the link, plus "
+        "segment timings).",
+        json_schema_extra={"x-ms-summary": "Transcript Blob Name"},
+    )
+    transcript: str = Field(
+        description="What was said, as the model transcribed its own audio.",
+        json_schema_extra={"x-ms-summary": "Transcript"},
+    )
+    duration_seconds: Seconds = Field(
+        description="Length of the audio.", json_schema_extra={"x-ms-summary": "Duration (Seconds)"}
+    )
+    voice: Voice = Field(description="The voice used.", json_schema_extra={"x-ms-summary": "Voice"})
+    mode: NarrationMode = Field(description="read or episode.", json_schema_extra={"x-ms-summary": "Mode"})
+    style: str = Field(description="The delivery style.", json_schema_extra={"x-ms-summary": "Style"})
+    language: str | None = Field(
+        description="The BCP 47 tag the narration was pinned to, if any.",
+        json_schema_extra={"x-ms-summary": "Language"},
+    )
+    title: str | None = Field(description="The title, if any.", json_schema_extra={"x-ms-summary": "Title"})
+    format: Literal["wav"] = Field(
+        default="wav", description="Always wav.", json_schema_extra={"x-ms-summary": "Format"}
+    )
+    sample_rate: int = Field(
+        description="Samples a second (24,000; 16-bit mono PCM).",
+        json_schema_extra={"x-ms-summary": "Sample Rate"},
+    )
+    characters: int = Field(
+        description="Characters in the narrated text.", json_schema_extra={"x-ms-summary": "Characters"}
+    )
+    segments: int = Field(
+        description="Segments the text was narrated in (one Realtime session each).",
+        json_schema_extra={"x-ms-summary": "Segments"},
+    )
+    fidelity: Similarity | None = Field(
+        description="Word similarity of the transcript to the text, 0 to 1 (null in episode mode).",
+        json_schema_extra={"x-ms-summary": "Fidelity"},
+    )
+    warnings: tuple[str, ...] = Field(
+        description="Anything worth knowing (e.g. low fidelity kept by policy).",
+        json_schema_extra={"x-ms-summary": "Warnings"},
+    )
+    usage: Usage = Field(
+        description="Tokens billed by Azure OpenAI.", json_schema_extra={"x-ms-summary": "Usage"}
+    )
+
+    def without_link(self) -> NarrationResponse:
+        """The body as job records and the cache keep it: ``audio_url`` and ``expires_at`` null."""
+        return self.model_copy(update={"audio_url": None, "expires_at": None})
+
+    def with_link(self, audio_url: str, expires_at: datetime | str) -> NarrationResponse:
+        """The body with a freshly signed link (``expires_at`` a UTC datetime or a timestamp)."""
+        expiry = iso_timestamp(expires_at) if isinstance(expires_at, datetime) else expires_at
+        return self.model_copy(update={"audio_url": audio_url, "expires_at": expiry})
+
+
+class DocumentSource(BaseModel):
+    """The uploaded document a narration was made from (blob trigger only)."""
+
+    model_config = _DOCUMENT
+
+    blob_name: str = Field(
+        description="The uploaded blob's name in the input container.",
+        json_schema_extra={"x-ms-summary": "Source Blob Name"},
+    )
+    etag: str | None = Field(
+        description="The uploaded blob's ETag, if known.", json_schema_extra={"x-ms-summary": "ETag"}
+    )
+    sha256: str = Field(
+        description="SHA-256 (hex) of the uploaded content; the same content is narrated once.",
+        json_schema_extra={"x-ms-summary": "SHA-256"},
+    )
+    bytes: int = Field(
+        description="Size of the uploaded content.", json_schema_extra={"x-ms-summary": "Bytes"}
+    )
+
+
+class TranscriptDocument(BaseModel):
+    """The JSON stored beside each WAV (``<base>.json``): the response's fields without the
+    link, when it was made, and the segments instead of their count; ``source`` only for
+    uploaded documents."""
+
+    model_config = _DOCUMENT
+
+    id: str = Field(
+        description="The narration's id (the base name of its blobs).",
+        json_schema_extra={"x-ms-summary": "Narration ID"},
+    )
+    container: str = Field(
+        description="The Blob Storage container holding the audio.",
+        json_schema_extra={"x-ms-summary": "Container"},
+    )
+    blob_name: str = Field(
+        description="The WAV's blob name.", json_schema_extra={"x-ms-summary": "Audio Blob Name"}
+    )
+    transcript_blob_name: str = Field(
+        description="This document's blob name.", json_schema_extra={"x-ms-summary": "Transcript Blob Name"}
+    )
+    transcript: str = Field(
+        description="What was said, as the model transcribed its own audio.",
+        json_schema_extra={"x-ms-summary": "Transcript"},
+    )
+    duration_seconds: Seconds = Field(
+        description="Length of the audio.", json_schema_extra={"x-ms-summary": "Duration (Seconds)"}
+    )
+    voice: Voice = Field(description="The voice used.", json_schema_extra={"x-ms-summary": "Voice"})
+    mode: NarrationMode = Field(description="read or episode.", json_schema_extra={"x-ms-summary": "Mode"})
+    style: str = Field(description="The delivery style.", json_schema_extra={"x-ms-summary": "Style"})
+    language: str | None = Field(
+        description="The BCP 47 tag the narration was pinned to, if any.",
+        json_schema_extra={"x-ms-summary": "Language"},
+    )
+    title: str | None = Field(description="The title, if any.", json_schema_extra={"x-ms-summary": "Title"})
+    format: Literal["wav"] = Field(
+        default="wav", description="Always wav.", json_schema_extra={"x-ms-summary": "Format"}
+    )
+    sample_rate: int = Field(
+        description="Samples a second (24,000; 16-bit mono PCM).",
+        json_schema_extra={"x-ms-summary": "Sample Rate"},
+    )
+    characters: int = Field(
+        description="Characters in the narrated text.", json_schema_extra={"x-ms-summary": "Characters"}
+    )
+    segments: tuple[SegmentReport, ...] = Field(
+        description="The segments (one Realtime session each): timings, transcript and fidelity.",
+        json_schema_extra={"x-ms-summary": "Segments"},
+    )
+    fidelity: Similarity | None = Field(
+        description="Word similarity of the transcript to the text, 0 to 1 (null in episode mode).",
+        json_schema_extra={"x-ms-summary": "Fidelity"},
+    )
+    warnings: tuple[str, ...] = Field(
+        description="Anything worth knowing (e.g. low fidelity kept by policy).",
+        json_schema_extra={"x-ms-summary": "Warnings"},
+    )
+    usage: Usage = Field(
+        description="Tokens billed by Azure OpenAI.", json_schema_extra={"x-ms-summary": "Usage"}
+    )
+    created_at: Timestamp = Field(
+        description="When the narration was started (UTC).", json_schema_extra={"x-ms-summary": "Created At"}
+    )
+    min_fidelity: float | None = Field(
+        description="The fidelity a segment had to reach (NARRATION_MIN_FIDELITY), if any.",
+        json_schema_extra={"x-ms-summary": "Minimum Fidelity"},
+    )
+    source: DocumentSource | None = Field(
+        default=None,
+        exclude_if=_is_none,
+        description="The uploaded document narrated (absent for HTTP requests).",
+        json_schema_extra={"x-ms-summary": "Source"},
+    )
+
+    @classmethod
+    def from_response(
+        cls,
+        response: NarrationResponse,
+        *,
+        created_at: datetime | str,
+        min_fidelity: float | None,
+        segments: tuple[SegmentReport, ...] | list[SegmentReport],
+        source: DocumentSource | Mapping[str, Any] | None = None,
+    ) -> TranscriptDocument:
+        """The transcript document of ``response`` (whose link, if any, is left out)."""
+        fields = response.model_dump(exclude={"audio_url", "expires_at"})
+        return cls.model_validate(
+            {
+                **fields,
+                "segments": tuple(segments),
+                "created_at": iso_timestamp(created_at) if isinstance(created_at, datetime) else created_at,
+                "min_fidelity": min_fidelity,
+                "source": source,
+            }
+        )
+
+
+# --- Errors --------------------------------------------------------------------------------
+
+
+class ErrorDetails(BaseModel):
+    """What went wrong. Extra keys that some errors add (``upstream_code``, ``reason``) are
+    kept; ``setting`` is present only for a missing or malformed setting."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    code: str = Field(
+        description="Stable, machine-readable (e.g. invalid_request, rate_limited).",
+        json_schema_extra={"x-ms-summary": "Error Code"},
+    )
+    message: str = Field(
+        description="What went wrong and what is allowed; never repeats the text.",
+        json_schema_extra={"x-ms-summary": "Error Message"},
+    )
+    field: str | None = Field(
+        description="The request field or header at fault, if any.",
+        json_schema_extra={"x-ms-summary": "Field"},
+    )
+    setting: Annotated[str | None, WithJsonSchema({"type": "string"})] = Field(
+        default=None,
+        exclude_if=_is_none,
+        description="The missing or malformed app setting (not_configured).",
+        json_schema_extra={"x-ms-summary": "Setting"},
+    )
+
+
+class ErrorBody(BaseModel):
+    """Every error body: ``{"error": {"code", "message", "field", ...}}``."""
+
+    model_config = _FROZEN
+
+    error: ErrorDetails
+
+    @classmethod
+    def from_error(cls, error: PodcastError) -> ErrorBody:
+        """The body for ``error`` (what :func:`podcast.http.responses.error_body` builds)."""
+        return cls.model_validate({"error": {"field": None, **error.to_dict()}})
+
+
+# --- Jobs ----------------------------------------------------------------------------------
+
+
+class JobProgress(BaseModel):
+    """Segments narrated so far, of how many (``segments_total`` null until known)."""
+
+    model_config = _FROZEN
+
+    segments_done: int = Field(default=0, json_schema_extra={"x-ms-summary": "Segments Done"})
+    segments_total: int | None = Field(default=None, json_schema_extra={"x-ms-summary": "Segments Total"})
+
+
+class JobStatusDocument(BaseModel):
+    """The JSON body of a 202 (and of a ``POST`` that made or found a job)."""
+
+    model_config = _DOCUMENT
+
+    id: str = Field(
+        pattern=JOB_ID_PATTERN,
+        description="The job's id; its status URL is /api/narrations/{id}.",
+        json_schema_extra={"x-ms-summary": "Job ID"},
+    )
+    status: JobStatus = Field(
+        description="queued, running, succeeded or failed. The status URL answers 202 until the job is "
+        "succeeded (200, the narration) or failed (the error and its status).",
+        json_schema_extra={"x-ms-summary": "Status"},
+    )
+    progress: JobProgress = Field(
+        description="Segments narrated so far, of how many (null until known).",
+        json_schema_extra={"x-ms-summary": "Progress"},
+    )
+    estimated_audio_seconds: Annotated[float, AfterValidator(_round1)] = Field(
+        description="Expected audio length: 150 words a minute, or the episode length.",
+        json_schema_extra={"x-ms-summary": "Estimated Audio (Seconds)"},
+    )
+    created_at: Timestamp = Field(
+        description="When the job was accepted (UTC).", json_schema_extra={"x-ms-summary": "Created At"}
+    )
+    updated_at: Timestamp = Field(
+        description="The job's last change or heartbeat (UTC).",
+        json_schema_extra={"x-ms-summary": "Updated At"},
+    )
+
+    @classmethod
+    def from_record(cls, record: JobRecord) -> JobStatusDocument:
+        """The status of ``record`` (what ``status_document`` builds)."""
+        return cls(
+            id=record.id,
+            status=record.status,
+            progress=JobProgress(segments_done=record.segments_done, segments_total=record.segments_total),
+            estimated_audio_seconds=record.estimated_audio_seconds,
+            created_at=record.created_at,
+            updated_at=record.updated_at,
+        )
+
+
+class JobError(BaseModel):
+    """How a job failed: the HTTP status and body its status URL answers with."""
+
+    model_config = _DOCUMENT
+
+    status: int = Field(
+        description="The HTTP status of the failure.", json_schema_extra={"x-ms-summary": "Status"}
+    )
+    body: ErrorBody = Field(description="The error body.", json_schema_extra={"x-ms-summary": "Error"})
+
+
+class JobRecord(BaseModel):
+    """A job as stored in ``jobs/<id>.json`` (mutable: the job service rewrites it as the job moves).
+
+    ``status`` moves ``queued`` → ``running`` → ``succeeded`` or ``failed`` (back to
+    ``queued`` after a transient failure that the host will retry). ``result`` is the
+    200 body without its link (:meth:`NarrationResponse.without_link`); ``error`` the status
+    and body a failed job answers with. A *follower* (``leader`` set) shares the fate of the
+    job narrating the same content; ``reused_from`` names the job whose audio a reused
+    result is.
+    """
+
+    model_config = ConfigDict(validate_assignment=True, json_schema_serialization_defaults_required=True)
+
+    id: str = Field(description="The job's id (32 hex digits).", json_schema_extra={"x-ms-summary": "Job ID"})
+    status: JobStatus = Field(
+        description="queued, running, succeeded or failed.", json_schema_extra={"x-ms-summary": "Status"}
+    )
+    created_at: Timestamp = Field(
+        description="When the job was accepted (UTC).", json_schema_extra={"x-ms-summary": "Created At"}
+    )
+    updated_at: Timestamp = Field(
+        description="The job's last change or heartbeat (UTC).",
+        json_schema_extra={"x-ms-summary": "Updated At"},
+    )
+    estimated_audio_seconds: float = Field(
+        description="Expected audio length: 150 words a minute, or the episode length.",
+        json_schema_extra={"x-ms-summary": "Estimated Audio (Seconds)"},
+    )
+    sas_expiry_minutes: int = Field(
+        description="Minutes each signed link to the result stays valid.",
+        json_schema_extra={"x-ms-summary": "Link Lifetime (Minutes)"},
+    )
+    cache_key: str | None = Field(
+        default=None,
+        description="The content-reuse key of the request (null when not looked up).",
+        json_schema_extra={"x-ms-summary": "Cache Key"},
+    )
+    reuse: bool = Field(
+        default=True,
+        description="Whether a finished narration of the same content may answer (not with Cache-Control).",
+        json_schema_extra={"x-ms-summary": "Reuse"},
+    )
+    store_result: bool = Field(
+        default=True,
+        description="Whether the result goes into the content cache (not with Cache-Control: no-store).",
+        json_schema_extra={"x-ms-summary": "Store Result"},
+    )
+    leader: str | None = Field(
+        default=None,
+        description="The job narrating the same content that this follower waits for, if any.",
+        json_schema_extra={"x-ms-summary": "Leader"},
+    )
+    reused_from: str | None = Field(
+        default=None,
+        description="The job whose audio the result reuses, if any.",
+        json_schema_extra={"x-ms-summary": "Reused From"},
+    )
+    attempts: int = Field(
+        default=0,
+        description="Deliveries of the job's queue message so far.",
+        json_schema_extra={"x-ms-summary": "Attempts"},
+    )
+    started_at: Timestamp | None = Field(
+        default=None,
+        description="When the worker last started it (UTC).",
+        json_schema_extra={"x-ms-summary": "Started At"},
+    )
+    heartbeat_at: Timestamp | None = Field(
+        default=None,
+        description="The worker's last heartbeat (UTC).",
+        json_schema_extra={"x-ms-summary": "Heartbeat At"},
+    )
+    finished_at: Timestamp | None = Field(
+        default=None,
+        description="When it succeeded or failed (UTC).",
+        json_schema_extra={"x-ms-summary": "Finished At"},
+    )
+    segments_done: int = Field(
+        default=0,
+        description="Segments narrated so far.",
+        json_schema_extra={"x-ms-summary": "Segments Done"},
+    )
+    segments_total: int | None = Field(
+        default=None,
+        description="Segments in all (null until known).",
+        json_schema_extra={"x-ms-summary": "Segments Total"},
+    )
+    last_error: ErrorDetails | None = Field(
+        default=None,
+        description="The transient error the last attempt ended with, if it is to be retried.",
+        json_schema_extra={"x-ms-summary": "Last Error"},
+    )
+    result: NarrationResponse | None = Field(
+        default=None,
+        description="The narration, without its link, once succeeded.",
+        json_schema_extra={"x-ms-summary": "Result"},
+    )
+    error: JobError | None = Field(
+        default=None,
+        description="The status and body of the failure, once failed.",
+        json_schema_extra={"x-ms-summary": "Error"},
+    )
+
+    def touch(self, now: datetime | None = None) -> None:
+        """Record a change (or a heartbeat) at ``now``."""
+        self.updated_at = job_timestamp(now or _now())
+
+    def finish_with_result(
+        self, result: NarrationResponse | Mapping[str, Any], *, reused_from: str | None = None
+    ) -> None:
+        """Mark the job succeeded with ``result`` (kept as given: pass it without its link)."""
+        moment = _now()
+        self.status = "succeeded"
+        self.result = NarrationResponse.model_validate(result)
+        self.reused_from = reused_from
+        self.error = None
+        self.finished_at = job_timestamp(moment)
+        if self.segments_total is not None:
+            self.segments_done = self.segments_total
+        self.touch(moment)
+
+    def finish_with_error(self, body: ErrorBody | Mapping[str, Any], *, status: int) -> None:
+        """Mark the job failed: its status URL answers ``status`` with ``body`` (an error body,
+        e.g. ``ErrorBody.from_error(error)`` with ``status=error.http_status``)."""
+        moment = _now()
+        self.status = "failed"
+        self.error = JobError(status=int(status), body=ErrorBody.model_validate(body))
+        self.finished_at = job_timestamp(moment)
+        self.touch(moment)
+
+    def finish_with_error_body(self, status: int, body: ErrorBody | Mapping[str, Any]) -> None:
+        """:meth:`finish_with_error` with today's argument order."""
+        self.finish_with_error(body, status=status)
+
+    def is_stale(self, stale_seconds: float, now: datetime | None = None) -> bool:
+        """``running`` with no heartbeat or progress for longer than ``stale_seconds``."""
+        if self.status != "running":
+            return False
+        last = _parse_timestamp(self.heartbeat_at) or _parse_timestamp(self.updated_at)
+        if last is None:
+            return True
+        return ((now or _now()) - last).total_seconds() > stale_seconds
+
+    def status_document(self) -> JobStatusDocument:
+        """The 202 body for this job."""
+        return JobStatusDocument.from_record(self)
+
+
+class CacheEntry(BaseModel):
+    """``cache/<content key>.json``: a claim by the job narrating that content (``pending``,
+    no ``result`` key) or the finished result, without its link (``succeeded``)."""
+
+    model_config = _DOCUMENT
+
+    state: CacheState = Field(
+        description="pending or succeeded.", json_schema_extra={"x-ms-summary": "State"}
+    )
+    job_id: str | None = Field(
+        description="The job that claimed or made it (null for a synchronous narration).",
+        json_schema_extra={"x-ms-summary": "Job ID"},
+    )
+    updated_at: Timestamp = Field(
+        description="When the entry was written (UTC).", json_schema_extra={"x-ms-summary": "Updated At"}
+    )
+    result: NarrationResponse | None = Field(
+        default=None,
+        exclude_if=_is_none,
+        description="The narration, without its link (succeeded only).",
+        json_schema_extra={"x-ms-summary": "Result"},
+    )
+
+    @model_validator(mode="after")
+    def _result_when_succeeded(self) -> Self:
+        if self.state == "succeeded" and self.result is None:
+            raise ValueError("a succeeded cache entry needs its result")
+        return self
+
+
+class IdempotencyEntry(BaseModel):
+    """``idempotency/<sha256 of the key>.json``: the job an ``Idempotency-Key`` made."""
+
+    model_config = _DOCUMENT
+
+    job_id: str = Field(description="The job the key made.", json_schema_extra={"x-ms-summary": "Job ID"})
+    request_hash: str = Field(
+        description="SHA-256 of the whole validated request; the same key with another request is a 422.",
+        json_schema_extra={"x-ms-summary": "Request Hash"},
+    )
+    created_at: Timestamp = Field(
+        description="When the key was first used (UTC).", json_schema_extra={"x-ms-summary": "Created At"}
+    )
