@@ -13,12 +13,11 @@ from typing import Any, Final
 
 import azure.functions as func
 
-from podcast.errors import PodcastError, RequestValidationError
+from podcast.errors import PodcastError
 
 log = logging.getLogger(__name__)
 
 DEFAULT_RETRY_AFTER_SECONDS: Final = 10
-JSON_MEDIA_TYPE: Final = "application/json; charset=utf-8"
 
 
 def json_response(
@@ -56,8 +55,3 @@ def internal_error_response() -> func.HttpResponse:
     log.exception("unexpected error")
     error = PodcastError("an unexpected error occurred; it has been logged")
     return json_response(500, error_body(error))
-
-
-def method_not_allowed(allowed: str) -> func.HttpResponse:
-    error = RequestValidationError(f"use {allowed}", code="method_not_allowed")
-    return json_response(405, error_body(error), {"Allow": allowed})
