@@ -51,6 +51,7 @@ from openai.types.realtime import (
 )
 from openai.types.realtime.realtime_response_status import Error as ResponseStatusError
 from pydantic import BaseModel
+from tenacity import AsyncRetrying, RetryCallState
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
 from podcast.engine import audio
@@ -312,9 +313,11 @@ class Narrator:
         """
         deadline = None if budget_seconds is None else time.monotonic() + budget_seconds
         billed = Usage()
-        attempt = 0
-        while True:
-            attempt += 1
+        attempts = 0
+
+        async def attempt() -> Narration:
+            nonlocal attempts, billed
+            attempts += 1
             pcm = bytearray()
             try:
                 done = await self._collect(
@@ -329,15 +332,7 @@ class Narrator:
                 )
             except PodcastError as error:
                 billed += getattr(error, "billed_usage", Usage())
-                wait = self._retry_wait(error, attempt, deadline)
-                if wait is None:
-                    error.billed_usage = billed  # type: ignore[attr-defined]
-                    raise
-                if on_retry is not None:
-                    on_retry(error)
-                log.warning("realtime attempt %d failed (%s); retrying in %.2fs", attempt, error.code, wait)
-                await self._sleep(wait)
-                continue
+                raise
             billed += done.usage
             return Narration(
                 audio=bytes(pcm),
@@ -347,10 +342,37 @@ class Narrator:
                 billed_usage=billed,
                 timings=done.timings,
                 voice=done.voice,
-                attempts=attempt,
+                attempts=attempts,
                 response_id=done.response_id,
                 session_id=done.session_id,
             )
+
+        def before_sleep(state: RetryCallState) -> None:
+            error = _failure(state)
+            if on_retry is not None:
+                on_retry(error)
+            log.warning(
+                "realtime attempt %d failed (%s); retrying in %.2fs",
+                state.attempt_number,
+                error.code,
+                state.upcoming_sleep,
+            )
+
+        retrying = AsyncRetrying(
+            # Checked in this order after each failed attempt; the jitter is drawn only
+            # for an error that is retried, and the deadline is checked with the wait.
+            retry=self._retryable,
+            wait=self._wait,
+            stop=lambda state: _past_deadline(deadline, state.upcoming_sleep),
+            before_sleep=before_sleep,
+            sleep=self._sleep,
+            reraise=True,
+        )
+        try:
+            return await retrying(attempt)
+        except PodcastError as error:
+            error.billed_usage = billed  # type: ignore[attr-defined]
+            raise
 
     @staticmethod
     async def _collect(events: AsyncGenerator[StreamEvent, None], pcm: bytearray) -> NarrationDone:
@@ -363,16 +385,19 @@ class Narrator:
                     return event
         raise ConnectionLostError("the narration stream ended without a result")
 
-    def _retry_wait(self, error: PodcastError, attempt: int, deadline: float | None) -> float | None:
-        """Seconds to wait before retrying ``error``, or ``None`` to give up."""
-        if not error.transient or attempt > self.retry.max_retries:
-            return None
-        if error.retry_after is not None and error.retry_after > self.retry.max_retry_after:
-            return None
-        wait = self.retry.delay(attempt - 1, error.retry_after, self._jitter())
-        if deadline is not None and time.monotonic() + wait + 1.0 >= deadline:
-            return None
-        return wait
+    def _retryable(self, state: RetryCallState) -> bool:
+        """Whether the failed attempt may be retried: a transient :class:`PodcastError`, a
+        retry left, and no server ``retry-after`` longer than the policy waits for."""
+        error = state.outcome.exception() if state.outcome is not None else None
+        if not isinstance(error, PodcastError) or not error.transient:
+            return False
+        if state.attempt_number > self.retry.max_retries:
+            return False
+        return error.retry_after is None or error.retry_after <= self.retry.max_retry_after
+
+    def _wait(self, state: RetryCallState) -> float:
+        """Seconds before the next attempt: the policy's jittered backoff or ``retry-after``."""
+        return self.retry.delay(state.attempt_number - 1, _failure(state).retry_after, self._jitter())
 
     async def stream(
         self,
@@ -635,6 +660,18 @@ def _check_arguments(text: str, voice: str, max_output_tokens: MaxOutputTokens) 
 
 def _remaining(deadline: float | None, cap: float) -> float:
     return cap if deadline is None else min(cap, deadline - time.monotonic())
+
+
+def _past_deadline(deadline: float | None, wait: float) -> bool:
+    """Whether a retry after ``wait`` seconds could not finish (a second at least) in time."""
+    return deadline is not None and time.monotonic() + wait + 1.0 >= deadline
+
+
+def _failure(state: RetryCallState) -> PodcastError:
+    """The error of the attempt that failed (only retried errors get here)."""
+    error = state.outcome.exception() if state.outcome is not None else None
+    assert isinstance(error, PodcastError)
+    return error
 
 
 def _lost(state: _ResponseState, message: str) -> ConnectionLostError:
