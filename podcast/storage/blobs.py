@@ -305,20 +305,6 @@ class BlobStore:
                 raise _storage_error(exc, f"creating container {self.container!r}") from exc
             self._container_ready = True
 
-    async def upload_wav(
-        self, blob_name: str, wav: bytes, *, download_name: str, metadata: Mapping[str, str]
-    ) -> None:
-        """Store ``wav`` at ``blob_name`` (replacing any blob there) as ``audio/wav``.
-
-        Browsers opening a link save it as ``download_name`` (``Content-Disposition:
-        attachment``). ``metadata`` values are made ASCII-safe (see :func:`_ascii_metadata`).
-        Creates the container first if needed, and again if it was deleted meanwhile.
-        """
-        settings = ContentSettings(
-            content_type=WAV_CONTENT_TYPE, content_disposition=content_disposition(download_name)
-        )
-        await self._upload(blob_name, wav, settings, _ascii_metadata(metadata))
-
     async def upload_json(self, blob_name: str, document: Mapping[str, Any]) -> None:
         """Store ``document`` as UTF-8 JSON (``application/json; charset=utf-8``), replacing any blob."""
         body = json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
