@@ -45,6 +45,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from podcast.errors import RequestTooLargeError, RequestValidationError, TextTooLongError
+from podcast.languages import normalize_language_tag
 from podcast.settings import (
     DEFAULT_MAX_SAS_EXPIRY_MINUTES,
     DEFAULT_MAX_TEXT_CHARACTERS,
@@ -76,7 +77,6 @@ __all__ = [
     "NarrationRequest",
     "RequestLimits",
     "Style",
-    "language_display_name",
     "parse_request",
 ]
 
@@ -98,80 +98,6 @@ MAX_TARGET_MINUTES: Final = 3.0
 
 LIMITS_CONTEXT_KEY: Final = "limits"
 """Key of the :class:`RequestLimits` in the validation context of ``model_validate``."""
-
-
-# --- languages ----------------------------------------------------------------------------
-
-_LANGUAGE_TAG: Final = re.compile(
-    r"(?P<language>[A-Za-z]{2,3})(?:[-_](?P<script>[A-Za-z]{4}))?(?:[-_](?P<region>[A-Za-z]{2}|[0-9]{3}))?"
-)
-
-_LANGUAGE_NAMES: Final[Mapping[str, str]] = {
-    "ar": "Arabic", "bg": "Bulgarian", "bn": "Bengali", "ca": "Catalan", "cs": "Czech",
-    "cy": "Welsh", "da": "Danish", "de": "German", "el": "Greek", "en": "English",
-    "es": "Spanish", "et": "Estonian", "eu": "Basque", "fa": "Persian", "fi": "Finnish",
-    "fil": "Filipino", "fr": "French", "ga": "Irish", "gl": "Galician", "gu": "Gujarati",
-    "he": "Hebrew", "hi": "Hindi", "hr": "Croatian", "hu": "Hungarian", "id": "Indonesian",
-    "is": "Icelandic", "it": "Italian", "ja": "Japanese", "kn": "Kannada", "ko": "Korean",
-    "lt": "Lithuanian", "lv": "Latvian", "ml": "Malayalam", "mr": "Marathi", "ms": "Malay",
-    "nb": "Norwegian Bokmål", "nl": "Dutch", "nn": "Norwegian Nynorsk", "no": "Norwegian",
-    "pa": "Punjabi", "pl": "Polish", "pt": "Portuguese", "ro": "Romanian", "ru": "Russian",
-    "sk": "Slovak", "sl": "Slovenian", "sr": "Serbian", "sv": "Swedish", "sw": "Swahili",
-    "ta": "Tamil", "te": "Telugu", "th": "Thai", "tl": "Tagalog", "tr": "Turkish",
-    "uk": "Ukrainian", "ur": "Urdu", "vi": "Vietnamese", "yue": "Cantonese", "zh": "Chinese",
-}  # fmt: skip
-_SCRIPT_NAMES: Final[Mapping[str, str]] = {
-    "Arab": "Arabic script", "Cyrl": "Cyrillic", "Deva": "Devanagari", "Hans": "Simplified",
-    "Hant": "Traditional", "Latn": "Latin",
-}  # fmt: skip
-_REGION_NAMES: Final[Mapping[str, str]] = {
-    "419": "Latin America", "AE": "United Arab Emirates", "AR": "Argentina", "AT": "Austria",
-    "AU": "Australia", "BE": "Belgium", "BR": "Brazil", "CA": "Canada", "CH": "Switzerland",
-    "CL": "Chile", "CN": "China", "CO": "Colombia", "DE": "Germany", "EG": "Egypt",
-    "ES": "Spain", "FR": "France", "GB": "United Kingdom", "HK": "Hong Kong", "IE": "Ireland",
-    "IN": "India", "IT": "Italy", "JP": "Japan", "KR": "South Korea", "MA": "Morocco",
-    "MX": "Mexico", "MY": "Malaysia", "NG": "Nigeria", "NL": "Netherlands", "NZ": "New Zealand",
-    "PE": "Peru", "PH": "Philippines", "PK": "Pakistan", "PT": "Portugal", "SA": "Saudi Arabia",
-    "SG": "Singapore", "TW": "Taiwan", "UK": "United Kingdom", "US": "United States",
-    "VE": "Venezuela", "ZA": "South Africa",
-}  # fmt: skip
-
-
-def _normalize_language_tag(value: str) -> str | None:
-    """``es_mx`` → ``es-MX``, ``zh-hant-tw`` → ``zh-Hant-TW``; ``None`` if not that shape."""
-    match = _LANGUAGE_TAG.fullmatch(value)
-    if match is None:
-        return None
-    parts = [match["language"].lower()]
-    if match["script"]:
-        parts.append(match["script"].title())
-    if match["region"]:
-        parts.append(match["region"].upper())
-    return "-".join(parts)
-
-
-def language_display_name(tag: str) -> str | None:
-    """English name of a normalized tag: ``es-MX`` → ``Spanish (Mexico)``,
-    ``zh-Hant-TW`` → ``Chinese (Traditional, Taiwan)``, ``en`` → ``English``.
-
-    Returns ``None`` when the primary language is not in the table (the tag is still
-    valid; instructions then name the tag alone). Unknown scripts and regions are shown
-    as their codes.
-    """
-    match = _LANGUAGE_TAG.fullmatch(tag)
-    if match is None:
-        return None
-    name = _LANGUAGE_NAMES.get(match["language"].lower())
-    if name is None:
-        return None
-    details = []
-    if match["script"]:
-        script = match["script"].title()
-        details.append(_SCRIPT_NAMES.get(script, script))
-    if match["region"]:
-        region = match["region"].upper()
-        details.append(_REGION_NAMES.get(region, region))
-    return f"{name} ({', '.join(details)})" if details else name
 
 
 # --- validation helpers -----------------------------------------------------------------
@@ -435,7 +361,7 @@ class NarrationRequest(BaseModel):
     @classmethod
     def _check_language(cls, value: object) -> str:
         raw = _require_string("language", value).strip()
-        tag = _normalize_language_tag(raw)
+        tag = normalize_language_tag(raw)
         if tag is None:
             _fail(
                 "language",
@@ -501,11 +427,6 @@ class NarrationRequest(BaseModel):
                 f"choose one of: {', '.join(allowed)}",
             )
         return self
-
-    @property
-    def language_name(self) -> str | None:
-        """English display name of :attr:`language` (``Spanish (Mexico)``), when known."""
-        return language_display_name(self.language) if self.language else None
 
     def fingerprint(self) -> str:
         """SHA-256 (hex) of everything that decides the audio, for idempotency and caching.

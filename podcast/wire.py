@@ -446,8 +446,8 @@ class ErrorBody(BaseModel):
 
     @classmethod
     def from_error(cls, error: PodcastError) -> ErrorBody:
-        """The body for ``error`` (what :func:`podcast.http.responses.error_body` builds)."""
-        return cls.model_validate({"error": {"field": None, **error.to_dict()}})
+        """The body for ``error`` (:meth:`~podcast.errors.PodcastError.body`)."""
+        return cls.model_validate(error.body())
 
 
 # --- Jobs ----------------------------------------------------------------------------------
@@ -646,10 +646,6 @@ class JobRecord(BaseModel):
         self.error = JobError(status=int(status), body=ErrorBody.model_validate(body))
         self.finished_at = job_timestamp(moment)
         self.touch(moment)
-
-    def finish_with_error_body(self, status: int, body: ErrorBody | Mapping[str, Any]) -> None:
-        """:meth:`finish_with_error` with today's argument order."""
-        self.finish_with_error(body, status=status)
 
     def is_stale(self, stale_seconds: float, now: datetime | None = None) -> bool:
         """``running`` with no heartbeat or progress for longer than ``stale_seconds``."""

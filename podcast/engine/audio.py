@@ -1,4 +1,4 @@
-"""PCM16 audio helpers: WAV framing with the stdlib :mod:`wave`, durations, joining.
+"""PCM16 audio helpers: WAV framing (a :mod:`struct`-packed header), durations, fades.
 
 All audio in this project is what the Realtime API sends: signed 16-bit little-endian
 PCM, 24,000 samples a second, one channel. Functions here take and return ``bytes`` of
@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import array
 import io
+import struct
 import sys
 import wave
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final
 
@@ -22,7 +22,13 @@ SAMPLE_WIDTH: Final[int] = 2
 CHANNELS: Final[int] = 1
 BYTES_PER_SECOND: Final[int] = SAMPLE_RATE * SAMPLE_WIDTH * CHANNELS
 WAV_HEADER_SIZE: Final[int] = 44
-"""Size of the canonical RIFF/WAVE header that :mod:`wave` writes for PCM."""
+"""Size of the canonical RIFF/WAVE header for PCM: RIFF chunk, ``fmt `` chunk, ``data`` chunk."""
+_WAV_HEADER: Final = struct.Struct("<4sI4s4sIHHIIHH4sI")
+"""RIFF id, RIFF size, WAVE id; fmt id, fmt size (16), format tag (1 = PCM), channels,
+sample rate, byte rate, block align, bits per sample; data id, data size. Little-endian."""
+assert _WAV_HEADER.size == WAV_HEADER_SIZE
+_MAX_PCM_SIZE: Final[int] = 0xFFFFFFFF - (WAV_HEADER_SIZE - 8)
+"""The RIFF size (everything after its first 8 bytes) is a 32-bit field."""
 
 
 class AudioFormatError(ValueError):
@@ -62,31 +68,10 @@ def silence(seconds: float, sample_rate: int = SAMPLE_RATE) -> bytes:
     return bytes(round(seconds * sample_rate) * SAMPLE_WIDTH * CHANNELS)
 
 
-def concatenate(chunks: Iterable[bytes | bytearray | memoryview], gap_seconds: float = 0.0) -> bytes:
-    """Join PCM16 mono chunks in order, with ``gap_seconds`` of silence between them.
-
-    No gap is added before the first chunk or after the last one.
-    """
-    gap = silence(gap_seconds)
-    out = bytearray()
-    for index, chunk in enumerate(chunks):
-        check_pcm(chunk)
-        if index and gap:
-            out += gap
-        out += chunk
-    return bytes(out)
-
-
 def pcm_to_wav(pcm: bytes | bytearray | memoryview, sample_rate: int = SAMPLE_RATE) -> bytes:
     """Frame PCM16 mono audio as a WAV file (44-byte header, then the samples)."""
     check_pcm(pcm)
-    buffer = io.BytesIO()
-    with wave.open(buffer, "wb") as wav:
-        wav.setnchannels(CHANNELS)
-        wav.setsampwidth(SAMPLE_WIDTH)
-        wav.setframerate(sample_rate)
-        wav.writeframes(bytes(pcm))
-    return buffer.getvalue()
+    return wav_header(len(pcm), sample_rate) + bytes(pcm)
 
 
 def wav_header(pcm_size: int, sample_rate: int = SAMPLE_RATE) -> bytes:
@@ -94,20 +79,24 @@ def wav_header(pcm_size: int, sample_rate: int = SAMPLE_RATE) -> bytes:
 
     For streaming uploads, where the header is written once the size is known.
     """
-    if pcm_size < 0 or pcm_size % (SAMPLE_WIDTH * CHANNELS):
+    if pcm_size < 0 or pcm_size % (SAMPLE_WIDTH * CHANNELS) or pcm_size > _MAX_PCM_SIZE:
         raise AudioFormatError(f"invalid PCM16 mono size: {pcm_size}")
-    buffer = io.BytesIO()
-    with wave.open(buffer, "wb") as wav:
-        wav.setnchannels(CHANNELS)
-        wav.setsampwidth(SAMPLE_WIDTH)
-        wav.setframerate(sample_rate)
-        wav.setnframes(pcm_size // (SAMPLE_WIDTH * CHANNELS))
-        # writeframesraw with no data makes wave write the header with our frame count.
-        wav.writeframesraw(b"")
-        header = buffer.getvalue()
-        # Stop wave from patching the header on close (it would write the real, empty size).
-        wav._datalength = wav._datawritten = pcm_size  # type: ignore[attr-defined]
-    return header
+    block_align = SAMPLE_WIDTH * CHANNELS
+    return _WAV_HEADER.pack(
+        b"RIFF",
+        WAV_HEADER_SIZE - 8 + pcm_size,
+        b"WAVE",
+        b"fmt ",
+        16,
+        1,
+        CHANNELS,
+        sample_rate,
+        sample_rate * block_align,
+        block_align,
+        SAMPLE_WIDTH * 8,
+        b"data",
+        pcm_size,
+    )
 
 
 def wav_info(data: bytes | bytearray | memoryview) -> WavInfo:
@@ -120,21 +109,6 @@ def wav_info(data: bytes | bytearray | memoryview) -> WavInfo:
                 channels=wav.getnchannels(),
                 frames=wav.getnframes(),
             )
-    except (wave.Error, EOFError) as exc:
-        raise AudioFormatError(f"not a PCM WAV file: {exc}") from exc
-
-
-def wav_to_pcm(data: bytes | bytearray | memoryview) -> tuple[bytes, WavInfo]:
-    """Return the samples of a WAV file and what its header says."""
-    try:
-        with wave.open(io.BytesIO(bytes(data)), "rb") as wav:
-            info = WavInfo(
-                sample_rate=wav.getframerate(),
-                sample_width=wav.getsampwidth(),
-                channels=wav.getnchannels(),
-                frames=wav.getnframes(),
-            )
-            return wav.readframes(info.frames), info
     except (wave.Error, EOFError) as exc:
         raise AudioFormatError(f"not a PCM WAV file: {exc}") from exc
 

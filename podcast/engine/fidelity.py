@@ -6,15 +6,17 @@ when the similarity is too low.
 
 ``similarity = 1 - word error rate`` (edits needed to turn the source words into the
 transcript words, divided by the number of source words), floored at 0. Words are
-compared lower-cased, without punctuation, with typographic apostrophes unified.
+compared lower-cased, without punctuation, with typographic apostrophes unified. The
+word edit distance is RapidFuzz's Levenshtein distance over the word lists.
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Sequence
 from typing import Final
+
+from rapidfuzz.distance import Levenshtein
 
 _WORD: Final = re.compile(r"[^\W_]+(?:'[^\W_]+)*", re.UNICODE)
 _CJK: Final = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af\uf900-\ufaff]")
@@ -32,20 +34,9 @@ def words(text: str) -> list[str]:
     return out
 
 
-def edit_distance(reference: Sequence[str], hypothesis: Sequence[str]) -> int:
-    """Levenshtein distance over words (substitutions, insertions, deletions)."""
-    previous = list(range(len(hypothesis) + 1))
-    for i, ref_word in enumerate(reference, 1):
-        current = [i]
-        for j, hyp_word in enumerate(hypothesis, 1):
-            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ref_word != hyp_word)))
-        previous = current
-    return previous[-1]
-
-
 def similarity(source: str, transcript: str) -> float:
     """1 minus the word error rate of ``transcript`` against ``source``, from 0 to 1."""
     reference, hypothesis = words(source), words(transcript)
     if not reference:
         return 1.0 if not hypothesis else 0.0
-    return max(0.0, 1.0 - edit_distance(reference, hypothesis) / len(reference))
+    return max(0.0, 1.0 - Levenshtein.distance(reference, hypothesis) / len(reference))

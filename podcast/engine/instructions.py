@@ -21,7 +21,8 @@ from __future__ import annotations
 
 from typing import Final
 
-from podcast.models import NarrationRequest, Style, language_display_name
+from podcast.languages import display_name
+from podcast.models import NarrationRequest, Style
 
 __all__ = [
     "DEFAULT_READ_INSTRUCTIONS",
@@ -124,7 +125,7 @@ def _language_rule(language: str | None, *, mode: str) -> str:
                 "NEVER translate it."
             )
         return "Speak in the language the source text is written in."
-    name = language_display_name(language)
+    name = display_name(language)
     pinned = f"{name} ({language})" if name else f"the language with the BCP 47 tag {language}"
     if mode == "read":
         return (

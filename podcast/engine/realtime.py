@@ -5,9 +5,10 @@
 the session (``session.type="realtime"``, audio-only output, the voice, PCM16 at 24 kHz),
 sends the text as one ``input_text`` message and asks for one response.
 
-It follows the protocol, not any one server's habits: it dispatches on ``event.type``,
-ignores event types it does not need, accepts any delta sizes and any interleaving of
-audio and transcript, and finishes only on ``response.done`` for its own response.
+It follows the protocol, not any one server's habits: it dispatches on the SDK's typed
+server events (``openai.types.realtime``), ignores event types it does not need, accepts
+any delta sizes and any interleaving of audio and transcript, and finishes only on
+``response.done`` for its own response.
 
 Two ways to use it:
 
@@ -34,6 +35,23 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, TypeAlias, cast
 
 from openai import AsyncOpenAI, OpenAIError
+from openai.types.realtime import (
+    RealtimeError,
+    RealtimeErrorEvent,
+    RealtimeResponse,
+    RealtimeResponseStatus,
+    RealtimeResponseUsage,
+    RealtimeServerEvent,
+    ResponseAudioDeltaEvent,
+    ResponseAudioTranscriptDeltaEvent,
+    ResponseAudioTranscriptDoneEvent,
+    ResponseCreatedEvent,
+    ResponseDoneEvent,
+    SessionCreatedEvent,
+)
+from openai.types.realtime.realtime_response_status import Error as ResponseStatusError
+from pydantic import BaseModel
+from tenacity import AsyncRetrying, RetryCallState
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
 from podcast.engine import audio
@@ -105,20 +123,19 @@ class Usage:
         }
 
     @classmethod
-    def from_event(cls, usage: Any) -> Usage:
-        """Read the SDK's ``RealtimeResponseUsage`` (or a dict), tolerating missing parts."""
-        if usage is None:
+    def from_event(cls, usage: RealtimeResponseUsage | None) -> Usage:
+        """Read the SDK's ``RealtimeResponseUsage``, tolerating missing or malformed parts."""
+        if not isinstance(usage, RealtimeResponseUsage):
             return cls()
-        inp = _field(usage, "input_token_details")
-        out = _field(usage, "output_token_details")
+        inp, out = usage.input_token_details, usage.output_token_details
         return cls(
-            input_tokens=_int(_field(usage, "input_tokens")),
-            output_tokens=_int(_field(usage, "output_tokens")),
-            input_text_tokens=_int(_field(inp, "text_tokens")),
-            input_audio_tokens=_int(_field(inp, "audio_tokens")),
-            input_cached_tokens=_int(_field(inp, "cached_tokens")),
-            output_text_tokens=_int(_field(out, "text_tokens")),
-            output_audio_tokens=_int(_field(out, "audio_tokens")),
+            input_tokens=_int(usage.input_tokens),
+            output_tokens=_int(usage.output_tokens),
+            input_text_tokens=_int(inp.text_tokens) if inp is not None else 0,
+            input_audio_tokens=_int(inp.audio_tokens) if inp is not None else 0,
+            input_cached_tokens=_int(inp.cached_tokens) if inp is not None else 0,
+            output_text_tokens=_int(out.text_tokens) if out is not None else 0,
+            output_audio_tokens=_int(out.audio_tokens) if out is not None else 0,
         )
 
 
@@ -296,9 +313,11 @@ class Narrator:
         """
         deadline = None if budget_seconds is None else time.monotonic() + budget_seconds
         billed = Usage()
-        attempt = 0
-        while True:
-            attempt += 1
+        attempts = 0
+
+        async def attempt() -> Narration:
+            nonlocal attempts, billed
+            attempts += 1
             pcm = bytearray()
             try:
                 done = await self._collect(
@@ -313,15 +332,7 @@ class Narrator:
                 )
             except PodcastError as error:
                 billed += getattr(error, "billed_usage", Usage())
-                wait = self._retry_wait(error, attempt, deadline)
-                if wait is None:
-                    error.billed_usage = billed  # type: ignore[attr-defined]
-                    raise
-                if on_retry is not None:
-                    on_retry(error)
-                log.warning("realtime attempt %d failed (%s); retrying in %.2fs", attempt, error.code, wait)
-                await self._sleep(wait)
-                continue
+                raise
             billed += done.usage
             return Narration(
                 audio=bytes(pcm),
@@ -331,10 +342,37 @@ class Narrator:
                 billed_usage=billed,
                 timings=done.timings,
                 voice=done.voice,
-                attempts=attempt,
+                attempts=attempts,
                 response_id=done.response_id,
                 session_id=done.session_id,
             )
+
+        def before_sleep(state: RetryCallState) -> None:
+            error = _failure(state)
+            if on_retry is not None:
+                on_retry(error)
+            log.warning(
+                "realtime attempt %d failed (%s); retrying in %.2fs",
+                state.attempt_number,
+                error.code,
+                state.upcoming_sleep,
+            )
+
+        retrying = AsyncRetrying(
+            # Checked in this order after each failed attempt; the jitter is drawn only
+            # for an error that is retried, and the deadline is checked with the wait.
+            retry=self._retryable,
+            wait=self._wait,
+            stop=lambda state: _past_deadline(deadline, state.upcoming_sleep),
+            before_sleep=before_sleep,
+            sleep=self._sleep,
+            reraise=True,
+        )
+        try:
+            return await retrying(attempt)
+        except PodcastError as error:
+            error.billed_usage = billed  # type: ignore[attr-defined]
+            raise
 
     @staticmethod
     async def _collect(events: AsyncGenerator[StreamEvent, None], pcm: bytearray) -> NarrationDone:
@@ -347,16 +385,19 @@ class Narrator:
                     return event
         raise ConnectionLostError("the narration stream ended without a result")
 
-    def _retry_wait(self, error: PodcastError, attempt: int, deadline: float | None) -> float | None:
-        """Seconds to wait before retrying ``error``, or ``None`` to give up."""
-        if not error.transient or attempt > self.retry.max_retries:
-            return None
-        if error.retry_after is not None and error.retry_after > self.retry.max_retry_after:
-            return None
-        wait = self.retry.delay(attempt - 1, error.retry_after, self._jitter())
-        if deadline is not None and time.monotonic() + wait + 1.0 >= deadline:
-            return None
-        return wait
+    def _retryable(self, state: RetryCallState) -> bool:
+        """Whether the failed attempt may be retried: a transient :class:`PodcastError`, a
+        retry left, and no server ``retry-after`` longer than the policy waits for."""
+        error = state.outcome.exception() if state.outcome is not None else None
+        if not isinstance(error, PodcastError) or not error.transient:
+            return False
+        if state.attempt_number > self.retry.max_retries:
+            return False
+        return error.retry_after is None or error.retry_after <= self.retry.max_retry_after
+
+    def _wait(self, state: RetryCallState) -> float:
+        """Seconds before the next attempt: the policy's jittered backoff or ``retry-after``."""
+        return self.retry.delay(state.attempt_number - 1, _failure(state).retry_after, self._jitter())
 
     async def stream(
         self,
@@ -457,7 +498,14 @@ class Narrator:
 
 @dataclass
 class _ResponseState:
-    """What one attempt has seen so far; turns server events into stream events."""
+    """What one attempt has seen so far; turns server events into stream events.
+
+    ``connection.recv()`` gives the SDK's typed events, built *without* validation: a
+    field the server left out reads as ``None`` whatever its declared type, and an event
+    type the SDK does not know is built as some other event class with its own ``type``.
+    So each case matches the class *and* its ``type``, and every field that a
+    non-conforming server might leave out is read as optional.
+    """
 
     voice: str
     session_id: str | None = None
@@ -466,65 +514,75 @@ class _ResponseState:
     first_audio_at: float | None = None
     audio_bytes: int = 0
     transcript_parts: dict[tuple[str, int], list[str]] = field(default_factory=dict)
-    done: Any = None
+    done: RealtimeResponse | None = None
 
-    def handle(self, event: Any) -> list[StreamEvent]:
+    def handle(self, event: RealtimeServerEvent) -> list[StreamEvent]:
         """Process one server event; return what to yield. Raises on ``error`` events."""
-        kind = _field(event, "type")
-        if kind == "response.output_audio.delta":
-            if not self._ours(event):
-                return []
-            pcm = _decode_audio(_field(event, "delta"))
-            if not pcm:
-                return []
-            if self.first_audio_at is None:
-                self.first_audio_at = time.monotonic()
-            self.audio_bytes += len(pcm)
-            return [AudioDelta(pcm)]
-        if kind == "response.output_audio_transcript.delta":
-            delta = _field(event, "delta") or ""
-            if not self._ours(event) or not delta:
-                return []
-            self._parts(event).append(delta)
-            return [TranscriptDelta(delta)]
-        if kind == "response.output_audio_transcript.done":
-            transcript = _field(event, "transcript")
-            if self._ours(event) and isinstance(transcript, str):
-                # The final transcript is authoritative; deltas may have been partial.
-                self.transcript_parts[self._key(event)] = [transcript]
-            return []
-        if kind == "session.created":
-            self.session_id = _field(_field(event, "session"), "id")
-        elif kind == "response.created":
-            self.response_id = self.response_id or _field(_field(event, "response"), "id")
-        elif kind == "error":
-            raise _server_error(_field(event, "error"))
-        elif kind == "response.done":
-            response = _field(event, "response")
-            response_id = _field(response, "id")
-            if self.response_id is None or response_id in (None, self.response_id):
-                self.done = response
+        match event:
+            case ResponseAudioDeltaEvent(type="response.output_audio.delta"):
+                if not self._ours(event.response_id):
+                    return []
+                pcm = _decode_audio(event.delta)
+                if not pcm:
+                    return []
+                if self.first_audio_at is None:
+                    self.first_audio_at = time.monotonic()
+                self.audio_bytes += len(pcm)
+                return [AudioDelta(pcm)]
+            case ResponseAudioTranscriptDeltaEvent(type="response.output_audio_transcript.delta"):
+                delta: str | None = event.delta
+                if not self._ours(event.response_id) or not delta:
+                    return []
+                self._parts(event.item_id, event.content_index).append(delta)
+                return [TranscriptDelta(delta)]
+            case ResponseAudioTranscriptDoneEvent(type="response.output_audio_transcript.done"):
+                transcript: object = event.transcript
+                if self._ours(event.response_id) and isinstance(transcript, str):
+                    # The final transcript is authoritative; deltas may have been partial.
+                    self.transcript_parts[_key(event.item_id, event.content_index)] = [transcript]
+            case SessionCreatedEvent(type="session.created"):
+                # The session's ``id`` is not among the SDK's declared fields: an extra.
+                session: object = event.session
+                extra = session.model_extra if isinstance(session, BaseModel) else None
+                self.session_id = (extra or {}).get("id")
+            case ResponseCreatedEvent(type="response.created"):
+                created: RealtimeResponse | None = event.response
+                if self.response_id is None and isinstance(created, RealtimeResponse):
+                    self.response_id = created.id
+            case RealtimeErrorEvent(type="error"):
+                raise _server_error(event.error)
+            case ResponseDoneEvent(type="response.done"):
+                response: RealtimeResponse | None = event.response
+                if isinstance(response, RealtimeResponse) and (
+                    self.response_id is None or response.id in (None, self.response_id)
+                ):
+                    self.done = response
         return []
 
     def finish(self, total_seconds: float) -> NarrationDone:
         """Check the final status; return the result or raise its typed error."""
+        assert self.done is not None, "finish() is called once response.done has arrived"
         response = self.done
-        status = _field(response, "status") or "completed"
-        usage = Usage.from_event(_field(response, "usage"))
-        details = _field(response, "status_details")
+        status: str = response.status or "completed"
+        usage = Usage.from_event(response.usage)
+        details: RealtimeResponseStatus | None = response.status_details
+        if not isinstance(details, RealtimeResponseStatus):
+            details = RealtimeResponseStatus()
         if status == "incomplete":
             error: NarrationError = ResponseIncompleteError(
-                _field(details, "reason"), audio_seconds=audio.duration_seconds(self.audio_bytes)
+                details.reason, audio_seconds=audio.duration_seconds(self.audio_bytes)
             )
         elif status == "failed":
-            failure = _field(details, "error")
+            failure: ResponseStatusError | None = details.error
+            if not isinstance(failure, ResponseStatusError):
+                failure = ResponseStatusError()
             error = ResponseFailedError(
-                f"Azure OpenAI failed the response: {_field(failure, 'message') or 'no details'}",
-                error_type=_field(failure, "type"),
-                server_code=_field(failure, "code"),
+                f"Azure OpenAI failed the response: {failure.message or 'no details'}",
+                error_type=failure.type,
+                server_code=failure.code,
             )
         elif status == "cancelled":
-            error = ResponseCancelledError(_field(details, "reason"))
+            error = ResponseCancelledError(details.reason)
         elif status != "completed":
             error = NarrationError(f"unexpected response status {status!r}")
         elif self.audio_bytes == 0:
@@ -545,15 +603,16 @@ class _ResponseState:
         error.billed_usage = usage  # type: ignore[attr-defined]
         raise error
 
-    def _ours(self, event: Any) -> bool:
-        response_id = _field(event, "response_id")
+    def _ours(self, response_id: str | None) -> bool:
         return self.response_id is None or response_id is None or response_id == self.response_id
 
-    def _key(self, event: Any) -> tuple[str, int]:
-        return (str(_field(event, "item_id") or ""), _int(_field(event, "content_index")))
+    def _parts(self, item_id: str | None, content_index: int | None) -> list[str]:
+        return self.transcript_parts.setdefault(_key(item_id, content_index), [])
 
-    def _parts(self, event: Any) -> list[str]:
-        return self.transcript_parts.setdefault(self._key(event), [])
+
+def _key(item_id: str | None, content_index: int | None) -> tuple[str, int]:
+    """Which output content a transcript belongs to (missing parts read as empty, 0)."""
+    return (str(item_id or ""), _int(content_index))
 
 
 def _entra_token_provider(provider: Callable[[], Awaitable[str]]) -> TokenProvider:
@@ -603,18 +662,31 @@ def _remaining(deadline: float | None, cap: float) -> float:
     return cap if deadline is None else min(cap, deadline - time.monotonic())
 
 
+def _past_deadline(deadline: float | None, wait: float) -> bool:
+    """Whether a retry after ``wait`` seconds could not finish (a second at least) in time."""
+    return deadline is not None and time.monotonic() + wait + 1.0 >= deadline
+
+
+def _failure(state: RetryCallState) -> PodcastError:
+    """The error of the attempt that failed (only retried errors get here)."""
+    error = state.outcome.exception() if state.outcome is not None else None
+    assert isinstance(error, PodcastError)
+    return error
+
+
 def _lost(state: _ResponseState, message: str) -> ConnectionLostError:
     seconds = audio.duration_seconds(state.audio_bytes)
     return ConnectionLostError(f"{message}; {seconds:.1f}s of audio received and discarded")
 
 
-def _server_error(error: Any) -> RealtimeServerError:
-    message = str(_field(error, "message") or "no message")[:500]
+def _server_error(error: RealtimeError | None) -> RealtimeServerError:
+    if not isinstance(error, RealtimeError):
+        return RealtimeServerError("no message", server_code=None, error_type=None, param=None)
     return RealtimeServerError(
-        message,
-        server_code=_field(error, "code"),
-        error_type=_field(error, "type"),
-        param=_field(error, "param"),
+        str(error.message or "no message")[:500],
+        server_code=error.code,
+        error_type=error.type,
+        param=error.param,
     )
 
 
@@ -663,7 +735,7 @@ def _retry_after(headers: Mapping[str, str]) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
-def _decode_audio(delta: Any) -> bytes:
+def _decode_audio(delta: object) -> bytes:
     if not isinstance(delta, str) or not delta:
         return b""
     try:
@@ -672,14 +744,5 @@ def _decode_audio(delta: Any) -> bytes:
         raise NarrationError("Azure OpenAI sent audio that is not valid base64") from None
 
 
-def _field(obj: Any, name: str) -> Any:
-    """Read ``name`` from an SDK model or a dict (the SDK does not validate events)."""
-    if obj is None:
-        return None
-    if isinstance(obj, Mapping):
-        return obj.get(name)
-    return getattr(obj, name, None)
-
-
-def _int(value: Any) -> int:
+def _int(value: object) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0

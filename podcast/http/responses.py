@@ -18,7 +18,6 @@ from podcast.errors import PodcastError
 log = logging.getLogger(__name__)
 
 DEFAULT_RETRY_AFTER_SECONDS: Final = 10
-JSON_MEDIA_TYPE: Final = "application/json; charset=utf-8"
 
 
 def json_response(

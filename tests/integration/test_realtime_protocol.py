@@ -6,6 +6,7 @@ independent server that shares no code with the emulator.
 
 from __future__ import annotations
 
+import base64
 import socket
 
 import pytest
@@ -120,6 +121,50 @@ async def test_stream_yields_audio_and_transcript_as_they_arrive_then_done() -> 
     assert [e.text for e in events if isinstance(e, TranscriptDelta)] == ["Hello ", "there."]
     assert isinstance(events[-1], NarrationDone)
     assert events[-1].audio_bytes == sum(len(e.pcm) for e in events if isinstance(e, AudioDelta))
+
+
+async def test_events_that_leave_out_fields_do_not_crash_the_narrator() -> None:
+    """The SDK builds events without validation: a left-out field reads as ``None``."""
+
+    def script(server: ScriptedServer) -> list[object]:
+        return [
+            {"type": "response.created"},
+            {"type": "response.created", "event_id": None, "response": None},
+            {"type": "response.output_audio.delta", "event_id": None},
+            {"type": "response.output_audio.delta", "delta": base64.b64encode(tone(0.1)).decode()},
+            {"type": "response.output_audio_transcript.delta", "delta": None},
+            {"type": "response.output_audio_transcript.delta", "delta": "Hi."},
+            {"type": "response.output_audio_transcript.done"},
+            {"type": "session.created", "session": None},
+            {"type": "response.done", "event_id": None, "response": None},
+            {"type": "response.done", "response": {"id": "resp_1", "usage": None, "status_details": None}},
+        ]
+
+    async with ScriptedServer(script) as server, narrator_for(server.url) as narrator:
+        narration = await narrator.narrate("Hi.")
+
+    assert narration.audio == tone(0.1)
+    assert narration.transcript == "Hi."
+    assert narration.status == "completed"
+    assert narration.usage.total_tokens == 0
+    assert narration.session_id is None, "the last session.created had no session"
+    assert narration.response_id is None, "no response.created named the response"
+
+
+async def test_a_failed_response_or_an_error_without_details_is_still_typed() -> None:
+    def failed(server: ScriptedServer) -> list[object]:
+        failure = {"status": "failed", "status_details": {"error": None}}
+        return [{"type": "response.done", "response": failure}]
+
+    def error(server: ScriptedServer) -> list[object]:
+        return [{"type": "error", "event_id": None}]
+
+    async with ScriptedServer(failed) as server, narrator_for(server.url) as narrator:
+        with pytest.raises(ResponseFailedError, match="no details"):
+            await narrator.narrate("Hi.")
+    async with ScriptedServer(error) as server, narrator_for(server.url) as narrator:
+        with pytest.raises(RealtimeServerError, match="no message"):
+            await narrator.narrate("Hi.")
 
 
 async def test_events_of_another_response_are_ignored() -> None:

@@ -31,7 +31,8 @@ from testkit.storage import FAST_FAILING
 
 pytestmark = pytest.mark.azurite
 
-WAV = pcm_to_wav(silence(0.25) + bytes(range(256)) * 40)
+PCM = silence(0.25) + bytes(range(256)) * 40
+WAV = pcm_to_wav(PCM)
 HOUR = timedelta(hours=1)
 
 
@@ -236,7 +237,7 @@ async def test_container_is_created_once_and_again_after_deletion(
         await store.close()
 
 
-async def test_invalid_metadata_keys_are_rejected_before_any_request(blob_store: BlobStore) -> None:
+async def test_invalid_metadata_keys_are_rejected_and_nothing_is_stored(blob_store: BlobStore) -> None:
     with pytest.raises(ValueError, match="metadata key"):
         await upload_wav(blob_store, "x.wav", WAV, download_name="x.wav", metadata={"bad-key": "v"})
     assert not await blob_store.exists("x.wav")

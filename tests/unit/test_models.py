@@ -15,12 +15,12 @@ import pytest
 from pydantic import ValidationError
 
 from podcast.errors import ConfigurationError, RequestTooLargeError, RequestValidationError, TextTooLongError
+from podcast.languages import display_name
 from podcast.models import (
     EPISODE_STYLES,
     READ_STYLES,
     NarrationRequest,
     RequestLimits,
-    language_display_name,
     parse_request,
 )
 from podcast.voices import REALTIME_VOICES
@@ -85,11 +85,7 @@ def test_a_full_episode_body_keeps_every_field() -> None:
     )
 
     assert (request.mode, request.target_minutes, request.style) == ("episode", 1.5, "summary")
-    assert (request.voice, request.language, request.language_name) == (
-        "cedar",
-        "pt-BR",
-        "Portuguese (Brazil)",
-    )
+    assert (request.voice, request.language) == ("cedar", "pt-BR")
     assert (request.instructions, request.title, request.sas_expiry_minutes) == (
         "Upbeat.",
         "Weekly update",
@@ -544,12 +540,29 @@ def test_language_tags_are_normalized_and_named(given: str, tag: str, name: str 
     request = parse(language=given)
 
     assert request.language == tag
-    assert request.language_name == name
+    assert display_name(tag) == name
 
 
 @pytest.mark.parametrize(
     "language",
-    ["english", "e", "en-", "en-USA", "en-US-x-private", "zh-Hant-TW-extra", "12", "en US", "e\u0301n"],
+    [
+        "english",
+        "e",
+        "en-",
+        "en-USA",
+        "en-US-x-private",
+        "en-US-x-?",
+        "zh-Hant-TW-extra",
+        "12",
+        "en US",
+        "e\u0301n",
+        "xx-QQ",
+        "xx",
+        "es-999",
+        "x-private",
+        "i-klingon",
+        "de-1996",
+    ],
 )
 def test_a_language_that_is_not_a_bcp47_tag_is_a_400_with_examples(language: str) -> None:
     assert_rejects(rejected(body(language=language)), field="language", says=["not a language tag", "es-MX"])
@@ -560,8 +573,8 @@ def test_a_language_that_is_not_a_string_is_a_400() -> None:
 
 
 def test_language_display_name_is_none_for_an_unknown_language() -> None:
-    assert language_display_name("xx-US") is None
-    assert language_display_name("ja-JP") == "Japanese (Japan)"
+    assert display_name("xx-US") is None
+    assert display_name("ja-JP") == "Japanese (Japan)"
 
 
 # --- instructions and title --------------------------------------------------------------
