@@ -28,7 +28,7 @@ from typing import Any
 from benchmarks.texts import prose_for_minutes
 from podcast.app import App
 from podcast.models import parse_request
-from podcast.services.narrations import NarrationResult
+from podcast.services.narrations import StoredNarration
 
 WARM_UP_TEXT = "Warming up the connection before the measured narration."
 
@@ -50,7 +50,7 @@ def current_rss_kib() -> int | None:
     return None
 
 
-async def _narrate(text: str) -> tuple[NarrationResult, float, int | None]:
+async def _narrate(text: str) -> tuple[StoredNarration, float, int | None]:
     app = App.from_env()
     try:
         limits = app.settings.limits

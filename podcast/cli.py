@@ -14,9 +14,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from podcast.app import App
 from podcast.engine import audio
 from podcast.engine.instructions import DEFAULT_READ_INSTRUCTIONS
-from podcast.engine.realtime import Narration, Narrator
+from podcast.engine.responses import SpokenText
 from podcast.errors import ConfigurationError, PodcastError
 from podcast.settings import ENDPOINT_SETTING
 from podcast.voices import DEFAULT_VOICE, REALTIME_VOICES
@@ -56,11 +57,14 @@ def _read_text(args: argparse.Namespace) -> str:
     return Path(args.file).read_text(encoding="utf-8-sig")
 
 
-async def _narrate(args: argparse.Namespace, text: str) -> Narration:
-    async with Narrator.from_env() as narrator:
-        return await narrator.narrate(
+async def _narrate(args: argparse.Namespace, text: str) -> SpokenText:
+    app = App.from_env()
+    try:
+        return await app.narrator.narrate(
             text, voice=args.voice, instructions=args.instructions or DEFAULT_READ_INSTRUCTIONS
         )
+    finally:
+        await app.aclose()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -88,7 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "duration_seconds": round(narration.duration_seconds, 3),
         "voice": narration.voice,
         "attempts": narration.attempts,
-        "usage": narration.usage.to_dict(),
+        "usage": narration.usage.model_dump(mode="json"),
         "transcript": narration.transcript,
     }
     if args.json:

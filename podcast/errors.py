@@ -42,6 +42,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from podcast.wire import Usage
+
 
 class PodcastError(Exception):
     """Base of every error raised on purpose by this package.
@@ -56,6 +58,8 @@ class PodcastError(Exception):
     transient: bool = False
     message: str
     retry_after: float | None
+    billed_usage: Usage = Usage()
+    """Tokens Azure OpenAI billed for the work that failed (every attempt of it), if any."""
 
     def __init__(self, message: str, *, retry_after: float | None = None) -> None:
         super().__init__(message)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Annotated, Any, ClassVar, Final, Literal, Self
+from typing import Annotated, Any, ClassVar, Final, Literal, Self, TypeVar
 from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, Field, ValidationError, field_validator, model_validator
@@ -83,6 +83,7 @@ _BODY_OVERHEAD_BYTES: Final = 16_384
 """Room for field names, numbers, whitespace and the short fields around the text."""
 
 FidelityPolicy = Literal["fail", "warn"]
+_T = TypeVar("_T")
 
 
 # --- Reading settings -----------------------------------------------------------------------
@@ -584,45 +585,47 @@ class Settings:
             problems=problems,
         )
 
-    def _get(self, section: Section, value: Any) -> Any:
+    def _get(self, section: Section, value: _T | None) -> _T:
         problem = self._problems.get(section)
         if problem is not None:
             raise problem
+        if value is None:  # only realtime and storage may be missing; they raise before this
+            raise ConfigurationError(section, "is not configured")
         return value
 
     @property
     def realtime(self) -> RealtimeSettings:
         if self._realtime is None and "realtime" not in self._problems:
             RealtimeSettings.from_env({})  # raises: the endpoint is not set
-        return self._get("realtime", self._realtime)  # type: ignore[no-any-return]
+        return self._get("realtime", self._realtime)
 
     @property
     def storage(self) -> StorageSettings:
         if self._storage is None and "storage" not in self._problems:
             StorageSettings.from_env({})  # raises: no connection is set
-        return self._get("storage", self._storage)  # type: ignore[no-any-return]
+        return self._get("storage", self._storage)
 
     @property
     def limits(self) -> RequestLimits:
-        return self._get("limits", self._limits)  # type: ignore[no-any-return]
+        return self._get("limits", self._limits)
 
     @property
     def narration(self) -> NarrationSettings:
-        return self._get("narration", self._narration)  # type: ignore[no-any-return]
+        return self._get("narration", self._narration)
 
     @property
     def pipeline(self) -> PipelineSettings:
-        return self._get("pipeline", self._pipeline)  # type: ignore[no-any-return]
+        return self._get("pipeline", self._pipeline)
 
     @property
     def jobs(self) -> JobSettings:
         if self._jobs is None:
             self.storage  # noqa: B018 - raises the storage problem the default depends on
-        return self._get("jobs", self._jobs)  # type: ignore[no-any-return]
+        return self._get("jobs", self._jobs)
 
     @property
     def documents(self) -> DocumentSettings:
-        return self._get("documents", self._documents)  # type: ignore[no-any-return]
+        return self._get("documents", self._documents)
 
     def problem(self, section: Section) -> ConfigurationError | None:
         """The section's error, or ``None`` when it can be used."""

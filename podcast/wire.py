@@ -21,19 +21,17 @@ later must have a default. Timestamps are kept as the strings they were written 
 job service writes milliseconds, the pipeline does not), so a document read and written
 again is unchanged.
 
-This is a bottom layer: it imports nothing from ``podcast`` but :mod:`podcast.errors` and
-:mod:`podcast.voices`.
+This is a bottom layer: it imports nothing from ``podcast`` but :mod:`podcast.voices`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Annotated, Any, Final, Literal, Self
+from typing import Annotated, Any, Final, Literal, Protocol, Self
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema, model_validator
 
-from podcast.errors import PodcastError
 from podcast.voices import REALTIME_VOICES
 
 __all__ = [
@@ -437,6 +435,12 @@ class ErrorDetails(BaseModel):
     )
 
 
+class Reportable(Protocol):
+    """An error that can say how it is reported (:class:`podcast.errors.PodcastError`)."""
+
+    def body(self) -> dict[str, Any]: ...
+
+
 class ErrorBody(BaseModel):
     """Every error body: ``{"error": {"code", "message", "field", ...}}``."""
 
@@ -445,8 +449,8 @@ class ErrorBody(BaseModel):
     error: ErrorDetails
 
     @classmethod
-    def from_error(cls, error: PodcastError) -> ErrorBody:
-        """The body for ``error`` (:meth:`~podcast.errors.PodcastError.body`)."""
+    def from_error(cls, error: Reportable) -> ErrorBody:
+        """The body for ``error`` (:meth:`podcast.errors.PodcastError.body`)."""
         return cls.model_validate(error.body())
 
 

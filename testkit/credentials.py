@@ -29,21 +29,32 @@ def _b64url(document: dict[str, Any]) -> str:
     return base64.urlsafe_b64encode(json.dumps(document).encode()).rstrip(b"=").decode("ascii")
 
 
+def token_claims(token: str) -> dict[str, Any]:
+    """The claims of a token a :class:`FakeTokenCredential` issued (``{}`` for anything else)."""
+    try:
+        payload = token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (IndexError, ValueError):
+        return {}
+    return claims if isinstance(claims, dict) else {}
+
+
 @dataclass
 class _TokenIssuer:
     tenant_id: str
     object_id: str
     lifetime_seconds: int
-    audience: str
+    audience: str | None
     scopes_requested: list[tuple[str, ...]] = field(default_factory=list)
 
     def issue(self, scopes: tuple[str, ...]) -> AccessTokenInfo:
         self.scopes_requested.append(scopes)
         now = int(time.time())
         expires_on = now + self.lifetime_seconds
+        audience = self.audience or (scopes[0].removesuffix("/.default") if scopes else STORAGE_AUDIENCE)
         claims = {
             "iss": f"https://sts.windows.net/{self.tenant_id}/",
-            "aud": self.audience,
+            "aud": audience,
             "iat": now,
             "nbf": now - 60,
             "exp": expires_on,
@@ -67,10 +78,12 @@ class FakeTokenCredential:
         tenant_id: str | None = None,
         object_id: str | None = None,
         lifetime_seconds: int = 3600,
-        audience: str = STORAGE_AUDIENCE,
+        audience: str | None = None,
     ) -> None:
-        """A new identity (random ``tid``/``oid`` unless given); ``audience`` other than
-        ``https://storage.azure.com`` makes tokens Storage rejects."""
+        """A new identity (random ``tid``/``oid`` unless given). Each token's audience is
+        its scope's resource (``https://storage.azure.com`` for Storage,
+        ``https://cognitiveservices.azure.com`` for Azure OpenAI) unless ``audience`` fixes
+        one (another audience makes tokens Storage rejects)."""
         self._issuer = _TokenIssuer(
             tenant_id=tenant_id or str(uuid.uuid4()),
             object_id=object_id or str(uuid.uuid4()),

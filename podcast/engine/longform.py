@@ -26,7 +26,8 @@ from typing import Final, Protocol
 from podcast.engine import audio
 from podcast.engine.fidelity import similarity
 from podcast.engine.instructions import build_instructions, user_message
-from podcast.engine.realtime import Narration, Narrator, Usage
+from podcast.engine.realtime import Narrator
+from podcast.engine.responses import SpokenText
 from podcast.engine.segments import Segment, size_in_words, split_text
 from podcast.errors import (
     FidelityError,
@@ -36,6 +37,7 @@ from podcast.errors import (
 )
 from podcast.models import NarrationRequest
 from podcast.settings import NarrationSettings
+from podcast.wire import SegmentReport, Usage
 
 log = logging.getLogger(__name__)
 
@@ -58,33 +60,7 @@ class PieceSink(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
-class SegmentReport:
-    """One segment of the result: where it sits in the audio and how faithful it was."""
-
-    index: int
-    start_seconds: float
-    end_seconds: float
-    transcript: str
-    similarity: float | None
-    """Word similarity to the source (``None`` in episode mode, which is not verbatim)."""
-    attempts: int
-    splits: int = 0
-    """How many times the segment was halved after hitting the output-token cap."""
-
-    def to_dict(self) -> dict[str, object]:
-        return {
-            "index": self.index,
-            "start_seconds": round(self.start_seconds, 3),
-            "end_seconds": round(self.end_seconds, 3),
-            "transcript": self.transcript,
-            "similarity": None if self.similarity is None else round(self.similarity, 4),
-            "attempts": self.attempts,
-            "splits": self.splits,
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class LongNarration:
+class NarratedText:
     """The outcome of :func:`narrate_text` (the audio itself went to the sink)."""
 
     transcript: str
@@ -157,7 +133,7 @@ async def narrate_text(
     *,
     budget_seconds: float,
     on_progress: ProgressCallback | None = None,
-) -> LongNarration:
+) -> NarratedText:
     """Narrate ``request`` segment by segment into ``sink``; see the module docstring.
 
     Piece ``2i`` of the sink is segment ``i``'s audio (faded at the edges), piece
@@ -234,12 +210,11 @@ async def narrate_text(
     fidelity = None
     if verbatim:
         weights = [max(1, size_in_words(s.text)) for s in segments]
-        fidelity = sum(w * (r.similarity or 0.0) for w, r in zip(weights, reports, strict=True)) / sum(
-            weights
-        )
+        scores = [pieces[s.index].similarity or 0.0 for s in segments]
+        fidelity = sum(w * score for w, score in zip(weights, scores, strict=True)) / sum(weights)
     if limiter.lowest < limiter.maximum:
         warnings.append(f"rate limited: concurrency was lowered to {limiter.lowest}")
-    return LongNarration(
+    return NarratedText(
         transcript="".join(transcript_parts).strip(),
         pcm_bytes=position,
         usage=usage,
@@ -261,7 +236,7 @@ async def _narrate_piece(
     depth: int,
 ) -> _Piece:
     """Narrate ``text`` until it is faithful enough (read mode), halving it when it is too long."""
-    best: tuple[Narration, float] | None = None
+    best: tuple[SpokenText, float] | None = None
     usage = Usage()
     attempts = 0
     for attempt in range(1, settings.fidelity_attempts + 1):
@@ -275,7 +250,7 @@ async def _narrate_piece(
                 on_retry=on_retry,
             )
         except ResponseIncompleteError as error:
-            usage += getattr(error, "billed_usage", Usage())
+            usage += error.billed_usage
             halves = _halves(text) if error.reason == "max_output_tokens" and depth < MAX_SPLIT_DEPTH else []
             if len(halves) < 2:
                 raise

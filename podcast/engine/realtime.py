@@ -12,68 +12,56 @@ any delta sizes and any interleaving of audio and transcript, and finishes only 
 
 Two ways to use it:
 
-- :meth:`Narrator.narrate` returns a :class:`Narration` with all the audio, retrying
+- :meth:`Narrator.narrate` returns a :class:`SpokenText` with all the audio, retrying
   transient failures (429, 5xx, dropped connections, time-outs) with exponential
   backoff and jitter.
 - :meth:`Narrator.stream` yields :class:`AudioDelta` and :class:`TranscriptDelta` as they
-  arrive and a final :class:`NarrationDone`, in one attempt, so a caller can keep memory
+  arrive and a final :class:`ResponseDone`, in one attempt, so a caller can keep memory
   flat; errors are raised, never returned as a short result.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import contextlib
 import email.utils
 import logging
 import random
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any, Literal, TypeAlias, cast
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias, cast
 
 from openai import AsyncOpenAI, OpenAIError
-from openai.types.realtime import (
-    RealtimeError,
-    RealtimeErrorEvent,
-    RealtimeResponse,
-    RealtimeResponseStatus,
-    RealtimeResponseUsage,
-    RealtimeServerEvent,
-    ResponseAudioDeltaEvent,
-    ResponseAudioTranscriptDeltaEvent,
-    ResponseAudioTranscriptDoneEvent,
-    ResponseCreatedEvent,
-    ResponseDoneEvent,
-    SessionCreatedEvent,
-)
-from openai.types.realtime.realtime_response_status import Error as ResponseStatusError
-from pydantic import BaseModel
 from tenacity import AsyncRetrying, RetryCallState
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
 from podcast.engine import audio
 from podcast.engine.instructions import DEFAULT_READ_INSTRUCTIONS
+from podcast.engine.responses import (
+    AudioDelta,
+    ResponseDone,
+    ResponseState,
+    SpokenText,
+    StreamEvent,
+)
 from podcast.errors import (
     AuthenticationError,
     ConnectionLostError,
     DeploymentNotFoundError,
-    EmptyAudioError,
     NarrationError,
     NarrationTimeoutError,
     PodcastError,
     RateLimitedError,
-    RealtimeServerError,
     RequestValidationError,
-    ResponseCancelledError,
-    ResponseFailedError,
-    ResponseIncompleteError,
     ServiceUnavailableError,
 )
 from podcast.settings import COGNITIVE_SERVICES_SCOPE, RealtimeSettings
 from podcast.voices import DEFAULT_VOICE, voice_error
+from podcast.wire import Usage
+
+if TYPE_CHECKING:
+    from azure.core.credentials_async import AsyncTokenCredential
 
 log = logging.getLogger(__name__)
 
@@ -85,123 +73,6 @@ CLOSE_TIMEOUT_SECONDS = 1.0
 
 MaxOutputTokens: TypeAlias = int | Literal["inf"]
 TokenProvider: TypeAlias = Callable[[], Awaitable[str]]
-
-
-# --- Results -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Usage:
-    """Tokens billed for a response (the service's ``usage``); adds up across responses."""
-
-    input_tokens: int = 0
-    output_tokens: int = 0
-    input_text_tokens: int = 0
-    input_audio_tokens: int = 0
-    input_cached_tokens: int = 0
-    output_text_tokens: int = 0
-    output_audio_tokens: int = 0
-
-    @property
-    def total_tokens(self) -> int:
-        return self.input_tokens + self.output_tokens
-
-    def __add__(self, other: Usage) -> Usage:
-        return Usage(*(getattr(self, name) + getattr(other, name) for name in self.__dataclass_fields__))
-
-    def to_dict(self) -> dict[str, int]:
-        """JSON shape used in API responses and transcript documents."""
-        return {
-            "input_tokens": self.input_tokens,
-            "output_tokens": self.output_tokens,
-            "total_tokens": self.total_tokens,
-            "input_text_tokens": self.input_text_tokens,
-            "input_audio_tokens": self.input_audio_tokens,
-            "input_cached_tokens": self.input_cached_tokens,
-            "output_text_tokens": self.output_text_tokens,
-            "output_audio_tokens": self.output_audio_tokens,
-        }
-
-    @classmethod
-    def from_event(cls, usage: RealtimeResponseUsage | None) -> Usage:
-        """Read the SDK's ``RealtimeResponseUsage``, tolerating missing or malformed parts."""
-        if not isinstance(usage, RealtimeResponseUsage):
-            return cls()
-        inp, out = usage.input_token_details, usage.output_token_details
-        return cls(
-            input_tokens=_int(usage.input_tokens),
-            output_tokens=_int(usage.output_tokens),
-            input_text_tokens=_int(inp.text_tokens) if inp is not None else 0,
-            input_audio_tokens=_int(inp.audio_tokens) if inp is not None else 0,
-            input_cached_tokens=_int(inp.cached_tokens) if inp is not None else 0,
-            output_text_tokens=_int(out.text_tokens) if out is not None else 0,
-            output_audio_tokens=_int(out.audio_tokens) if out is not None else 0,
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class Timings:
-    """Seconds from sending ``response.create``: to the first audio, and to ``response.done``."""
-
-    first_audio_seconds: float | None
-    total_seconds: float
-
-
-@dataclass(frozen=True, slots=True)
-class NarrationDone:
-    """The end of a successful response: everything except the audio itself."""
-
-    transcript: str
-    status: str
-    usage: Usage
-    timings: Timings
-    audio_bytes: int
-    voice: str
-    response_id: str | None
-    session_id: str | None
-
-    @property
-    def duration_seconds(self) -> float:
-        return audio.duration_seconds(self.audio_bytes)
-
-
-@dataclass(frozen=True, slots=True)
-class AudioDelta:
-    """A piece of PCM16 24 kHz mono audio, in order."""
-
-    pcm: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class TranscriptDelta:
-    """A piece of the transcript of what is being said."""
-
-    text: str
-
-
-StreamEvent: TypeAlias = AudioDelta | TranscriptDelta | NarrationDone
-
-
-@dataclass(frozen=True, slots=True)
-class Narration:
-    """A finished narration: PCM16 24 kHz mono ``audio``, what was said, and what it cost."""
-
-    audio: bytes
-    transcript: str
-    status: str
-    usage: Usage
-    """Tokens of the successful attempt."""
-    billed_usage: Usage
-    """Tokens of every attempt, including failed ones that still billed."""
-    timings: Timings
-    voice: str
-    attempts: int
-    response_id: str | None = None
-    session_id: str | None = None
-
-    @property
-    def duration_seconds(self) -> float:
-        return audio.duration_seconds(self.audio)
 
 
 # --- Retry policy ----------------------------------------------------------------------------
@@ -233,19 +104,20 @@ class RetryPolicy:
 class Narrator:
     """Narrates text through one Azure OpenAI Realtime deployment.
 
-    Create one per process and reuse it (it holds the SDK client and, with Entra ID, a
-    credential whose tokens are cached). Call :meth:`close` when done.
+    Create one per process and reuse it (it holds the SDK client). Call :meth:`close`
+    when done; it closes the SDK client, never the credential.
 
-    ``credential`` is an async Azure token credential used when ``settings.api_key`` is
-    ``None``; by default ``DefaultAzureCredential`` (managed identity in Azure). ``sleep``
-    and ``jitter`` are injectable so tests run retries without waiting.
+    ``credential`` is the app's async Azure token credential (managed identity in Azure),
+    required when ``settings.api_key`` is ``None``; its tokens are cached by the bearer
+    token provider. ``sleep`` and ``jitter`` are injectable so tests run retries without
+    waiting.
     """
 
     def __init__(
         self,
         settings: RealtimeSettings,
         *,
-        credential: Any | None = None,
+        credential: AsyncTokenCredential | None = None,
         retry: RetryPolicy | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         jitter: Callable[[], float] = random.random,
@@ -255,15 +127,14 @@ class Narrator:
         self.retry = retry or RetryPolicy(max_retries=settings.max_retries)
         self._sleep = sleep
         self._jitter = jitter
-        self._owned_credential: Any | None = None
         api_key: str | TokenProvider
         if settings.api_key:
             api_key = settings.api_key
+        elif credential is None:
+            raise ValueError("a Narrator without an API key needs a token credential")
         else:
-            from azure.identity.aio import DefaultAzureCredential, get_bearer_token_provider
+            from azure.identity.aio import get_bearer_token_provider
 
-            if credential is None:
-                credential = self._owned_credential = DefaultAzureCredential()
             api_key = _entra_token_provider(get_bearer_token_provider(credential, COGNITIVE_SERVICES_SCOPE))
         http_base = settings.endpoint.replace("wss://", "https://", 1).replace("ws://", "http://", 1)
         self._client = AsyncOpenAI(
@@ -274,16 +145,9 @@ class Narrator:
         )
         self._open_timeout = open_timeout
 
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, **kwargs: Any) -> Narrator:
-        """A narrator configured by ``AZURE_OPENAI_AUDIO_*`` settings."""
-        return cls(RealtimeSettings.from_env(env), **kwargs)
-
     async def close(self) -> None:
-        """Release the SDK client and any credential this narrator created."""
+        """Release the SDK client (the credential is its owner's to close)."""
         await self._client.close()
-        if self._owned_credential is not None:
-            await self._owned_credential.close()
 
     async def __aenter__(self) -> Narrator:
         return self
@@ -300,7 +164,7 @@ class Narrator:
         max_output_tokens: MaxOutputTokens = MAX_OUTPUT_TOKENS_LIMIT,
         budget_seconds: float | None = None,
         on_retry: Callable[[PodcastError], None] | None = None,
-    ) -> Narration:
+    ) -> SpokenText:
         """Narrate ``text`` and return all its audio, retrying transient failures.
 
         ``budget_seconds`` bounds the whole call, retries and waits included (each attempt
@@ -315,7 +179,7 @@ class Narrator:
         billed = Usage()
         attempts = 0
 
-        async def attempt() -> Narration:
+        async def attempt() -> SpokenText:
             nonlocal attempts, billed
             attempts += 1
             pcm = bytearray()
@@ -331,10 +195,10 @@ class Narrator:
                     pcm,
                 )
             except PodcastError as error:
-                billed += getattr(error, "billed_usage", Usage())
+                billed += error.billed_usage
                 raise
             billed += done.usage
-            return Narration(
+            return SpokenText(
                 audio=bytes(pcm),
                 transcript=done.transcript,
                 status=done.status,
@@ -371,17 +235,17 @@ class Narrator:
         try:
             return await retrying(attempt)
         except PodcastError as error:
-            error.billed_usage = billed  # type: ignore[attr-defined]
+            error.billed_usage = billed
             raise
 
     @staticmethod
-    async def _collect(events: AsyncGenerator[StreamEvent, None], pcm: bytearray) -> NarrationDone:
+    async def _collect(events: AsyncGenerator[StreamEvent, None], pcm: bytearray) -> ResponseDone:
         """Drain one attempt's stream into ``pcm``; return its final event."""
         async with contextlib.aclosing(events):
             async for event in events:
                 if isinstance(event, AudioDelta):
                     pcm += event.pcm
-                elif isinstance(event, NarrationDone):
+                elif isinstance(event, ResponseDone):
                     return event
         raise ConnectionLostError("the narration stream ended without a result")
 
@@ -410,7 +274,7 @@ class Narrator:
     ) -> AsyncGenerator[StreamEvent, None]:
         """Narrate ``text`` once, yielding audio and transcript as they arrive.
 
-        The last event is a :class:`NarrationDone`; anything else ends in a raised
+        The last event is a :class:`ResponseDone`; anything else ends in a raised
         :class:`~podcast.errors.NarrationError`. ``time_limit`` (default: the settings'
         response timeout) bounds the whole attempt, handshake included.
         """
@@ -418,7 +282,7 @@ class Narrator:
         limit = self.settings.response_timeout_seconds if time_limit is None else time_limit
         if limit <= 0:
             raise NarrationTimeoutError("no time was left for the narration")
-        state = _ResponseState(voice=voice)
+        state = ResponseState(voice=voice)
         started = time.monotonic()
         # The deadline bounds only our own awaits, never the consumer's time between events.
         deadline = asyncio.get_running_loop().time() + limit
@@ -469,7 +333,7 @@ class Narrator:
         except InvalidURI as exc:
             raise ServiceUnavailableError(f"invalid Realtime URL: {exc}") from None
         except ConnectionClosed:
-            raise _lost(state, "the connection closed before the response finished") from None
+            raise state.lost("the connection closed before the response finished") from None
         except (InvalidHandshake, OSError) as exc:
             raise ServiceUnavailableError(f"could not reach Azure OpenAI ({type(exc).__name__})") from None
         except ValueError:
@@ -494,125 +358,6 @@ class Narrator:
 
 
 # --- Internals -------------------------------------------------------------------------------
-
-
-@dataclass
-class _ResponseState:
-    """What one attempt has seen so far; turns server events into stream events.
-
-    ``connection.recv()`` gives the SDK's typed events, built *without* validation: a
-    field the server left out reads as ``None`` whatever its declared type, and an event
-    type the SDK does not know is built as some other event class with its own ``type``.
-    So each case matches the class *and* its ``type``, and every field that a
-    non-conforming server might leave out is read as optional.
-    """
-
-    voice: str
-    session_id: str | None = None
-    response_id: str | None = None
-    requested_at: float = 0.0
-    first_audio_at: float | None = None
-    audio_bytes: int = 0
-    transcript_parts: dict[tuple[str, int], list[str]] = field(default_factory=dict)
-    done: RealtimeResponse | None = None
-
-    def handle(self, event: RealtimeServerEvent) -> list[StreamEvent]:
-        """Process one server event; return what to yield. Raises on ``error`` events."""
-        match event:
-            case ResponseAudioDeltaEvent(type="response.output_audio.delta"):
-                if not self._ours(event.response_id):
-                    return []
-                pcm = _decode_audio(event.delta)
-                if not pcm:
-                    return []
-                if self.first_audio_at is None:
-                    self.first_audio_at = time.monotonic()
-                self.audio_bytes += len(pcm)
-                return [AudioDelta(pcm)]
-            case ResponseAudioTranscriptDeltaEvent(type="response.output_audio_transcript.delta"):
-                delta: str | None = event.delta
-                if not self._ours(event.response_id) or not delta:
-                    return []
-                self._parts(event.item_id, event.content_index).append(delta)
-                return [TranscriptDelta(delta)]
-            case ResponseAudioTranscriptDoneEvent(type="response.output_audio_transcript.done"):
-                transcript: object = event.transcript
-                if self._ours(event.response_id) and isinstance(transcript, str):
-                    # The final transcript is authoritative; deltas may have been partial.
-                    self.transcript_parts[_key(event.item_id, event.content_index)] = [transcript]
-            case SessionCreatedEvent(type="session.created"):
-                # The session's ``id`` is not among the SDK's declared fields: an extra.
-                session: object = event.session
-                extra = session.model_extra if isinstance(session, BaseModel) else None
-                self.session_id = (extra or {}).get("id")
-            case ResponseCreatedEvent(type="response.created"):
-                created: RealtimeResponse | None = event.response
-                if self.response_id is None and isinstance(created, RealtimeResponse):
-                    self.response_id = created.id
-            case RealtimeErrorEvent(type="error"):
-                raise _server_error(event.error)
-            case ResponseDoneEvent(type="response.done"):
-                response: RealtimeResponse | None = event.response
-                if isinstance(response, RealtimeResponse) and (
-                    self.response_id is None or response.id in (None, self.response_id)
-                ):
-                    self.done = response
-        return []
-
-    def finish(self, total_seconds: float) -> NarrationDone:
-        """Check the final status; return the result or raise its typed error."""
-        assert self.done is not None, "finish() is called once response.done has arrived"
-        response = self.done
-        status: str = response.status or "completed"
-        usage = Usage.from_event(response.usage)
-        details: RealtimeResponseStatus | None = response.status_details
-        if not isinstance(details, RealtimeResponseStatus):
-            details = RealtimeResponseStatus()
-        if status == "incomplete":
-            error: NarrationError = ResponseIncompleteError(
-                details.reason, audio_seconds=audio.duration_seconds(self.audio_bytes)
-            )
-        elif status == "failed":
-            failure: ResponseStatusError | None = details.error
-            if not isinstance(failure, ResponseStatusError):
-                failure = ResponseStatusError()
-            error = ResponseFailedError(
-                f"Azure OpenAI failed the response: {failure.message or 'no details'}",
-                error_type=failure.type,
-                server_code=failure.code,
-            )
-        elif status == "cancelled":
-            error = ResponseCancelledError(details.reason)
-        elif status != "completed":
-            error = NarrationError(f"unexpected response status {status!r}")
-        elif self.audio_bytes == 0:
-            error = EmptyAudioError("Azure OpenAI completed the response without any audio")
-        else:
-            transcript = "".join("".join(parts) for parts in self.transcript_parts.values())
-            first = None if self.first_audio_at is None else self.first_audio_at - self.requested_at
-            return NarrationDone(
-                transcript=transcript.strip(),
-                status=status,
-                usage=usage,
-                timings=Timings(first_audio_seconds=first, total_seconds=total_seconds),
-                audio_bytes=self.audio_bytes,
-                voice=self.voice,
-                response_id=self.response_id,
-                session_id=self.session_id,
-            )
-        error.billed_usage = usage  # type: ignore[attr-defined]
-        raise error
-
-    def _ours(self, response_id: str | None) -> bool:
-        return self.response_id is None or response_id is None or response_id == self.response_id
-
-    def _parts(self, item_id: str | None, content_index: int | None) -> list[str]:
-        return self.transcript_parts.setdefault(_key(item_id, content_index), [])
-
-
-def _key(item_id: str | None, content_index: int | None) -> tuple[str, int]:
-    """Which output content a transcript belongs to (missing parts read as empty, 0)."""
-    return (str(item_id or ""), _int(content_index))
 
 
 def _entra_token_provider(provider: Callable[[], Awaitable[str]]) -> TokenProvider:
@@ -674,22 +419,6 @@ def _failure(state: RetryCallState) -> PodcastError:
     return error
 
 
-def _lost(state: _ResponseState, message: str) -> ConnectionLostError:
-    seconds = audio.duration_seconds(state.audio_bytes)
-    return ConnectionLostError(f"{message}; {seconds:.1f}s of audio received and discarded")
-
-
-def _server_error(error: RealtimeError | None) -> RealtimeServerError:
-    if not isinstance(error, RealtimeError):
-        return RealtimeServerError("no message", server_code=None, error_type=None, param=None)
-    return RealtimeServerError(
-        str(error.message or "no message")[:500],
-        server_code=error.code,
-        error_type=error.type,
-        param=error.param,
-    )
-
-
 def _handshake_error(exc: InvalidStatus) -> NarrationError:
     status = exc.response.status_code
     headers = exc.response.headers
@@ -733,16 +462,3 @@ def _retry_after(headers: Mapping[str, str]) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(0.0, when.timestamp() - time.time())
-
-
-def _decode_audio(delta: object) -> bytes:
-    if not isinstance(delta, str) or not delta:
-        return b""
-    try:
-        return base64.b64decode(delta, validate=True)
-    except (binascii.Error, ValueError):
-        raise NarrationError("Azure OpenAI sent audio that is not valid base64") from None
-
-
-def _int(value: object) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0

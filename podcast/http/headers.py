@@ -51,7 +51,7 @@ def submit_options(headers: Mapping[str, str]) -> SubmitOptions:
     return SubmitOptions(
         respond_async="respond-async" in prefer,
         reuse=not (no_store or "no-cache" in cache),
-        store=not no_store,
+        remember=not no_store,
         idempotency_key=key,
     )
 

@@ -32,7 +32,7 @@ from markdown_it.token import Token
 
 from podcast.errors import ConfigurationError, DocumentError, PodcastError, RequestValidationError
 from podcast.models import MAX_TITLE_CHARACTERS, NarrationRequest, parse_request
-from podcast.services.narrations import NarrationResult, NarrationService
+from podcast.services.narrations import NarrationService, StoredNarration
 from podcast.settings import (
     INPUT_CONTAINER_SETTING,
     OUTPUT_CONTAINER_SETTING,
@@ -200,7 +200,7 @@ class DocumentOutcome:
     status: Literal["narrated", "skipped", "failed"]
     base: str
     """Output blob names without extension (``<base>.wav``, ``.json``, ``.error.json``)."""
-    result: NarrationResult | None = None
+    result: StoredNarration | None = None
     error: PodcastError | None = None
 
 

@@ -44,12 +44,12 @@ from podcast.services.records import (
     FINAL_STATUSES,
     JOB_ID,
     estimate_audio_seconds,
+    idempotency_hash,
     idempotency_name,
     iso,
     job_id_from_message,
     now,
     record_name,
-    request_hash,
     request_name,
 )
 from podcast.services.reuse import ReuseCache
@@ -118,7 +118,7 @@ class JobService:
         """``None`` when another request took the Idempotency-Key between our read and our
         write (the caller tries again and finds that job)."""
         documents = self.documents
-        fingerprint = request_hash(request)
+        request_digest = idempotency_hash(request)
         key_name = idempotency_name(options.idempotency_key) if options.idempotency_key else None
         key_etag: str | None = None
         if key_name is not None:
@@ -126,7 +126,7 @@ class JobService:
             if mapped is not None:
                 document, key_etag = mapped
                 entry = IdempotencyEntry.model_validate(document)
-                if entry.request_hash != fingerprint:
+                if entry.request_hash != request_digest:
                     raise IdempotencyKeyReusedError()
                 existing = await self._current(entry.job_id)
                 if existing is not None and existing.status != "failed":
@@ -145,7 +145,7 @@ class JobService:
             sas_expiry_minutes=request.sas_expiry_minutes,
             cache_key=key,
             reuse=options.reuse,
-            store_result=options.store,
+            store_result=options.remember,
         )
         claim_etag: str | None = None
         leader = True
@@ -165,7 +165,7 @@ class JobService:
         await documents.put(record_name(record.id), _dump(record), create=True)
 
         if key_name is not None:
-            mapping = IdempotencyEntry(job_id=record.id, request_hash=fingerprint, created_at=moment)
+            mapping = IdempotencyEntry(job_id=record.id, request_hash=request_digest, created_at=moment)
             if not await documents.put(
                 key_name, mapping.model_dump(mode="json"), etag=key_etag, create=key_etag is None
             ):
@@ -175,7 +175,7 @@ class JobService:
                 return None
 
         if leader:
-            if options.store:
+            if options.remember:
                 await self.reuse.claim(key, record.id, etag=claim_etag)
             try:
                 await self.queue.send(record.id)

@@ -20,9 +20,7 @@ from datetime import UTC, datetime, timedelta
 
 from podcast.engine import audio
 from podcast.engine.longform import ProgressCallback, narrate_text
-from podcast.engine.longform import SegmentReport as EngineSegmentReport
 from podcast.engine.realtime import Narrator
-from podcast.engine.realtime import Usage as EngineUsage
 from podcast.models import NarrationRequest
 from podcast.services.reuse import ReuseCache
 from podcast.settings import NarrationSettings, PipelineSettings
@@ -47,13 +45,13 @@ class SubmitOptions:
     """Run as a job and answer 202 (``Prefer: respond-async``, RFC 7240)."""
     reuse: bool = True
     """``False``: narrate afresh even when identical audio exists (``Cache-Control: no-cache``)."""
-    store: bool = True
+    remember: bool = True
     """``False``: keep the result out of the reuse cache (``Cache-Control: no-store``)."""
     idempotency_key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
-class NarrationResult:
+class StoredNarration:
     """A stored narration, as the HTTP response and the transcript document describe it."""
 
     id: str
@@ -66,9 +64,9 @@ class NarrationResult:
     transcript: str
     duration_seconds: float
     request: NarrationRequest
-    usage: EngineUsage
+    usage: Usage
     created_at: datetime
-    segments: tuple[EngineSegmentReport, ...] = field(default=())
+    segments: tuple[SegmentReport, ...] = field(default=())
     fidelity: float | None = None
     """Overall word similarity of the transcript to the text (``None`` in episode mode)."""
     min_fidelity: float | None = None
@@ -95,7 +93,7 @@ class NarrationResult:
             segments=len(self.segments) or 1,
             fidelity=self.fidelity,
             warnings=self.warnings,
-            usage=Usage.model_validate(self.usage.to_dict()),
+            usage=self.usage,
         )
 
     def transcript_document(self, source: DocumentSource | None = None) -> TranscriptDocument:
@@ -105,7 +103,7 @@ class NarrationResult:
             self.to_response(),
             created_at=self.created_at,
             min_fidelity=self.min_fidelity,
-            segments=[SegmentReport.model_validate(s.to_dict()) for s in self.segments],
+            segments=self.segments,
             source=source,
         )
 
@@ -143,7 +141,7 @@ class NarrationService:
     async def respond(self, request: NarrationRequest, options: SubmitOptions) -> NarrationResponse:
         """The synchronous answer to ``request``: identical audio made before, with a fresh
         link (unless ``options.reuse`` is off), else a new narration, remembered for reuse
-        unless ``options.store`` is off. Raises a :class:`~podcast.errors.PodcastError`."""
+        unless ``options.remember`` is off. Raises a :class:`~podcast.errors.PodcastError`."""
         key = self.reuse.key(request, self.deployment)
         if options.reuse:
             reusable = await self.reuse.find(key)
@@ -151,7 +149,7 @@ class NarrationService:
                 log.info("narration %s reused for a synchronous request", reusable.result.id)
                 return await self.reuse.signed(reusable.result, request.sas_expiry_minutes)
         response = (await self.narrate(request)).to_response()
-        if options.store:
+        if options.remember:
             await self.reuse.remember(key, None, response)
         return response
 
@@ -162,7 +160,7 @@ class NarrationService:
         narration_id: str | None = None,
         on_progress: ProgressCallback | None = None,
         time_budget_seconds: float | None = None,
-    ) -> NarrationResult:
+    ) -> StoredNarration:
         """Narrate ``request``, store the WAV and its transcript document, return a read link.
 
         Blobs are named ``<yyyy>/<mm>/<dd>/<id>.wav`` and ``.json`` (``narration_id``
@@ -194,7 +192,7 @@ class NarrationService:
         source: DocumentSource | None = None,
         on_progress: ProgressCallback | None = None,
         time_budget_seconds: float | None = None,
-    ) -> NarrationResult:
+    ) -> StoredNarration:
         """Narrate, then store ``<base>.wav`` and then ``<base>.json`` (the completion mark).
 
         Each upload is atomic (a blob is visible only once committed); if anything fails,
@@ -219,7 +217,7 @@ class NarrationService:
             budget_seconds=time_budget_seconds or self.pipeline_settings.time_budget_seconds,
             on_progress=on_progress,
         )
-        result = NarrationResult(
+        result = StoredNarration(
             id=narration_id,
             audio_url=url,
             expires_at=expires_at,

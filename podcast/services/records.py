@@ -79,9 +79,10 @@ def retry_after_seconds(estimated_audio_seconds: float, done: int = 0, total: in
     return int(min(MAX_RETRY_AFTER_SECONDS, max(MIN_RETRY_AFTER_SECONDS, math.ceil(remaining))))
 
 
-def request_hash(request: NarrationRequest) -> str:
-    """A hash of the whole validated request (title and link lifetime included), which an
-    ``Idempotency-Key`` must keep: the same key with another request is a 422."""
+def idempotency_hash(request: NarrationRequest) -> str:
+    """SHA-256 (hex) of the whole validated request, title and link lifetime included: an
+    ``Idempotency-Key`` is bound to it (stored as ``request_hash``), and the same key with
+    another request is a 422. Unlike the reuse key, it covers what does not change the audio."""
     canonical = json.dumps(request.model_dump(mode="json"), sort_keys=True, ensure_ascii=False)
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 

@@ -27,8 +27,9 @@ from podcast.wire import CacheEntry, NarrationResponse, job_timestamp
 log = logging.getLogger(__name__)
 
 
-def content_key(request: NarrationRequest, deployment: str) -> str:
-    """The reuse key: what decides the audio (the request's fingerprint) and the deployment."""
+def reuse_key(request: NarrationRequest, deployment: str) -> str:
+    """The reuse key (SHA-256, hex): what decides the audio, the request's
+    :meth:`~podcast.models.NarrationRequest.fingerprint`, and the deployment that speaks it."""
     return hashlib.sha256(f"v1\n{deployment}\n{request.fingerprint()}".encode()).hexdigest()
 
 
@@ -59,7 +60,7 @@ class ReuseCache:
 
     @staticmethod
     def key(request: NarrationRequest, deployment: str) -> str:
-        return content_key(request, deployment)
+        return reuse_key(request, deployment)
 
     async def _entry(self, key: str) -> tuple[CacheEntry | None, str | None]:
         """The entry for ``key`` (``None`` when there is none or it is unreadable) and its ETag."""

@@ -6,11 +6,12 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from azure.core.credentials import AccessToken, AccessTokenInfo, TokenRequestOptions
 
 from emulator import Fault, FaultKind, RealtimeEmulator
 from podcast.engine import audio
@@ -27,6 +28,7 @@ from podcast.errors import (
     ServiceUnavailableError,
 )
 from podcast.settings import RealtimeSettings, realtime_base_url
+from testkit.credentials import FakeTokenCredential, token_claims
 
 TEXT = "The quick brown fox jumps over the lazy dog. Then it runs into the quiet forest and sleeps."
 KEY = "emulator-key"
@@ -186,59 +188,38 @@ async def test_an_unknown_deployment_is_not_found(emulator: RealtimeEmulator) ->
             await narrator.narrate(TEXT)
 
 
-class StaticTokenCredential:
-    """An async Azure credential handing out one bearer token (the managed identity path)."""
-
-    def __init__(self, token: str) -> None:
-        self.token = token
-        self.scopes: list[tuple[str, ...]] = []
-
-    async def get_token(self, *scopes: str, **kwargs: object) -> object:
-        from azure.core.credentials import AccessToken
-
-        self.scopes.append(scopes)
-        return AccessToken(self.token, int(time.time()) + 3600)
-
-    async def get_token_info(self, *scopes: str, options: object = None) -> object:
-        from azure.core.credentials import AccessTokenInfo
-
-        self.scopes.append(scopes)
-        return AccessTokenInfo(self.token, int(time.time()) + 3600)
-
-    async def close(self) -> None:
-        return None
-
-
 async def test_without_a_key_an_entra_token_for_cognitive_services_is_sent() -> None:
     seen: list[str] = []
 
     def accept(token: str) -> bool:
         seen.append(token)
-        return token == "entra-token"
+        return token_claims(token).get("aud") == "https://cognitiveservices.azure.com"
 
     async with RealtimeEmulator(api_key=KEY, engine="synthetic", token_validator=accept) as emu:
-        credential = StaticTokenCredential("entra-token")
+        credential = FakeTokenCredential()
         settings = RealtimeSettings(endpoint=realtime_base_url(emu.url), api_key=None)
         async with Narrator(settings, credential=credential) as narrator:
             narration = await narrator.narrate(TEXT)
         assert narration.transcript == TEXT
         assert emu.sessions[0].token_validated
-    assert set(seen) == {"entra-token"}
-    assert credential.scopes == [("https://cognitiveservices.azure.com/.default",)]
+    assert {token_claims(token)["oid"] for token in seen} == {credential.object_id}
+    assert credential.scopes_requested == [("https://cognitiveservices.azure.com/.default",)]
 
 
 async def test_a_credential_that_cannot_get_a_token_is_an_authentication_error(
     emulator: RealtimeEmulator,
 ) -> None:
-    class NoIdentity(StaticTokenCredential):
-        async def get_token_info(self, *scopes: str, options: object = None) -> object:
+    class NoIdentity(FakeTokenCredential):
+        async def get_token_info(
+            self, *scopes: str, options: TokenRequestOptions | None = None
+        ) -> AccessTokenInfo:
             raise RuntimeError("no managed identity endpoint")
 
-        async def get_token(self, *scopes: str, **kwargs: object) -> object:
+        async def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
             raise RuntimeError("no managed identity endpoint")
 
     settings = settings_for(emulator, api_key=None)
-    async with Narrator(settings, credential=NoIdentity("x"), sleep=no_wait) as narrator:
+    async with Narrator(settings, credential=NoIdentity(), sleep=no_wait) as narrator:
         with pytest.raises(AuthenticationError, match="managed identity"):
             await narrator.narrate(TEXT)
 

@@ -11,7 +11,8 @@ import socket
 
 import pytest
 
-from podcast.engine.realtime import AudioDelta, NarrationDone, Narrator, RetryPolicy, TranscriptDelta
+from podcast.engine.realtime import Narrator, RetryPolicy
+from podcast.engine.responses import AudioDelta, ResponseDone, TranscriptDelta
 from podcast.errors import (
     AuthenticationError,
     ConnectionLostError,
@@ -119,7 +120,7 @@ async def test_stream_yields_audio_and_transcript_as_they_arrive_then_done() -> 
 
     assert [type(e) for e in events[:3]] == [AudioDelta, AudioDelta, AudioDelta]
     assert [e.text for e in events if isinstance(e, TranscriptDelta)] == ["Hello ", "there."]
-    assert isinstance(events[-1], NarrationDone)
+    assert isinstance(events[-1], ResponseDone)
     assert events[-1].audio_bytes == sum(len(e.pcm) for e in events if isinstance(e, AudioDelta))
 
 

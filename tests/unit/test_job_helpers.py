@@ -33,7 +33,7 @@ def test_request_headers_are_read_in_any_letter_case() -> None:
     options = submit_options(
         {"prefer": "wait=5, Respond-Async", "CACHE-CONTROL": "no-store", "idempotency-key": " k1 "}
     )
-    assert options == SubmitOptions(respond_async=True, reuse=False, store=False, idempotency_key="k1")
+    assert options == SubmitOptions(respond_async=True, reuse=False, remember=False, idempotency_key="k1")
     assert submit_options({}) == SubmitOptions()
 
 

@@ -9,15 +9,8 @@ from typing import Any
 
 import pytest
 
-from podcast.engine.realtime import (
-    AudioDelta,
-    NarrationDone,
-    Narrator,
-    RetryPolicy,
-    StreamEvent,
-    Timings,
-    Usage,
-)
+from podcast.engine.realtime import Narrator, RetryPolicy
+from podcast.engine.responses import AudioDelta, ResponseDone, StreamEvent, Timings
 from podcast.errors import (
     AuthenticationError,
     ConnectionLostError,
@@ -26,12 +19,13 @@ from podcast.errors import (
     ServiceUnavailableError,
 )
 from podcast.settings import RealtimeSettings
+from podcast.wire import Usage
 
 PCM = b"\x01\x00" * 100
 
 
 def billed(error: PodcastError, tokens: int) -> PodcastError:
-    error.billed_usage = Usage(input_tokens=tokens)  # type: ignore[attr-defined]
+    error.billed_usage = Usage(input_tokens=tokens)
     return error
 
 
@@ -64,7 +58,7 @@ class Scripted:
         if outcome is not None:
             raise outcome
         yield AudioDelta(PCM)
-        yield NarrationDone(
+        yield ResponseDone(
             transcript="ok",
             status="completed",
             usage=Usage(input_tokens=1, output_tokens=2),
@@ -115,7 +109,7 @@ async def test_at_most_max_retries_then_the_last_error_with_every_attempts_billi
         await scripted.narrate()
 
     assert caught.value is errors[2]
-    assert caught.value.billed_usage == Usage(input_tokens=1 + 2 + 3)  # type: ignore[attr-defined]
+    assert caught.value.billed_usage == Usage(input_tokens=1 + 2 + 3)
     assert len(scripted.sleeps) == 2
     assert scripted.jitters == 2, "no jitter drawn for an error that is not retried"
     assert scripted.retried == errors[:2]
@@ -129,7 +123,7 @@ async def test_a_permanent_error_is_raised_at_once() -> None:
         await scripted.narrate()
 
     assert caught.value is error
-    assert caught.value.billed_usage == Usage(input_tokens=4)  # type: ignore[attr-defined]
+    assert caught.value.billed_usage == Usage(input_tokens=4)
     assert (scripted.sleeps, scripted.jitters, scripted.retried) == ([], 0, [])
 
 

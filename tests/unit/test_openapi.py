@@ -15,7 +15,6 @@ from openapi_spec_validator import validate as validate_spec
 from openapi_spec_validator.validation.exceptions import OpenAPIValidationError
 
 import function_app
-from podcast.engine.realtime import Usage
 from podcast.errors import RequestValidationError
 from podcast.http.openapi import DEFAULT_HOST, build_definition, render, sample_response
 from podcast.models import (
@@ -34,6 +33,7 @@ from podcast.models import (
     parse_request,
 )
 from podcast.voices import DEFAULT_VOICE, REALTIME_VOICES
+from podcast.wire import Usage
 from testkit import host
 from testkit.openapi import openapi_schema
 
@@ -175,7 +175,7 @@ def test_the_result_schema_has_exactly_the_keys_of_to_response_and_of_usage(
 
     assert list(result["properties"]) == keys
     assert result["required"] == keys
-    assert list(definition["definitions"]["Usage"]["properties"]) == list(Usage().to_dict())
+    assert list(definition["definitions"]["Usage"]["properties"]) == list(Usage().model_dump())
     validate(result["example"], openapi_schema(definition, "NarrationResult"), cls=OAS30Validator)
 
 

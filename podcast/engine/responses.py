@@ -1,0 +1,275 @@
+"""What one Realtime response yields: the typed server events turned into audio and
+transcript pieces, the final status checked, and the result types of a narration.
+
+:class:`ResponseState` is fed the SDK's server events of one attempt (``connection.recv()``)
+and turns them into stream events; :meth:`ResponseState.finish` checks the final
+``response.done`` and returns a :class:`ResponseDone` or raises the typed error of the
+failure, carrying the tokens it billed.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import time
+from dataclasses import dataclass, field
+from typing import TypeAlias
+
+from openai.types.realtime import (
+    RealtimeError,
+    RealtimeErrorEvent,
+    RealtimeResponse,
+    RealtimeResponseStatus,
+    RealtimeResponseUsage,
+    RealtimeServerEvent,
+    ResponseAudioDeltaEvent,
+    ResponseAudioTranscriptDeltaEvent,
+    ResponseAudioTranscriptDoneEvent,
+    ResponseCreatedEvent,
+    ResponseDoneEvent,
+    SessionCreatedEvent,
+)
+from openai.types.realtime.realtime_response_status import Error as ResponseStatusError
+from pydantic import BaseModel
+
+from podcast.engine import audio
+from podcast.errors import (
+    ConnectionLostError,
+    EmptyAudioError,
+    NarrationError,
+    RealtimeServerError,
+    ResponseCancelledError,
+    ResponseFailedError,
+    ResponseIncompleteError,
+)
+from podcast.wire import Usage
+
+
+def usage_from_event(usage: RealtimeResponseUsage | None) -> Usage:
+    """The tokens of the SDK's ``RealtimeResponseUsage``, tolerating missing or malformed parts."""
+    if not isinstance(usage, RealtimeResponseUsage):
+        return Usage()
+    inp, out = usage.input_token_details, usage.output_token_details
+    return Usage(
+        input_tokens=_int(usage.input_tokens),
+        output_tokens=_int(usage.output_tokens),
+        input_text_tokens=_int(inp.text_tokens) if inp is not None else 0,
+        input_audio_tokens=_int(inp.audio_tokens) if inp is not None else 0,
+        input_cached_tokens=_int(inp.cached_tokens) if inp is not None else 0,
+        output_text_tokens=_int(out.text_tokens) if out is not None else 0,
+        output_audio_tokens=_int(out.audio_tokens) if out is not None else 0,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Timings:
+    """Seconds from sending ``response.create``: to the first audio, and to ``response.done``."""
+
+    first_audio_seconds: float | None
+    total_seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseDone:
+    """The end of a successful response: everything except the audio itself."""
+
+    transcript: str
+    status: str
+    usage: Usage
+    timings: Timings
+    audio_bytes: int
+    voice: str
+    response_id: str | None
+    session_id: str | None
+
+    @property
+    def duration_seconds(self) -> float:
+        return audio.duration_seconds(self.audio_bytes)
+
+
+@dataclass(frozen=True, slots=True)
+class AudioDelta:
+    """A piece of PCM16 24 kHz mono audio, in order."""
+
+    pcm: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class TranscriptDelta:
+    """A piece of the transcript of what is being said."""
+
+    text: str
+
+
+StreamEvent: TypeAlias = AudioDelta | TranscriptDelta | ResponseDone
+
+
+@dataclass(frozen=True, slots=True)
+class SpokenText:
+    """One text read by one Realtime response (after any retries): PCM16 24 kHz mono
+    ``audio``, what was said, and what it cost."""
+
+    audio: bytes
+    transcript: str
+    status: str
+    usage: Usage
+    """Tokens of the successful attempt."""
+    billed_usage: Usage
+    """Tokens of every attempt, including failed ones that still billed."""
+    timings: Timings
+    voice: str
+    attempts: int
+    response_id: str | None = None
+    session_id: str | None = None
+
+    @property
+    def duration_seconds(self) -> float:
+        return audio.duration_seconds(self.audio)
+
+
+@dataclass
+class ResponseState:
+    """What one attempt has seen so far; turns server events into stream events.
+
+    ``connection.recv()`` gives the SDK's typed events, built *without* validation: a
+    field the server left out reads as ``None`` whatever its declared type, and an event
+    type the SDK does not know is built as some other event class with its own ``type``.
+    So each case matches the class *and* its ``type``, and every field that a
+    non-conforming server might leave out is read as optional.
+    """
+
+    voice: str
+    session_id: str | None = None
+    response_id: str | None = None
+    requested_at: float = 0.0
+    first_audio_at: float | None = None
+    audio_bytes: int = 0
+    transcript_parts: dict[tuple[str, int], list[str]] = field(default_factory=dict)
+    done: RealtimeResponse | None = None
+
+    def handle(self, event: RealtimeServerEvent) -> list[StreamEvent]:
+        """Process one server event; return what to yield. Raises on ``error`` events."""
+        match event:
+            case ResponseAudioDeltaEvent(type="response.output_audio.delta"):
+                if not self._ours(event.response_id):
+                    return []
+                pcm = _decode_audio(event.delta)
+                if not pcm:
+                    return []
+                if self.first_audio_at is None:
+                    self.first_audio_at = time.monotonic()
+                self.audio_bytes += len(pcm)
+                return [AudioDelta(pcm)]
+            case ResponseAudioTranscriptDeltaEvent(type="response.output_audio_transcript.delta"):
+                delta: str | None = event.delta
+                if not self._ours(event.response_id) or not delta:
+                    return []
+                self._parts(event.item_id, event.content_index).append(delta)
+                return [TranscriptDelta(delta)]
+            case ResponseAudioTranscriptDoneEvent(type="response.output_audio_transcript.done"):
+                transcript: object = event.transcript
+                if self._ours(event.response_id) and isinstance(transcript, str):
+                    # The final transcript is authoritative; deltas may have been partial.
+                    self.transcript_parts[_key(event.item_id, event.content_index)] = [transcript]
+            case SessionCreatedEvent(type="session.created"):
+                # The session's ``id`` is not among the SDK's declared fields: an extra.
+                session: object = event.session
+                extra = session.model_extra if isinstance(session, BaseModel) else None
+                self.session_id = (extra or {}).get("id")
+            case ResponseCreatedEvent(type="response.created"):
+                created: RealtimeResponse | None = event.response
+                if self.response_id is None and isinstance(created, RealtimeResponse):
+                    self.response_id = created.id
+            case RealtimeErrorEvent(type="error"):
+                raise server_error(event.error)
+            case ResponseDoneEvent(type="response.done"):
+                response: RealtimeResponse | None = event.response
+                if isinstance(response, RealtimeResponse) and (
+                    self.response_id is None or response.id in (None, self.response_id)
+                ):
+                    self.done = response
+        return []
+
+    def finish(self, total_seconds: float) -> ResponseDone:
+        """Check the final status; return the result or raise its typed error."""
+        assert self.done is not None, "finish() is called once response.done has arrived"
+        response = self.done
+        status: str = response.status or "completed"
+        usage = usage_from_event(response.usage)
+        details: RealtimeResponseStatus | None = response.status_details
+        if not isinstance(details, RealtimeResponseStatus):
+            details = RealtimeResponseStatus()
+        if status == "incomplete":
+            error: NarrationError = ResponseIncompleteError(
+                details.reason, audio_seconds=audio.duration_seconds(self.audio_bytes)
+            )
+        elif status == "failed":
+            failure: ResponseStatusError | None = details.error
+            if not isinstance(failure, ResponseStatusError):
+                failure = ResponseStatusError()
+            error = ResponseFailedError(
+                f"Azure OpenAI failed the response: {failure.message or 'no details'}",
+                error_type=failure.type,
+                server_code=failure.code,
+            )
+        elif status == "cancelled":
+            error = ResponseCancelledError(details.reason)
+        elif status != "completed":
+            error = NarrationError(f"unexpected response status {status!r}")
+        elif self.audio_bytes == 0:
+            error = EmptyAudioError("Azure OpenAI completed the response without any audio")
+        else:
+            transcript = "".join("".join(parts) for parts in self.transcript_parts.values())
+            first = None if self.first_audio_at is None else self.first_audio_at - self.requested_at
+            return ResponseDone(
+                transcript=transcript.strip(),
+                status=status,
+                usage=usage,
+                timings=Timings(first_audio_seconds=first, total_seconds=total_seconds),
+                audio_bytes=self.audio_bytes,
+                voice=self.voice,
+                response_id=self.response_id,
+                session_id=self.session_id,
+            )
+        error.billed_usage = usage
+        raise error
+
+    def lost(self, message: str) -> ConnectionLostError:
+        """The error for a connection that closed before ``response.done``."""
+        seconds = audio.duration_seconds(self.audio_bytes)
+        return ConnectionLostError(f"{message}; {seconds:.1f}s of audio received and discarded")
+
+    def _ours(self, response_id: str | None) -> bool:
+        return self.response_id is None or response_id is None or response_id == self.response_id
+
+    def _parts(self, item_id: str | None, content_index: int | None) -> list[str]:
+        return self.transcript_parts.setdefault(_key(item_id, content_index), [])
+
+
+def _key(item_id: str | None, content_index: int | None) -> tuple[str, int]:
+    """Which output content a transcript belongs to (missing parts read as empty, 0)."""
+    return (str(item_id or ""), _int(content_index))
+
+
+def server_error(error: RealtimeError | None) -> RealtimeServerError:
+    if not isinstance(error, RealtimeError):
+        return RealtimeServerError("no message", server_code=None, error_type=None, param=None)
+    return RealtimeServerError(
+        str(error.message or "no message")[:500],
+        server_code=error.code,
+        error_type=error.type,
+        param=error.param,
+    )
+
+
+def _decode_audio(delta: object) -> bytes:
+    if not isinstance(delta, str) or not delta:
+        return b""
+    try:
+        return base64.b64decode(delta, validate=True)
+    except (binascii.Error, ValueError):
+        raise NarrationError("Azure OpenAI sent audio that is not valid base64") from None
+
+
+def _int(value: object) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
