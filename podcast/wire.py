@@ -201,6 +201,84 @@ class SegmentReport(BaseModel):
     )
 
 
+# --- Fields of the 200 body that the transcript document shares (one description each) ---
+
+_Id = Annotated[
+    str,
+    Field(
+        description="The narration's id (the base name of its blobs).",
+        json_schema_extra={"x-ms-summary": "Narration ID"},
+    ),
+]
+_Container = Annotated[
+    str,
+    Field(
+        description="The Blob Storage container holding the audio.",
+        json_schema_extra={"x-ms-summary": "Container"},
+    ),
+]
+_BlobName = Annotated[
+    str, Field(description="The WAV's blob name.", json_schema_extra={"x-ms-summary": "Audio Blob Name"})
+]
+_Transcript = Annotated[
+    str,
+    Field(
+        description="What was said, as the model transcribed its own audio.",
+        json_schema_extra={"x-ms-summary": "Transcript"},
+    ),
+]
+_DurationSeconds = Annotated[
+    Seconds,
+    Field(description="Length of the audio.", json_schema_extra={"x-ms-summary": "Duration (Seconds)"}),
+]
+_Voice = Annotated[Voice, Field(description="The voice used.", json_schema_extra={"x-ms-summary": "Voice"})]
+_Mode = Annotated[
+    NarrationMode, Field(description="read or episode.", json_schema_extra={"x-ms-summary": "Mode"})
+]
+_Style = Annotated[str, Field(description="The delivery style.", json_schema_extra={"x-ms-summary": "Style"})]
+_Language = Annotated[
+    str | None,
+    Field(
+        description="The BCP 47 tag the narration was pinned to, if any.",
+        json_schema_extra={"x-ms-summary": "Language"},
+    ),
+]
+_Title = Annotated[
+    str | None, Field(description="The title, if any.", json_schema_extra={"x-ms-summary": "Title"})
+]
+_Format = Annotated[
+    Literal["wav"], Field(description="Always wav.", json_schema_extra={"x-ms-summary": "Format"})
+]
+_SampleRate = Annotated[
+    int,
+    Field(
+        description="Samples a second (24,000; 16-bit mono PCM).",
+        json_schema_extra={"x-ms-summary": "Sample Rate"},
+    ),
+]
+_Characters = Annotated[
+    int,
+    Field(description="Characters in the narrated text.", json_schema_extra={"x-ms-summary": "Characters"}),
+]
+_Fidelity = Annotated[
+    Similarity | None,
+    Field(
+        description="Word similarity of the transcript to the text, 0 to 1 (null in episode mode).",
+        json_schema_extra={"x-ms-summary": "Fidelity"},
+    ),
+]
+_Warnings = Annotated[
+    tuple[str, ...],
+    Field(
+        description="Anything worth knowing (e.g. low fidelity kept by policy).",
+        json_schema_extra={"x-ms-summary": "Warnings"},
+    ),
+]
+_Usage = Annotated[
+    Usage, Field(description="Tokens billed by Azure OpenAI.", json_schema_extra={"x-ms-summary": "Usage"})
+]
+
+
 class NarrationResponse(BaseModel):
     """The JSON body of a successful ``POST /api/narrations`` (and of a finished job).
 
@@ -212,10 +290,7 @@ class NarrationResponse(BaseModel):
 
     model_config = _DOCUMENT
 
-    id: str = Field(
-        description="The narration's id (the base name of its blobs).",
-        json_schema_extra={"x-ms-summary": "Narration ID"},
-    )
+    id: _Id
     audio_url: Annotated[str | None, WithJsonSchema({"type": "string", "format": "uri"})] = Field(
         description="Read-only SAS link to the WAV, valid until expires_at.",
         json_schema_extra={"x-ms-summary": "Audio URL"},
@@ -224,58 +299,30 @@ class NarrationResponse(BaseModel):
         description="When audio_url stops working (UTC).",
         json_schema_extra={"x-ms-summary": "Link Expires At"},
     )
-    container: str = Field(
-        description="The Blob Storage container holding the audio.",
-        json_schema_extra={"x-ms-summary": "Container"},
-    )
-    blob_name: str = Field(
-        description="The WAV's blob name.", json_schema_extra={"x-ms-summary": "Audio Blob Name"}
-    )
+    container: _Container
+    blob_name: _BlobName
     transcript_blob_name: str = Field(
         description="The transcript document's blob name (the same fields, without the link, plus "
         "segment timings).",
         json_schema_extra={"x-ms-summary": "Transcript Blob Name"},
     )
-    transcript: str = Field(
-        description="What was said, as the model transcribed its own audio.",
-        json_schema_extra={"x-ms-summary": "Transcript"},
-    )
-    duration_seconds: Seconds = Field(
-        description="Length of the audio.", json_schema_extra={"x-ms-summary": "Duration (Seconds)"}
-    )
-    voice: Voice = Field(description="The voice used.", json_schema_extra={"x-ms-summary": "Voice"})
-    mode: NarrationMode = Field(description="read or episode.", json_schema_extra={"x-ms-summary": "Mode"})
-    style: str = Field(description="The delivery style.", json_schema_extra={"x-ms-summary": "Style"})
-    language: str | None = Field(
-        description="The BCP 47 tag the narration was pinned to, if any.",
-        json_schema_extra={"x-ms-summary": "Language"},
-    )
-    title: str | None = Field(description="The title, if any.", json_schema_extra={"x-ms-summary": "Title"})
-    format: Literal["wav"] = Field(
-        default="wav", description="Always wav.", json_schema_extra={"x-ms-summary": "Format"}
-    )
-    sample_rate: int = Field(
-        description="Samples a second (24,000; 16-bit mono PCM).",
-        json_schema_extra={"x-ms-summary": "Sample Rate"},
-    )
-    characters: int = Field(
-        description="Characters in the narrated text.", json_schema_extra={"x-ms-summary": "Characters"}
-    )
+    transcript: _Transcript
+    duration_seconds: _DurationSeconds
+    voice: _Voice
+    mode: _Mode
+    style: _Style
+    language: _Language
+    title: _Title
+    format: _Format = "wav"
+    sample_rate: _SampleRate
+    characters: _Characters
     segments: int = Field(
         description="Segments the text was narrated in (one Realtime session each).",
         json_schema_extra={"x-ms-summary": "Segments"},
     )
-    fidelity: Similarity | None = Field(
-        description="Word similarity of the transcript to the text, 0 to 1 (null in episode mode).",
-        json_schema_extra={"x-ms-summary": "Fidelity"},
-    )
-    warnings: tuple[str, ...] = Field(
-        description="Anything worth knowing (e.g. low fidelity kept by policy).",
-        json_schema_extra={"x-ms-summary": "Warnings"},
-    )
-    usage: Usage = Field(
-        description="Tokens billed by Azure OpenAI.", json_schema_extra={"x-ms-summary": "Usage"}
-    )
+    fidelity: _Fidelity
+    warnings: _Warnings
+    usage: _Usage
 
     def without_link(self) -> NarrationResponse:
         """The body as job records and the cache keep it: ``audio_url`` and ``expires_at`` null."""
@@ -315,60 +362,29 @@ class TranscriptDocument(BaseModel):
 
     model_config = _DOCUMENT
 
-    id: str = Field(
-        description="The narration's id (the base name of its blobs).",
-        json_schema_extra={"x-ms-summary": "Narration ID"},
-    )
-    container: str = Field(
-        description="The Blob Storage container holding the audio.",
-        json_schema_extra={"x-ms-summary": "Container"},
-    )
-    blob_name: str = Field(
-        description="The WAV's blob name.", json_schema_extra={"x-ms-summary": "Audio Blob Name"}
-    )
+    id: _Id
+    container: _Container
+    blob_name: _BlobName
     transcript_blob_name: str = Field(
         description="This document's blob name.", json_schema_extra={"x-ms-summary": "Transcript Blob Name"}
     )
-    transcript: str = Field(
-        description="What was said, as the model transcribed its own audio.",
-        json_schema_extra={"x-ms-summary": "Transcript"},
-    )
-    duration_seconds: Seconds = Field(
-        description="Length of the audio.", json_schema_extra={"x-ms-summary": "Duration (Seconds)"}
-    )
-    voice: Voice = Field(description="The voice used.", json_schema_extra={"x-ms-summary": "Voice"})
-    mode: NarrationMode = Field(description="read or episode.", json_schema_extra={"x-ms-summary": "Mode"})
-    style: str = Field(description="The delivery style.", json_schema_extra={"x-ms-summary": "Style"})
-    language: str | None = Field(
-        description="The BCP 47 tag the narration was pinned to, if any.",
-        json_schema_extra={"x-ms-summary": "Language"},
-    )
-    title: str | None = Field(description="The title, if any.", json_schema_extra={"x-ms-summary": "Title"})
-    format: Literal["wav"] = Field(
-        default="wav", description="Always wav.", json_schema_extra={"x-ms-summary": "Format"}
-    )
-    sample_rate: int = Field(
-        description="Samples a second (24,000; 16-bit mono PCM).",
-        json_schema_extra={"x-ms-summary": "Sample Rate"},
-    )
-    characters: int = Field(
-        description="Characters in the narrated text.", json_schema_extra={"x-ms-summary": "Characters"}
-    )
+    transcript: _Transcript
+    duration_seconds: _DurationSeconds
+    voice: _Voice
+    mode: _Mode
+    style: _Style
+    language: _Language
+    title: _Title
+    format: _Format = "wav"
+    sample_rate: _SampleRate
+    characters: _Characters
     segments: tuple[SegmentReport, ...] = Field(
         description="The segments (one Realtime session each): timings, transcript and fidelity.",
         json_schema_extra={"x-ms-summary": "Segments"},
     )
-    fidelity: Similarity | None = Field(
-        description="Word similarity of the transcript to the text, 0 to 1 (null in episode mode).",
-        json_schema_extra={"x-ms-summary": "Fidelity"},
-    )
-    warnings: tuple[str, ...] = Field(
-        description="Anything worth knowing (e.g. low fidelity kept by policy).",
-        json_schema_extra={"x-ms-summary": "Warnings"},
-    )
-    usage: Usage = Field(
-        description="Tokens billed by Azure OpenAI.", json_schema_extra={"x-ms-summary": "Usage"}
-    )
+    fidelity: _Fidelity
+    warnings: _Warnings
+    usage: _Usage
     created_at: Timestamp = Field(
         description="When the narration was started (UTC).", json_schema_extra={"x-ms-summary": "Created At"}
     )
