@@ -35,6 +35,8 @@ next, so no caller needs to know the concrete class:
     ├── JobNotFoundError              404  no narration job with this id
     └── JobStalledError               503  a queued narration's worker stopped reporting
 
+    AudioFormatError (a ValueError)        bytes that are not PCM16 mono: a bug, never a caller's
+
 Messages never contain secrets (keys, tokens, SAS signatures) or the user's text.
 """
 
@@ -330,3 +332,11 @@ class JobStalledError(PodcastError):
         self, message: str = "the narration job stopped making progress; submit the request again"
     ) -> None:
         super().__init__(message)
+
+
+# --- Programming errors ----------------------------------------------------------------------
+
+
+class AudioFormatError(ValueError):
+    """Audio bytes that are not the PCM16 mono format this project uses (always a bug in the
+    code that produced them, so it is a ``ValueError``, not a :class:`PodcastError`)."""

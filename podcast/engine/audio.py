@@ -15,6 +15,8 @@ import wave
 from dataclasses import dataclass
 from typing import Final
 
+from podcast.errors import AudioFormatError
+
 SAMPLE_RATE: Final[int] = 24_000
 """Samples per second of Realtime ``audio/pcm`` output."""
 SAMPLE_WIDTH: Final[int] = 2
@@ -29,10 +31,6 @@ sample rate, byte rate, block align, bits per sample; data id, data size. Little
 assert _WAV_HEADER.size == WAV_HEADER_SIZE
 _MAX_PCM_SIZE: Final[int] = 0xFFFFFFFF - (WAV_HEADER_SIZE - 8)
 """The RIFF size (everything after its first 8 bytes) is a 32-bit field."""
-
-
-class AudioFormatError(ValueError):
-    """Audio bytes that are not the PCM16 mono format this project uses."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from podcast.engine import audio
+from podcast.errors import AudioFormatError
 
 SIZES = [0, 2, 3 * 60 * 60 * audio.BYTES_PER_SECOND]  # nothing, one sample, three hours
 
@@ -57,7 +58,7 @@ def test_a_header_at_another_sample_rate() -> None:
 
 @pytest.mark.parametrize("size", [-2, 1, 3, 2**32])
 def test_sizes_that_are_not_pcm16_mono_or_do_not_fit_are_refused(size: int) -> None:
-    with pytest.raises(audio.AudioFormatError):
+    with pytest.raises(AudioFormatError):
         audio.wav_header(size)
 
 
