@@ -31,6 +31,7 @@ import math
 import re
 import unicodedata
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any, Final, Literal, NoReturn, get_args
 
 from pydantic import (
@@ -604,3 +605,16 @@ def parse_request(body: bytes | str | Mapping[str, Any], limits: RequestLimits) 
         return NarrationRequest.model_validate(data, context={LIMITS_CONTEXT_KEY: limits})
     except ValidationError as exc:
         raise _to_request_error(exc) from None
+
+
+@dataclass(frozen=True, slots=True)
+class SubmitOptions:
+    """What a caller asked for beside the request itself (from the HTTP headers)."""
+
+    respond_async: bool = False
+    """Run as a job and answer 202 (``Prefer: respond-async``, RFC 7240)."""
+    reuse: bool = True
+    """``False``: narrate afresh even when identical audio exists (``Cache-Control: no-cache``)."""
+    remember: bool = True
+    """``False``: keep the result out of the reuse cache (``Cache-Control: no-store``)."""
+    idempotency_key: str | None = None

@@ -9,7 +9,7 @@ from typing import Final
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from podcast.errors import RequestValidationError
-from podcast.services.narrations import SubmitOptions
+from podcast.models import SubmitOptions
 
 JSON_CONTENT_TYPES: Final = ("application/json", "text/json")
 MAX_IDEMPOTENCY_KEY_LENGTH: Final = 255

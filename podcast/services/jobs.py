@@ -38,8 +38,8 @@ from podcast.errors import (
     PodcastError,
     StorageError,
 )
-from podcast.models import NarrationRequest
-from podcast.services.narrations import NarrationService, SubmitOptions
+from podcast.models import NarrationRequest, SubmitOptions
+from podcast.services.narrations import NarrationService
 from podcast.services.records import (
     FINAL_STATUSES,
     JOB_ID,

@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 from podcast.engine import audio
 from podcast.engine.longform import ProgressCallback, narrate_text
 from podcast.engine.realtime import Narrator
-from podcast.models import NarrationRequest
+from podcast.models import NarrationRequest, SubmitOptions
 from podcast.services.reuse import ReuseCache
 from podcast.settings import NarrationSettings, PipelineSettings
 from podcast.storage.blobs import BlobStore
@@ -35,19 +35,6 @@ from podcast.wire import (
 )
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class SubmitOptions:
-    """What a caller asked for beside the request itself (from the HTTP headers)."""
-
-    respond_async: bool = False
-    """Run as a job and answer 202 (``Prefer: respond-async``, RFC 7240)."""
-    reuse: bool = True
-    """``False``: narrate afresh even when identical audio exists (``Cache-Control: no-cache``)."""
-    remember: bool = True
-    """``False``: keep the result out of the reuse cache (``Cache-Control: no-store``)."""
-    idempotency_key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

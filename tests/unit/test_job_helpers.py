@@ -7,8 +7,7 @@ import base64
 import uuid
 
 from podcast.http.headers import submit_options
-from podcast.models import RequestLimits, parse_request
-from podcast.services.narrations import SubmitOptions
+from podcast.models import RequestLimits, SubmitOptions, parse_request
 from podcast.services.records import estimate_audio_seconds, job_id_from_message, retry_after_seconds
 
 # --- Pieces ------------------------------------------------------------------------------------------
