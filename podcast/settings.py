@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Annotated, Any, ClassVar, Final, Literal, Self, TypeVar
+from typing import Annotated, Any, Final, Literal, Self, TypeVar
 from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, Field, ValidationError, field_validator, model_validator
@@ -509,16 +509,6 @@ class Settings:
     raises when used), or with :meth:`from_env`.
     """
 
-    SECTIONS: ClassVar[tuple[Section, ...]] = (
-        "realtime",
-        "storage",
-        "limits",
-        "narration",
-        "pipeline",
-        "jobs",
-        "documents",
-    )
-
     def __init__(
         self,
         *,
@@ -626,11 +616,3 @@ class Settings:
     @property
     def documents(self) -> DocumentSettings:
         return self._get("documents", self._documents)
-
-    def problem(self, section: Section) -> ConfigurationError | None:
-        """The section's error, or ``None`` when it can be used."""
-        try:
-            getattr(self, section)
-        except ConfigurationError as error:
-            return error
-        return None
