@@ -30,7 +30,15 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Annotated, Any, Final, Literal, Protocol, Self
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
 from podcast.voices import REALTIME_VOICES
 
@@ -639,6 +647,14 @@ class JobRecord(BaseModel):
         description="The status and body of the failure, once failed.",
         json_schema_extra={"x-ms-summary": "Error"},
     )
+
+    @field_validator("last_error", mode="before")
+    @classmethod
+    def _complete_last_error(cls, value: Any) -> Any:
+        # Earlier versions recorded an unexpected failure as {"code": "internal_error"} alone.
+        if isinstance(value, Mapping) and "code" in value:
+            return {"message": "an unexpected error occurred", "field": None, **value}
+        return value
 
     def touch(self, now: datetime | None = None) -> None:
         """Record a change (or a heartbeat) at ``now``."""

@@ -304,9 +304,8 @@ class JobService:
         except Exception:
             if not last:
                 log.exception("job %s attempt %d failed unexpectedly: will be retried", job_id, dequeue_count)
-                await self._requeue(
-                    record, ErrorDetails(code="internal_error", message="an unexpected error", field=None)
-                )
+                unexpected = PodcastError("an unexpected error occurred; it has been logged")
+                await self._requeue(record, ErrorBody.from_error(unexpected).error)
                 raise
             log.exception("job %s failed unexpectedly on its last delivery", job_id)
             await self._fail(record, PodcastError("an unexpected error occurred; it has been logged"))

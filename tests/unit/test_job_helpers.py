@@ -9,6 +9,7 @@ import uuid
 from podcast.http.headers import submit_options
 from podcast.models import RequestLimits, SubmitOptions, parse_request
 from podcast.services.records import estimate_audio_seconds, job_id_from_message, retry_after_seconds
+from podcast.wire import JobRecord
 
 # --- Pieces ------------------------------------------------------------------------------------------
 
@@ -41,3 +42,26 @@ def test_a_queue_message_is_a_job_id_or_its_base64() -> None:
     assert job_id_from_message(job_id.encode()) == job_id
     assert job_id_from_message(base64.b64encode(job_id.encode())) == job_id
     assert job_id_from_message("../jobs/x") is None
+
+
+def test_a_record_of_an_earlier_version_with_a_bare_internal_error_still_loads() -> None:
+    stored = {
+        "id": uuid.uuid4().hex,
+        "status": "queued",
+        "created_at": "2026-11-25T11:10:37.000Z",
+        "updated_at": "2026-11-25T11:10:38.000Z",
+        "estimated_audio_seconds": 12.0,
+        "sas_expiry_minutes": 60,
+        "attempts": 1,
+        "last_error": {"code": "internal_error"},
+    }
+
+    record = JobRecord.model_validate(stored)
+
+    assert record.last_error is not None
+    assert record.last_error.code == "internal_error"
+    assert record.model_dump(mode="json")["last_error"] == {
+        "code": "internal_error",
+        "message": "an unexpected error occurred",
+        "field": None,
+    }
