@@ -39,6 +39,26 @@ def token_claims(token: str) -> dict[str, Any]:
     return claims if isinstance(claims, dict) else {}
 
 
+def unsigned_token(
+    *, tenant_id: str, object_id: str, audience: str, lifetime_seconds: int
+) -> AccessTokenInfo:
+    """An unsigned JWT (``alg: none``) for ``audience``, issued now by Entra ID's v1 issuer
+    of ``tenant_id`` to the identity ``object_id``."""
+    now = int(time.time())
+    expires_on = now + lifetime_seconds
+    claims = {
+        "iss": f"https://sts.windows.net/{tenant_id}/",
+        "aud": audience,
+        "iat": now,
+        "nbf": now - 60,
+        "exp": expires_on,
+        "oid": object_id,
+        "tid": tenant_id,
+    }
+    token = f"{_b64url({'alg': 'none', 'typ': 'JWT'})}.{_b64url(claims)}."
+    return AccessTokenInfo(token, expires_on)
+
+
 @dataclass
 class _TokenIssuer:
     tenant_id: str
@@ -49,20 +69,13 @@ class _TokenIssuer:
 
     def issue(self, scopes: tuple[str, ...]) -> AccessTokenInfo:
         self.scopes_requested.append(scopes)
-        now = int(time.time())
-        expires_on = now + self.lifetime_seconds
         audience = self.audience or (scopes[0].removesuffix("/.default") if scopes else STORAGE_AUDIENCE)
-        claims = {
-            "iss": f"https://sts.windows.net/{self.tenant_id}/",
-            "aud": audience,
-            "iat": now,
-            "nbf": now - 60,
-            "exp": expires_on,
-            "oid": self.object_id,
-            "tid": self.tenant_id,
-        }
-        token = f"{_b64url({'alg': 'none', 'typ': 'JWT'})}.{_b64url(claims)}."
-        return AccessTokenInfo(token, expires_on)
+        return unsigned_token(
+            tenant_id=self.tenant_id,
+            object_id=self.object_id,
+            audience=audience,
+            lifetime_seconds=self.lifetime_seconds,
+        )
 
 
 class FakeTokenCredential:
