@@ -47,7 +47,7 @@ class App:
 
     ``credential`` replaces the default credential (tests pass a fake one); the app closes
     only what it made. ``blob_options`` bound the Storage clients' retries and timeouts;
-    ``blob_client_kwargs`` go to the ``BlobServiceClient`` as they are (e.g.
+    ``client_kwargs`` go to every Storage client (blob and queue) as they are (e.g.
     ``connection_verify`` for a test server's certificate).
     """
 
@@ -57,12 +57,12 @@ class App:
         *,
         credential: AsyncTokenCredential | None = None,
         blob_options: BlobClientOptions | None = None,
-        blob_client_kwargs: dict[str, Any] | None = None,
+        client_kwargs: dict[str, Any] | None = None,
     ) -> None:
         self.settings = settings
         self._given_credential = credential
         self._blob_options = blob_options
-        self._blob_client_kwargs = blob_client_kwargs or {}
+        self._client_kwargs = client_kwargs or {}
         self._closers: list[Callable[[], Awaitable[object]]] = []
 
     @classmethod
@@ -89,7 +89,7 @@ class App:
         storage = self.settings.storage
         credential = None if storage.connection_string else self.credential
         client = blob_service_client(
-            storage, credential=credential, options=self._blob_options, **self._blob_client_kwargs
+            storage, credential=credential, options=self._blob_options, **self._client_kwargs
         )
         self._closers.append(client.close)
         return client
@@ -99,7 +99,13 @@ class App:
         """The job queue's client; raises when identity-based Storage has no queue URI."""
         storage = self.settings.storage
         credential = None if storage.connection_string else self.credential
-        client = queue_client(storage, self.settings.jobs.queue_name, credential=credential)
+        client = queue_client(
+            storage,
+            self.settings.jobs.queue_name,
+            credential=credential,
+            options=self._blob_options,
+            **self._client_kwargs,
+        )
         self._closers.append(client.close)
         return client
 

@@ -132,9 +132,11 @@ def queue_client(
     *,
     credential: AsyncTokenCredential | None,
     options: BlobClientOptions | None = None,
+    **client_kwargs: Any,
 ) -> QueueClient:
     """The job queue's client: base64 messages (what the Functions queue trigger expects),
-    with the same bounded retries as the blob client.
+    with the same bounded retries as the blob client; ``client_kwargs`` go to the client as
+    they are.
 
     Raises :class:`ConfigurationError` when identity-based Storage has no queue service URI.
     """
@@ -149,6 +151,7 @@ def queue_client(
         "retry_total": options.retry_total,
         "connection_timeout": options.connection_timeout,
         "read_timeout": 30.0,
+        **client_kwargs,
     }
     if settings.connection_string:
         try:

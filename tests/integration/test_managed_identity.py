@@ -7,11 +7,9 @@ and ``IDENTITY_HEADER``), Azurite over HTTPS with ``--oauth basic`` (blob and qu
 Realtime emulator accepting only Entra ID tokens for Cognitive Services that the endpoint
 issued.
 
-Trust in Azurite's self-signed certificate: the blob client gets ``connection_verify``
-through ``App(blob_client_kwargs=...)``. The app has no such hook for its queue client, and
-``SSL_CERT_FILE`` cannot help (aiohttp builds its verifying SSL context once, at import), so
-the test wraps the ``QueueClient`` class the app's Storage edge constructs, adding only
-``connection_verify``: URI, queue name, credential and options stay the app's.
+Trust in Azurite's self-signed certificate: the Storage clients get ``connection_verify``
+through ``App(client_kwargs=...)`` (``SSL_CERT_FILE`` cannot help: aiohttp builds its
+verifying SSL context once, at import).
 """
 
 from __future__ import annotations
@@ -29,10 +27,8 @@ import pytest
 from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.blob import BlobServiceClient
 from azure.storage.queue import QueueClient
-from azure.storage.queue.aio import QueueClient as AsyncQueueClient
 
 import function_app
-import podcast.storage.azure
 from emulator import RealtimeEmulator
 from podcast.app import App
 from podcast.engine import audio
@@ -141,12 +137,7 @@ async def deployment(
     for name, value in settings.items():
         monkeypatch.setenv(name, value)
 
-    class TrustingQueueClient(AsyncQueueClient):
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, connection_verify=cafile, **kwargs)
-
-    monkeypatch.setattr(podcast.storage.azure, "QueueClient", TrustingQueueClient)
-    function_app.graph.use(lambda: App(Settings.from_env(), blob_client_kwargs={"connection_verify": cafile}))
+    function_app.graph.use(lambda: App(Settings.from_env(), client_kwargs={"connection_verify": cafile}))
     try:
         yield Deployment(identity, realtime, azurite_oauth, cafile, container_name, queue, accepted, refused)
     finally:
