@@ -31,6 +31,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
+from podcast.engine.longform import ProgressCallback
 from podcast.errors import (
     IdempotencyKeyReusedError,
     JobNotFoundError,
@@ -39,7 +40,7 @@ from podcast.errors import (
     StorageError,
 )
 from podcast.models import NarrationRequest, SubmitOptions
-from podcast.services.narrations import NarrationService
+from podcast.services.narrations import StoredNarration
 from podcast.services.records import (
     FINAL_STATUSES,
     JOB_ID,
@@ -69,6 +70,27 @@ class Queue(Protocol):
     async def send(self, job_id: str) -> None: ...
 
 
+class Narrations(Protocol):
+    """What narrates a job (:class:`~podcast.services.narrations.NarrationService`)."""
+
+    @property
+    def deployment(self) -> str:
+        """The deployment that narrates (part of every reuse key)."""
+        ...
+
+    async def narrate(
+        self,
+        request: NarrationRequest,
+        *,
+        narration_id: str | None = None,
+        on_progress: ProgressCallback | None = None,
+        time_budget_seconds: float | None = None,
+    ) -> StoredNarration:
+        """Narrate and store ``request``, awaiting ``on_progress(done, total)`` as segments
+        finish; raises a :class:`~podcast.errors.PodcastError` (leaving nothing stored)."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class JobView:
     """A job as a poll sees it: its up-to-date record and, once it succeeded, the 200 body
@@ -86,7 +108,7 @@ class JobService:
         self,
         documents: DocumentStore,
         queue: Queue,
-        narrations: NarrationService,
+        narrations: Narrations,
         reuse: ReuseCache,
         settings: JobSettings,
     ) -> None:

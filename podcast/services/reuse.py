@@ -15,12 +15,12 @@ import hashlib
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
 from pydantic import ValidationError
 
 from podcast.errors import PodcastError
 from podcast.models import NarrationRequest
-from podcast.storage.blobs import BlobStore
 from podcast.storage.documents import DocumentStore
 from podcast.wire import CacheEntry, NarrationResponse, job_timestamp
 
@@ -41,6 +41,23 @@ def _now() -> str:
     return job_timestamp(datetime.now(UTC))
 
 
+class Outputs(Protocol):
+    """Where finished narrations are stored (:class:`~podcast.storage.blobs.BlobStore`)."""
+
+    @property
+    def container(self) -> str:
+        """The output container's name."""
+        ...
+
+    async def exists(self, blob_name: str) -> bool:
+        """Whether ``blob_name`` exists."""
+        ...
+
+    async def read_url(self, blob_name: str, *, expires_in: timedelta) -> tuple[str, datetime]:
+        """A read-only link to ``blob_name`` and the moment it stops working (UTC)."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class Reusable:
     """A finished narration of the same content whose audio still exists."""
@@ -54,7 +71,7 @@ class Reusable:
 class ReuseCache:
     """The reuse entries (in ``documents``) of narrations stored in ``outputs``."""
 
-    def __init__(self, documents: DocumentStore, outputs: BlobStore) -> None:
+    def __init__(self, documents: DocumentStore, outputs: Outputs) -> None:
         self.documents = documents
         self.outputs = outputs
 
