@@ -294,6 +294,11 @@ class JobService:
         (``ignored``: a malformed message, an unknown job, a finished job, a follower, or a
         job another worker is running). Raises the error of a transient failure before the
         last delivery, after putting the job back to ``queued``, so the host retries.
+
+        Known gap (Storage failing twice in a row): when the write back to ``queued`` fails
+        too, the record stays ``running``; the redelivery then ignores it and only the stale
+        rule ends the job (``job_stalled``). On the last delivery, a failure to record the
+        failure propagates instead of returning ``failed``.
         """
         job_id = job_id_from_message(body)
         if job_id is None:
@@ -389,8 +394,8 @@ class JobService:
             await self.documents.put(record_name(record.id), _dump(record))
 
     async def _fail(self, record: JobRecord, error: PodcastError) -> None:
-        """Mark the job failed with ``error``. A Storage failure here propagates: the host
-        then retries, and failing that the stale rule marks the job failed."""
+        """Mark the job failed with ``error``. A Storage failure here propagates (before the
+        last delivery the host retries; after it, the stale rule marks the job failed)."""
         record.finish_with_error(ErrorBody.from_error(error), status=error.http_status)
         await self.documents.put(record_name(record.id), _dump(record))
         await self._release_claim(record)
