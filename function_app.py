@@ -13,7 +13,6 @@ import azure.functions as func
 
 from podcast.app import AppHolder
 from podcast.http import handlers
-from podcast.settings import Settings
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 graph = AppHolder()
@@ -62,7 +61,7 @@ def openapi(req: func.HttpRequest) -> func.HttpResponse:
 def health(req: func.HttpRequest) -> func.HttpResponse:
     """``GET /api/health``: which settings are present and which auth modes are in use
     (read from the app settings as they are now)."""
-    return handlers.health(Settings.from_env())
+    return handlers.health()
 
 
 @app.function_name("narrate_document")
