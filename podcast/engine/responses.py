@@ -9,8 +9,6 @@ failure, carrying the tokens it billed.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import time
 from dataclasses import dataclass, field
 from typing import TypeAlias
@@ -33,6 +31,7 @@ from openai.types.realtime.realtime_response_status import Error as ResponseStat
 from pydantic import BaseModel
 
 from podcast.engine import audio
+from podcast.engine.receive import RawAudioDelta, decode_audio
 from podcast.errors import (
     ConnectionLostError,
     EmptyAudioError,
@@ -147,19 +146,14 @@ class ResponseState:
     transcript_parts: dict[tuple[str, int], list[str]] = field(default_factory=dict)
     done: RealtimeResponse | None = None
 
-    def handle(self, event: RealtimeServerEvent) -> list[StreamEvent]:
-        """Process one server event; return what to yield. Raises on ``error`` events."""
+    def handle(self, event: RealtimeServerEvent | RawAudioDelta) -> list[StreamEvent]:
+        """Process one server event (an audio delta may come from the fast path,
+        :mod:`podcast.engine.receive`); return what to yield. Raises on ``error`` events."""
         match event:
+            case RawAudioDelta():
+                return self._audio(event.response_id, event.delta)
             case ResponseAudioDeltaEvent(type="response.output_audio.delta"):
-                if not self._ours(event.response_id):
-                    return []
-                pcm = _decode_audio(event.delta)
-                if not pcm:
-                    return []
-                if self.first_audio_at is None:
-                    self.first_audio_at = time.monotonic()
-                self.audio_bytes += len(pcm)
-                return [AudioDelta(pcm)]
+                return self._audio(event.response_id, event.delta)
             case ResponseAudioTranscriptDeltaEvent(type="response.output_audio_transcript.delta"):
                 delta: str | None = event.delta
                 if not self._ours(event.response_id) or not delta:
@@ -239,7 +233,18 @@ class ResponseState:
         seconds = audio.duration_seconds(self.audio_bytes)
         return ConnectionLostError(f"{message}; {seconds:.1f}s of audio received and discarded")
 
-    def _ours(self, response_id: str | None) -> bool:
+    def _audio(self, response_id: object, delta: object) -> list[StreamEvent]:
+        if not self._ours(response_id):
+            return []
+        pcm = decode_audio(delta)
+        if not pcm:
+            return []
+        if self.first_audio_at is None:
+            self.first_audio_at = time.monotonic()
+        self.audio_bytes += len(pcm)
+        return [AudioDelta(pcm)]
+
+    def _ours(self, response_id: object) -> bool:
         return self.response_id is None or response_id is None or response_id == self.response_id
 
     def _parts(self, item_id: str | None, content_index: int | None) -> list[str]:
@@ -260,15 +265,6 @@ def server_error(error: RealtimeError | None) -> RealtimeServerError:
         error_type=error.type,
         param=error.param,
     )
-
-
-def _decode_audio(delta: object) -> bytes:
-    if not isinstance(delta, str) or not delta:
-        return b""
-    try:
-        return base64.b64decode(delta, validate=True)
-    except (binascii.Error, ValueError):
-        raise NarrationError("Azure OpenAI sent audio that is not valid base64") from None
 
 
 def _int(value: object) -> int:
