@@ -188,7 +188,7 @@ class Narrator:
         async def attempt() -> SpokenText:
             nonlocal attempts, billed
             attempts += 1
-            pcm = bytearray()
+            pcm: list[bytes] = []
             try:
                 done = await self._collect(
                     self.stream(
@@ -205,7 +205,7 @@ class Narrator:
                 raise
             billed += done.usage
             return SpokenText(
-                audio=bytes(pcm),
+                audio=b"".join(pcm),
                 transcript=done.transcript,
                 status=done.status,
                 usage=done.usage,
@@ -245,12 +245,13 @@ class Narrator:
             raise
 
     @staticmethod
-    async def _collect(events: AsyncGenerator[StreamEvent, None], pcm: bytearray) -> ResponseDone:
-        """Drain one attempt's stream into ``pcm``; return its final event."""
+    async def _collect(events: AsyncGenerator[StreamEvent, None], pcm: list[bytes]) -> ResponseDone:
+        """Drain one attempt's stream into ``pcm`` (pieces, joined once: no regrowing buffer);
+        return its final event."""
         async with contextlib.aclosing(events):
             async for event in events:
                 if isinstance(event, AudioDelta):
-                    pcm += event.pcm
+                    pcm.append(event.pcm)
                 elif isinstance(event, ResponseDone):
                     return event
         raise ConnectionLostError("the narration stream ended without a result")

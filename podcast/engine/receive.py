@@ -2,13 +2,18 @@
 
 Nearly all the bytes of a narration arrive as ``response.output_audio.delta`` events: a
 few hundred a minute, each carrying tens of kilobytes of base64 PCM. Building the SDK's
-typed event for each (``connection.recv()``: ``json.loads`` then ``construct_type``
-over the whole server-event union) and decoding with ``base64.b64decode`` costs more
-than receiving them. So :func:`parse_message` takes the raw message
-(``connection.recv_bytes()``), parses it with orjson and, for an audio delta only, returns
-a :class:`RawAudioDelta` with the two fields the narration reads; everything else (and
-anything orjson cannot parse) goes to the SDK's own ``parse_event``, so the typed
-handling, and its errors, are exactly the SDK's.
+typed event for each (``connection.recv()``: ``json.loads``, then pydantic validation
+against the whole server-event union, 46 classes tried one after the other) and decoding
+with ``base64.b64decode`` costs more than receiving them. So :func:`parse_message` takes
+the raw message (``connection.recv_bytes()``) and parses it with orjson:
+
+- an audio delta becomes a :class:`RawAudioDelta` with the two fields the narration reads;
+- any other event whose ``type`` names exactly one class of the SDK's union is validated
+  by that class alone (``model_validate``): the union can only ever accept that class
+  (every other one requires another ``type`` literal), so the result is the SDK's;
+- everything else, an event that fails validation, and anything orjson cannot parse go
+  to the SDK's own ``parse_event``, so the fallback handling and its errors are exactly
+  the SDK's.
 
 :func:`decode_audio` is ``base64.b64decode(delta, validate=True)`` without its Python
 wrapper: ``binascii.a2b_base64(..., strict_mode=True)`` is what it calls, and raises the
@@ -18,17 +23,35 @@ same errors for the same input.
 from __future__ import annotations
 
 import binascii
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Final, TypeVar
+from typing import Final, cast, get_args
 
 import orjson
+from openai.types.realtime import RealtimeServerEvent
+from pydantic import BaseModel, ValidationError
 
 from podcast.errors import NarrationError
 
 AUDIO_DELTA_TYPE: Final = "response.output_audio.delta"
 
-Event = TypeVar("Event")
+
+def _event_classes() -> Mapping[str, type[BaseModel]]:
+    """The SDK's server-event classes by their ``type``, for the types exactly one class has."""
+    union = get_args(RealtimeServerEvent)[0]  # Annotated[Union[...], discriminator]
+    owners: dict[str, type[BaseModel]] = {}
+    counts: Counter[str] = Counter()
+    for cls in get_args(union):
+        field = cls.model_fields.get("type")
+        for name in get_args(field.annotation) if field is not None else ():
+            if isinstance(name, str):
+                owners[name] = cls
+                counts[name] += 1
+    return {name: cls for name, cls in owners.items() if counts[name] == 1}
+
+
+_EVENT_CLASSES: Final = _event_classes()
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,16 +66,28 @@ class RawAudioDelta:
     delta: object
 
 
-def parse_message(data: bytes | str, parse_event: Callable[[bytes | str], Event]) -> RawAudioDelta | Event:
-    """The server message ``data``: a :class:`RawAudioDelta` for an audio delta, otherwise
-    ``parse_event(data)`` (the SDK's ``connection.parse_event``), which also decides, and
-    raises on, anything that is not valid JSON."""
+def parse_message(
+    data: bytes | str, parse_event: Callable[[bytes | str], RealtimeServerEvent]
+) -> RawAudioDelta | RealtimeServerEvent:
+    """The server message ``data``: a :class:`RawAudioDelta` for an audio delta, the SDK's
+    validated event for a valid event of a known type, otherwise ``parse_event(data)``
+    (the SDK's ``connection.parse_event``), which also decides, and raises on, anything
+    that is not valid JSON."""
     try:
         value = orjson.loads(data)
     except orjson.JSONDecodeError:
         return parse_event(data)
-    if type(value) is dict and value.get("type") == AUDIO_DELTA_TYPE:
+    if type(value) is not dict:
+        return parse_event(data)
+    kind = value.get("type")
+    if kind == AUDIO_DELTA_TYPE:
         return RawAudioDelta(value.get("response_id"), value.get("delta"))
+    cls = _EVENT_CLASSES.get(kind) if type(kind) is str else None
+    if cls is not None:
+        try:
+            return cast(RealtimeServerEvent, cls.model_validate(value))
+        except ValidationError:
+            pass  # the SDK then builds the event without validation
     return parse_event(data)
 
 

@@ -42,7 +42,7 @@ from azure.storage.blob import (
     UserDelegationKey,
     generate_blob_sas,
 )
-from azure.storage.blob.aio import BlobServiceClient
+from azure.storage.blob.aio import BlobClient, BlobServiceClient
 
 from podcast.engine.audio import wav_header
 from podcast.settings import StorageSettings
@@ -205,9 +205,15 @@ class BlobStore:
         """A writer that builds the WAV at ``blob_name`` from PCM pieces staged as blocks."""
         return WavBlockWriter(self, blob_name)
 
-    async def _stage_block(self, blob_name: str, block_id: str, data: bytes | bytearray) -> None:
+    def _blob_client(self, blob_name: str) -> BlobClient:
+        """A client for ``blob_name`` (each one builds its own pipeline and serializers: keep it)."""
+        return self._container_client.get_blob_client(blob_name)
+
+    async def _stage_block(
+        self, blob_name: str, block_id: str, data: bytes | bytearray, *, client: BlobClient | None = None
+    ) -> None:
         """Stage one block, creating the container again (once) if it disappeared."""
-        blob = self._container_client.get_blob_client(blob_name)
+        blob = client or self._blob_client(blob_name)
         for attempt in (1, 2):
             try:
                 # A bytearray is sent as it is (the transport takes any buffer): no copy to bytes.
@@ -220,10 +226,16 @@ class BlobStore:
                 raise storage_error(exc, f"staging a block of {blob_name!r}") from exc
 
     async def _commit_blocks(
-        self, blob_name: str, block_ids: list[str], settings: ContentSettings, metadata: dict[str, str]
+        self,
+        blob_name: str,
+        block_ids: list[str],
+        settings: ContentSettings,
+        metadata: dict[str, str],
+        *,
+        client: BlobClient | None = None,
     ) -> None:
         try:
-            await self._container_client.get_blob_client(blob_name).commit_block_list(
+            await (client or self._blob_client(blob_name)).commit_block_list(
                 [BlobBlock(block_id) for block_id in block_ids], content_settings=settings, metadata=metadata
             )
         except AzureError as exc:
@@ -328,6 +340,7 @@ class WavBlockWriter:
     def __init__(self, store: BlobStore, blob_name: str) -> None:
         self.blob_name = blob_name
         self._store = store
+        self._client = store._blob_client(blob_name)  # one for every block: building one costs ms
         self._sizes: dict[int, int] = {}
 
     @staticmethod
@@ -350,7 +363,7 @@ class WavBlockWriter:
             self._sizes.pop(index, None)
             return
         await self._store.ensure_container()
-        await self._store._stage_block(self.blob_name, self._block_id("pcm", index), pcm)
+        await self._store._stage_block(self.blob_name, self._block_id("pcm", index), pcm, client=self._client)
         self._sizes[index] = len(pcm)
 
     async def commit(self, *, download_name: str, metadata: Mapping[str, str]) -> int:
@@ -361,10 +374,12 @@ class WavBlockWriter:
         total = self.pcm_bytes
         header_id = self._block_id("hdr", 0)
         await self._store.ensure_container()
-        await self._store._stage_block(self.blob_name, header_id, wav_header(total))
+        await self._store._stage_block(self.blob_name, header_id, wav_header(total), client=self._client)
         block_ids = [header_id] + [self._block_id("pcm", i) for i in sorted(self._sizes)]
         settings = ContentSettings(
             content_type=WAV_CONTENT_TYPE, content_disposition=content_disposition(download_name)
         )
-        await self._store._commit_blocks(self.blob_name, block_ids, settings, _ascii_metadata(metadata))
+        await self._store._commit_blocks(
+            self.blob_name, block_ids, settings, _ascii_metadata(metadata), client=self._client
+        )
         return total

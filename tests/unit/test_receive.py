@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from openai.resources.realtime.realtime import AsyncRealtimeConnection
 from openai.types.realtime import RealtimeServerEvent, ResponseAudioTranscriptDeltaEvent
+from pydantic import BaseModel
 
 from podcast.engine.receive import RawAudioDelta, decode_audio, parse_message
 from podcast.engine.responses import AudioDelta, ResponseState, StreamEvent
@@ -133,3 +134,65 @@ def test_decode_audio_is_strict_base64() -> None:
             decode_audio(bad)
         with pytest.raises(ValueError, match=r"\w"):  # the library's own verdict on the same input
             base64.b64decode(bad, validate=True)
+
+
+def event(kind: str, **fields: object) -> bytes:
+    return json.dumps({"type": kind, "event_id": "event_1", **fields}).encode()
+
+
+USAGE = {
+    "total_tokens": 60,
+    "input_tokens": 20,
+    "output_tokens": 40,
+    "input_token_details": {"text_tokens": 20, "audio_tokens": 0, "cached_tokens": 0},
+    "output_token_details": {"text_tokens": 10, "audio_tokens": 30},
+}
+IDS = {"response_id": "resp_1", "item_id": "item_1", "output_index": 0, "content_index": 0}
+TYPED_MESSAGES: list[bytes] = [
+    event("response.output_audio_transcript.delta", **IDS, delta=" the quiet"),
+    event("response.output_audio_transcript.delta", **IDS, delta=None),  # invalid: built unvalidated
+    event("response.output_audio_transcript.delta", delta="Hi"),  # fields left out
+    event("response.output_audio_transcript.delta", **IDS, delta="x", extra_field={"a": 1}),
+    event("response.output_audio_transcript.delta", **{**IDS, "output_index": "0"}, delta="x"),  # lax int
+    event("response.output_audio_transcript.done", **IDS, transcript="Hello there."),
+    event("response.output_audio.done", **IDS),
+    event("response.created", response={"id": "resp_1", "object": "realtime.response", "status": "queued"}),
+    event("response.created", response=None),
+    event("response.done", response={"id": "resp_1", "status": "completed", "usage": USAGE}),
+    event("response.done", response={"id": "resp_1", "status": "weird", "usage": {"input_tokens": "x"}}),
+    event(
+        "response.done",
+        response={
+            "id": "resp_1",
+            "status": "failed",
+            "status_details": {
+                "type": "failed",
+                "error": {"type": "server_error", "code": "rate_limit_exceeded"},
+            },
+        },
+    ),
+    event("error", error={"type": "invalid_request_error", "code": "bad", "message": "nope", "param": None}),
+    event("error", error=None),
+    event("error"),
+    event("session.created", session={"type": "realtime", "id": "sess_1", "model": "gpt-realtime-mini"}),
+    event("session.created", session=None),
+    event("session.updated", session={"type": "realtime", "output_modalities": ["audio"]}),
+    event("conversation.item.added", item={"id": "item_1", "type": "message", "role": "assistant"}),
+    event("response.content_part.added", **IDS, part={"type": "audio", "transcript": ""}),
+    event("rate_limits.updated", rate_limits=[{"name": "tokens", "limit": 1, "remaining": 0}]),
+    event("rate_limits.updated", rate_limits="lots"),
+    event("output_audio_buffer.started", response_id="resp_1"),
+    event("some.future_event", payload={"x": 1}),
+    json.dumps({"type": 5}).encode(),
+]
+
+
+@pytest.mark.parametrize("message", TYPED_MESSAGES, ids=range(len(TYPED_MESSAGES)))
+def test_other_events_are_exactly_the_sdks_typed_events(message: bytes) -> None:
+    ours, sdks = parse_message(message, sdk_parse), sdk_parse(message)
+    assert type(ours) is type(sdks)
+    assert ours == sdks
+    if isinstance(sdks, BaseModel):
+        assert isinstance(ours, BaseModel)
+        assert ours.model_fields_set == sdks.model_fields_set
+        assert ours.model_dump(warnings=False) == sdks.model_dump(warnings=False)
