@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import pytest
 
@@ -381,7 +381,7 @@ RATE_LIMIT_MESSAGE = (
 )
 
 
-def throttled_then_happy(*failures: dict[str, object]) -> Callable[[ScriptedServer], list[object]]:
+def throttled_then_happy(*failures: Mapping[str, object]) -> Callable[[ScriptedServer], list[object]]:
     """A script whose first responses fail with ``failures`` (a ``response.done`` status
     details or an ``error`` event's ``error``), then succeeds."""
     remaining = list(failures)
@@ -460,7 +460,7 @@ async def test_a_rate_limit_longer_than_the_budget_goes_to_the_caller_with_its_w
         },
     ],
 )
-async def test_insufficient_quota_fails_at_once_without_retrying(failure: dict[str, object]) -> None:
+async def test_insufficient_quota_fails_at_once_without_retrying(failure: Mapping[str, object]) -> None:
     async with (
         ScriptedServer(throttled_then_happy(failure)) as server,
         narrator_for(server.url, retries=3) as narrator,
