@@ -41,7 +41,7 @@ FIRST_AUDIO_SECONDS: Final = 0.5
 """Assumed wait for a session's first audio."""
 SEGMENT_SECONDS: Final = DEFAULT_SEGMENT_WORDS * 60.0 / WORDS_PER_MINUTE
 """The audio of one full segment at the default ``NARRATION_SEGMENT_WORDS``."""
-PARALLEL_SESSIONS: Final = NarrationSettings.model_fields["concurrency"].default
+PARALLEL_SESSIONS: Final = int(NarrationSettings.model_fields["concurrency"].default)
 """Segments narrated at once at the default ``NARRATION_CONCURRENCY``."""
 MIN_RETRY_AFTER_SECONDS: Final = 2
 MAX_RETRY_AFTER_SECONDS: Final = 60
