@@ -1,7 +1,8 @@
 """A ~3-minute text at the real service's pace (the emulator's ``REAL_PACE``), through the
 HTTP function as the host calls it: the synchronous path finishes well within its time
 budget, and the ``Retry-After`` a caller of the asynchronous path is given is within a
-sensible factor of the time the narration really takes.
+sensible factor of the time the narration really takes (measured: 161-164 s of audio in
+~17 s either way; ``Retry-After: 14`` at acceptance).
 
 About 30 s of wall time in all (each narration ~13 s): the real pace is the point.
 """
@@ -35,7 +36,10 @@ TEXT = "\n\n".join(" ".join(SENTENCES[(p + s) % 4] for s in range(4)) for p in r
 """Twenty-four sentences, about 430 words: just under the three minutes the synchronous path takes."""
 
 FACTOR = 2.0
-"""How far a ``Retry-After`` may be from the real completion time (either way)."""
+"""How much longer than the real completion time a ``Retry-After`` may be (a caller would
+wait for nothing)."""
+UNDER_FACTOR = 3.0
+"""How much shorter it may be (a caller polls again: cheaper, and a loaded machine is slower)."""
 
 
 @pytest.fixture(scope="module")
@@ -105,9 +109,10 @@ async def test_the_retry_after_of_a_job_is_within_a_factor_of_its_real_completio
         worker = asyncio.create_task(host.deliver(function_app.narration_worker, client))
         while not worker.done():
             answer = await poll(location)
-            polls.append(
-                (time.monotonic() - started, int(answer.headers["Retry-After"]), answer.json()["status"])
-            )
+            if answer.status != 202:
+                break  # finished: the worker is only tidying up
+            at = time.monotonic() - started
+            polls.append((at, int(answer.headers["Retry-After"]), answer.json()["status"]))
             await asyncio.wait({worker}, timeout=1.0)
         assert await worker is not None
     completed = time.monotonic() - started
@@ -119,7 +124,7 @@ async def test_the_retry_after_of_a_job_is_within_a_factor_of_its_real_completio
         print(
             f"  poll at {at:5.1f}s: {status:8} Retry-After {retry_after}s (done {completed - at:5.1f}s later)"
         )
-    assert completed / FACTOR <= first_retry_after <= completed * FACTOR
+    assert completed / UNDER_FACTOR <= first_retry_after <= completed * FACTOR
     for at, retry_after, _ in polls:
         remaining = completed - at
         assert retry_after <= max(2 * FACTOR, remaining * FACTOR), (at, retry_after, remaining)
