@@ -92,9 +92,10 @@ def build_parser() -> argparse.ArgumentParser:
         type=_fault,
         action="append",
         default=[],
-        metavar="KIND[:TIMES]",
-        help="inject a fault (repeatable); TIMES is a count or 'always'; handshake_429:TIMES:RETRY_AFTER "
-        f"sets retry-after. Kinds: {', '.join(kind.value for kind in FaultKind)}",
+        metavar="KIND[:TIMES[:RETRY_AFTER[:NTH]]]",
+        help="inject a fault (repeatable); TIMES is a count or 'always'; RETRY_AFTER sets the wait of "
+        "handshake_429/503 and of the throttling faults; NTH is the first matching response it fires on. "
+        f"Kinds: {', '.join(kind.value for kind in FaultKind)}",
     )
     parser.add_argument(
         "--model",
