@@ -4,7 +4,10 @@ transcript pieces, the final status checked, and the result types of a narration
 :class:`ResponseState` is fed the SDK's server events of one attempt (``connection.recv()``)
 and turns them into stream events; :meth:`ResponseState.finish` checks the final
 ``response.done`` and returns a :class:`ResponseDone` or raises the typed error of the
-failure, carrying the tokens it billed.
+failure, carrying the tokens it billed. Throttling reported inside the session (an
+``error`` event or a ``failed`` response with ``rate_limit_exceeded``, or
+``insufficient_quota``) is classified by :func:`throttling_error`, so it is retried like a
+handshake 429 (or, for quota, never).
 """
 
 from __future__ import annotations
