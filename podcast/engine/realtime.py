@@ -183,8 +183,9 @@ class Narrator:
         gets what is left, up to the response timeout); no retry starts that could not
         finish in time. ``on_retry(error)`` is called before each retry (e.g. to lower a
         caller's concurrency on rate limiting). Raises a
-        :class:`~podcast.errors.NarrationError` subclass when the narration cannot be done;
-        never returns partial audio. A raised error carries ``billed_usage``: the tokens
+        :class:`~podcast.errors.NarrationError` subclass when the narration cannot be done
+        (:class:`~podcast.errors.UpstreamConfigurationError` when the service refuses the
+        deployment itself); never returns partial audio. A raised error carries ``billed_usage``: the tokens
         of every attempt.
         """
         deadline = None if budget_seconds is None else time.monotonic() + budget_seconds
@@ -287,7 +288,8 @@ class Narrator:
         """Narrate ``text`` once, yielding audio and transcript as they arrive.
 
         The last event is a :class:`ResponseDone`; anything else ends in a raised
-        :class:`~podcast.errors.NarrationError`. ``time_limit`` (default: the settings'
+        :class:`~podcast.errors.NarrationError` (or
+        :class:`~podcast.errors.UpstreamConfigurationError`). ``time_limit`` (default: the settings'
         response timeout) bounds the whole attempt, handshake included.
         """
         _check_arguments(text, voice, max_output_tokens)
