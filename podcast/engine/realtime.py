@@ -8,8 +8,9 @@ sends the text as one ``input_text`` message and asks for one response.
 It follows the protocol, not any one server's habits: it dispatches on the SDK's typed
 server events (``openai.types.realtime``), ignores event types it does not need, accepts
 any delta sizes and any interleaving of audio and transcript, and finishes only on
-``response.done`` for its own response. Audio deltas alone take a fast path
-(:mod:`podcast.engine.receive`) that reads the same two fields without the SDK's models.
+``response.done`` for its own response. Messages are parsed by :mod:`podcast.engine.receive`:
+an audio delta gives the same two fields without the SDK's models, every other event is the
+SDK's own class for its type (validated by it), anything else the SDK's ``parse_event``.
 
 Two ways to use it:
 
@@ -125,8 +126,9 @@ class Narrator:
     required when ``settings.api_key`` is ``None``; its tokens are cached by the bearer
     token provider. ``sleep`` and ``jitter`` are injectable so tests run retries without
     waiting. ``compression`` offers permessage-deflate to the server; it is off because
-    decompressing costs the client more CPU than the bytes it saves are worth (base64 audio
-    shrinks by about a quarter; ``bash benchmarks/run.sh`` measures both).
+    inflating costs the client more CPU than the bytes it saves are worth (about the
+    floor's CPU again for about half the bytes on synthetic speech, and a stream at real
+    time is only about 65 kB/s; ``bash benchmarks/run.sh`` measures both).
     """
 
     def __init__(
@@ -344,7 +346,7 @@ class Narrator:
                 while state.done is None:
                     async with asyncio.timeout_at(deadline):
                         message = await connection.recv_bytes()
-                    # Audio deltas skip the SDK's event models (see podcast.engine.receive).
+                    # Audio deltas skip the SDK's union of 46 event models (podcast.engine.receive).
                     for item in state.handle(parse_message(message, connection.parse_event)):
                         yield item
             finally:

@@ -1,8 +1,9 @@
 """What one Realtime response yields: the typed server events turned into audio and
 transcript pieces, the final status checked, and the result types of a narration.
 
-:class:`ResponseState` is fed the SDK's server events of one attempt (``connection.recv()``)
-and turns them into stream events; :meth:`ResponseState.finish` checks the final
+:class:`ResponseState` is fed the server events of one attempt (the SDK's typed events, and
+audio deltas from the fast path of :mod:`podcast.engine.receive`) and turns them into stream
+events; :meth:`ResponseState.finish` checks the final
 ``response.done`` and returns a :class:`ResponseDone` or raises the typed error of the
 failure, carrying the tokens it billed. Throttling reported inside the session (an
 ``error`` event or a ``failed`` response with ``rate_limit_exceeded``, or
@@ -186,7 +187,7 @@ class SpokenText:
 class ResponseState:
     """What one attempt has seen so far; turns server events into stream events.
 
-    ``connection.recv()`` gives the SDK's typed events, built *without* validation: a
+    An event that fails the SDK's validation is still built, *without* validation: a
     field the server left out reads as ``None`` whatever its declared type, and an event
     type the SDK does not know is built as some other event class with its own ``type``.
     So each case matches the class *and* its ``type``, and every field that a
