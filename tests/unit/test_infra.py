@@ -497,3 +497,17 @@ def test_the_hook_reads_only_outputs_of_the_template(script: str, pattern: str) 
     assert "systemKeys.blobs_extension" in text
     assert "Microsoft.Storage.BlobCreated" in text
     assert "/blobServices/default/containers/" in text
+
+
+# --- host.json -------------------------------------------------------------------------------------
+
+
+def test_host_json_bounds_the_realtime_sessions_of_one_instance() -> None:
+    queues = json.loads((ROOT / "host.json").read_text(encoding="utf-8"))["extensions"]["queues"]
+    # The host runs up to batchSize + newBatchThreshold queued jobs at once per instance, and
+    # each opens up to NARRATION_CONCURRENCY Realtime sessions.
+    jobs_at_once = queues["batchSize"] + queues["newBatchThreshold"]
+    assert jobs_at_once * NarrationSettings().concurrency <= 8
+    assert queues["newBatchThreshold"] >= 1, "with 0 a long job would hold back the next batch"
+    hours, minutes, seconds = (float(part) for part in queues["visibilityTimeout"].split(":"))
+    assert hours * 3600 + minutes * 60 + seconds >= 30
