@@ -65,6 +65,7 @@ var functionAppName = 'func-${resourceToken}'
 // Flex Consumption deploys the code package from this container.
 var deploymentContainerName = 'app-package-${take(functionAppName, 32)}-${take(resourceToken, 7)}'
 var createOpenAi = empty(existingOpenAiAccountName)
+var openAiAccountName = createOpenAi ? 'oai-${resourceToken}' : existingOpenAiAccountName
 var openAiResourceGroupName = createOpenAi || empty(existingOpenAiResourceGroupName) ? rg.name : existingOpenAiResourceGroupName
 
 resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
@@ -110,7 +111,7 @@ module openAi 'core/openai.bicep' = if (createOpenAi) {
   name: 'openai'
   scope: rg
   params: {
-    name: 'oai-${resourceToken}'
+    name: openAiAccountName
     location: empty(openAiLocation) ? location : openAiLocation
     tags: tags
     deploymentName: openAiDeploymentName
@@ -124,9 +125,10 @@ module openAiAccess 'app/openai-access.bicep' = {
   name: 'openai-access'
   scope: resourceGroup(openAiResourceGroupName)
   params: {
-    accountName: createOpenAi ? openAi.outputs.name : existingOpenAiAccountName
+    accountName: openAiAccountName
     principalId: identity.outputs.principalId
   }
+  dependsOn: [openAi]
 }
 
 module eventGrid 'core/eventgrid.bicep' = {
