@@ -22,6 +22,7 @@ from pydantic import ValidationError
 from podcast.errors import PodcastError
 from podcast.models import NarrationRequest
 from podcast.storage.documents import DocumentStore
+from podcast.storage.names import blob_name, check_blob_segment
 from podcast.wire import CacheEntry, NarrationResponse, job_timestamp
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,9 @@ def reuse_key(request: NarrationRequest, deployment: str) -> str:
 
 
 def entry_name(key: str) -> str:
-    return f"cache/{key}.json"
+    """``cache/<key>.json``; raises :class:`~podcast.errors.BlobNameError` for a key that is not
+    one safe name segment (keys are SHA-256 hex, so only a bug could make one)."""
+    return blob_name("cache", f"{check_blob_segment(key, field='reuse key')}.json")
 
 
 def _now() -> str:
