@@ -91,10 +91,12 @@ def test_job_record_and_reuse_names_refuse_ids_that_are_not_one_safe_segment(hos
 def test_keys_and_document_names_never_become_part_of_a_name_themselves() -> None:
     for key in ("../../x", "a/b", "\x00", "k" * 5000):
         name = idempotency_name(key)
-        assert name.startswith("idempotency/") and len(name) == len("idempotency/") + 64 + 5
+        assert name.startswith("idempotency/")
+        assert len(name) == len("idempotency/") + 64 + 5
         assert check_blob_name(name) == name
         claim = claim_name(key)
-        assert claim.startswith("documents/") and check_blob_name(claim) == claim
+        assert claim.startswith("documents/")
+        assert check_blob_name(claim) == claim
 
 
 def test_names_are_escaped_and_shortened_for_logs() -> None:
