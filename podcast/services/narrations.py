@@ -39,8 +39,9 @@ from podcast.wire import (
 
 log = logging.getLogger(__name__)
 
-CLEANUP_ATTEMPTS = 3
-"""Tries to remove a failed narration's committed WAV (Storage may be failing right then)."""
+CLEANUP_ATTEMPTS = 5
+"""Tries to remove a failed narration's committed WAV (Storage may be failing right then),
+:data:`CLEANUP_BACKOFF_SECONDS` times the try number apart."""
 CLEANUP_BACKOFF_SECONDS = 0.5
 
 

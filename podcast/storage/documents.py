@@ -31,7 +31,7 @@ from azure.core.exceptions import (
 from azure.storage.blob import ContentSettings
 from azure.storage.blob.aio import BlobClient, ContainerClient
 
-from podcast.errors import StorageError
+from podcast.errors import StorageError, StorageUnavailableError
 from podcast.storage.azure import error_code, storage_error
 from podcast.storage.names import check_blob_name
 
@@ -88,8 +88,14 @@ class Container:
             try:
                 await self.client.create_container()
                 log.info("created blob container %s", self.name)
-            except ResourceExistsError:
-                pass
+            except ResourceExistsError as exc:
+                if error_code(exc) == "ContainerBeingDeleted":
+                    # Azure removes a deleted container in the background (about 30 s); until
+                    # then it can be neither used nor created.
+                    raise StorageUnavailableError(
+                        f"container {self.name!r} is being deleted; it is created again once it is gone",
+                        retry_after=30.0,
+                    ) from exc
             except AzureError as exc:
                 raise storage_error(exc, f"creating container {self.name!r}") from exc
             self._ready = True
