@@ -330,3 +330,24 @@ async def test_azurite_restarted_empty_between_requests_needs_no_app_restart(
     finally:
         await function_app.graph.aclose()
         function_app.graph.use(App.from_env)
+
+
+async def test_a_result_whose_transcript_document_is_gone_is_not_reused(env: Env) -> None:
+    plain = host.http_request("POST", "narrations", json={"text": TEXT})
+    first = await host.call_http(function_app.create_narration, plain)
+    assert first.status == 200
+    reused = await host.call_http(
+        function_app.create_narration, host.http_request("POST", "narrations", json={"text": TEXT})
+    )
+    assert reused.json()["id"] == first.json()["id"], "an identical request is reused"
+    sessions = len(env.emulator.sessions)
+
+    with env.service() as service:
+        service.get_blob_client(env.output, first.json()["transcript_blob_name"]).delete_blob()
+    again = await host.call_http(
+        function_app.create_narration, host.http_request("POST", "narrations", json={"text": TEXT})
+    )
+
+    assert again.status == 200
+    assert again.json()["id"] != first.json()["id"]
+    assert len(env.emulator.sessions) == sessions + 1
