@@ -80,7 +80,7 @@ class NarratedText:
 class _Piece:
     """A narrated segment (or the halves of one), before it is placed in the audio."""
 
-    pcm: bytes
+    pcm: bytes | bytearray
     transcript: str
     usage: Usage
     attempts: int
@@ -166,8 +166,8 @@ async def narrate_text(
                 narrator, request, segment.text, instructions, settings, verbatim, deadline, on_retry, 0
             )
         await limiter.succeeded()
-        # One copy to fade in place; the narration's own bytes are released right away.
-        speech = bytearray(piece.pcm)
+        # Faded in place: the narration's own buffer is staged, never copied whole again.
+        speech = piece.pcm if isinstance(piece.pcm, bytearray) else bytearray(piece.pcm)
         piece.pcm = b""
         audio.fade_edges_in_place(speech, settings.fade_seconds)
         pause = audio.silence(settings.pause_after(segment.boundary))

@@ -206,13 +206,11 @@ class Narrator:
             pcm: list[bytes] = []
             try:
                 done = await self._collect(
-                    self.stream(
-                        text,
-                        voice=voice,
-                        instructions=instructions,
-                        max_output_tokens=max_output_tokens,
-                        time_limit=_remaining(deadline, self.settings.response_timeout_seconds),
-                    ),
+                    text,
+                    voice,
+                    instructions,
+                    max_output_tokens,
+                    _remaining(deadline, self.settings.response_timeout_seconds),
                     pcm,
                 )
             except PodcastError as error:
@@ -220,7 +218,7 @@ class Narrator:
                 raise
             billed += done.usage
             return SpokenText(
-                audio=b"".join(pcm),
+                audio=bytearray().join(pcm),
                 transcript=done.transcript,
                 status=done.status,
                 usage=done.usage,
@@ -259,16 +257,33 @@ class Narrator:
             error.billed_usage = billed
             raise
 
-    @staticmethod
-    async def _collect(events: AsyncGenerator[StreamEvent, None], pcm: list[bytes]) -> ResponseDone:
-        """Drain one attempt's stream into ``pcm`` (pieces, joined once: no regrowing buffer);
-        return its final event."""
-        async with contextlib.aclosing(events):
-            async for event in events:
-                if isinstance(event, AudioDelta):
-                    pcm.append(event.pcm)
-                elif isinstance(event, ResponseDone):
-                    return event
+    async def _collect(
+        self,
+        text: str,
+        voice: str,
+        instructions: str,
+        max_output_tokens: MaxOutputTokens,
+        time_limit: float,
+        pcm: list[bytes],
+    ) -> ResponseDone:
+        """One attempt drained into ``pcm`` (pieces, joined once: no regrowing buffer); return
+        its final event. Nothing is awaited between the stream's events here, so one
+        deadline covers the whole attempt instead of a timeout per message."""
+        _check_arguments(text, voice, max_output_tokens)
+        limit = _time_limit(time_limit, self.settings.response_timeout_seconds)
+        deadline = asyncio.get_running_loop().time() + limit
+        events = self._events(
+            text, voice, instructions, max_output_tokens, limit, deadline, per_message=False
+        )
+        try:
+            async with asyncio.timeout_at(deadline), contextlib.aclosing(events):
+                async for event in events:
+                    if isinstance(event, AudioDelta):
+                        pcm.append(event.pcm)
+                    elif isinstance(event, ResponseDone):
+                        return event
+        except TimeoutError:
+            raise _timed_out(limit) from None
         raise ConnectionLostError("the narration stream ended without a result")
 
     def _retryable(self, state: RetryCallState) -> bool:
@@ -302,13 +317,31 @@ class Narrator:
         response timeout) bounds the whole attempt, handshake included.
         """
         _check_arguments(text, voice, max_output_tokens)
-        limit = self.settings.response_timeout_seconds if time_limit is None else time_limit
-        if limit <= 0:
-            raise NarrationTimeoutError("no time was left for the narration")
-        state = ResponseState(voice=voice)
-        started = time.monotonic()
+        limit = _time_limit(time_limit, self.settings.response_timeout_seconds)
         # The deadline bounds only our own awaits, never the consumer's time between events.
         deadline = asyncio.get_running_loop().time() + limit
+        events = self._events(text, voice, instructions, max_output_tokens, limit, deadline, per_message=True)
+        async with contextlib.aclosing(events):
+            async for event in events:
+                yield event
+
+    async def _events(
+        self,
+        text: str,
+        voice: str,
+        instructions: str,
+        max_output_tokens: MaxOutputTokens,
+        limit: float,
+        deadline: float,
+        *,
+        per_message: bool,
+    ) -> AsyncGenerator[StreamEvent, None]:
+        """The events of one attempt (see :meth:`stream`). With ``per_message`` every await
+        here is bounded by ``deadline`` (the event loop's clock) on its own; without it the
+        caller bounds the whole iteration by ``deadline`` and its ``TimeoutError`` is the
+        caller's to translate."""
+        state = ResponseState(voice=voice)
+        started = time.monotonic()
         manager = self._client.realtime.connect(
             model=self.settings.deployment,
             websocket_connection_options=cast(
@@ -343,20 +376,22 @@ class Narrator:
                     voice,
                     len(text),
                 )
+                # Audio deltas skip the SDK's union of 46 event models (podcast.engine.receive).
+                receive, parse = connection.recv_bytes, connection.parse_event
                 while state.done is None:
-                    async with asyncio.timeout_at(deadline):
-                        message = await connection.recv_bytes()
-                    # Audio deltas skip the SDK's union of 46 event models (podcast.engine.receive).
-                    for item in state.handle(parse_message(message, connection.parse_event)):
+                    if per_message:
+                        async with asyncio.timeout_at(deadline):
+                            message = await receive()
+                    else:
+                        message = await receive()
+                    for item in state.handle(parse_message(message, parse)):
                         yield item
             finally:
                 with contextlib.suppress(Exception, asyncio.TimeoutError):
                     async with asyncio.timeout(CLOSE_TIMEOUT_SECONDS):
                         await connection.close()
         except TimeoutError:
-            raise NarrationTimeoutError(
-                f"no complete response from Azure OpenAI within {limit:.0f} seconds"
-            ) from None
+            raise _timed_out(limit) from None
         except InvalidStatus as exc:
             raise _handshake_error(exc, secret=self.settings.api_key) from None
         except InvalidURI as exc:
@@ -430,6 +465,19 @@ def _check_arguments(text: str, voice: str, max_output_tokens: MaxOutputTokens) 
             f"max_output_tokens must be from 1 to {MAX_OUTPUT_TOKENS_LIMIT} or 'inf'",
             field="max_output_tokens",
         )
+
+
+def _time_limit(time_limit: float | None, default: float) -> float:
+    """The seconds an attempt may take (``default`` when not given); raises
+    :class:`~podcast.errors.NarrationTimeoutError` when none are left."""
+    limit = default if time_limit is None else time_limit
+    if limit <= 0:
+        raise NarrationTimeoutError("no time was left for the narration")
+    return limit
+
+
+def _timed_out(limit: float) -> NarrationTimeoutError:
+    return NarrationTimeoutError(f"no complete response from Azure OpenAI within {limit:.0f} seconds")
 
 
 def _remaining(deadline: float | None, cap: float) -> float:

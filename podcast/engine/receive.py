@@ -8,6 +8,9 @@ with ``base64.b64decode`` costs more than receiving them. So :func:`parse_messag
 the raw message (``connection.recv_bytes()``) and parses it with orjson:
 
 - an audio delta becomes a :class:`RawAudioDelta` with the two fields the narration reads;
+- a transcript delta whose required fields are all there with exactly their declared JSON
+  types becomes a :class:`RawTranscriptDelta`: the SDK's validation could only accept it,
+  unchanged (any other transcript delta is validated by the SDK's class, below);
 - any other event whose ``type`` names exactly one class of the SDK's union is validated
   by that class alone (``model_validate``): the union can only ever accept that class
   (every other one requires another ``type`` literal), so the result is the SDK's;
@@ -35,6 +38,16 @@ from pydantic import BaseModel, ValidationError
 from podcast.errors import NarrationError
 
 AUDIO_DELTA_TYPE: Final = "response.output_audio.delta"
+TRANSCRIPT_DELTA_TYPE: Final = "response.output_audio_transcript.delta"
+_TRANSCRIPT_FIELDS: Final = (
+    ("event_id", str),
+    ("response_id", str),
+    ("item_id", str),
+    ("output_index", int),
+    ("content_index", int),
+    ("delta", str),
+)
+"""The required fields of the SDK's ``ResponseAudioTranscriptDeltaEvent`` and their types."""
 
 
 def _event_classes() -> Mapping[str, type[BaseModel]]:
@@ -66,13 +79,25 @@ class RawAudioDelta:
     delta: object
 
 
+@dataclass(frozen=True, slots=True)
+class RawTranscriptDelta:
+    """A ``response.output_audio_transcript.delta`` whose fields are all of their declared
+    types: the values the SDK's validated event would carry."""
+
+    response_id: str
+    item_id: str
+    content_index: int
+    delta: str
+
+
 def parse_message(
     data: bytes | str, parse_event: Callable[[bytes | str], RealtimeServerEvent]
-) -> RawAudioDelta | RealtimeServerEvent:
-    """The server message ``data``: a :class:`RawAudioDelta` for an audio delta, the SDK's
-    validated event for a valid event of a known type, otherwise ``parse_event(data)``
-    (the SDK's ``connection.parse_event``), which also decides, and raises on, anything
-    that is not valid JSON."""
+) -> RawAudioDelta | RawTranscriptDelta | RealtimeServerEvent:
+    """The server message ``data``: a :class:`RawAudioDelta` for an audio delta, a
+    :class:`RawTranscriptDelta` for a well-typed transcript delta, the SDK's validated event
+    for a valid event of a known type, otherwise ``parse_event(data)`` (the SDK's
+    ``connection.parse_event``), which also decides, and raises on, anything that is not
+    valid JSON."""
     try:
         value = orjson.loads(data)
     except orjson.JSONDecodeError:
@@ -82,6 +107,10 @@ def parse_message(
     kind = value.get("type")
     if kind == AUDIO_DELTA_TYPE:
         return RawAudioDelta(value.get("response_id"), value.get("delta"))
+    if kind == TRANSCRIPT_DELTA_TYPE and all(type(value.get(k)) is t for k, t in _TRANSCRIPT_FIELDS):
+        return RawTranscriptDelta(
+            value["response_id"], value["item_id"], value["content_index"], value["delta"]
+        )
     cls = _EVENT_CLASSES.get(kind) if type(kind) is str else None
     if cls is not None:
         try:

@@ -36,7 +36,7 @@ from openai.types.realtime.realtime_response_status import Error as ResponseStat
 from pydantic import BaseModel
 
 from podcast.engine import audio
-from podcast.engine.receive import RawAudioDelta, decode_audio
+from podcast.engine.receive import RawAudioDelta, RawTranscriptDelta, decode_audio
 from podcast.errors import (
     ConnectionLostError,
     EmptyAudioError,
@@ -163,9 +163,12 @@ StreamEvent: TypeAlias = AudioDelta | TranscriptDelta | ResponseDone
 @dataclass(frozen=True, slots=True)
 class SpokenText:
     """One text read by one Realtime response (after any retries): PCM16 24 kHz mono
-    ``audio``, what was said, and what it cost."""
+    ``audio``, what was said, and what it cost.
 
-    audio: bytes
+    ``audio`` is a buffer of its own (joined once from the deltas): its owner may change it
+    in place, e.g. fade its edges, without copying the whole narration again."""
+
+    audio: bytearray
     transcript: str
     status: str
     usage: Usage
@@ -203,20 +206,18 @@ class ResponseState:
     transcript_parts: dict[tuple[str, int], list[str]] = field(default_factory=dict)
     done: RealtimeResponse | None = None
 
-    def handle(self, event: RealtimeServerEvent | RawAudioDelta) -> list[StreamEvent]:
-        """Process one server event (an audio delta may come from the fast path,
+    def handle(self, event: RealtimeServerEvent | RawAudioDelta | RawTranscriptDelta) -> list[StreamEvent]:
+        """Process one server event (audio and transcript deltas may come from the fast path,
         :mod:`podcast.engine.receive`); return what to yield. Raises on ``error`` events."""
         match event:
             case RawAudioDelta():
                 return self._audio(event.response_id, event.delta)
+            case RawTranscriptDelta():
+                return self._transcript(event.response_id, event.item_id, event.content_index, event.delta)
             case ResponseAudioDeltaEvent(type="response.output_audio.delta"):
                 return self._audio(event.response_id, event.delta)
             case ResponseAudioTranscriptDeltaEvent(type="response.output_audio_transcript.delta"):
-                delta: str | None = event.delta
-                if not self._ours(event.response_id) or not delta:
-                    return []
-                self._parts(event.item_id, event.content_index).append(delta)
-                return [TranscriptDelta(delta)]
+                return self._transcript(event.response_id, event.item_id, event.content_index, event.delta)
             case ResponseAudioTranscriptDoneEvent(type="response.output_audio_transcript.done"):
                 transcript: object = event.transcript
                 if self._ours(event.response_id) and isinstance(transcript, str):
@@ -300,6 +301,14 @@ class ResponseState:
             self.first_audio_at = time.monotonic()
         self.audio_bytes += len(pcm)
         return [AudioDelta(pcm)]
+
+    def _transcript(
+        self, response_id: object, item_id: str | None, content_index: int | None, delta: str | None
+    ) -> list[StreamEvent]:
+        if not self._ours(response_id) or not delta:
+            return []
+        self._parts(item_id, content_index).append(delta)
+        return [TranscriptDelta(delta)]
 
     def _ours(self, response_id: object) -> bool:
         return self.response_id is None or response_id is None or response_id == self.response_id

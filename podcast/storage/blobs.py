@@ -222,8 +222,10 @@ class BlobStore:
         blob = client or self._container.blob(blob_name)
         for attempt in (1, 2):
             try:
-                # A bytearray is sent as it is (the transport takes any buffer): no copy to bytes.
-                await blob.stage_block(block_id, cast(bytes, data), length=len(data))
+                # A view, not the bytearray: aiohttp sends ``body[:length]``, a copy of a
+                # bytearray but not of a view (nor of bytes).
+                body = data if isinstance(data, bytes) else memoryview(data)
+                await blob.stage_block(block_id, cast(bytes, body), length=len(data))
                 return
             except ResourceNotFoundError as exc:
                 if attempt == 2 or not await self._container.recreate_if_gone(exc):

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from emulator import Fault, FaultKind, RealtimeEmulator
 from podcast.engine import audio
 from podcast.engine.instructions import DEFAULT_READ_INSTRUCTIONS
 from podcast.engine.realtime import Narrator
+from podcast.engine.responses import AudioDelta
 from podcast.errors import (
     AuthenticationError,
     DeploymentNotFoundError,
@@ -151,6 +153,30 @@ async def test_a_hang_on_every_attempt_ends_in_a_timeout(emulator: RealtimeEmula
         with pytest.raises(NarrationTimeoutError):
             await narrator.narrate(TEXT)
     assert emulator.handshakes == 2
+
+
+async def test_audio_that_keeps_coming_past_the_limit_still_times_out() -> None:
+    """One deadline bounds the whole attempt, not each message: a response streaming
+    steadily (here at 1 s of audio a second, 30 s of it) ends in a timeout at the limit,
+    from narrate() and from stream() alike, with each attempt's audio discarded."""
+    long_text = " ".join([TEXT] * 12)
+    async with RealtimeEmulator(api_key=KEY, engine="synthetic", speed=1.0) as emu:
+        settings = settings_for(emu, response_timeout_seconds=1.0, max_retries=0)
+        async with Narrator(settings, sleep=no_wait) as narrator:
+            started = time.monotonic()
+            with pytest.raises(NarrationTimeoutError):
+                await narrator.narrate(long_text)
+            assert time.monotonic() - started < 3.0
+            received: list[object] = []
+
+            async def consume() -> None:
+                async for event in narrator.stream(long_text, time_limit=1.0):
+                    received.append(event)
+
+            with pytest.raises(NarrationTimeoutError):
+                await consume()
+            assert any(isinstance(e, AudioDelta) for e in received), "audio was arriving at the limit"
+            assert time.monotonic() - started < 6.0
 
 
 async def test_rate_limiting_beyond_the_retries_keeps_the_retry_after(emulator: RealtimeEmulator) -> None:

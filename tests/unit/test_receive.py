@@ -16,7 +16,7 @@ from openai.resources.realtime.realtime import AsyncRealtimeConnection
 from openai.types.realtime import RealtimeServerEvent, ResponseAudioTranscriptDeltaEvent
 from pydantic import BaseModel
 
-from podcast.engine.receive import RawAudioDelta, decode_audio, parse_message
+from podcast.engine.receive import RawAudioDelta, RawTranscriptDelta, decode_audio, parse_message
 from podcast.engine.responses import AudioDelta, ResponseState, StreamEvent
 from podcast.errors import NarrationError
 
@@ -49,6 +49,13 @@ def delta(**fields: object) -> bytes:
     return json.dumps({"type": "response.output_audio.delta", **fields}).encode()
 
 
+TRANSCRIPT_IDS = {
+    "event_id": "e",
+    "response_id": "resp_1",
+    "item_id": "i",
+    "output_index": 0,
+    "content_index": 0,
+}
 ODD_MESSAGES: list[bytes] = [
     delta(response_id="resp_1", item_id="item_1", delta=B64),
     delta(delta=B64),  # no response id
@@ -80,6 +87,22 @@ ODD_MESSAGES: list[bytes] = [
     json.dumps(
         {"type": "response.output_audio_transcript.delta", "response_id": "resp_1", "delta": "Hi"}
     ).encode(),
+    # Transcript deltas: complete and exactly typed (the fast path), or not (the SDK's class).
+    *[
+        json.dumps({"type": "response.output_audio_transcript.delta", **TRANSCRIPT_IDS, **fields}).encode()
+        for fields in (
+            {"content_index": 1, "delta": " there"},
+            {"delta": "", "extra": [1]},
+            {"response_id": "resp_other", "delta": "not ours"},
+            {"content_index": "2", "delta": "lax"},  # validated: "2" is 2
+            {"content_index": True, "delta": "bool"},
+            {"item_id": 5, "content_index": 3, "delta": "int item"},  # invalid: built unvalidated
+            {"content_index": 1.0, "delta": "float index"},
+            {"delta": 7},
+            {"event_id": None, "delta": "no event id"},
+            {"response_id": None, "delta": "null response"},
+        )
+    ],
     json.dumps({"type": "some.future_event", "delta": B64}).encode(),
     json.dumps({"type": "Response.Output_Audio.Delta", "delta": B64}).encode(),
     json.dumps({"type": None, "delta": B64}).encode(),
@@ -112,12 +135,15 @@ def test_a_whole_sequence_gives_what_the_sdk_path_gives() -> None:
     assert audio[0].pcm == PCM
 
 
-def test_only_audio_deltas_take_the_fast_path() -> None:
+def test_only_audio_and_well_typed_transcript_deltas_take_the_fast_path() -> None:
     assert parse_message(delta(response_id="r", delta="AAAA"), sdk_parse) == RawAudioDelta("r", "AAAA")
-    transcript = parse_message(
-        json.dumps({"type": "response.output_audio_transcript.delta", "delta": "Hi"}).encode(), sdk_parse
-    )
-    assert isinstance(transcript, ResponseAudioTranscriptDeltaEvent)
+    complete = {"event_id": "e", "response_id": "r", "item_id": "i", "output_index": 0, "content_index": 2}
+    kind = {"type": "response.output_audio_transcript.delta"}
+    fast = parse_message(json.dumps(kind | complete | {"delta": "Hi"}).encode(), sdk_parse)
+    assert fast == RawTranscriptDelta("r", "i", 2, "Hi")
+    for partial in ({"delta": "Hi"}, complete | {"delta": "Hi", "output_index": "0"}):
+        transcript = parse_message(json.dumps(kind | partial).encode(), sdk_parse)
+        assert isinstance(transcript, ResponseAudioTranscriptDeltaEvent)
     with pytest.raises(ValueError, match="Expecting property name"):  # json.loads's own error
         parse_message(b"{not json", sdk_parse)
 
@@ -159,10 +185,8 @@ USAGE = {
 }
 IDS = {"response_id": "resp_1", "item_id": "item_1", "output_index": 0, "content_index": 0}
 TYPED_MESSAGES: list[bytes] = [
-    event("response.output_audio_transcript.delta", **IDS, delta=" the quiet"),
     event("response.output_audio_transcript.delta", **IDS, delta=None),  # invalid: built unvalidated
     event("response.output_audio_transcript.delta", delta="Hi"),  # fields left out
-    event("response.output_audio_transcript.delta", **IDS, delta="x", extra_field={"a": 1}),
     event("response.output_audio_transcript.delta", **{**IDS, "output_index": "0"}, delta="x"),  # lax int
     event("response.output_audio_transcript.done", **IDS, transcript="Hello there."),
     event("response.output_audio.done", **IDS),
