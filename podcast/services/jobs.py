@@ -13,10 +13,29 @@ queued or running becomes a *follower* of that job (no second narration, no seco
 message). Concurrent duplicates that race past each other may still be narrated twice;
 that costs money, never correctness.
 
-Stale jobs: the worker writes a heartbeat every quarter of ``NARRATION_JOB_STALE_SECONDS``
-(at most every 60 s) and on each finished segment. A status request that finds a job
-``running`` without an update for longer than that marks it failed (``job_stalled``, 503);
-it is never re-enqueued, so a job is paid for at most by the deliveries of its one message.
+Deliveries (:meth:`JobService.run`): the Functions queue trigger delivers at least once.
+A message stays hidden while its delivery runs (the host renews that), is deleted when the
+function returns, is visible again at once when it raises (``visibilityTimeout`` 0 in
+host.json) and goes to the poison queue when it raises on delivery ``maxDequeueCount``
+(``NARRATION_QUEUE_MAX_DEQUEUE_COUNT``). Every receipt raises the dequeue count, and only
+the latest receipt can delete or retry the message. Hence the rules:
+
+- a delivery returns only when nothing of the job depends on it any more; it raises when
+  anything was left undone (a transient failure, Storage failing at any step);
+- every write of a job record is conditional on its ETag, so of racing writers one wins;
+- the record's ``attempts`` is the dequeue count of the delivery that started the job and
+  ``message_id`` its message. A delivery of that message with a higher dequeue count is the
+  latest receipt: it takes the ``running`` job over (its owner failed without recording
+  so, died, or its visibility lapsed); a stale ``running`` job is taken over by any
+  delivery; an owner whose record was changed by another stops at its next write.
+
+Stuck jobs (:meth:`JobService.status`): the worker writes a heartbeat every quarter of
+``NARRATION_JOB_STALE_SECONDS`` (at most every 60 s) and on each finished segment. A job
+``running`` without a heartbeat, or ``queued`` without a change, for longer than that is
+stuck (:meth:`~podcast.wire.JobRecord.is_stuck`). The first poll that finds it so
+re-enqueues it (``requeues`` 1, a new message); the first that finds it stuck again marks it
+failed (``job_stalled``, 503). So no job stays ``queued`` or ``running`` forever, and a job
+is paid for at most by the deliveries of its two messages.
 
 Nothing here logs the text, keys, URLs or SAS signatures: only job ids, statuses and
 error codes.
