@@ -264,8 +264,9 @@ class JobService:
         return JobView(record)
 
     async def _current(self, job_id: str, *, depth: int = 0) -> JobRecord | None:
-        """The job's record brought up to date: a stale ``running`` job is marked failed, a
-        follower takes its leader's outcome. ``None`` when there is no such job."""
+        """The job's record brought up to date: a stuck job is re-enqueued once, then failed
+        (:meth:`_unstick`); a follower takes its leader's outcome. ``None`` when there is no
+        such job."""
         if not JOB_ID.fullmatch(job_id):
             return None
         loaded = await self.documents.get(record_name(job_id))
@@ -430,8 +431,14 @@ class JobService:
         except PodcastError as error:
             if error.transient:
                 raise  # nothing was changed: the host delivers the message again (or poisons it)
-            run = _Run(self.documents, record, etag, delivery)
-            return await self._fail(run, error)
+            return await self._fail(_Run(self.documents, record, etag, delivery), error)
+        except Exception:
+            if not delivery.last:
+                log.exception("job %s could not be started: will be retried", job_id)
+                raise
+            log.exception("job %s could not be started on its last delivery", job_id)
+            unexpected = PodcastError("an unexpected error occurred; it has been logged")
+            return await self._fail(_Run(self.documents, record, etag, delivery), unexpected)
 
         taking_over = record.status == "running"
         moment = now()
@@ -454,6 +461,8 @@ class JobService:
         try:
             return await self._narrate(run, request)
         except PodcastError as error:
+            if run.superseded:
+                return self._superseded(run)
             if error.transient and not delivery.last:
                 await self._requeue(run, ErrorBody.from_error(error).error)
                 log.warning(
@@ -466,6 +475,8 @@ class JobService:
             log.warning("job %s failed (%s) on delivery %d", job_id, error.code, delivery.dequeue_count)
             return await self._fail(run, error)
         except Exception:
+            if run.superseded:
+                return self._superseded(run)
             unexpected = PodcastError("an unexpected error occurred; it has been logged")
             if not delivery.last:
                 log.exception(

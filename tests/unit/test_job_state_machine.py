@@ -737,6 +737,65 @@ async def test_a_delivery_that_loses_the_start_to_a_newer_receipt_is_ignored(wor
     assert world.narrations.calls == []
 
 
+async def test_a_takeover_seen_by_a_heartbeat_cancels_the_owners_narration() -> None:
+    world = make_world(stale_seconds=1.0, segment_seconds=0.4)  # a heartbeat every 0.25 s
+    world.narrations.script(Narrated(segments=4))
+    record = await world.jobs.submit(request(), ASYNC)
+
+    async def newer_receipt_takes_over() -> None:
+        await world.mark_running(record.id, attempts=2, message_id="m-1")
+
+    world.narrations.before = newer_receipt_takes_over
+    assert await world.jobs.run(record.id, dequeue_count=1, message_id="m-1") == "superseded"
+
+    [call] = world.narrations.calls
+    assert call.progress == [], "cancelled at the first heartbeat, before any segment finished"
+    stored = world.record(record.id)
+    assert (stored.status, stored.attempts) == ("running", 2), "nothing written after the takeover"
+    assert world.documents.document(request_name(record.id)) is not None, "left for the new owner"
+    assert pending_claim(world.cache_entry(stored)) == record.id
+    assert world.outputs.blobs == set(), "nothing stored"
+
+
+async def test_an_owner_whose_job_a_poll_re_enqueued_stops_and_the_new_message_finishes_it() -> None:
+    """The owner is alive but Storage refused its heartbeats for longer than the stale
+    timeout: a poll re-enqueues the job; the owner's next write finds it changed."""
+    world = make_world()
+    world.narrations.script(Narrated(segments=2))
+    host = Host(world)
+    record = await world.jobs.submit(request(), ASYNC)
+
+    async def meanwhile_a_poll_finds_it_stuck() -> None:
+        await world.backdate_heartbeat(record.id, world.settings.stale_seconds + 1)
+        assert (await world.jobs.status(record.id)).record.status == "queued"
+
+    world.narrations.before = meanwhile_a_poll_finds_it_stuck
+    assert await host.deliver() == "superseded"
+    world.narrations.before = None
+    assert await host.deliver() == "succeeded"  # the new message
+
+    done = world.record(record.id)
+    assert (done.status, done.requeues) == ("succeeded", 1)
+    assert len(world.narrations.calls) == 2
+    assert not host.visible
+    assert world.documents.document(request_name(record.id)) is None
+
+
+async def test_a_stored_request_that_cannot_be_read_is_retried_then_fails_the_job(world: World) -> None:
+    record = await world.jobs.submit(request(), ASYNC)
+    await world.documents.put(request_name(record.id), {"text": 42})  # not a request any more
+
+    with pytest.raises(ValueError, match="validation error"):
+        await world.jobs.run(record.id, dequeue_count=1, message_id="m-1")
+    assert world.record(record.id).status == "queued"
+
+    assert await world.jobs.run(record.id, dequeue_count=3, message_id="m-1") == "failed"
+    failed = world.record(record.id)
+    assert failed.error is not None
+    assert (failed.error.status, failed.error.body.error.code) == (500, "internal_error")
+    assert world.narrations.calls == []
+
+
 async def test_a_write_that_storage_applied_but_reported_failed_does_not_stop_the_owner(world: World) -> None:
     world.narrations.script(Narrated(segments=2))
     record = await world.jobs.submit(request(), ASYNC)
