@@ -226,3 +226,30 @@ async def test_two_deliveries_of_the_same_message_at_once_finish_the_job_once(
     record = stored_record(azurite, jobs_env, accepted["id"])
     assert (record.status, record.attempts, record.message_id) == ("succeeded", 2, again.id)
     assert pending_messages(azurite, jobs_env) == []
+
+
+async def test_storage_stopped_at_the_re_enqueue_fails_the_job_when_it_is_stuck_again(
+    switch: StorageSwitch, jobs_env: dict[str, str], azurite: AzuriteServer, emulator: RealtimeEmulator
+) -> None:
+    """Every message of the job is lost, and Storage stops just as a poll re-enqueues it
+    (the record says re-enqueued, the message is never sent): the next poll that finds it
+    stuck fails it, instead of 202 forever."""
+    _, accepted, response = await post({"text": TEXT}, ASYNC)
+    location = response.headers["Location"]
+    with queue_client(azurite, jobs_env) as client:
+        client.clear_messages()
+    await asyncio.sleep(STALE_SECONDS + 0.2)
+
+    switch.stop_at("POST", f"/{jobs_env['NARRATION_QUEUE']}/messages")
+    status, polled, _ = await poll(location)
+    assert (status, polled["status"]) == (202, "queued"), polled
+    assert switch.stopped
+    switch.start()
+    assert pending_messages(azurite, jobs_env) == []
+    await asyncio.sleep(STALE_SECONDS + 0.2)
+
+    status, polled, _ = await poll(location)
+    assert status == 503, polled
+    assert polled["error"]["code"] == "job_stalled"
+    assert stored_record(azurite, jobs_env, accepted["id"]).requeues == 1
+    assert emulator.handshakes == 0
