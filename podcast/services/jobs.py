@@ -47,6 +47,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
@@ -605,7 +606,7 @@ class _Run:
         self._started_at = record.started_at
         self._lock = asyncio.Lock()
         self.superseded = False
-        self.on_superseded: Any = None
+        self.on_superseded: Callable[[], object] | None = None
 
     async def write(self) -> bool:
         """Write the record; ``False`` when the job is no longer ours. Raises
