@@ -185,13 +185,15 @@ async def test_two_deliveries_of_the_same_message_at_once_finish_the_job_once(
     renewing it): the host delivers the message again, dequeue count 2. The second takes
     over, the first stops at its next write, and the job is finished once."""
     monkeypatch.setenv("NARRATION_SEGMENT_WORDS", "20")
-    monkeypatch.setenv("AZURE_OPENAI_AUDIO_TIMEOUT_SECONDS", "2")
+    monkeypatch.setenv(
+        "AZURE_OPENAI_AUDIO_TIMEOUT_SECONDS", "4"
+    )  # the first delivery outlasts its visibility
     paragraphs = [
         "The first paragraph opens the story with a river in the hills.",
         "The second paragraph follows the river down into the wide valley.",
         "The third paragraph, the slow one, ends the story at the sea.",
     ]
-    emulator.inject(Fault(FaultKind.HANG, times=1, match="slow one"))  # 2 s until its retry
+    emulator.inject(Fault(FaultKind.HANG, times=1, match="slow one"))  # 4 s until its retry
     _, accepted, response = await post({"text": "\n\n".join(paragraphs)}, ASYNC)
     location = response.headers["Location"]
 

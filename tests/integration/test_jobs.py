@@ -242,13 +242,15 @@ async def test_a_running_job_reports_segment_progress_and_its_heartbeat_keeps_it
 ) -> None:
     monkeypatch.setenv("NARRATION_SEGMENT_WORDS", "20")
     monkeypatch.setenv("NARRATION_JOB_STALE_SECONDS", "1")  # heartbeat every 0.25 s
-    monkeypatch.setenv("AZURE_OPENAI_AUDIO_TIMEOUT_SECONDS", "2")
+    # 4 s until the retry: the poll 1.5 s after the second segment comes well before it,
+    # even on a loaded machine (2 s left no margin).
+    monkeypatch.setenv("AZURE_OPENAI_AUDIO_TIMEOUT_SECONDS", "4")
     paragraphs = [
         "The first paragraph opens the story with a river in the hills.",
         "The second paragraph follows the river down into the wide valley.",
         "The third paragraph, the slow one, ends the story at the sea.",
     ]
-    emulator.inject(Fault(FaultKind.HANG, times=1, match="slow one"))  # 2 s until the retry
+    emulator.inject(Fault(FaultKind.HANG, times=1, match="slow one"))
     _, _, response = await post({"text": "\n\n".join(paragraphs)}, ASYNC)
     location = response.headers["Location"]
 
