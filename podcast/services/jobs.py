@@ -15,8 +15,8 @@ that costs money, never correctness.
 
 Deliveries (:meth:`JobService.run`): the Functions queue trigger delivers at least once.
 A message stays hidden while its delivery runs (the host renews that), is deleted when the
-function returns, is visible again at once when it raises (``visibilityTimeout`` 0 in
-host.json) and goes to the poison queue when it raises on delivery ``maxDequeueCount``
+function returns, is visible again host.json's ``visibilityTimeout`` (a minute) after it
+raises and goes to the poison queue when it raises on delivery ``maxDequeueCount``
 (``NARRATION_QUEUE_MAX_DEQUEUE_COUNT``). Every receipt raises the dequeue count, and only
 the latest receipt can delete or retry the message. Hence the rules:
 

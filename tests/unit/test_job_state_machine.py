@@ -101,8 +101,8 @@ class Host:
 
     Every id sent becomes a message with its own id. A delivery raises the message's dequeue
     count and calls ``JobService.run`` with it; when ``run`` returns the message is deleted,
-    when it raises the message is visible again at once (host.json sets no
-    ``visibilityTimeout``) or, on its ``max_dequeue_count``-th delivery, moved to
+    when it raises the message is visible again (after host.json's ``visibilityTimeout``,
+    which is not waited for here) or, on its ``max_dequeue_count``-th delivery, moved to
     :attr:`poisoned`. :meth:`receive` takes a message without running it (its worker died:
     the message stays hidden until a test delivers it again, as after its visibility lapsed).
     """
