@@ -7,7 +7,9 @@ depend on, so their state machines also run against an in-memory store in unit t
 
 The container is created on first write, and again if it disappears (deleted, or an
 emulator restarted empty): a ``ContainerNotFound`` at any write re-creates it and retries
-once, so a recreated container never needs a process restart.
+once, so a recreated container never needs a process restart. Every name goes through
+:func:`~podcast.storage.names.check_blob_name` first (:meth:`Container.blob`), so no name
+can address a blob outside the container.
 """
 
 from __future__ import annotations
@@ -27,10 +29,11 @@ from azure.core.exceptions import (
     ResourceNotFoundError,
 )
 from azure.storage.blob import ContentSettings
-from azure.storage.blob.aio import ContainerClient
+from azure.storage.blob.aio import BlobClient, ContainerClient
 
-from podcast.errors import StorageError
+from podcast.errors import StorageError, StorageUnavailableError
 from podcast.storage.azure import error_code, storage_error
+from podcast.storage.names import check_blob_name
 
 log = logging.getLogger(__name__)
 
@@ -75,16 +78,29 @@ class Container:
         self._ready = False
         self._lock = asyncio.Lock()
 
+    def blob(self, name: str) -> BlobClient:
+        """The client of blob ``name`` in this container; raises
+        :class:`~podcast.errors.BlobNameError` (before any Storage call) for a name that
+        breaks :mod:`podcast.storage.names`' rule."""
+        return self.client.get_blob_client(check_blob_name(name))
+
     async def ensure(self) -> None:
-        """Create the container unless it exists. Only the first call talks to Storage."""
+        """Create the container unless it exists. Only the first call talks to Storage (until
+        :meth:`recreate_if_gone` finds it gone)."""
         async with self._lock:
             if self._ready:
                 return
             try:
                 await self.client.create_container()
                 log.info("created blob container %s", self.name)
-            except ResourceExistsError:
-                pass
+            except ResourceExistsError as exc:
+                if error_code(exc) == "ContainerBeingDeleted":
+                    # Azure removes a deleted container in the background (about 30 s); until
+                    # then it can be neither used nor created.
+                    raise StorageUnavailableError(
+                        f"container {self.name!r} is being deleted; it is created again once it is gone",
+                        retry_after=30.0,
+                    ) from exc
             except AzureError as exc:
                 raise storage_error(exc, f"creating container {self.name!r}") from exc
             self._ready = True
@@ -110,7 +126,7 @@ class JsonDocuments:
         """The JSON object at ``name`` and its ETag, or ``None`` when there is none (or no
         container). Raises :class:`StorageError` when the blob is not a JSON object."""
         try:
-            downloader = await self._container.client.download_blob(name)
+            downloader = await self._container.blob(name).download_blob()
             body = await downloader.readall()
         except ResourceNotFoundError:
             return None
@@ -138,6 +154,7 @@ class JsonDocuments:
         self, name: str, document: Mapping[str, Any], *, etag: str | None, create: bool
     ) -> str | None:
         """The new ETag, or ``None`` when the condition did not hold."""
+        check_blob_name(name)
         await self._container.ensure()
         body = json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
         conditions: dict[str, Any] = {}
@@ -145,7 +162,7 @@ class JsonDocuments:
             conditions = {"etag": etag, "match_condition": MatchConditions.IfNotModified}
         for attempt in (1, 2):
             try:
-                written = await self._container.client.get_blob_client(name).upload_blob(
+                written = await self._container.blob(name).upload_blob(
                     body, overwrite=not create, content_settings=_JSON_CONTENT, **conditions
                 )
                 return str(written["etag"])
@@ -174,7 +191,7 @@ class JsonDocuments:
         if etag is not None:
             conditions = {"etag": etag, "match_condition": MatchConditions.IfNotModified}
         try:
-            await self._container.client.delete_blob(name, delete_snapshots="include", **conditions)
+            await self._container.blob(name).delete_blob(delete_snapshots="include", **conditions)
         except (ResourceNotFoundError, ResourceModifiedError):
             return
         except HttpResponseError as exc:
