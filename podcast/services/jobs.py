@@ -49,9 +49,8 @@ import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
-from podcast.engine.longform import ProgressCallback
 from podcast.errors import (
     IdempotencyKeyReusedError,
     JobNotFoundError,
@@ -61,7 +60,6 @@ from podcast.errors import (
     StorageUnavailableError,
 )
 from podcast.models import NarrationRequest, SubmitOptions
-from podcast.services.narrations import StoredNarration
 from podcast.services.records import (
     FINAL_STATUSES,
     JOB_ID,
@@ -78,6 +76,10 @@ from podcast.services.reuse import ReuseCache
 from podcast.settings import JobSettings, RequestLimits
 from podcast.storage.documents import DocumentStore
 from podcast.wire import ErrorBody, ErrorDetails, IdempotencyEntry, JobRecord, NarrationResponse
+
+if TYPE_CHECKING:  # the narration stack (openai, websockets) is loaded only by what narrates
+    from podcast.engine.longform import ProgressCallback
+    from podcast.services.narrations import StoredNarration
 
 log = logging.getLogger(__name__)
 
