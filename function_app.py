@@ -43,8 +43,9 @@ async def get_narration(req: func.HttpRequest) -> func.HttpResponse:
 async def narration_worker(msg: func.QueueMessage) -> None:
     """A queued narration job (the message is its id): narrate it and record the outcome.
 
-    Returns normally once the job is finished, failed for good, or not to be run; raises
-    only for a transient failure before the last delivery, so the host retries it.
+    Returns normally (the host deletes the message) only when no part of the job depends
+    on this delivery any more; raises (the host delivers it again) when anything was left
+    undone, e.g. a transient failure or Storage failing while recording the job.
     """
     await handlers.narration_worker(msg, graph.get())
 

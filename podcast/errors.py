@@ -37,7 +37,7 @@ next, so no caller needs to know the concrete class:
     │   └── StorageUnavailableError   503  transient: Storage unreachable or busy
     ├── SupersededError               409  a newer version of the document took over its narration
     ├── JobNotFoundError              404  no narration job with this id
-    └── JobStalledError               503  a queued narration's worker stopped reporting
+    └── JobStalledError               503  a job made no progress, also after a re-enqueue
 
     AudioFormatError (a ValueError)        bytes that are not PCM16 mono: a bug, never a caller's
 
@@ -376,7 +376,8 @@ class IdempotencyKeyReusedError(RequestValidationError):
 
 
 class JobStalledError(PodcastError):
-    """A queued narration's worker stopped reporting (died or was stopped): the job failed, 503.
+    """A narration job made no progress (its worker died or its messages were lost), also
+    after it was re-enqueued once: the job failed, 503.
 
     Not transient for the job (polling again gives the same answer); the caller may submit
     the request again, which starts a new job.

@@ -585,6 +585,8 @@ class JobSettings(_Section):
     job_time_budget_seconds: float = _number(JOB_TIME_BUDGET_SETTING, 540.0, 10.0, 3600.0)
     """Leaves a minute of host.json's ``functionTimeout`` (10 minutes) for storing the result."""
     stale_seconds: float = _number(JOB_STALE_SETTING, 300.0, 1.0, 86_400.0)
+    """A ``running`` job without a heartbeat, or a ``queued`` one without a change, for this
+    long is stuck: re-enqueued once, then failed. Keep it above host.json's ``visibilityTimeout``."""
     max_dequeue_count: int = _whole(MAX_DEQUEUE_SETTING, 3, 1, 100)
     """Matches host.json's ``extensions.queues.maxDequeueCount``."""
 

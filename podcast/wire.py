@@ -121,6 +121,10 @@ def _is_none(value: object) -> bool:
     return value is None
 
 
+def _is_zero(value: object) -> bool:
+    return value == 0
+
+
 Timestamp = Annotated[str, WithJsonSchema({"type": "string", "format": "date-time"})]
 """A UTC ISO 8601 timestamp, kept as written (see :func:`iso_timestamp`, :func:`job_timestamp`)."""
 Seconds = Annotated[float, AfterValidator(_round3)]
@@ -551,7 +555,8 @@ class JobRecord(BaseModel):
     """A job as stored in ``jobs/<id>.json`` (mutable: the job service rewrites it as the job moves).
 
     ``status`` moves ``queued`` → ``running`` → ``succeeded`` or ``failed`` (back to
-    ``queued`` after a transient failure that the host will retry). ``result`` is the
+    ``queued`` after a transient failure that the host will retry, or once when the job was
+    stuck, :meth:`is_stuck`: see :mod:`podcast.services.jobs` for who may move it when). ``result`` is the
     200 body without its link (:meth:`NarrationResponse.without_link`); ``error`` the status
     and body a failed job answers with. A *follower* (``leader`` set) shares the fate of the
     job narrating the same content; ``reused_from`` names the job whose audio a reused
@@ -608,8 +613,23 @@ class JobRecord(BaseModel):
     )
     attempts: int = Field(
         default=0,
-        description="Deliveries of the job's queue message so far.",
+        description="The dequeue count of the delivery that last started the job: how many "
+        "times the host had delivered that queue message by then.",
         json_schema_extra={"x-ms-summary": "Attempts"},
+    )
+    message_id: str | None = Field(
+        default=None,
+        exclude_if=_is_none,
+        description="The id of the queue message whose delivery last started the job (absent "
+        "when unknown); attempts counts that message's deliveries.",
+        json_schema_extra={"x-ms-summary": "Message ID"},
+    )
+    requeues: int = Field(
+        default=0,
+        exclude_if=_is_zero,
+        description="Times the job was put on the queue again because it made no progress "
+        "(at most once; absent when never).",
+        json_schema_extra={"x-ms-summary": "Re-enqueued"},
     )
     started_at: Timestamp | None = Field(
         default=None,
@@ -692,6 +712,21 @@ class JobRecord(BaseModel):
         if self.status != "running":
             return False
         last = _parse_timestamp(self.heartbeat_at) or _parse_timestamp(self.updated_at)
+        if last is None:
+            return True
+        return ((now or _now()) - last).total_seconds() > stale_seconds
+
+    def is_stuck(self, stale_seconds: float, now: datetime | None = None) -> bool:
+        """Not finished and making no progress: ``running`` and stale (:meth:`is_stale`), or
+        ``queued`` with no change for longer than ``stale_seconds`` (no delivery started it).
+        A follower is never stuck itself: it follows its leader."""
+        if self.leader is not None:
+            return False
+        if self.status == "running":
+            return self.is_stale(stale_seconds, now)
+        if self.status != "queued":
+            return False
+        last = _parse_timestamp(self.updated_at)
         if last is None:
             return True
         return ((now or _now()) - last).total_seconds() > stale_seconds

@@ -64,9 +64,16 @@ class _Fault:
     operations: frozenset[Operation]
     prefix: str
     error: Callable[[], PodcastError]
+    passing: int = 0
+    """Matching operations still let through before the fault starts."""
 
     def matches(self, operation: Operation, name: str) -> bool:
-        return self.remaining > 0 and operation in self.operations and name.startswith(self.prefix)
+        if self.remaining <= 0 or operation not in self.operations or not name.startswith(self.prefix):
+            return False
+        if self.passing > 0:
+            self.passing -= 1
+            return False
+        return True
 
 
 @dataclass
@@ -106,6 +113,8 @@ class InMemoryDocuments:
     - ``put(etag=...)`` writes only when the name exists with that ETag, else ``False``
       (a deleted blob's ETag never matches).
     - ``put()`` without conditions always writes.
+    - ``replace(etag=...)`` is ``put(etag=...)`` returning the new ETag instead of ``True``
+      (``None`` instead of ``False``).
     - ``delete`` removes the name; with ``etag``, only when it still has that ETag. A
       missing name, or a changed one, is silently left alone.
 
@@ -113,7 +122,8 @@ class InMemoryDocuments:
 
     - :meth:`fail_next` makes the next ``count`` matching operations raise
       :class:`~podcast.errors.StorageUnavailableError` (or the error given) without
-      touching the store;
+      touching the store; :meth:`outage` makes every operation after the next ``after``
+      raise it, until :meth:`heal`;
     - :meth:`before` runs a test's function once, just before the next matching operation
       (e.g. another request taking an Idempotency-Key between a read and a write);
     - :attr:`calls` lists every operation asked for, :meth:`writes` the documents
@@ -148,6 +158,23 @@ class InMemoryDocuments:
                 error or (lambda: StorageUnavailableError("Storage is unavailable (injected)")),
             )
         )
+
+    def outage(self, *, after: int = 0) -> None:
+        """Storage goes down after the next ``after`` operations: every later operation raises
+        :class:`~podcast.errors.StorageUnavailableError` until :meth:`heal`."""
+        self._faults.append(
+            _Fault(
+                1 << 30,
+                frozenset(OPERATIONS),
+                "",
+                lambda: StorageUnavailableError("Storage is unavailable (injected outage)"),
+                passing=after,
+            )
+        )
+
+    def heal(self) -> None:
+        """Storage is back: every pending fault (``fail_next``, ``outage``) is dropped."""
+        self._faults.clear()
 
     def before(self, operation: Operation, prefix: str, action: Action) -> None:
         """Run ``action`` once, just before the next ``operation`` on a name starting with
@@ -203,6 +230,16 @@ class InMemoryDocuments:
         self, name: str, document: Mapping[str, Any], *, etag: str | None = None, create: bool = False
     ) -> bool:
         """See the class docstring: create-only, If-Match, or unconditional."""
+        return await self._write(name, document, etag=etag, create=create) is not None
+
+    async def replace(self, name: str, document: Mapping[str, Any], *, etag: str) -> str | None:
+        """``put(etag=...)`` that returns the new ETag (``None`` when refused); a ``put``
+        for the hooks, faults and :attr:`calls`."""
+        return await self._write(name, document, etag=etag, create=False)
+
+    async def _write(
+        self, name: str, document: Mapping[str, Any], *, etag: str | None, create: bool
+    ) -> str | None:
         text = json.dumps(document, ensure_ascii=False, separators=(",", ":"))
         snapshot = json.loads(text)
         try:
@@ -211,6 +248,7 @@ class InMemoryDocuments:
             self.calls.append(Call("put", name, snapshot, etag, create, "raised"))
             raise
         await asyncio.sleep(0)
+        written: str | None = None
         async with self._lock:  # the condition check and the write are one step, as in Storage
             current = self._blobs.get(name)
             if create:
@@ -220,9 +258,10 @@ class InMemoryDocuments:
             else:
                 allowed = True
             if allowed:
-                self._blobs[name] = (text, _new_etag())
+                written = _new_etag()
+                self._blobs[name] = (text, written)
         self.calls.append(Call("put", name, snapshot, etag, create, "ok" if allowed else "refused"))
-        return allowed
+        return written
 
     async def delete(self, name: str, *, etag: str | None = None) -> None:
         """Remove ``name`` (only if it still has ``etag``); missing or changed is fine."""

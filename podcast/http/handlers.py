@@ -101,7 +101,7 @@ def health(settings: Settings | None = None) -> func.HttpResponse:
 
 async def narration_worker(msg: func.QueueMessage, app: App) -> None:
     """A queued job's message (its id): see :meth:`~podcast.services.jobs.JobService.run`."""
-    await app.jobs.run(msg.get_body(), dequeue_count=msg.dequeue_count or 1)
+    await app.jobs.run(msg.get_body(), dequeue_count=msg.dequeue_count or 1, message_id=msg.id or None)
 
 
 async def narrate_document(blob: func.InputStream, app: App) -> None:

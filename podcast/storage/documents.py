@@ -59,6 +59,11 @@ class DocumentStore(Protocol):
         ``etag``, or else unconditionally. ``False`` when the condition did not hold."""
         ...
 
+    async def replace(self, name: str, document: Mapping[str, Any], *, etag: str) -> str | None:
+        """Write ``document`` at ``name`` only if it is unchanged since ``etag``: its new ETag,
+        or ``None`` when it changed or is gone (a chain of writes by one owner)."""
+        ...
+
     async def delete(self, name: str, *, etag: str | None = None) -> None:
         """Delete ``name`` (only if unchanged since ``etag``); missing or changed is fine."""
         ...
@@ -139,6 +144,16 @@ class JsonDocuments:
         self, name: str, document: Mapping[str, Any], *, etag: str | None = None, create: bool = False
     ) -> bool:
         """See :meth:`DocumentStore.put`. The document is stored as compact UTF-8 JSON."""
+        return await self._write(name, document, etag=etag, create=create) is not None
+
+    async def replace(self, name: str, document: Mapping[str, Any], *, etag: str) -> str | None:
+        """See :meth:`DocumentStore.replace` (``If-Match``)."""
+        return await self._write(name, document, etag=etag, create=False)
+
+    async def _write(
+        self, name: str, document: Mapping[str, Any], *, etag: str | None, create: bool
+    ) -> str | None:
+        """The new ETag, or ``None`` when the condition did not hold."""
         check_blob_name(name)
         await self._container.ensure()
         body = json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
@@ -147,28 +162,28 @@ class JsonDocuments:
             conditions = {"etag": etag, "match_condition": MatchConditions.IfNotModified}
         for attempt in (1, 2):
             try:
-                await self._container.blob(name).upload_blob(
+                written = await self._container.blob(name).upload_blob(
                     body, overwrite=not create, content_settings=_JSON_CONTENT, **conditions
                 )
-                return True
+                return str(written["etag"])
             except (ResourceExistsError, ResourceModifiedError) as exc:
                 if create or etag is not None:
-                    return False
+                    return None
                 raise storage_error(exc, f"writing {name!r}") from exc
             except ResourceNotFoundError as exc:
                 if etag is not None and error_code(exc) != "ContainerNotFound":
-                    return False  # the blob is gone: its ETag cannot match
+                    return None  # the blob is gone: its ETag cannot match
                 if attempt == 2 or not await self._container.recreate_if_gone(exc):
                     if etag is not None:
-                        return False
+                        return None
                     raise storage_error(exc, f"writing {name!r}") from exc
             except HttpResponseError as exc:
                 if exc.status_code == 412:
-                    return False
+                    return None
                 raise storage_error(exc, f"writing {name!r}") from exc
             except AzureError as exc:
                 raise storage_error(exc, f"writing {name!r}") from exc
-        return False  # pragma: no cover - the loop always returns or raises
+        return None  # pragma: no cover - the loop always returns or raises
 
     async def delete(self, name: str, *, etag: str | None = None) -> None:
         """See :meth:`DocumentStore.delete` (snapshots go with the blob)."""

@@ -83,6 +83,39 @@ async def test_put_with_the_right_etag_writes_and_a_wrong_or_stale_one_does_not(
     assert loaded[0] == {"v": 2}
 
 
+async def test_replace_returns_the_new_etag_that_the_next_replace_needs(store: DocumentStore) -> None:
+    await store.put("chain.json", {"v": 0})
+    loaded = await store.get("chain.json")
+    assert loaded is not None
+    first = await store.replace("chain.json", {"v": 1}, etag=loaded[1])
+    assert first is not None
+    assert first != loaded[1]
+    second = await store.replace("chain.json", {"v": 2}, etag=first)
+    assert second is not None
+    assert await store.replace("chain.json", {"v": 3}, etag=first) is None, "first is stale now"
+    assert await store.replace("chain.json", {"v": 4}, etag=loaded[1]) is None
+    again = await store.get("chain.json")
+    assert again == ({"v": 2}, second), "the ETag returned is the blob's ETag"
+    await store.delete("chain.json")
+    assert await store.replace("chain.json", {"v": 5}, etag=second) is None
+    assert await store.get("chain.json") is None
+
+
+async def test_exactly_one_of_ten_concurrent_replaces_wins_and_gets_the_etag(store: DocumentStore) -> None:
+    await store.put("owner.json", {"owner": None})
+    loaded = await store.get("owner.json")
+    assert loaded is not None
+
+    tags = await asyncio.gather(
+        *(store.replace("owner.json", {"owner": i}, etag=loaded[1]) for i in range(10))
+    )
+
+    winners = [(i, tag) for i, tag in enumerate(tags) if tag is not None]
+    assert len(winners) == 1
+    [(owner, tag)] = winners
+    assert await store.get("owner.json") == ({"owner": owner}, tag)
+
+
 async def test_put_with_an_etag_on_a_deleted_or_missing_blob_is_refused(store: DocumentStore) -> None:
     await store.put("d.json", {"v": 1})
     loaded = await store.get("d.json")

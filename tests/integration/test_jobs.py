@@ -242,13 +242,15 @@ async def test_a_running_job_reports_segment_progress_and_its_heartbeat_keeps_it
 ) -> None:
     monkeypatch.setenv("NARRATION_SEGMENT_WORDS", "20")
     monkeypatch.setenv("NARRATION_JOB_STALE_SECONDS", "1")  # heartbeat every 0.25 s
-    monkeypatch.setenv("AZURE_OPENAI_AUDIO_TIMEOUT_SECONDS", "2")
+    # 4 s until the retry: the poll 1.5 s after the second segment comes well before it,
+    # even on a loaded machine (2 s left no margin).
+    monkeypatch.setenv("AZURE_OPENAI_AUDIO_TIMEOUT_SECONDS", "4")
     paragraphs = [
         "The first paragraph opens the story with a river in the hills.",
         "The second paragraph follows the river down into the wide valley.",
         "The third paragraph, the slow one, ends the story at the sea.",
     ]
-    emulator.inject(Fault(FaultKind.HANG, times=1, match="slow one"))  # 2 s until the retry
+    emulator.inject(Fault(FaultKind.HANG, times=1, match="slow one"))
     _, _, response = await post({"text": "\n\n".join(paragraphs)}, ASYNC)
     location = response.headers["Location"]
 
@@ -276,7 +278,7 @@ async def test_a_running_job_reports_segment_progress_and_its_heartbeat_keeps_it
     assert polled["transcript"].split() == " ".join(paragraphs).split()
 
 
-async def test_a_job_whose_worker_died_is_reported_failed_instead_of_running_forever(
+async def test_a_job_whose_worker_died_is_re_enqueued_once_and_narrated_by_the_new_message(
     jobs_env: dict[str, str],
     azurite: AzuriteServer,
     emulator: RealtimeEmulator,
@@ -284,11 +286,11 @@ async def test_a_job_whose_worker_died_is_reported_failed_instead_of_running_for
 ) -> None:
     monkeypatch.setenv("NARRATION_JOB_STALE_SECONDS", "1")
     monkeypatch.setenv("AZURE_OPENAI_AUDIO_TIMEOUT_SECONDS", "60")
-    emulator.inject(Fault(FaultKind.HANG, times=None))
+    emulator.inject(Fault(FaultKind.HANG, times=1))
     _, _, response = await post({"text": TEXT}, ASYNC)
     location = response.headers["Location"]
     with queue_client(azurite, jobs_env) as client:
-        message = host.receive(client, visibility_timeout=60)
+        message = host.receive(client, visibility_timeout=60)  # hidden for a minute: its worker dies
     assert message is not None
     worker = asyncio.create_task(host.call(function_app.narration_worker, host.trigger_message(message)))
 
@@ -302,11 +304,41 @@ async def test_a_job_whose_worker_died_is_reported_failed_instead_of_running_for
         await worker
     await asyncio.sleep(1.3)
 
+    status, polled, _ = await poll(location)
+    assert (status, polled["status"]) == (202, "queued"), polled
+    assert pending_messages(azurite, jobs_env) == [polled["id"]], "a new message; the first is still hidden"
+    await deliver(azurite, jobs_env)
+
+    status, polled, _ = await poll(location)
+    assert status == 200, polled
+    assert polled["transcript"] == TEXT
+    assert emulator.handshakes == 2
+
+
+async def test_a_job_whose_every_delivery_is_lost_is_re_enqueued_once_then_reported_failed(
+    jobs_env: dict[str, str],
+    azurite: AzuriteServer,
+    emulator: RealtimeEmulator,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("NARRATION_JOB_STALE_SECONDS", "1")
+    _, body, response = await post({"text": TEXT}, ASYNC)
+    location = response.headers["Location"]
+    answers = []
+    for _ in range(2):
+        with queue_client(azurite, jobs_env) as client:
+            client.clear_messages()  # the message is lost (deleted, expired, poisoned elsewhere)
+        await asyncio.sleep(1.1)
+        status, polled, _ = await poll(location)
+        answers.append((status, polled.get("status") or polled["error"]["code"]))
+
+    assert answers == [(202, "queued"), (503, "job_stalled")]
     status, polled, response = await poll(location)
-    assert status == 503, polled
-    assert polled["error"]["code"] == "job_stalled"
+    assert status == 503
+    assert "re-enqueued once" in polled["error"]["message"]
     assert "Location" not in response.headers
-    assert (await poll(location))[0] == 503, "the failure is final"
+    assert f"jobs/{body['id']}.request.json" not in jobs_blobs(azurite, jobs_env), "the text is not kept"
+    assert emulator.handshakes == 0
 
 
 async def test_a_permanent_failure_marks_the_job_failed_with_the_error_and_is_not_retried(

@@ -1,11 +1,12 @@
 """The pieces of the asynchronous job service that need no service: the audio estimate,
-``Retry-After``, request headers and queue message bodies."""
+``Retry-After``, request headers, queue message bodies and when a job is stuck."""
 
 from __future__ import annotations
 
 import base64
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -119,3 +120,56 @@ def test_a_running_jobs_retry_after_counts_down_with_the_time_since_it_started()
     assert retry_after(record, at=started) == 4
     record.status = "succeeded"
     assert retry_after(record) == 1
+
+
+STUCK_AT = datetime(2026, 12, 1, 10, 0, 0, tzinfo=UTC)
+
+
+def stuck_record(
+    status: str, *, updated: str | None, heartbeat: str | None = None, **fields: Any
+) -> JobRecord:
+    return JobRecord.model_validate(
+        {
+            "id": "0" * 32,
+            "status": status,
+            "created_at": "2026-12-01T09:00:00.000Z",
+            "updated_at": updated,
+            "heartbeat_at": heartbeat,
+            "estimated_audio_seconds": 1.0,
+            "sas_expiry_minutes": 60,
+            **fields,
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    ("record", "stuck"),
+    [
+        (stuck_record("queued", updated="2026-12-01T09:55:00.000Z"), False),  # exactly 300 s
+        (stuck_record("queued", updated="2026-12-01T09:54:59.999Z"), True),  # 300.001 s
+        (stuck_record("queued", updated="not a time"), True),
+        (stuck_record("queued", updated="2026-12-01T09:00:00.000Z", leader="1" * 32), False),
+        (
+            stuck_record("running", updated="2026-12-01T09:59:59.000Z", heartbeat="2026-12-01T09:54:59.999Z"),
+            True,
+        ),
+        (
+            stuck_record("running", updated="2026-12-01T09:54:00.000Z", heartbeat="2026-12-01T09:55:00.000Z"),
+            False,
+        ),
+        (stuck_record("succeeded", updated="2026-12-01T09:00:00.000Z"), False),
+        (stuck_record("failed", updated="2026-12-01T09:00:00.000Z"), False),
+    ],
+    ids=[
+        "queued at the limit",
+        "queued just past it",
+        "queued unreadable",
+        "a follower",
+        "running, heartbeat past it",
+        "running, heartbeat at the limit",
+        "succeeded",
+        "failed",
+    ],
+)
+def test_a_job_is_stuck_queued_or_running_past_the_stale_timeout(record: JobRecord, stuck: bool) -> None:
+    assert record.is_stuck(300.0, STUCK_AT) is stuck

@@ -9,7 +9,10 @@ end to end is ``tests/integration/test_jobs.py``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -24,7 +27,7 @@ from podcast.errors import (
 )
 from podcast.models import NarrationRequest, RequestLimits, SubmitOptions, parse_request
 from podcast.services.jobs import JobService
-from podcast.services.records import idempotency_name, iso, now, record_name, request_name
+from podcast.services.records import FINAL_STATUSES, idempotency_name, iso, now, record_name, request_name
 from podcast.services.reuse import ReuseCache, entry_name
 from podcast.settings import JobSettings
 from podcast.wire import JobRecord
@@ -55,6 +58,15 @@ class World:
     def record_writes(self, job_id: str) -> list[JobRecord]:
         return [JobRecord.model_validate(d) for d in self.documents.writes(record_name(job_id))]
 
+    async def mark_running(self, job_id: str, *, attempts: int, message_id: str | None) -> None:
+        """Make the stored record look as a delivery that just started it would leave it."""
+        record = self.record(job_id)
+        record.status = "running"
+        record.attempts, record.message_id = attempts, message_id
+        record.started_at = record.heartbeat_at = iso(now())
+        record.touch()
+        await self.documents.put(record_name(job_id), record.model_dump(mode="json"))
+
     async def backdate_heartbeat(self, job_id: str, seconds: float) -> None:
         """Make the stored record look as if its worker last reported ``seconds`` ago."""
         record = self.record(job_id)
@@ -73,6 +85,84 @@ def make_world(
     )
     jobs = JobService(documents, queue, narrations, reuse, settings)
     return World(documents, queue, outputs, narrations, reuse, settings, jobs)
+
+
+@dataclass
+class Message:
+    """A queue message as the host sees it: its own id, the job id it carries, its dequeue count."""
+
+    job_id: str
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    dequeue_count: int = 0
+
+
+class Host:
+    """What the Functions host does with the job queue, over the world's ``InMemoryQueue``.
+
+    Every id sent becomes a message with its own id. A delivery raises the message's dequeue
+    count and calls ``JobService.run`` with it; when ``run`` returns the message is deleted,
+    when it raises the message is visible again (after host.json's ``visibilityTimeout``,
+    which is not waited for here) or, on its ``max_dequeue_count``-th delivery, moved to
+    :attr:`poisoned`. :meth:`receive` takes a message without running it (its worker died:
+    the message stays hidden until a test delivers it again, as after its visibility lapsed).
+    """
+
+    def __init__(self, world: World) -> None:
+        self.world = world
+        self.visible: deque[Message] = deque()
+        self.in_flight: list[Message] = []
+        self.poisoned: list[Message] = []
+        self.deleted: list[Message] = []
+        self._arrived = 0
+
+    def receive(self) -> Message | None:
+        sent = self.world.queue.sent
+        self.visible.extend(Message(job_id) for job_id in sent[self._arrived :])
+        self._arrived = len(sent)
+        if not self.visible:
+            return None
+        message = self.visible.popleft()
+        message.dequeue_count += 1
+        self.in_flight.append(message)
+        return message
+
+    async def deliver(self, message: Message | None = None) -> str | Exception | None:
+        """One delivery of the next visible message (or of ``message`` again): what ``run``
+        returned or raised; ``None`` when no message is visible."""
+        if message is None:
+            message = self.receive()
+            if message is None:
+                return None
+        else:
+            message.dequeue_count += 1
+        try:
+            outcome = await self.world.jobs.run(
+                message.job_id, dequeue_count=message.dequeue_count, message_id=message.id
+            )
+        except Exception as error:
+            self.in_flight.remove(message)
+            if message.dequeue_count >= self.world.settings.max_dequeue_count:
+                self.poisoned.append(message)
+            else:
+                self.visible.append(message)
+            return error
+        self.in_flight.remove(message)
+        self.deleted.append(message)
+        return outcome
+
+
+async def settle(world: World, host: Host, job_id: str, *, rounds: int = 12) -> JobRecord:
+    """Let the host deliver what is visible and poll the job, letting the stale timeout pass
+    whenever nothing was delivered; the final record, once no message is left. Fails if
+    the job is still unfinished after ``rounds`` (a job answered 202 forever)."""
+    for _ in range(rounds):
+        delivered = await host.deliver()
+        view = await world.jobs.status(job_id)
+        if view.record.status in FINAL_STATUSES and not host.visible:
+            return view.record
+        if delivered is None:
+            await world.backdate_heartbeat(job_id, world.settings.stale_seconds + 1)
+    raise AssertionError(f"job still {world.record(job_id).status} after {rounds} polls")
 
 
 @pytest.fixture
@@ -267,16 +357,28 @@ def _raise(error: Exception) -> None:
     raise error
 
 
-# --- Stale jobs -------------------------------------------------------------------------------
+# --- Stuck jobs: re-enqueued once, then failed ------------------------------------------------
 
 
-async def test_a_running_job_without_heartbeat_is_marked_stalled_when_polled(world: World) -> None:
+async def test_a_running_job_without_heartbeat_is_re_enqueued_once_then_failed_when_polled(
+    world: World,
+) -> None:
     record = await world.jobs.submit(request(), ASYNC)
-    running = world.record(record.id)
-    running.status = "running"
-    running.started_at = iso(now())
-    await world.documents.put(record_name(record.id), running.model_dump(mode="json"))
+    await world.mark_running(record.id, attempts=1, message_id="m-1")
     assert (await world.jobs.status(record.id)).record.status == "running"  # fresh: left alone
+
+    await world.backdate_heartbeat(record.id, world.settings.stale_seconds + 1)
+    view = await world.jobs.status(record.id)
+
+    assert view.record.status == "queued"
+    assert view.record.requeues == 1
+    assert view.record.last_error is not None
+    assert view.record.last_error.code == "job_stalled"
+    assert world.record(record.id) == view.record  # written, not just answered
+    assert world.queue.sent == [record.id, record.id], "one new message"
+    assert world.documents.document(request_name(record.id)) is not None, "kept for the new delivery"
+    assert pending_claim(world.cache_entry(view.record)) == record.id
+    assert (await world.jobs.status(record.id)).record.status == "queued", "not stuck again yet"
 
     await world.backdate_heartbeat(record.id, world.settings.stale_seconds + 1)
     view = await world.jobs.status(record.id)
@@ -285,10 +387,86 @@ async def test_a_running_job_without_heartbeat_is_marked_stalled_when_polled(wor
     assert view.record.error is not None
     assert view.record.error.status == 503
     assert view.record.error.body.error.code == "job_stalled"
-    assert world.record(record.id) == view.record  # written, not just answered
+    assert "re-enqueued once" in view.record.error.body.error.message
+    assert world.record(record.id) == view.record
+    assert world.queue.sent == [record.id, record.id], "re-enqueued once only"
     assert world.documents.document(request_name(record.id)) is None
     assert world.cache_entry(view.record) is None
-    assert await world.jobs.run(record.id, dequeue_count=2) == "ignored"  # never narrated after all
+    assert await world.jobs.run(record.id, dequeue_count=1, message_id="m-2") == "ignored"
+    assert world.narrations.calls == []
+
+
+async def test_a_job_whose_every_delivery_is_lost_is_re_enqueued_once_then_failed(world: World) -> None:
+    """No delivery ever arrives (the messages are lost): a poll after the stale timeout
+    re-enqueues the queued job; a poll after another one fails it. Never 202 forever."""
+    record = await world.jobs.submit(request(), ASYNC)
+    answers = []
+    for _ in range(4):
+        answers.append((await world.jobs.status(record.id)).record.status)
+        await world.backdate_heartbeat(record.id, world.settings.stale_seconds + 1)
+
+    assert answers == ["queued", "queued", "failed", "failed"]
+    failed = world.record(record.id)
+    assert failed.error is not None
+    assert failed.error.body.error.code == "job_stalled"
+    assert "while queued" in failed.error.body.error.message
+    assert world.queue.sent == [record.id, record.id]
+    assert world.narrations.calls == []
+
+
+async def test_concurrent_polls_of_a_stuck_job_re_enqueue_it_once(world: World) -> None:
+    record = await world.jobs.submit(request(), ASYNC)
+    await world.backdate_heartbeat(record.id, world.settings.stale_seconds + 1)
+
+    views = await asyncio.gather(*(world.jobs.status(record.id) for _ in range(8)))
+
+    assert {v.record.status for v in views} == {"queued"}
+    assert world.queue.sent == [record.id, record.id], "exactly one re-enqueue"
+    assert world.record(record.id).requeues == 1
+
+    await world.backdate_heartbeat(record.id, world.settings.stale_seconds + 1)
+    views = await asyncio.gather(*(world.jobs.status(record.id) for _ in range(8)))
+    assert {v.record.status for v in views} == {"failed"}
+    failed_writes = [w for w in world.record_writes(record.id) if w.status == "failed"]
+    assert len(failed_writes) == 1
+
+
+async def test_a_re_enqueue_whose_send_fails_fails_the_job_when_stuck_again(world: World) -> None:
+    record = await world.jobs.submit(request(), ASYNC)
+    await world.backdate_heartbeat(record.id, world.settings.stale_seconds + 1)
+    world.queue.fail_next()
+
+    assert (await world.jobs.status(record.id)).record.status == "queued"
+    assert world.queue.sent == [record.id]
+
+    await world.backdate_heartbeat(record.id, world.settings.stale_seconds + 1)
+    assert (await world.jobs.status(record.id)).record.status == "failed"
+
+
+async def test_the_re_enqueued_message_narrates_a_job_whose_worker_died(world: World) -> None:
+    host = Host(world)
+    record = await world.jobs.submit(request(), ASYNC)
+    host.receive()  # delivery 1 of the first message: its worker dies, the message stays hidden
+    await world.mark_running(record.id, attempts=1, message_id=host.in_flight[0].id)
+    await world.backdate_heartbeat(record.id, world.settings.stale_seconds + 1)
+
+    assert (await world.jobs.status(record.id)).record.status == "queued"  # re-enqueued
+    assert await host.deliver() == "succeeded"  # the new message
+    assert world.record(record.id).status == "succeeded"
+
+    # The first message becomes visible again (10 minutes later) and is delivered: nothing to do.
+    assert await host.deliver(host.in_flight[0]) == "ignored"
+    assert len(world.narrations.calls) == 1
+
+
+async def test_a_stale_running_job_is_taken_over_by_any_delivery(world: World) -> None:
+    record = await world.jobs.submit(request(), ASYNC)
+    await world.mark_running(record.id, attempts=3, message_id="m-1")
+    await world.backdate_heartbeat(record.id, world.settings.stale_seconds + 1)
+
+    assert await world.jobs.run(record.id, dequeue_count=1, message_id="m-2") == "succeeded"
+    done = world.record(record.id)
+    assert (done.attempts, done.message_id) == (1, "m-2")
 
 
 async def test_a_stale_job_whose_worker_writes_meanwhile_is_not_failed(world: World) -> None:
@@ -310,6 +488,7 @@ async def test_a_stale_job_whose_worker_writes_meanwhile_is_not_failed(world: Wo
     assert view.record.status == "running"
     assert view.record.segments_done == 1
     assert world.record(record.id).status == "running"
+    assert world.queue.sent == [record.id]
 
 
 # --- Followers ----------------------------------------------------------------------------------
@@ -480,29 +659,159 @@ async def test_a_message_for_a_finished_job_is_ignored(world: World) -> None:
     assert len(world.documents.writes(record_name(record.id))) == writes
 
 
-async def test_a_message_for_a_job_running_elsewhere_is_ignored(world: World) -> None:
+async def test_a_delivery_of_the_jobs_other_message_leaves_a_running_job_to_its_owner(world: World) -> None:
     record = await world.jobs.submit(request(), ASYNC)
 
-    async def second_delivery() -> None:
-        assert await world.jobs.run(record.id, dequeue_count=2) == "ignored"
+    async def other_message_delivered() -> None:
+        assert await world.jobs.run(record.id, dequeue_count=1, message_id="m-2") == "ignored"
 
-    world.narrations.after = second_delivery
-    assert await world.jobs.run(record.id, dequeue_count=1) == "succeeded"
+    world.narrations.after = other_message_delivered
+    assert await world.jobs.run(record.id, dequeue_count=1, message_id="m-1") == "succeeded"
     assert len(world.narrations.calls) == 1
 
 
-async def test_a_delivery_that_loses_the_start_to_another_is_ignored(world: World) -> None:
+async def test_an_older_receipt_of_the_owners_message_is_ignored(world: World) -> None:
+    """The owner received the message after this delivery did (a higher dequeue count): this
+    delivery's pop receipt is dead, so acknowledging it deletes nothing."""
     record = await world.jobs.submit(request(), ASYNC)
 
-    async def another_delivery_starts_it() -> None:
-        other = world.record(record.id)
-        other.status = "running"
-        other.heartbeat_at = iso(now())
-        await world.documents.put(record_name(record.id), other.model_dump(mode="json"))
+    async def older_receipt_arrives() -> None:
+        assert await world.jobs.run(record.id, dequeue_count=1, message_id="m-1") == "ignored"
 
-    world.documents.before("put", record_name(record.id), another_delivery_starts_it)
+    world.narrations.after = older_receipt_arrives
+    assert await world.jobs.run(record.id, dequeue_count=2, message_id="m-1") == "succeeded"
+    assert len(world.narrations.calls) == 1
+
+
+async def test_a_newer_receipt_of_the_message_takes_over_and_the_owner_stops_at_its_next_write(
+    world: World,
+) -> None:
+    """The owner's visibility lapsed (its instance stopped renewing it) while it narrated: the
+    host delivered the message again, and only that delivery can still get it retried."""
+    world.narrations.script(Narrated(segments=3), Narrated(segments=3))
+    record = await world.jobs.submit(request(), ASYNC)
+    outcomes: list[str] = []
+
+    async def redelivered_mid_narration() -> None:
+        world.narrations.before = None
+        outcomes.append(await world.jobs.run(record.id, dequeue_count=2, message_id="m-1"))
+
+    world.narrations.before = redelivered_mid_narration
+    first = await world.jobs.run(record.id, dequeue_count=1, message_id="m-1")
+
+    assert outcomes == ["succeeded"]
+    assert first == "superseded"
+    done = world.record(record.id)
+    assert (done.status, done.attempts) == ("succeeded", 2)
+    first_call = world.narrations.calls[0]
+    assert first_call.progress == [(1, 3)], "the owner stopped at its first write after the takeover"
+    writes = world.record_writes(record.id)
+    assert writes[-1].status == "succeeded"
+    assert [w.attempts for w in writes if w.status != "queued"] == [1, 2, 2, 2, 2, 2]
+
+
+async def test_two_deliveries_of_the_same_message_at_once_narrate_it_to_one_outcome(world: World) -> None:
+    world.narrations.script(Narrated(segments=2), Narrated(segments=2))
+    record = await world.jobs.submit(request(), ASYNC)
+
+    outcomes = await asyncio.gather(
+        world.jobs.run(record.id, dequeue_count=1, message_id="m-1"),
+        world.jobs.run(record.id, dequeue_count=2, message_id="m-1"),
+    )
+
+    assert sorted(outcomes) in (["ignored", "succeeded"], ["succeeded", "superseded"])
+    done = world.record(record.id)
+    assert (done.status, done.attempts) == ("succeeded", 2), "the newer receipt owns the job"
+    assert [w.status for w in world.record_writes(record.id)].count("succeeded") == 1
+    assert world.documents.document(request_name(record.id)) is None
+
+
+async def test_a_delivery_that_loses_the_start_to_a_newer_receipt_is_ignored(world: World) -> None:
+    record = await world.jobs.submit(request(), ASYNC)
+
+    async def newer_receipt_starts_it() -> None:
+        await world.mark_running(record.id, attempts=2, message_id=None)
+
+    world.documents.before("put", record_name(record.id), newer_receipt_starts_it)
     assert await world.jobs.run(record.id, dequeue_count=1) == "ignored"
     assert world.narrations.calls == []
+
+
+async def test_a_takeover_seen_by_a_heartbeat_cancels_the_owners_narration() -> None:
+    world = make_world(stale_seconds=1.0, segment_seconds=0.4)  # a heartbeat every 0.25 s
+    world.narrations.script(Narrated(segments=4))
+    record = await world.jobs.submit(request(), ASYNC)
+
+    async def newer_receipt_takes_over() -> None:
+        await world.mark_running(record.id, attempts=2, message_id="m-1")
+
+    world.narrations.before = newer_receipt_takes_over
+    assert await world.jobs.run(record.id, dequeue_count=1, message_id="m-1") == "superseded"
+
+    [call] = world.narrations.calls
+    assert call.progress == [], "cancelled at the first heartbeat, before any segment finished"
+    stored = world.record(record.id)
+    assert (stored.status, stored.attempts) == ("running", 2), "nothing written after the takeover"
+    assert world.documents.document(request_name(record.id)) is not None, "left for the new owner"
+    assert pending_claim(world.cache_entry(stored)) == record.id
+    assert world.outputs.blobs == set(), "nothing stored"
+
+
+async def test_an_owner_whose_job_a_poll_re_enqueued_stops_and_the_new_message_finishes_it() -> None:
+    """The owner is alive but Storage refused its heartbeats for longer than the stale
+    timeout: a poll re-enqueues the job; the owner's next write finds it changed."""
+    world = make_world()
+    world.narrations.script(Narrated(segments=2))
+    host = Host(world)
+    record = await world.jobs.submit(request(), ASYNC)
+
+    async def meanwhile_a_poll_finds_it_stuck() -> None:
+        await world.backdate_heartbeat(record.id, world.settings.stale_seconds + 1)
+        assert (await world.jobs.status(record.id)).record.status == "queued"
+
+    world.narrations.before = meanwhile_a_poll_finds_it_stuck
+    assert await host.deliver() == "superseded"
+    world.narrations.before = None
+    assert await host.deliver() == "succeeded"  # the new message
+
+    done = world.record(record.id)
+    assert (done.status, done.requeues) == ("succeeded", 1)
+    assert len(world.narrations.calls) == 2
+    assert not host.visible
+    assert world.documents.document(request_name(record.id)) is None
+
+
+async def test_a_stored_request_that_cannot_be_read_is_retried_then_fails_the_job(world: World) -> None:
+    record = await world.jobs.submit(request(), ASYNC)
+    await world.documents.put(request_name(record.id), {"text": 42})  # not a request any more
+
+    with pytest.raises(ValueError, match="validation error"):
+        await world.jobs.run(record.id, dequeue_count=1, message_id="m-1")
+    assert world.record(record.id).status == "queued"
+
+    assert await world.jobs.run(record.id, dequeue_count=3, message_id="m-1") == "failed"
+    failed = world.record(record.id)
+    assert failed.error is not None
+    assert (failed.error.status, failed.error.body.error.code) == (500, "internal_error")
+    assert world.narrations.calls == []
+
+
+async def test_a_write_that_storage_applied_but_reported_failed_does_not_stop_the_owner(world: World) -> None:
+    world.narrations.script(Narrated(segments=2))
+    record = await world.jobs.submit(request(), ASYNC)
+
+    async def progress_applied_then_reported_lost() -> None:
+        # The first progress write reaches Storage (a new ETag) but its answer is lost.
+        stored = world.record(record.id)
+        stored.segments_done, stored.segments_total = 1, 2
+        await world.documents.put(record_name(record.id), stored.model_dump(mode="json"))
+
+    async def arm() -> None:
+        world.documents.before("put", record_name(record.id), progress_applied_then_reported_lost)
+
+    world.narrations.before = arm
+    assert await world.jobs.run(record.id, dequeue_count=1, message_id="m-1") == "succeeded"
+    assert world.record(record.id).status == "succeeded"
 
 
 # --- Storage and queue failures -----------------------------------------------------------------
@@ -588,44 +897,60 @@ async def test_a_storage_failure_recording_the_result_on_the_last_delivery_fails
     assert reused.reused_from == record.id
 
 
-async def test_storage_failing_for_the_result_and_the_requeue_leaves_the_job_running_until_stale(
+async def test_storage_failing_for_the_result_and_the_requeue_is_taken_over_by_the_redelivery(
     world: World,
 ) -> None:
-    """Not what ``run``'s docstring promises ("after putting the job back to queued, so the
-    host retries"): the re-queue write fails silently, the record stays ``running``, the
-    host's retry ignores the job as running elsewhere, and only the stale rule ends it."""
+    """Issue 10 item 3: the write back to queued fails too, so the record stays running; the
+    redelivery (a higher dequeue count) takes the job over and finishes it (reusing the audio
+    already remembered) instead of ignoring it."""
     record = await world.jobs.submit(request(), ASYNC)
     world.narrations.after = lambda: world.documents.fail_next(
         2, operations=("put",), prefix=record_name(record.id)
     )
 
     with pytest.raises(StorageUnavailableError):
-        await world.jobs.run(record.id, dequeue_count=1)
-
+        await world.jobs.run(record.id, dequeue_count=1, message_id="m-1")
     assert world.record(record.id).status == "running"  # not put back to queued
-    assert await world.jobs.run(record.id, dequeue_count=2) == "ignored"  # the retry does nothing
-    assert len(world.narrations.calls) == 1
 
-    await world.backdate_heartbeat(record.id, world.settings.stale_seconds + 1)
-    view = await world.jobs.status(record.id)
-    assert view.record.status == "failed"
-    assert view.record.error is not None
-    assert view.record.error.body.error.code == "job_stalled"
+    world.narrations.after = None
+    assert await world.jobs.run(record.id, dequeue_count=2, message_id="m-1") == "reused"
+    done = world.record(record.id)
+    assert (done.status, done.attempts, done.reused_from) == ("succeeded", 1, None)
+    assert len(world.narrations.calls) == 1
+    assert world.documents.document(request_name(record.id)) is None
+
+
+async def test_a_transient_failure_whose_requeue_fails_is_narrated_again_by_the_redelivery(
+    world: World,
+) -> None:
+    world.narrations.script(ServiceUnavailableError("Azure OpenAI answered 503"))
+    record = await world.jobs.submit(request(), ASYNC)
+    world.narrations.after = lambda: world.documents.fail_next(
+        1, operations=("put",), prefix=record_name(record.id)
+    )
+
+    with pytest.raises(ServiceUnavailableError):
+        await world.jobs.run(record.id, dequeue_count=1, message_id="m-1")
+    assert world.record(record.id).status == "running"
+
+    world.narrations.after = None
+    assert await world.jobs.run(record.id, dequeue_count=2, message_id="m-1") == "succeeded"
+    assert len(world.narrations.calls) == 2
 
 
 async def test_storage_failing_for_the_result_and_the_failure_on_the_last_delivery_raises(
     world: World,
 ) -> None:
-    """``_fail``'s docstring: a Storage failure marking the job failed propagates, and the
-    stale rule marks the job failed later. (``run``'s says a transient failure on the last
-    delivery returns ``"failed"``; here it raises, and no host retry follows a last delivery.)"""
+    """``_fail``'s docstring: a Storage failure marking the job failed propagates (the host
+    moves the last delivery's message to the poison queue); the stuck rule re-enqueues the
+    job, and the new message's delivery finishes it from the remembered audio."""
     record = await world.jobs.submit(request(), ASYNC)
     world.narrations.after = lambda: world.documents.fail_next(
         2, operations=("put",), prefix=record_name(record.id)
     )
 
     with pytest.raises(StorageUnavailableError):
-        await world.jobs.run(record.id, dequeue_count=3)
+        await world.jobs.run(record.id, dequeue_count=3, message_id="m-1")
 
     stuck = world.record(record.id)
     assert stuck.status == "running"
@@ -633,11 +958,12 @@ async def test_storage_failing_for_the_result_and_the_failure_on_the_last_delive
     assert world.documents.document(request_name(record.id)) is not None
 
     await world.backdate_heartbeat(record.id, world.settings.stale_seconds + 1)
-    view = await world.jobs.status(record.id)
-    assert view.record.status == "failed"
-    assert view.record.error is not None
-    assert view.record.error.body.error.code == "job_stalled"
-    assert world.documents.document(request_name(record.id)) is None
+    assert (await world.jobs.status(record.id)).record.status == "queued"
+    assert world.queue.sent == [record.id, record.id]
+    world.narrations.after = None
+    assert await world.jobs.run(record.id, dequeue_count=1, message_id="m-2") == "reused"
+    assert (await world.jobs.status(record.id)).record.status == "succeeded"
+    assert len(world.narrations.calls) == 1
 
 
 async def test_progress_writes_that_fail_do_not_fail_the_job(world: World) -> None:
@@ -663,3 +989,69 @@ async def test_a_storage_failure_reading_the_job_raises_for_the_host_to_retry(wo
         await world.jobs.run(record.id, dequeue_count=1)
     assert world.record(record.id).status == "queued"
     assert await world.jobs.run(record.id, dequeue_count=2) == "succeeded"
+
+
+# --- Storage stopped at every stage of a job ----------------------------------------------------
+
+
+async def operations_of_a_clean_delivery() -> int:
+    world = make_world()
+    world.narrations.script(Narrated(segments=2))
+    record = await world.jobs.submit(request(), ASYNC)
+    before = len(world.documents.calls)
+    assert await world.jobs.run(record.id, dequeue_count=1, message_id="m") == "succeeded"
+    return len(world.documents.calls) - before
+
+
+@pytest.mark.parametrize("outcome", ["narrated", "refused"])
+@pytest.mark.parametrize("lasting", [1, 2, 3], ids=["1 delivery", "2 deliveries", "every delivery"])
+async def test_storage_stopping_at_any_stage_of_a_job_never_leaves_it_unfinished(
+    outcome: str, lasting: int
+) -> None:
+    """Storage stops just before the n-th Storage operation of the first delivery, for every
+    n (reading the job, the reuse lookup, the request, the start, each progress write, the
+    reuse entry, the result, the clean-up) and stays down for ``lasting`` deliveries (with
+    every delivery, the host moves the message to the poison queue). Then the host redelivers
+    with rising dequeue counts, and polls let time pass: every job ends with its real outcome,
+    nothing is left behind, and the text is narrated at most twice."""
+    operations = await operations_of_a_clean_delivery()
+    assert operations >= 9
+    for stage in range(operations + 1):
+        world = make_world()
+        if outcome == "narrated":
+            world.narrations.script(*[Narrated(segments=2)] * 3)
+        else:
+            world.narrations.script(*[AuthenticationError("401 at the handshake")] * 3)
+        host = Host(world)
+        record = await world.jobs.submit(request(), ASYNC)
+        world.documents.outage(after=stage)
+        for _ in range(lasting):
+            await host.deliver()
+        finished_in_the_outage = world.record(record.id).status in FINAL_STATUSES
+        world.documents.heal()
+
+        final = await settle(world, host, record.id)
+
+        where = f"Storage stopped before operation {stage} for {lasting} deliveries"
+        if outcome == "narrated":
+            assert final.status == "succeeded", where
+            assert final.result is not None
+            assert final.result.blob_name in world.outputs.blobs, where
+            entry = world.cache_entry(final)
+            assert entry is not None
+            assert entry["state"] == "succeeded", where
+        else:
+            assert final.status == "failed", where
+            assert final.error is not None
+            assert final.error.body.error.code == "upstream_authentication_failed", where
+            # A claim left behind (its release is best effort) binds nobody to the failed job:
+            again = await world.jobs.submit(request(), ASYNC)
+            assert (again.status, again.leader) == ("queued", None), where
+        assert len(world.narrations.calls) <= 2, where
+        if not (finished_in_the_outage and host.poisoned):
+            assert world.documents.document(request_name(record.id)) is None, where
+        # else: every delivery after the outcome was recorded failed; the lifecycle rule
+        # of the jobs container removes the stored request.
+        assert not host.visible, where
+        assert not host.in_flight, where
+        assert world.record(record.id) == final

@@ -98,6 +98,9 @@ COMPLETED_INTERNAL_ERROR: Mapping[str, Any] = {
     "field": None,
 }
 WITH_A_BARE_LAST_ERROR = frozenset({"record_requeued_unexpected", "record_failed"})
+LATER_RECORD_FIELDS: Mapping[str, Any] = {"message_id": None, "requeues": 0}
+"""Job record fields added after the goldens (issue 10 items 3 and 4), with their defaults:
+a record leaves them out while they hold them, so old records are written back unchanged."""
 
 
 def as_written_again(name: str) -> dict[str, Any]:
@@ -199,11 +202,15 @@ def test_a_record_from_before_a_field_was_added_gets_its_default(name: str) -> N
     defaults = {
         key: info.get_default(call_default_factory=True)
         for key, info in JobRecord.model_fields.items()
-        if not info.is_required()
+        if not info.is_required() and key not in LATER_RECORD_FIELDS
     }
 
-    assert JobRecord.model_validate(oldest).model_dump(mode="json") == {**oldest, **defaults}
-    assert list(old) == list(JobRecord.model_fields), "the old record's keys, in the old order"
+    loaded = JobRecord.model_validate(oldest)
+    assert loaded.model_dump(mode="json") == {**oldest, **defaults}
+    assert {key: getattr(loaded, key) for key in LATER_RECORD_FIELDS} == LATER_RECORD_FIELDS
+    assert list(old) == [key for key in JobRecord.model_fields if key not in LATER_RECORD_FIELDS], (
+        "the old record's keys, in the old order"
+    )
 
 
 def test_the_error_of_a_failed_job_is_its_answer() -> None:
@@ -537,16 +544,51 @@ async def test_a_follower_polled_takes_its_leaders_result_as_before(clock: Clock
     assert view.result.id == leader["id"]
 
 
-async def test_a_job_whose_worker_died_is_failed_as_before(clock: Clock) -> None:
+def requeued_then_stalled(requeued_at: str, failed_at: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The deliberate difference of issue 10 item 4: where the old version failed the job
+    whose worker died (``record_stalled``), the current one first re-enqueues it once (the
+    first record), and fails it only when it is stuck again (the second)."""
+    abandoned, stalled = golden("record_running_abandoned"), golden("record_stalled")
+    note = {
+        "code": "job_stalled",
+        "message": "no progress for 300s while running; re-enqueued",
+        "field": None,
+    }
+
+    def with_requeues(document: dict[str, Any]) -> dict[str, Any]:
+        items = list(document.items())
+        at = list(document).index("attempts") + 1
+        return dict([*items[:at], ("requeues", 1), *items[at:]])
+
+    requeued = with_requeues({**abandoned, "status": "queued", "updated_at": requeued_at, "last_error": note})
+    message = (
+        "the narration job made no progress for 300s while queued, also after it was re-enqueued "
+        "once; submit the request again"
+    )
+    error = {"status": 503, "body": {"error": {"code": "job_stalled", "message": message, "field": None}}}
+    failed = with_requeues(
+        {**stalled, "updated_at": failed_at, "finished_at": failed_at, "last_error": note, "error": error}
+    )
+    return requeued, failed
+
+
+async def test_a_job_whose_worker_died_is_re_enqueued_once_then_failed(clock: Clock) -> None:
     abandoned = golden("record_running_abandoned")
     documents = await documents_with({record_name("record_running_abandoned"): abandoned})
-    service = job_service(documents, clock)
+    queue = InMemoryQueue()
+    service = job_service(documents, clock, queue=queue)
+    requeued, failed = requeued_then_stalled("2026-11-25T11:22:48.000Z", "2026-11-25T11:27:49.000Z")
 
     clock.at(410 + 20 + 301)
     view = await service.status(abandoned["id"])
+    assert view.record.status == "queued"
+    assert_same_json(documents.document(record_name("record_running_abandoned")), requeued)
+    assert queue.sent == [abandoned["id"]]
 
+    clock.at(410 + 20 + 301 + 301)
+    view = await service.status(abandoned["id"])
     assert view.record.status == "failed"
-    assert_same_json(documents.document(record_name("record_running_abandoned")), golden("record_stalled"))
+    assert_same_json(documents.document(record_name("record_running_abandoned")), failed)
 
 
 class Abandoned(BaseException):
@@ -729,7 +771,11 @@ async def test_the_current_job_service_writes_what_the_old_one_wrote(clock: Cloc
     assert_same_json(record(dying.id), golden("record_running_abandoned"))
     clock.at(410 + 20 + 301)
     await service.status(dying.id)
-    assert_same_json(record(dying.id), golden("record_stalled"))
+    requeued, failed = requeued_then_stalled("2026-11-25T11:22:48.000Z", "2026-11-25T11:27:49.000Z")
+    assert_same_json(record(dying.id), requeued)
+    clock.at(410 + 20 + 301 + 301)
+    await service.status(dying.id)
+    assert_same_json(record(dying.id), failed)
 
 
 # --- The models as a layer and as a schema -------------------------------------------------------
@@ -743,7 +789,9 @@ def test_the_literal_types_match_the_services() -> None:
         "succeeded",
         "failed",
     )
-    assert list(golden("record_queued")) == list(JobRecord.model_fields)
+    assert list(golden("record_queued")) == [
+        k for k in JobRecord.model_fields if k not in LATER_RECORD_FIELDS
+    ]
     assert swagger_schema(NarrationResponse, mode="serialization")["properties"]["voice"]["enum"] == list(
         REALTIME_VOICES
     )
