@@ -17,7 +17,7 @@ from typing import Final
 
 from podcast.errors import AudioFormatError
 
-SAMPLE_RATE: Final[int] = 24_000
+SAMPLE_RATE: Final = 24_000
 """Samples per second of Realtime ``audio/pcm`` output."""
 SAMPLE_WIDTH: Final[int] = 2
 """Bytes per sample (PCM16)."""

@@ -36,6 +36,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias, cast
 
 from openai import AsyncOpenAI, OpenAIError
+from openai.types.realtime import (
+    ConversationItemCreateEventParam,
+    RealtimeSessionCreateRequestParam,
+    ResponseCreateEventParam,
+    SessionUpdateEventParam,
+)
 from tenacity import AsyncRetrying, RetryCallState
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
@@ -358,17 +364,10 @@ class Narrator:
                 connection = await manager.enter()
             try:
                 async with asyncio.timeout_at(deadline):
-                    await connection.session.update(
-                        session=_session_config(voice, instructions, max_output_tokens)
-                    )
-                    await connection.conversation.item.create(
-                        item={
-                            "type": "message",
-                            "role": "user",
-                            "content": [{"type": "input_text", "text": text}],
-                        }
-                    )
-                    await connection.response.create()
+                    for event in opening_events(text, voice, instructions, max_output_tokens):
+                        # What connection.send(event) sends: the SDK's transform of these
+                        # typed dicts is the identity (a test checks), and costs about 1 ms.
+                        await connection.send_raw(json.dumps(event))
                 state.requested_at = time.monotonic()
                 log.info(
                     "realtime response requested: deployment=%s voice=%s characters=%d",
@@ -440,8 +439,25 @@ def _entra_token_provider(provider: Callable[[], Awaitable[str]]) -> TokenProvid
     return token
 
 
-def _session_config(voice: str, instructions: str, max_output_tokens: MaxOutputTokens) -> Any:
-    """The GA ``session.update`` payload for audio-only narration."""
+def opening_events(
+    text: str, voice: str, instructions: str, max_output_tokens: MaxOutputTokens
+) -> tuple[SessionUpdateEventParam, ConversationItemCreateEventParam, ResponseCreateEventParam]:
+    """What a narration sends, in order: the GA ``session.update`` for audio-only narration,
+    ``text`` as one user message, and ``response.create``."""
+    return (
+        {"type": "session.update", "session": _session_config(voice, instructions, max_output_tokens)},
+        {
+            "type": "conversation.item.create",
+            "item": {"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]},
+        },
+        {"type": "response.create"},
+    )
+
+
+def _session_config(
+    voice: str, instructions: str, max_output_tokens: MaxOutputTokens
+) -> RealtimeSessionCreateRequestParam:
+    """The GA ``session.update`` session for audio-only narration."""
     return {
         "type": "realtime",
         "output_modalities": ["audio"],
