@@ -892,8 +892,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--cpu-repeats",
         type=int,
-        default=2,
-        help="alternating client/floor runs, least taken (default 2; 0: none)",
+        default=3,
+        help="alternating client/floor runs, least taken (default 3; 0: none)",
     )
     parser.add_argument(
         "--fleet-narrations",
@@ -916,8 +916,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--import-repeats",
         type=int,
-        default=7,
-        help="fresh interpreters per import timing (default 7; 0: none)",
+        default=11,
+        help="fresh interpreters per import timing (default 11; 0: none)",
     )
     parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
     parser.add_argument("--json", type=Path, default=None, help="also write every measurement to this file")
