@@ -77,7 +77,12 @@ _PATTERNS: Final[tuple[tuple[re.Pattern[str], str], ...]] = (
         rf"\1{REDACTED}",
     ),
     # SAS signatures and function keys in URLs; connection string secrets.
-    (re.compile(r"(?i)\b(sig|signature)=[^&\s\"'#,;]+"), rf"\1={REDACTED}"),
+    (
+        re.compile(
+            r"(?i)(?<![a-z])((?:sig|signature)(?:=|%3D))[^&%\s\"'#,;]+(?:%[0-9A-F]{2}[^&%\s\"'#,;]*)*"
+        ),
+        rf"\1{REDACTED}",
+    ),
     (re.compile(r"(?i)([?&]code=)[^&\s\"'#]+"), rf"\1{REDACTED}"),
     (
         re.compile(r"(?i)\b(AccountKey|SharedAccessKey|SharedAccessSignature)=[^;\s\"']+"),

@@ -38,6 +38,7 @@ FUNCTION_KEY = "fUnCt10nKeY-abcdefghijklmnop=="
         (f"https://app.example.net/api/narrations/1?code={FUNCTION_KEY}", FUNCTION_KEY),
         (f"https://a.blob.core.windows.net/c/b.wav?sv=2024-11-04&sp=r&sig={SIG}&se=x", SIG),
         (f"https://a.blob.core.windows.net/c/b.wav?sig={SIG}", SIG),
+        (f"next=https%3A%2F%2Fa.blob.core.windows.net%2Fc%3Fsp%3Dr%26sig%3D{SIG}%26se%3Dx", SIG),
         (f"AccountName=dev;AccountKey={ACCOUNT_KEY};BlobEndpoint=http://x", ACCOUNT_KEY),
         (f"SharedAccessSignature=sv=2024&sig={SIG};BlobEndpoint=x", SIG),
         (f"invalid key {ACCOUNT_KEY} given", ACCOUNT_KEY),
