@@ -172,3 +172,18 @@ async def test_a_job_refused_by_the_content_filter_fails_422_once_and_is_never_r
         assert "Retry-After" not in polled.headers
     assert len(emulator.sessions) == 1
     assert blobs_in(azurite, container_name) == []
+
+
+async def test_a_text_that_runs_over_the_output_cap_even_when_it_cannot_be_halved_is_a_422(
+    app_env: dict[str, str], emulator: RealtimeEmulator, azurite: AzuriteServer, container_name: str
+) -> None:
+    emulator.inject(Fault(FaultKind.MAX_OUTPUT_TOKENS, times=None))
+
+    response = await post({"text": "Supercalifragilisticexpialidocious"})
+
+    assert response.status == 422, response.json()
+    error = response.json()["error"]
+    assert (error["code"], error["reason"]) == ("narration_incomplete", "max_output_tokens")
+    assert "Retry-After" not in response.headers
+    assert len(emulator.sessions) == 1, "one word cannot be halved: no second paid attempt"
+    assert blobs_in(azurite, container_name) == []
