@@ -116,3 +116,15 @@ def test_every_character_of_the_text_is_kept_in_the_segments() -> None:
         text.replace(" ", "").replace("\n", "")
     )
     assert all(has_speakable_text(segment.text) for segment in segments)
+
+
+def test_at_the_length_limit_nothing_to_say_is_a_400_and_one_more_character_a_413() -> None:
+    limit = LIMITS.max_text_characters
+    with pytest.raises(RequestValidationError) as at_limit:
+        parse_request({"text": "\u200b" * limit}, LIMITS)
+    with pytest.raises(RequestValidationError) as over:
+        parse_request({"text": "\u200b" * (limit + 1)}, LIMITS)
+
+    assert (at_limit.value.http_status, at_limit.value.code) == (400, "no_speakable_text")
+    assert (over.value.http_status, over.value.code) == (413, "text_too_long")
+    assert parse_request({"text": "\u200b" * (limit - 1) + "a"}, LIMITS).text.endswith("a")
