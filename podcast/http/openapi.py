@@ -363,6 +363,7 @@ def _errors(*statuses: int) -> dict[str, Any]:
     meaning = {
         400: "Invalid request: not JSON, or a missing, unknown or invalid field or header (see field); "
         "no_speakable_text: a text without a letter or digit.",
+        402: "Azure OpenAI quota exhausted (insufficient_quota): check its quota and billing; do not retry.",
         404: "No job with this id.",
         413: "Text or body too long.",
         422: "Sending the same request again cannot succeed, so it is not retried: content_filtered "
@@ -450,7 +451,7 @@ def build_definition(host: str = DEFAULT_HOST, scheme: str = "https") -> dict[st
                 "headers": _ASYNC_HEADERS,
                 "schema": {"$ref": "#/definitions/NarrationJob"},
             },
-            **_errors(400, 413, 422, 429, 502, 503, 504),
+            **_errors(400, 402, 413, 422, 429, 502, 503, 504),
         },
     }
     status = {
@@ -477,7 +478,7 @@ def build_definition(host: str = DEFAULT_HOST, scheme: str = "https") -> dict[st
                 "headers": _ASYNC_HEADERS,
                 "schema": {"$ref": "#/definitions/NarrationJob"},
             },
-            **_errors(404, 422, 429, 502, 503, 504),
+            **_errors(402, 404, 422, 429, 502, 503, 504),
         },
     }
     health = {

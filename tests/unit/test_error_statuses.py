@@ -38,6 +38,13 @@ def instances() -> list[PodcastError]:
     """One instance of every error class (more for those whose details decide the status)."""
     made: list[PodcastError] = [
         errors.ConfigurationError("SOME_SETTING", "is missing"),
+        errors.UpstreamConfigurationError(
+            "AZURE_OPENAI_AUDIO_DEPLOYMENT",
+            "names a deployment that is not a Realtime model",
+            upstream_code="OperationNotSupported",
+            upstream_message="not supported",
+        ),
+        errors.QuotaExceededError("insufficient_quota"),
         errors.RequestValidationError("text is bad", field="text"),
         errors.TextTooLongError(10, 5),
         errors.RequestTooLargeError(100, 50, 10),
