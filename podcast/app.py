@@ -131,6 +131,13 @@ class App:
         return BlobStore(self.blob_service, self.settings.storage.output_container)
 
     @cached_property
+    def inputs(self) -> BlobStore:
+        """The input container (uploaded documents): read for their current versions only."""
+        from podcast.storage.blobs import BlobStore
+
+        return BlobStore(self.blob_service, self.settings.storage.input_container)
+
+    @cached_property
     def job_documents(self) -> JsonDocuments:
         """The jobs container's documents: job records, requests, idempotency keys, reuse entries."""
         from podcast.storage.documents import Container, JsonDocuments
@@ -181,7 +188,12 @@ class App:
         from podcast.services.documents import DocumentService
 
         return DocumentService(
-            self.narrations, self.settings.storage, self.settings.documents, self.settings.limits
+            self.narrations,
+            self.settings.storage,
+            self.settings.documents,
+            self.settings.limits,
+            sources=self.inputs,
+            claims=self.job_documents,
         )
 
     async def aclose(self) -> None:

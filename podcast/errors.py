@@ -31,6 +31,7 @@ can succeed, and never pay again for what cannot:
     │   ├── TextTooLongError                413   no
     │   │   └── RequestTooLargeError        413   no   a body larger than any valid request
     │   ├── DocumentError                   400   no   an uploaded document that can never be narrated
+    │   ├── BlobNameError                   400   no   a name that could leave its container
     │   └── IdempotencyKeyReusedError       422   no   an Idempotency-Key reused with another request
     ├── NarrationError                      502   no   Azure OpenAI refused or failed the narration
     │   ├── AuthenticationError             502   no   401/403 at the handshake
@@ -49,6 +50,7 @@ can succeed, and never pay again for what cannot:
     │   └── FidelityError                   422   no   the transcript kept straying from the text
     ├── StorageError                        502   no   Blob Storage refused an operation
     │   └── StorageUnavailableError         503   yes  Storage unreachable or busy
+    ├── SupersededError                     409   no   a newer version of the document took over its narration
     ├── JobNotFoundError                    404   no   no narration job with this id
     └── JobStalledError                     503   no   a queued narration's worker stopped reporting
 
@@ -177,6 +179,14 @@ class DocumentError(RequestValidationError):
     """A document that can never be narrated (wrong type, encoding, size, or content)."""
 
     code = "unsupported_document"
+
+
+class BlobNameError(RequestValidationError):
+    """A blob name built from input that Storage could resolve outside its container, or
+    that Azure refuses (see :mod:`podcast.storage.names`). The message says which rule the
+    name breaks and never quotes it."""
+
+    code = "invalid_blob_name"
 
 
 # --- Azure OpenAI Realtime -------------------------------------------------------------
@@ -359,6 +369,15 @@ class FidelityError(NarrationError):
 
     code = "fidelity_too_low"
     http_status = 422
+
+
+class SupersededError(PodcastError):
+    """The narration of an uploaded document was abandoned before its commit: the source
+    changed (a newer version is narrated instead) or another delivery took over its claim.
+    Nothing of it was stored; not transient (the newer version's own delivery does the work)."""
+
+    code = "superseded"
+    http_status = 409
 
 
 # --- Asynchronous narration jobs (podcast.services.jobs) ------------------------------------------

@@ -46,6 +46,7 @@ __all__ = [
     "JOB_ID_PATTERN",
     "CacheEntry",
     "CacheState",
+    "DocumentClaim",
     "DocumentSource",
     "ErrorBody",
     "ErrorDetails",
@@ -740,3 +741,15 @@ class IdempotencyEntry(BaseModel):
     created_at: Timestamp = Field(
         description="When the key was first used (UTC).", json_schema_extra={"x-ms-summary": "Created At"}
     )
+
+
+class DocumentClaim(BaseModel):
+    """``documents/<sha256 of the source name>.json`` in the jobs container: the one delivery
+    narrating an uploaded document's version (see :mod:`podcast.services.documents`)."""
+
+    model_config = _DOCUMENT
+
+    version: str = Field(description="The source blob's ETag that this delivery narrates.")
+    sha256: str = Field(description="SHA-256 of that version's bytes.")
+    attempt: str = Field(description="A random id of the claiming delivery.")
+    expires_at: Timestamp = Field(description="When the claim lapses unless renewed (UTC).")
