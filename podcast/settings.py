@@ -149,7 +149,12 @@ class _Section(BaseSettings):
     :meth:`from_env`, from an environment mapping (setting names)."""
 
     model_config = SettingsConfigDict(
-        frozen=True, extra="ignore", populate_by_name=True, case_sensitive=True, validate_default=False
+        frozen=True,
+        extra="ignore",
+        populate_by_name=True,
+        case_sensitive=True,
+        validate_default=False,
+        defer_build=True,  # validators built on first use, not at import (cold starts)
     )
 
     @classmethod

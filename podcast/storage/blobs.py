@@ -46,7 +46,7 @@ from azure.storage.blob import (
     UserDelegationKey,
     generate_blob_sas,
 )
-from azure.storage.blob.aio import BlobServiceClient
+from azure.storage.blob.aio import BlobClient, BlobServiceClient
 
 from podcast.engine.audio import WAV_HEADER_SIZE, wav_header
 from podcast.errors import StorageUnavailableError
@@ -211,9 +211,15 @@ class BlobStore:
         with block ids of its own (see :class:`WavBlockWriter`)."""
         return WavBlockWriter(self, check_blob_name(blob_name))
 
-    async def _stage_block(self, blob_name: str, block_id: str, data: bytes | bytearray) -> None:
+    def _blob_client(self, blob_name: str) -> BlobClient:
+        """A client for ``blob_name`` (each one builds its own pipeline and serializers: keep it)."""
+        return self._container.blob(blob_name)
+
+    async def _stage_block(
+        self, blob_name: str, block_id: str, data: bytes | bytearray, *, client: BlobClient | None = None
+    ) -> None:
         """Stage one block, creating the container again (once) if it disappeared."""
-        blob = self._container.blob(blob_name)
+        blob = client or self._container.blob(blob_name)
         for attempt in (1, 2):
             try:
                 # A bytearray is sent as it is (the transport takes any buffer): no copy to bytes.
@@ -238,13 +244,19 @@ class BlobStore:
         return {str(block.id): int(block.size or 0) for block in uncommitted}
 
     async def _commit_blocks(
-        self, blob_name: str, block_ids: list[str], settings: ContentSettings, metadata: dict[str, str]
+        self,
+        blob_name: str,
+        block_ids: list[str],
+        settings: ContentSettings,
+        metadata: dict[str, str],
+        *,
+        client: BlobClient | None = None,
     ) -> None:
         """Commit ``block_ids`` as ``blob_name``. Staged blocks lost meanwhile (the container
         deleted and created again, another writer's commit of the same name) raise
         :class:`StorageUnavailableError`: a new attempt can succeed, this one cannot."""
         try:
-            await self._container.blob(blob_name).commit_block_list(
+            await (client or self._container.blob(blob_name)).commit_block_list(
                 [BlobBlock(block_id) for block_id in block_ids], content_settings=settings, metadata=metadata
             )
         except ResourceNotFoundError as exc:
@@ -407,6 +419,7 @@ class WavBlockWriter:
         self.blob_name = blob_name
         self.attempt = attempt or secrets.token_hex(self.ATTEMPT_HEX // 2)
         self._store = store
+        self._client = store._blob_client(blob_name)  # one for every block: building one costs ms
         self._sizes: dict[int, int] = {}
 
     def _block_id(self, kind: str, index: int) -> str:
@@ -428,7 +441,7 @@ class WavBlockWriter:
             self._sizes.pop(index, None)
             return
         await self._store.ensure_container()
-        await self._store._stage_block(self.blob_name, self._block_id("pcm", index), pcm)
+        await self._store._stage_block(self.blob_name, self._block_id("pcm", index), pcm, client=self._client)
         self._sizes[index] = len(pcm)
 
     async def commit(self, *, download_name: str, metadata: Mapping[str, str]) -> int:
@@ -440,7 +453,7 @@ class WavBlockWriter:
         header_id = self._block_id("hdr", 0)
         await self._store.ensure_container()
         header = wav_header(total)
-        await self._store._stage_block(self.blob_name, header_id, header)
+        await self._store._stage_block(self.blob_name, header_id, header, client=self._client)
         expected = {header_id: len(header)} | {self._block_id("pcm", i): n for i, n in self._sizes.items()}
         staged = await self._store._staged_sizes(self.blob_name)
         if any(staged.get(block_id) != size for block_id, size in expected.items()):
@@ -451,5 +464,7 @@ class WavBlockWriter:
         settings = ContentSettings(
             content_type=WAV_CONTENT_TYPE, content_disposition=content_disposition(download_name)
         )
-        await self._store._commit_blocks(self.blob_name, block_ids, settings, _ascii_metadata(metadata))
+        await self._store._commit_blocks(
+            self.blob_name, block_ids, settings, _ascii_metadata(metadata), client=self._client
+        )
         return total
