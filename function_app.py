@@ -7,19 +7,18 @@ module keeps and nothing else.
 
 from __future__ import annotations
 
-import logging
-
 import azure.functions as func
 
+from podcast import logs
 from podcast.app import AppHolder
 from podcast.http import handlers
+
+# Before anything logs: no logger, at any level, shows a key, a token or the text (podcast.logs).
+logs.install()
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 graph = AppHolder()
 """One :class:`~podcast.app.App` per event loop, built from the app settings on first use."""
-
-# The Azure SDKs log every HTTP request at INFO, with URLs: keep them out of the logs.
-logging.getLogger("azure").setLevel(logging.WARNING)
 
 
 @app.function_name("create_narration")

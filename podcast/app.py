@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
+from podcast import logs
 from podcast.settings import Settings
 from podcast.storage.azure import BlobClientOptions, blob_service_client, queue_client
 
@@ -61,6 +62,7 @@ class App:
         blob_options: BlobClientOptions | None = None,
         client_kwargs: dict[str, Any] | None = None,
     ) -> None:
+        logs.install()  # before any client exists: no logger may show a credential or the text
         self.settings = settings
         self._given_credential = credential
         self._blob_options = blob_options

@@ -8,36 +8,51 @@ next, so no caller needs to know the concrete class:
 - ``transient``: whether trying the same thing again later can succeed,
 - ``retry_after``: seconds to wait before that retry, when known.
 
+Which status a failure gets follows one rule, so that the default retry policies of
+Power Automate and Logic Apps (which repeat 408, 429 and 5xx four times) repeat only what
+can succeed, and never pay again for what cannot:
+
+- ``transient`` (trying again later can succeed): 429, 503 or 504, always with ``Retry-After``;
+- the request can never succeed as sent (invalid, or Azure OpenAI already spent tokens on it
+  and refused or could not read it verbatim): 4xx, never ``Retry-After``; the token-costing
+  ones are 422;
+- the service is misconfigured or a peer refused it (a missing setting, rejected
+  credentials, an unknown deployment, Storage refusing, an upstream refusal of unknown
+  cause): 500, 502 or 503 without ``Retry-After``. The operator fixes these, not the caller;
+  most fail before any token is spent, so a default retry costs nothing but time.
+
 ::
 
-    PodcastError
-    ├── ConfigurationError            503  a setting is missing or malformed
-    │   └── UpstreamConfigurationError 503 Azure OpenAI refused the deployment (its code, message)
-    ├── RequestValidationError        400  a request field is invalid (names the field)
-    │   ├── TextTooLongError          413
-    │   │   └── RequestTooLargeError  413  a body larger than any valid request
-    │   ├── DocumentError             400  an uploaded document that can never be narrated
-    │   ├── BlobNameError             400  a name that could leave its container (``..``, ``/x``, ``\\``)
-    │   └── IdempotencyKeyReusedError 422  an Idempotency-Key reused with another request
-    ├── NarrationError                502  Azure OpenAI refused or failed the narration
-    │   ├── AuthenticationError       502  401/403 at the handshake
-    │   ├── DeploymentNotFoundError   502  404 at the handshake
-    │   ├── RateLimitedError          429  transient, keeps retry-after (handshake or in-session)
-    │   ├── QuotaExceededError        402  insufficient_quota: permanent, check quota/billing
-    │   ├── ServiceUnavailableError   503  transient: 5xx or unreachable
-    │   ├── ConnectionLostError       502  transient: closed before response.done
-    │   ├── NarrationTimeoutError     504  transient: no response.done in time
-    │   ├── RealtimeServerError       502  an ``error`` event (code and message)
-    │   ├── ResponseIncompleteError   502  status "incomplete" (reason)
-    │   ├── ResponseFailedError       502  status "failed"
-    │   ├── ResponseCancelledError    502  status "cancelled"
-    │   ├── EmptyAudioError           502  "completed" without any audio
-    │   └── FidelityError             502  the transcript kept straying from the text
-    ├── StorageError                  502  Blob Storage refused an operation
-    │   └── StorageUnavailableError   503  transient: Storage unreachable or busy
-    ├── SupersededError               409  a newer version of the document took over its narration
-    ├── JobNotFoundError              404  no narration job with this id
-    └── JobStalledError               503  a job made no progress, also after a re-enqueue
+                                          status transient
+    PodcastError                            500   no   the base; raised as such: a bug (internal_error)
+    ├── ConfigurationError                  503   no   a setting is missing or malformed
+    │   └── UpstreamConfigurationError      503   no   Azure OpenAI refused the deployment (its code, message)
+    ├── RequestValidationError              400   no   a request field is invalid (names the field)
+    │   ├── TextTooLongError                413   no
+    │   │   └── RequestTooLargeError        413   no   a body larger than any valid request
+    │   ├── DocumentError                   400   no   an uploaded document that can never be narrated
+    │   ├── BlobNameError                   400   no   a name that could leave its container
+    │   └── IdempotencyKeyReusedError       422   no   an Idempotency-Key reused with another request
+    ├── NarrationError                      502   no   Azure OpenAI refused or failed the narration
+    │   ├── AuthenticationError             502   no   401/403 at the handshake
+    │   ├── DeploymentNotFoundError         502   no   404 at the handshake
+    │   ├── RateLimitedError                429   yes  keeps retry-after (handshake or in-session)
+    │   ├── QuotaExceededError              402   no   insufficient_quota: check quota/billing
+    │   ├── ServiceUnavailableError         503   yes  5xx or unreachable
+    │   ├── ConnectionLostError             503   yes  closed before response.done
+    │   ├── NarrationTimeoutError           504   yes  no response.done in time
+    │   ├── RealtimeServerError         503 / 502 yes / no  an ``error`` event: transient if server_error
+    │   ├── ResponseIncompleteError     422 / 502 no   status "incomplete": content_filter or
+    │   │                                              max_output_tokens 422, other reasons 502
+    │   ├── ResponseFailedError         503 / 502 yes / no  status "failed": transient if server_error
+    │   ├── ResponseCancelledError          502   no   status "cancelled"
+    │   ├── EmptyAudioError                 503   yes  "completed" without any audio
+    │   └── FidelityError                   422   no   the transcript kept straying from the text
+    ├── StorageError                        502   no   Blob Storage refused an operation
+    │   └── StorageUnavailableError         503   yes  Storage unreachable or busy
+    ├── SupersededError                     409   no   a newer version of the document took over its narration
+    ├── JobNotFoundError                    404   no   no narration job with this id
+    └── JobStalledError                     503   no   a job made no progress, also after a re-enqueue
 
     AudioFormatError (a ValueError)        bytes that are not PCM16 mono: a bug, never a caller's
 
@@ -231,6 +246,7 @@ class ConnectionLostError(NarrationError):
     """The WebSocket closed before ``response.done`` arrived."""
 
     code = "upstream_connection_lost"
+    http_status = 503
     transient = True
 
 
@@ -259,13 +275,19 @@ class RealtimeServerError(NarrationError):
         self.error_type = error_type
         self.param = param
         self.transient = error_type == "server_error"
+        self.http_status = 503 if self.transient else 502
 
     def to_dict(self) -> dict[str, Any]:
         return {**super().to_dict(), "upstream_code": self.server_code}
 
 
 class ResponseIncompleteError(NarrationError):
-    """The response ended ``incomplete``; ``reason`` is ``max_output_tokens`` or ``content_filter``."""
+    """The response ended ``incomplete``; ``reason`` is ``max_output_tokens`` or ``content_filter``.
+
+    Both are 422: tokens were spent and the same text would be refused again (the content
+    filter) or run over the output cap again (the narrator already halved it as often as it
+    may), so a caller's automatic retry must not repeat it. Any other reason is 502.
+    """
 
     code = "narration_incomplete"
 
@@ -279,6 +301,8 @@ class ResponseIncompleteError(NarrationError):
         self.audio_seconds = audio_seconds
         if reason == "content_filter":
             self.code = "content_filtered"
+        if reason in ("content_filter", "max_output_tokens"):
+            self.http_status = 422
 
     def to_dict(self) -> dict[str, Any]:
         return {**super().to_dict(), "reason": self.reason}
@@ -296,6 +320,7 @@ class ResponseFailedError(NarrationError):
         self.error_type = error_type
         self.server_code = server_code
         self.transient = error_type == "server_error"
+        self.http_status = 503 if self.transient else 502
 
 
 class ResponseCancelledError(NarrationError):
@@ -309,9 +334,11 @@ class ResponseCancelledError(NarrationError):
 
 
 class EmptyAudioError(NarrationError):
-    """The response completed but carried no audio."""
+    """The response completed but carried no audio (the text has something to say: a text
+    without a letter or digit is refused before any session, so silence is a glitch)."""
 
     code = "no_audio"
+    http_status = 503
     transient = True
 
 
@@ -334,9 +361,14 @@ class StorageUnavailableError(StorageError):
 
 
 class FidelityError(NarrationError):
-    """The narration kept straying from the text (word similarity below the threshold)."""
+    """The narration kept straying from the text (word similarity below the threshold).
+
+    422: every attempt was paid for, and the same text strays again (it is usually the text
+    itself, e.g. a question the model answers), so an automatic retry must not repeat it.
+    """
 
     code = "fidelity_too_low"
+    http_status = 422
 
 
 class SupersededError(PodcastError):

@@ -78,6 +78,7 @@ __all__ = [
     "NarrationRequest",
     "RequestLimits",
     "Style",
+    "has_speakable_text",
     "parse_request",
 ]
 
@@ -183,6 +184,18 @@ def _clean_text(field: str, value: str, *, multiline: bool, limit: int, too_long
             f"{control.start() + 1}; {what} allowed",
         )
     return value
+
+
+def has_speakable_text(text: str) -> bool:
+    """Whether ``text`` has anything a narrator can say: a letter or a digit (Unicode
+    categories L* and N*, in any script or direction).
+
+    Punctuation, symbols (emoji included), combining marks alone, spaces and invisible
+    format characters (zero-width spaces and joiners, direction marks) are not speakable:
+    text made only of them would be answered with silence or with words that are not in
+    it (an emoji's name), which read mode cannot check and nobody asked for.
+    """
+    return any(unicodedata.category(ch)[0] in "LN" for ch in text)
 
 
 def _choice(field: str, value: str, allowed: Iterable[str], what: str) -> str:
@@ -328,6 +341,13 @@ class NarrationRequest(BaseModel):
         )
         if not text:
             _fail("text", "text is empty; send the text to narrate (whitespace alone is not enough)")
+        if not has_speakable_text(text):
+            _fail(
+                "text",
+                "text has nothing to say: it has no letter or digit, only punctuation, symbols, emoji, "
+                "marks or invisible characters; send text with words to read",
+                kind="no_speakable_text",
+            )
         return text
 
     @field_validator("mode", mode="before")
@@ -585,7 +605,8 @@ def parse_request(body: bytes | str | Mapping[str, Any], limits: RequestLimits) 
     otherwise :class:`~podcast.errors.RequestValidationError` (400) whose ``field`` is the
     field at fault (``None`` for body-level problems) and whose message names it and
     says what is allowed. ``code`` is ``invalid_json``, ``duplicate_field``,
-    ``unknown_field``, ``missing_field`` or ``invalid_request``.
+    ``unknown_field``, ``missing_field``, ``no_speakable_text`` (a text without a letter or
+    digit: see :func:`has_speakable_text`) or ``invalid_request``.
     """
     data: object
     if isinstance(body, bytes | bytearray | memoryview):

@@ -60,6 +60,7 @@ JOBS_CONTAINER_SETTING: Final = "NARRATION_JOBS_CONTAINER"
 SYNC_MAX_AUDIO_SETTING: Final = "NARRATION_SYNC_MAX_AUDIO_SECONDS"
 JOB_TIME_BUDGET_SETTING: Final = "NARRATION_JOB_TIME_BUDGET_SECONDS"
 JOB_STALE_SETTING: Final = "NARRATION_JOB_STALE_SECONDS"
+JOB_MAX_QUEUED_SETTING: Final = "NARRATION_JOB_MAX_QUEUED_SECONDS"
 MAX_DEQUEUE_SETTING: Final = "NARRATION_QUEUE_MAX_DEQUEUE_COUNT"
 
 MAX_DOCUMENT_BYTES_SETTING: Final = "NARRATION_MAX_DOCUMENT_BYTES"
@@ -587,6 +588,16 @@ class JobSettings(_Section):
     stale_seconds: float = _number(JOB_STALE_SETTING, 300.0, 1.0, 86_400.0)
     """A ``running`` job without a heartbeat, or a ``queued`` one without a change, for this
     long is stuck: re-enqueued once, then failed. Keep it above host.json's ``visibilityTimeout``."""
+    max_queued_seconds: float = _number(JOB_MAX_QUEUED_SETTING, 3600.0, 1.0, 604_800.0)
+    """A re-enqueued job still ``queued`` is failed only after this long without a change (and
+    never sooner than ``stale_seconds``): a queue backlog is a wait, not a loss, and
+    re-enqueueing is harmless while failing is not."""
+
+    @property
+    def queued_limit_seconds(self) -> float:
+        """How long a re-enqueued job may stay ``queued`` before it is failed."""
+        return max(self.max_queued_seconds, self.stale_seconds)
+
     max_dequeue_count: int = _whole(MAX_DEQUEUE_SETTING, 3, 1, 100)
     """Matches host.json's ``extensions.queues.maxDequeueCount``."""
 

@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass
 from typing import Final, Literal
 
+from podcast.models import has_speakable_text
 from podcast.settings import DEFAULT_SEGMENT_WORDS
 
 DEFAULT_MAX_WORDS: Final = DEFAULT_SEGMENT_WORDS
@@ -54,7 +55,9 @@ def split_text(text: str, max_words: int = DEFAULT_MAX_WORDS, *, parallelism: in
     that keeps them above a third of ``max_words``, so the last round of parallel sessions
     is not one lone long segment. A segment may then exceed ``max_words`` by about a
     sentence. Cuts fall between sentences (or clauses), preferably at a paragraph break.
-    The last segment's boundary is ``"end"``.
+    The last segment's boundary is ``"end"``. A piece with nothing to say (``* * *``, a
+    lone ``!!!``: see :func:`~podcast.models.has_speakable_text`) never becomes a segment of
+    its own, which would open a session only to get silence: it joins its neighbour.
     """
     if max_words < 1 or parallelism < 1:
         raise ValueError("max_words and parallelism must be positive")
@@ -86,7 +89,30 @@ def split_text(text: str, max_words: int = DEFAULT_MAX_WORDS, *, parallelism: in
         boundary_after: Boundary = parts[-1][1] if end < len(units) else "end"
         segments.append(Segment(len(segments), text_of_segment, boundary_after))
         start = end
-    return segments
+    return _without_silent_segments(segments)
+
+
+_SEPARATOR: Final[dict[Boundary, str]] = {"paragraph": "\n\n", "sentence": " ", "end": " "}
+
+
+def _without_silent_segments(segments: list[Segment]) -> list[Segment]:
+    """``segments`` with each one that has nothing to say joined to the one before it (the
+    first to the one after it); a text with nothing to say at all stays one segment."""
+    joined: list[tuple[str, Boundary]] = []
+    carried = ""
+    for segment in segments:
+        if not has_speakable_text(segment.text):
+            if joined:
+                text, boundary = joined[-1]
+                joined[-1] = (text + _SEPARATOR[boundary] + segment.text, segment.boundary)
+            else:
+                carried += segment.text + _SEPARATOR[segment.boundary]
+            continue
+        joined.append((carried + segment.text, segment.boundary))
+        carried = ""
+    if not joined:
+        return segments
+    return [Segment(index, text, boundary) for index, (text, boundary) in enumerate(joined)]
 
 
 def _greedy_cuts(sizes: list[int], max_words: int) -> list[int]:

@@ -361,15 +361,20 @@ _ASYNC_HEADERS: Final = {
 
 def _errors(*statuses: int) -> dict[str, Any]:
     meaning = {
-        400: "Invalid request: not JSON, or a missing, unknown or invalid field or header (see field).",
+        400: "Invalid request: not JSON, or a missing, unknown or invalid field or header (see field); "
+        "no_speakable_text: a text without a letter or digit.",
         402: "Azure OpenAI quota exhausted (insufficient_quota): check its quota and billing; do not retry.",
         404: "No job with this id.",
         413: "Text or body too long.",
-        422: "Idempotency-Key already used with a different request.",
+        422: "Sending the same request again cannot succeed, so it is not retried: content_filtered "
+        "(Azure OpenAI's content filter), fidelity_too_low (the text could not be read verbatim), "
+        "narration_incomplete (over the output limit), or idempotency_key_reused.",
         429: "Azure OpenAI is rate limiting; Retry-After says when to try again.",
-        502: "Azure OpenAI or Storage refused or failed the narration.",
-        503: "Azure OpenAI or Storage unreachable, a setting missing, or a queued job stalled.",
-        504: "The narration did not finish in time.",
+        502: "Azure OpenAI or Storage refused the narration (credentials, deployment, an error "
+        "event): the operator must fix it; no Retry-After.",
+        503: "Azure OpenAI or Storage unreachable or the connection dropped (Retry-After: worth "
+        "retrying), a setting missing, or a queued job stalled.",
+        504: "The narration did not finish in time (Retry-After: worth retrying).",
     }
     responses: dict[str, Any] = {
         str(status): {"description": meaning[status], "schema": {"$ref": "#/definitions/Error"}}
@@ -473,7 +478,7 @@ def build_definition(host: str = DEFAULT_HOST, scheme: str = "https") -> dict[st
                 "headers": _ASYNC_HEADERS,
                 "schema": {"$ref": "#/definitions/NarrationJob"},
             },
-            **_errors(402, 404, 429, 502, 503, 504),
+            **_errors(402, 404, 422, 429, 502, 503, 504),
         },
     }
     health = {

@@ -3,7 +3,9 @@
 - ``.txt``: UTF-8 text (a byte-order mark is fine); other encodings are refused.
 - ``.md``/``.markdown``: Markdown made speakable with ``markdown-it-py``: headings, emphasis,
   lists and link texts are read; code blocks, images, HTML and link targets are not;
-  a table becomes "Table omitted."
+  a table becomes "Table omitted." Lists and block quotes may nest up to
+  :data:`MAX_MARKDOWN_NESTING` levels; a deeper document is refused (``markdown_too_deep``)
+  rather than narrated with its deeper levels silently missing.
 - ``.json``: the same request schema as ``POST /api/narrations``, so a flow can choose
   the voice, style and instructions per file.
 
@@ -158,13 +160,32 @@ def decode_utf8(data: bytes) -> str:
         ) from None
 
 
-_MARKDOWN = MarkdownIt("commonmark").enable(["table", "strikethrough"])
+MAX_MARKDOWN_NESTING: Final = 100
+"""Lists and block quotes (together) nested deeper than this are refused: far beyond real
+documents (outlines rarely pass 10), and still a bounded parse."""
+
+# markdown-it drops, without a word, everything below its nesting cap (CommonMark preset: 20,
+# an outline of 9 levels). A list level takes two (list and item), a block quote one; the
+# margin keeps the cap out of reach of any document within MAX_MARKDOWN_NESTING.
+_MAX_PARSER_NESTING: Final = 2 * MAX_MARKDOWN_NESTING + 4
+_MARKDOWN = MarkdownIt("commonmark", {"maxNesting": _MAX_PARSER_NESTING}).enable(["table", "strikethrough"])
+_CONTAINER_OPEN: Final = frozenset({"blockquote_open", "bullet_list_open", "ordered_list_open"})
+_CONTAINER_CLOSE: Final = frozenset({"blockquote_close", "bullet_list_close", "ordered_list_close"})
+_LEADING_MARKERS: Final = re.compile(r"(?:[ \t]*(?:>|(?:[-+*]|\d{1,9}[.)])(?=[ \t]|$)))+")
+"""A line's run of block quote and list markers (``> - 1. x``: three containers opened)."""
+_MARKER: Final = re.compile(r">|[-+*]|\d{1,9}[.)]")
+_THEMATIC_BREAK: Final = re.compile(r"[ \t]*([-*_])(?:[ \t]*\1){2,}[ \t]*")
 
 
 def markdown_to_speech(source: str) -> str:
-    """Markdown as text a narrator can read: one paragraph per block, blank lines between."""
+    """Markdown as text a narrator can read: one paragraph per block, blank lines between.
+
+    Raises :class:`DocumentError` (``markdown_too_deep``, field ``document``) for lists and
+    block quotes nested more than :data:`MAX_MARKDOWN_NESTING` levels, or any document the
+    parser could not read to its end, so no text is ever lost silently.
+    """
     blocks: list[str] = []
-    tokens = _MARKDOWN.parse(source)
+    tokens = _parse_markdown(source)
     index = 0
     while index < len(tokens):
         token = tokens[index]
@@ -178,6 +199,52 @@ def markdown_to_speech(source: str) -> str:
         # fence, code_block, html_block, hr: not narrated.
         index += 1
     return "\n\n".join(blocks)
+
+
+def _parse_markdown(source: str) -> list[Token]:
+    """The block tokens of ``source``, checked to cover all of it (see :func:`markdown_to_speech`)."""
+    # One line opening more containers than allowed ("- - - ... x") is refused before the
+    # parse, whose time grows with the line's length times the nesting cap.
+    most = _most_markers_on_a_line(source)
+    if most > MAX_MARKDOWN_NESTING:
+        raise _too_deep(f"{most} levels deep")
+    try:
+        tokens = _MARKDOWN.parse(source)
+    except RecursionError:
+        raise _too_deep(f"more than {MAX_MARKDOWN_NESTING} levels deep") from None
+    depth = deepest = 0
+    for token in tokens:
+        if token.type in _CONTAINER_OPEN:
+            depth += 1
+            deepest = max(deepest, depth)
+        elif token.type in _CONTAINER_CLOSE:
+            depth -= 1
+        # Inside a container opened here the parser is at level + 1: at its cap it skips the rest.
+        if token.nesting == 1 and token.level + 1 >= _MAX_PARSER_NESTING:
+            raise _too_deep(f"more than {MAX_MARKDOWN_NESTING} levels deep")
+    if deepest > MAX_MARKDOWN_NESTING:
+        raise _too_deep(f"{deepest} levels deep")
+    return tokens
+
+
+def _too_deep(found: str) -> DocumentError:
+    return DocumentError(
+        f"the Markdown nests lists or block quotes {found}; at most {MAX_MARKDOWN_NESTING} levels "
+        "are narrated, and deeper text would be lost: flatten the outline",
+        field="document",
+        code="markdown_too_deep",
+    )
+
+
+def _most_markers_on_a_line(source: str) -> int:
+    """The most block quote and list markers any line of ``source`` starts with (a thematic
+    break such as ``* * *`` has none)."""
+    most = 0
+    for line in source.splitlines():
+        match = _LEADING_MARKERS.match(line)
+        if match and not _THEMATIC_BREAK.fullmatch(line):
+            most = max(most, len(_MARKER.findall(match.group())))
+    return most
 
 
 def _inline_text(children: Sequence[Token]) -> str:

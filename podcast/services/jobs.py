@@ -34,8 +34,11 @@ Stuck jobs (:meth:`JobService.status`): the worker writes a heartbeat every quar
 ``running`` without a heartbeat, or ``queued`` without a change, for longer than that is
 stuck (:meth:`~podcast.wire.JobRecord.is_stuck`). The first poll that finds it so
 re-enqueues it (``requeues`` 1, a new message); the first that finds it stuck again marks it
-failed (``job_stalled``, 503). So no job stays ``queued`` or ``running`` forever, and a job
-is paid for at most by the deliveries of its two messages.
+failed (``job_stalled``, 503). A re-enqueued job that is still ``queued`` is failed only
+after ``NARRATION_JOB_MAX_QUEUED_SECONDS`` (default an hour) without a change: it may be
+waiting behind a backlog (host.json takes one job at a time), and a second message is
+harmless where failing it is not. So no job stays ``queued`` or ``running`` forever, and a
+job is paid for at most by the deliveries of its two messages.
 
 Nothing here logs the text, keys, URLs or SAS signatures: only job ids, statuses and
 error codes.
@@ -306,6 +309,12 @@ class JobService:
         read the new record."""
         job_id, stale = record.id, self.settings.stale_seconds
         stuck_as = record.status
+        if (
+            record.requeues >= MAX_REQUEUES
+            and stuck_as == "queued"
+            and not record.is_stuck(self.settings.queued_limit_seconds)
+        ):
+            return record  # waiting in a backlog; failed only after NARRATION_JOB_MAX_QUEUED_SECONDS
         if record.requeues < MAX_REQUEUES:
             stalled = JobStalledError(f"no progress for {stale:.0f}s while {stuck_as}; re-enqueued")
             record.status = "queued"

@@ -220,10 +220,10 @@ FAULTS: list[tuple[Fault, int, str, bool]] = [
     (Fault(FaultKind.HANDSHAKE_429, times=None, retry_after=42), 429, "rate_limited", True),
     (Fault(FaultKind.HANDSHAKE_500, times=None), 503, "upstream_unavailable", True),
     (Fault(FaultKind.HANG, times=None), 504, "narration_timeout", True),
-    (Fault(FaultKind.CONTENT_FILTER, times=None), 502, "content_filtered", False),
-    (Fault(FaultKind.CLOSE_MID_STREAM, times=None), 502, "upstream_connection_lost", True),
-    (Fault(FaultKind.ERROR_EVENT, times=None), 502, "upstream_error", True),
-    (Fault(FaultKind.NO_AUDIO, times=None), 502, "no_audio", True),
+    (Fault(FaultKind.CONTENT_FILTER, times=None), 422, "content_filtered", False),
+    (Fault(FaultKind.CLOSE_MID_STREAM, times=None), 503, "upstream_connection_lost", True),
+    (Fault(FaultKind.ERROR_EVENT, times=None), 503, "upstream_error", True),
+    (Fault(FaultKind.NO_AUDIO, times=None), 503, "no_audio", True),
 ]
 
 

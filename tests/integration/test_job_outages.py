@@ -40,6 +40,7 @@ STALE_SECONDS = 1.0
 async def switch(jobs_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[StorageSwitch]:
     """The app's Storage, switchable (``jobs_env`` with a 1 s stale timeout)."""
     monkeypatch.setenv("NARRATION_JOB_STALE_SECONDS", str(STALE_SECONDS))
+    monkeypatch.setenv("NARRATION_JOB_MAX_QUEUED_SECONDS", str(STALE_SECONDS))
     storage = StorageSwitch()
     function_app.graph.use(
         lambda: App(

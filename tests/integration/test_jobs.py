@@ -322,6 +322,7 @@ async def test_a_job_whose_every_delivery_is_lost_is_re_enqueued_once_then_repor
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("NARRATION_JOB_STALE_SECONDS", "1")
+    monkeypatch.setenv("NARRATION_JOB_MAX_QUEUED_SECONDS", "1")
     _, body, response = await post({"text": TEXT}, ASYNC)
     location = response.headers["Location"]
     answers = []

@@ -152,7 +152,7 @@ async def test_a_segment_that_never_reads_faithfully_fails_under_the_fail_policy
 
     status, body = await narrate({"text": TEXT})
 
-    assert status == 502
+    assert status == 422
     assert body["error"]["code"] == "fidelity_too_low"
     assert blob_names(azurite, container_name) == [], "nothing is visible for a failed narration"
 
@@ -230,7 +230,7 @@ async def test_a_failed_segment_leaves_nothing_visible(
 
     status, body = await narrate({"text": TEXT})
 
-    assert status == 502
+    assert status == 422
     assert body["error"]["code"] == "content_filtered"
     assert blob_names(azurite, container_name) == []
 

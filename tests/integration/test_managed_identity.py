@@ -15,6 +15,7 @@ verifying SSL context once, at import).
 from __future__ import annotations
 
 import contextlib
+import re
 import ssl
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -242,3 +243,34 @@ async def test_an_asynchronous_narration_goes_through_the_queue_with_the_managed
     assert (body["id"], body["transcript"]) == (job_id, TEXT)
     await check_link(deployment, body)
     check_tokens(deployment)
+
+
+@pytest.mark.parametrize("forced", [False, True], ids=["levels as set", "libraries forced to debug"])
+async def test_no_token_or_identity_header_is_logged_on_the_managed_identity_path(
+    deployment: Deployment, forced: bool
+) -> None:
+    """DefaultAzureCredential, azure-identity and MSAL at work, every logger captured at DEBUG
+    (see tests/integration/test_log_secrets.py): no token, no IDENTITY_HEADER, no SAS
+    signature and no text in any record."""
+    from tests.integration.test_log_secrets import every_logger_at_debug, libraries_forced_to_debug
+
+    function_app.graph.get()
+    with (
+        every_logger_at_debug() as capture,
+        libraries_forced_to_debug() if forced else contextlib.nullcontext(),
+    ):
+        response = await post()
+    assert response.status == 200, response.json()
+    shown = capture.shown()
+
+    if forced:
+        assert any(r.name.startswith("azure.identity") for r in capture.records), "the identity logged"
+    assert deployment.accepted_tokens
+    for token in deployment.accepted_tokens:
+        assert token not in shown
+    assert re.search(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.", shown) is None, "no token of any kind"
+    assert deployment.identity.header not in shown
+    signature = parse_qs(urlsplit(response.json()["audio_url"]).query)["sig"][0]
+    assert signature not in shown
+    assert TEXT not in shown
+    assert "rivers, and why they bend" not in shown

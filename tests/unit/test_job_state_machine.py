@@ -75,13 +75,20 @@ class World:
 
 
 def make_world(
-    *, stale_seconds: float = 300.0, max_dequeue_count: int = 3, segment_seconds: float = 0.0
+    *,
+    stale_seconds: float = 300.0,
+    max_dequeue_count: int = 3,
+    segment_seconds: float = 0.0,
+    max_queued_seconds: float | None = None,
 ) -> World:
     documents, queue, outputs = InMemoryDocuments(), InMemoryQueue(), InMemoryOutputs("narrations")
     narrations = ScriptedNarrations(outputs, deployment="fake-realtime", segment_seconds=segment_seconds)
     reuse = ReuseCache(documents, outputs)
     settings = JobSettings(
-        stale_seconds=stale_seconds, max_dequeue_count=max_dequeue_count, job_time_budget_seconds=120.0
+        stale_seconds=stale_seconds,
+        max_dequeue_count=max_dequeue_count,
+        job_time_budget_seconds=120.0,
+        max_queued_seconds=max_queued_seconds if max_queued_seconds is not None else stale_seconds,
     )
     jobs = JobService(documents, queue, narrations, reuse, settings)
     return World(documents, queue, outputs, narrations, reuse, settings, jobs)
@@ -412,6 +419,40 @@ async def test_a_job_whose_every_delivery_is_lost_is_re_enqueued_once_then_faile
     assert "while queued" in failed.error.body.error.message
     assert world.queue.sent == [record.id, record.id]
     assert world.narrations.calls == []
+
+
+async def test_a_re_enqueued_job_waiting_in_a_backlog_is_failed_only_after_the_queued_limit() -> None:
+    """A backlog is a wait, not a loss: after its one re-enqueue a ``queued`` job is failed
+    only when it has had no change for NARRATION_JOB_MAX_QUEUED_SECONDS (limits ±1 s)."""
+    world = make_world(stale_seconds=300.0, max_queued_seconds=3600.0)
+    record = await world.jobs.submit(request(), ASYNC)
+    await world.backdate_heartbeat(record.id, 301)
+    assert (await world.jobs.status(record.id)).record.status == "queued"
+    assert world.record(record.id).requeues == 1
+
+    for seconds, expected in ((301, "queued"), (3599, "queued"), (3601, "failed")):
+        await world.backdate_heartbeat(record.id, seconds)
+        assert (await world.jobs.status(record.id)).record.status == expected, seconds
+    assert world.queue.sent == [record.id, record.id], "re-enqueued once, never again"
+    failed = world.record(record.id)
+    assert failed.error is not None
+    assert failed.error.body.error.code == "job_stalled"
+
+
+async def test_a_backlogged_job_that_a_delivery_reaches_late_still_runs() -> None:
+    """The re-enqueued job's first message arrives after the re-enqueue (a backlog): it
+    narrates; the second message finds the job finished and does nothing."""
+    world = make_world(stale_seconds=300.0, max_queued_seconds=3600.0)
+    record = await world.jobs.submit(request(), ASYNC)
+    await world.backdate_heartbeat(record.id, 301)
+    await world.jobs.status(record.id)
+    await world.backdate_heartbeat(record.id, 1000)
+    assert (await world.jobs.status(record.id)).record.status == "queued"
+
+    assert await world.jobs.run(record.id, dequeue_count=1, message_id="m-1") == "succeeded"
+    assert await world.jobs.run(record.id, dequeue_count=1, message_id="m-2") == "ignored"
+    assert world.record(record.id).status == "succeeded"
+    assert len(world.narrations.calls) == 1
 
 
 async def test_concurrent_polls_of_a_stuck_job_re_enqueue_it_once(world: World) -> None:

@@ -282,7 +282,8 @@ def test_a_10_mb_text_in_a_mapping_fails_fast_with_413() -> None:
 
 
 def test_the_body_limit_admits_the_longest_text_even_when_every_character_is_escaped() -> None:
-    text = "\U0001f600" * LIMITS.max_text_characters  # 12 bytes each as "\ud83d\ude00"
+    # A CJK Extension B letter: 12 bytes each as "\ud840\udc00" (emoji alone would have nothing to say)
+    text = "\U00020000" * LIMITS.max_text_characters
     payload = json.dumps(
         {"text": text, "instructions": "\u00e9" * 1000, "title": "\u00e9" * 200}, ensure_ascii=True
     ).encode()

@@ -521,7 +521,9 @@ async def test_the_reuse_cache_writes_and_signs_as_before(clock: Clock) -> None:
 
 
 def job_service(documents: InMemoryDocuments, clock: Clock, **kwargs: Any) -> JobService:
-    settings = JobSettings()
+    # The old run failed a re-enqueued job at the next stale timeout; the queued limit
+    # (NARRATION_JOB_MAX_QUEUED_SECONDS, an hour by default) is set to the same to replay it.
+    settings = JobSettings(max_queued_seconds=300)
     assert settings.stale_seconds == 300, "the old run's setting"
     reuse = ReuseCache(documents, Outputs(clock))
     return JobService(documents, kwargs.get("queue"), kwargs.get("narrations"), reuse, settings)  # type: ignore[arg-type]
