@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
     from podcast.engine.realtime import Narrator
     from podcast.services.documents import DocumentService
+    from podcast.services.downloads import DownloadService
     from podcast.services.jobs import JobService
     from podcast.services.narrations import NarrationService
     from podcast.services.reuse import ReuseCache
@@ -163,7 +164,17 @@ class App:
             self.reuse,
             narration=self.settings.narration,
             pipeline=self.settings.pipeline,
+            index=self.job_documents,
         )
+
+    @cached_property
+    def downloads(self) -> DownloadService:
+        """Stored narrations by id, with fresh links, and their files. Needs only Storage."""
+        from podcast.services.downloads import DownloadService
+        from podcast.storage.files import BlobFiles
+
+        files = BlobFiles(self.blob_service, self.settings.storage.output_container)
+        return DownloadService(self.job_documents, files, self.outputs)
 
     @cached_property
     def jobs(self) -> JobService:

@@ -33,6 +33,7 @@ next, so no caller needs to know the concrete class:
     ├── StorageError                  502  Blob Storage refused an operation
     │   └── StorageUnavailableError   503  transient: Storage unreachable or busy
     ├── JobNotFoundError              404  no narration job with this id
+    │   └── NarrationNotFoundError    404  no stored narration (or file of it) with this id
     └── JobStalledError               503  a queued narration's worker stopped reporting
 
     AudioFormatError (a ValueError)        bytes that are not PCM16 mono: a bug, never a caller's
@@ -302,6 +303,15 @@ class JobNotFoundError(PodcastError):
 
     def __init__(self) -> None:
         super().__init__("there is no narration job with this id")
+
+
+class NarrationNotFoundError(JobNotFoundError):
+    """No stored narration has this id, or it has no such file (e.g. no captions): 404."""
+
+    code = "narration_not_found"
+
+    def __init__(self, what: str = "narration") -> None:
+        PodcastError.__init__(self, f"there is no {what} with this id")
 
 
 class IdempotencyKeyReusedError(RequestValidationError):

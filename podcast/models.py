@@ -458,12 +458,32 @@ class NarrationRequest(BaseModel):
         Falls back to ``narration.wav`` when nothing usable is left (no title, an
         all-CJK title, a reserved Windows name such as ``CON``).
         """
-        ascii_title = unicodedata.normalize("NFKD", self.title or "").encode("ascii", "ignore").decode()
-        kept = re.sub(r"[^A-Za-z0-9 \-_.,()!']+", " ", ascii_title)
-        stem = re.sub(r"\s+", " ", kept)[:100].strip(" .-_,'")
-        if not stem or stem.split(".")[0].upper() in _WINDOWS_RESERVED_NAMES:
-            stem = "narration"
-        return f"{stem}{suffix}"
+        return download_name(self.title, suffix)
+
+
+def download_name(title: str | None, suffix: str = ".wav") -> str:
+    """The ASCII file name of :meth:`NarrationRequest.download_name` for ``title``."""
+    ascii_title = unicodedata.normalize("NFKD", title or "").encode("ascii", "ignore").decode()
+    kept = re.sub(r"[^A-Za-z0-9 \-_.,()!']+", " ", ascii_title)
+    stem = re.sub(r"\s+", " ", kept)[:100].strip(" .-_,'")
+    if not stem or stem.split(".")[0].upper() in _WINDOWS_RESERVED_NAMES:
+        stem = "narration"
+    return f"{stem}{suffix}"
+
+
+def unicode_download_name(title: str | None, suffix: str = ".wav") -> str:
+    """The title itself as a file name, for RFC 5987's ``filename*``: NFC, no control
+    characters, none of the characters Windows forbids (``<>:"/\\|?*``, replaced by ``_``),
+    at most 100 characters before ``suffix``; the ASCII name when nothing is left."""
+    cleaned = "".join(
+        "_" if ch in '<>:"/\\|?*' else ch
+        for ch in unicodedata.normalize("NFC", title or "")
+        if unicodedata.category(ch)[0] != "C"
+    )
+    stem = re.sub(r"\s+", " ", cleaned)[:100].strip(" .")
+    if not stem or stem.split(".")[0].upper() in _WINDOWS_RESERVED_NAMES:
+        return download_name(title, suffix)
+    return f"{stem}{suffix}"
 
 
 _WINDOWS_RESERVED_NAMES: Final = frozenset(

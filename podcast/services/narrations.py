@@ -22,11 +22,14 @@ from podcast.engine import audio
 from podcast.engine.longform import ProgressCallback, narrate_text
 from podcast.engine.realtime import Narrator
 from podcast.models import NarrationRequest, SubmitOptions
+from podcast.services.downloads import index_name
 from podcast.services.reuse import ReuseCache
 from podcast.settings import NarrationSettings, PipelineSettings
 from podcast.storage.blobs import BlobStore
+from podcast.storage.documents import DocumentStore
 from podcast.wire import (
     DocumentSource,
+    NarrationIndex,
     NarrationResponse,
     SegmentReport,
     TranscriptDocument,
@@ -111,7 +114,11 @@ class NarrationService:
         pipeline: PipelineSettings,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         new_id: Callable[[], str] = lambda: uuid.uuid4().hex,
+        index: DocumentStore | None = None,
     ) -> None:
+        """``index`` (the jobs container) receives each stored narration's
+        :class:`~podcast.wire.NarrationIndex`, so it can be found by its id (none when ``None``)."""
+        self.index = index
         self.narrator = narrator
         self.outputs = outputs
         self.reuse = reuse
@@ -180,7 +187,8 @@ class NarrationService:
         on_progress: ProgressCallback | None = None,
         time_budget_seconds: float | None = None,
     ) -> StoredNarration:
-        """Narrate, then store ``<base>.wav`` and then ``<base>.json`` (the completion mark).
+        """Narrate, then store ``<base>.wav``, its index entry and then ``<base>.json`` (the
+        completion mark).
 
         Each upload is atomic (a blob is visible only once committed); if anything fails,
         whatever this call wrote is removed again before the error propagates.
@@ -222,6 +230,7 @@ class NarrationService:
             warnings=narration.warnings,
         )
         written: list[str] = []
+        indexed = False
         try:
             await writer.commit(
                 download_name=request.download_name(),
@@ -235,10 +244,19 @@ class NarrationService:
                 },
             )
             written.append(blob_name)
+            if self.index is not None:
+                entry = NarrationIndex(
+                    result=result.to_response().without_link(), sas_expiry_minutes=request.sas_expiry_minutes
+                )
+                indexed = True
+                await self.index.put(index_name(narration_id), entry.model_dump(mode="json"))
             document = result.transcript_document(source).model_dump(mode="json")
             await self.outputs.upload_json(transcript_blob_name, document)
         except BaseException:
             await self._discard(*written)
+            if indexed and self.index is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(self.index.delete(index_name(narration_id)))
             raise
         log.info(
             "narration %s stored: characters=%d segments=%d audio=%.2fs elapsed=%.2fs tokens=%d",

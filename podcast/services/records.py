@@ -7,7 +7,8 @@ Blob layout (in the jobs container, ``NARRATION_JOBS_CONTAINER``):
   64 KB), removed once the job is finished;
 - ``idempotency/<sha256 of the key>.json``: ``Idempotency-Key`` → job id and a hash of the
   request (:class:`~podcast.wire.IdempotencyEntry`);
-- ``cache/<content key>.json``: content reuse (:mod:`podcast.services.reuse`).
+- ``cache/<content key>.json``: content reuse (:mod:`podcast.services.reuse`);
+- ``narrations/<id>.json``: every stored narration by its id (:mod:`podcast.services.downloads`).
 """
 
 from __future__ import annotations
