@@ -1,4 +1,4 @@
-"""From a validated request to stored audio: narrate, frame as WAV, upload, sign a link.
+"""From a validated request to stored audio: narrate, frame as WAV or encode as MP3, upload, sign a link.
 
 :class:`NarrationService` guarantees that a failed narration leaves nothing in Storage and
 that a result is only returned once the WAV and its transcript document are both stored.
@@ -25,8 +25,9 @@ from podcast.models import NarrationRequest, SubmitOptions
 from podcast.services.downloads import index_name
 from podcast.services.reuse import ReuseCache
 from podcast.settings import NarrationSettings, PipelineSettings
-from podcast.storage.blobs import BlobStore
+from podcast.storage.blobs import BlobStore, WavBlockWriter
 from podcast.storage.documents import DocumentStore
+from podcast.storage.mp3 import Mp3BlockWriter
 from podcast.wire import (
     DocumentSource,
     NarrationIndex,
@@ -78,6 +79,7 @@ class StoredNarration:
             style=self.request.style,
             language=self.request.language,
             title=self.request.title,
+            format=self.request.format,
             sample_rate=audio.SAMPLE_RATE,
             characters=len(self.request.text),
             segments=len(self.segments) or 1,
@@ -157,7 +159,7 @@ class NarrationService:
     ) -> StoredNarration:
         """Narrate ``request``, store the WAV and its transcript document, return a read link.
 
-        Blobs are named ``<yyyy>/<mm>/<dd>/<id>.wav`` and ``.json`` (``narration_id``
+        Blobs are named ``<yyyy>/<mm>/<dd>/<id>.wav`` (or ``.mp3``) and ``.json`` (``narration_id``
         defaults to a new random id). ``on_progress(done, total)`` is awaited as segments
         finish. ``time_budget_seconds`` overrides the synchronous budget (queued jobs are
         not bound by HTTP's 230 seconds). Raises a :class:`~podcast.errors.PodcastError`;
@@ -194,7 +196,7 @@ class NarrationService:
         whatever this call wrote is removed again before the error propagates.
         """
         started = time.monotonic()
-        blob_name, transcript_blob_name = f"{base}.wav", f"{base}.json"
+        blob_name, transcript_blob_name = f"{base}.{request.format}", f"{base}.json"
         # Fail before paying for a narration when Storage is unreachable (or the identity
         # may not sign links): the container check and the link come first.
         await self.outputs.ensure_container()
@@ -203,7 +205,13 @@ class NarrationService:
         if link_expires_in is not None:
             url, expires_at = await self.outputs.read_url(blob_name, expires_in=link_expires_in)
         # Segments are staged as blocks as they finish; nothing is visible until commit().
-        writer = self.outputs.wav_writer(blob_name)
+        writer: WavBlockWriter | Mp3BlockWriter
+        if request.format == "mp3":
+            writer = Mp3BlockWriter(
+                self.outputs, blob_name, bitrate_kbps=self.narration_settings.mp3_bitrate_kbps
+            )
+        else:
+            writer = self.outputs.wav_writer(blob_name)
         narration = await narrate_text(
             self.narrator,
             request,
@@ -233,7 +241,7 @@ class NarrationService:
         indexed = False
         try:
             await writer.commit(
-                download_name=request.download_name(),
+                download_name=request.download_name(f".{request.format}"),
                 metadata={
                     "narration_id": narration_id,
                     "voice": request.voice,

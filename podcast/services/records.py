@@ -84,7 +84,10 @@ def idempotency_hash(request: NarrationRequest) -> str:
     """SHA-256 (hex) of the whole validated request, title and link lifetime included: an
     ``Idempotency-Key`` is bound to it (stored as ``request_hash``), and the same key with
     another request is a 422. Unlike the reuse key, it covers what does not change the audio."""
-    canonical = json.dumps(request.model_dump(mode="json"), sort_keys=True, ensure_ascii=False)
+    fields = request.model_dump(mode="json")
+    if fields.get("format") == "wav":  # the hash of a WAV request stays what it was before formats
+        del fields["format"]
+    canonical = json.dumps(fields, sort_keys=True, ensure_ascii=False)
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 

@@ -145,6 +145,7 @@ def test_the_request_schema_has_exactly_the_model_fields_and_defaults(definition
         "language": None,
         "instructions": None,
         "title": None,
+        "format": "wav",
         "sas_expiry_minutes": 60,
     }
     types = {name: prop["type"] for name, prop in properties.items()}
@@ -157,6 +158,7 @@ def test_the_request_schema_has_exactly_the_model_fields_and_defaults(definition
         "language": "string",
         "instructions": "string",
         "title": "string",
+        "format": "string",
         "sas_expiry_minutes": "integer",
     }
     assert all(prop["description"] and prop["x-ms-summary"] for prop in properties.values())
