@@ -53,6 +53,7 @@ PARAGRAPH_PAUSE_SETTING: Final = "NARRATION_PARAGRAPH_PAUSE_SECONDS"
 SENTENCE_PAUSE_SETTING: Final = "NARRATION_SENTENCE_PAUSE_SECONDS"
 TIME_BUDGET_SETTING: Final = "NARRATION_TIME_BUDGET_SECONDS"
 MP3_BITRATE_SETTING: Final = "NARRATION_MP3_BITRATE_KBPS"
+SHOW_NAME_SETTING: Final = "NARRATION_SHOW_NAME"
 
 QUEUE_SETTING: Final = "NARRATION_QUEUE"
 JOBS_CONTAINER_SETTING: Final = "NARRATION_JOBS_CONTAINER"
@@ -433,6 +434,14 @@ class NarrationSettings(_Section):
         },
     )
     """Constant bitrate of ``format: mp3`` narrations (24 kHz mono); 64 suits speech."""
+    show_name: str = Field(
+        default="Narrations",
+        validation_alias=SHOW_NAME_SETTING,
+        min_length=1,
+        max_length=200,
+        json_schema_extra={"problem": "must be 1 to 200 characters"},
+    )
+    """The show (artist and album) in MP3 narrations' ID3 tags."""
     paragraph_pause_seconds: float = _number(PARAGRAPH_PAUSE_SETTING, 0.75, 0.0, 5.0)
     sentence_pause_seconds: float = _number(SENTENCE_PAUSE_SETTING, 0.3, 0.0, 5.0)
     fade_seconds: float = 0.005

@@ -286,7 +286,8 @@ _Loudness = Annotated[
     AfterValidator(lambda value: None if value is None else round(value, 1)),
     Field(
         exclude_if=_is_none,
-        description="Integrated loudness of the audio in LUFS (ITU-R BS.1770; the target is -16).",
+        description="Integrated loudness of the audio in LUFS (ITU-R BS.1770; the target is -16), "
+        "measured before MP3 encoding (an MP3 decodes within about half a LU of it).",
         json_schema_extra={"x-ms-summary": "Loudness (LUFS)"},
     ),
 ]

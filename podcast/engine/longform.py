@@ -7,7 +7,9 @@ Realtime session (a fresh context: earlier audio is never billed again as input)
 instructions. A segment that ends ``incomplete`` for ``max_output_tokens`` is split in two
 and each half narrated. Finished segments go straight to a :class:`PieceSink` (in Blob
 Storage, a block each), faded at the edges and followed by a pause, so memory depends on
-the concurrency and the segment size, never on the length of the text.
+the concurrency and the segment size, never on the length of the text. Each segment is brought to podcast
+loudness (-16 LUFS, true peak under -1 dBTP: :mod:`podcast.audio.loudness`) before it is
+stored, so segments, sessions and voices match.
 
 Rate limiting lowers the concurrency (halved on a 429, raised again by one after a run of
 successes) instead of failing the narration while retries remain.
@@ -20,12 +22,13 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Final, Protocol
 
+from podcast.audio import loudness
 from podcast.engine import audio
 from podcast.engine.fidelity import similarity
-from podcast.engine.instructions import build_instructions, user_message
+from podcast.engine.instructions import build_instructions, strip_scaffolding, user_message
 from podcast.engine.realtime import Narrator
 from podcast.engine.responses import SpokenText
 from podcast.engine.segments import Segment, size_in_words, split_text
@@ -70,6 +73,10 @@ class NarratedText:
     fidelity: float | None
     """Overall word similarity, weighted by segment length (``None`` in episode mode)."""
     warnings: tuple[str, ...] = ()
+    loudness_lufs: float | None = None
+    """Integrated loudness of the whole narration (each segment was brought to -16 LUFS)."""
+    sources: tuple[tuple[str, str], ...] = ()
+    """Each segment's source text and the break after it (``paragraph``, ``sentence``, ``end``)."""
 
     @property
     def duration_seconds(self) -> float:
@@ -136,7 +143,7 @@ async def narrate_text(
 ) -> NarratedText:
     """Narrate ``request`` segment by segment into ``sink``; see the module docstring.
 
-    Piece ``2i`` of the sink is segment ``i``'s audio (faded at the edges), piece
+    Piece ``2i`` of the sink is segment ``i``'s audio (leveled, faded at the edges), piece
     ``2i + 1`` the pause after it (empty after the last). Raises the first segment's
     :class:`~podcast.errors.PodcastError` (the others are cancelled); in ``fail``
     policy, :class:`~podcast.errors.FidelityError` when a segment cannot reach the
@@ -152,6 +159,7 @@ async def narrate_text(
     limiter = AdaptiveLimiter(settings.concurrency)
     sizes: dict[int, tuple[int, int]] = {}  # index -> (speech bytes, pause bytes)
     pieces: dict[int, _Piece] = {}
+    levels: dict[int, loudness.Leveled] = {}
     done = 0
 
     def on_retry(error: PodcastError) -> None:
@@ -169,6 +177,7 @@ async def narrate_text(
         # One copy to fade in place; the narration's own bytes are released right away.
         speech = bytearray(piece.pcm)
         piece.pcm = b""
+        levels[segment.index] = await asyncio.to_thread(loudness.level_in_place, speech)
         audio.fade_edges_in_place(speech, settings.fade_seconds)
         pause = audio.silence(settings.pause_after(segment.boundary))
         # Piece 2i is segment i's speech, piece 2i + 1 the pause after it.
@@ -221,6 +230,8 @@ async def narrate_text(
         segments=tuple(reports),
         fidelity=fidelity,
         warnings=tuple(warnings),
+        loudness_lufs=loudness.combined_lufs(levels.values()),
+        sources=tuple((segment.text, segment.boundary) for segment in segments),
     )
 
 
@@ -263,6 +274,7 @@ async def _narrate_piece(
             ]
             return _joined(parts, usage, attempts, settings)
         usage += narration.billed_usage
+        narration = replace(narration, transcript=strip_scaffolding(narration.transcript, text))
         score = similarity(text, narration.transcript) if verbatim else 1.0
         if best is None or score > best[1]:
             best = (narration, score)

@@ -18,8 +18,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from podcast.audio.id3 import SegmentSpan, chapters, id3_tag
 from podcast.engine import audio
-from podcast.engine.longform import ProgressCallback, narrate_text
+from podcast.engine.longform import NarratedText, ProgressCallback, narrate_text
 from podcast.engine.realtime import Narrator
 from podcast.models import NarrationRequest, SubmitOptions
 from podcast.services.downloads import index_name
@@ -62,6 +63,9 @@ class StoredNarration:
     """Overall word similarity of the transcript to the text (``None`` in episode mode)."""
     min_fidelity: float | None = None
     warnings: tuple[str, ...] = ()
+    loudness_lufs: float | None = None
+    captions_blob_name: str | None = None
+    srt_blob_name: str | None = None
 
     def to_response(self) -> NarrationResponse:
         """The body of a successful ``POST /api/narrations``."""
@@ -86,6 +90,9 @@ class StoredNarration:
             fidelity=self.fidelity,
             warnings=self.warnings,
             usage=self.usage,
+            captions_blob_name=self.captions_blob_name,
+            srt_blob_name=self.srt_blob_name,
+            loudness_lufs=self.loudness_lufs,
         )
 
     def transcript_document(self, source: DocumentSource | None = None) -> TranscriptDocument:
@@ -236,21 +243,25 @@ class NarrationService:
             fidelity=narration.fidelity,
             min_fidelity=self.narration_settings.min_fidelity,
             warnings=narration.warnings,
+            loudness_lufs=narration.loudness_lufs,
         )
         written: list[str] = []
         indexed = False
         try:
-            await writer.commit(
-                download_name=request.download_name(f".{request.format}"),
-                metadata={
-                    "narration_id": narration_id,
-                    "voice": request.voice,
-                    "mode": request.mode,
-                    "style": request.style,
-                    "duration_seconds": f"{narration.duration_seconds:.3f}",
-                    "characters": str(len(request.text)),
-                },
-            )
+            metadata = {
+                "narration_id": narration_id,
+                "voice": request.voice,
+                "mode": request.mode,
+                "style": request.style,
+                "duration_seconds": f"{narration.duration_seconds:.3f}",
+                "characters": str(len(request.text)),
+            }
+            download_name = request.download_name(f".{request.format}")
+            if isinstance(writer, Mp3BlockWriter):
+                tags = self._id3(request, narration, narration_id, created_at)
+                await writer.commit(download_name=download_name, metadata=metadata, id3=tags)
+            else:
+                await writer.commit(download_name=download_name, metadata=metadata)
             written.append(blob_name)
             if self.index is not None:
                 entry = NarrationIndex(
@@ -276,6 +287,23 @@ class NarrationService:
             narration.usage.total_tokens,
         )
         return result
+
+    def _id3(
+        self, request: NarrationRequest, narration: NarratedText, narration_id: str, created_at: datetime
+    ) -> bytes:
+        """The ID3v2 tag of an MP3 narration, with chapters at headings and paragraph groups."""
+        spans = [
+            SegmentSpan(text, boundary, report.start_seconds, report.end_seconds)
+            for (text, boundary), report in zip(narration.sources, narration.segments, strict=True)
+        ]
+        return id3_tag(
+            title=request.title or "Narration",
+            show=self.narration_settings.show_name,
+            narration_id=narration_id,
+            created_at=created_at,
+            duration_seconds=narration.duration_seconds,
+            chapter_list=chapters(spans, narration.duration_seconds),
+        )
 
     async def _discard(self, *blob_names: str) -> None:
         """Best-effort removal of a failed narration's blobs (never masks the real error)."""

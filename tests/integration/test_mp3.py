@@ -191,3 +191,43 @@ async def test_a_bad_bitrate_setting_is_named_never_echoed(
     error = answer.json()["error"]
     assert error["setting"] == "NARRATION_MP3_BITRATE_KBPS"
     assert "65536" not in answer.body.decode()
+
+
+async def test_mp3_tags_and_chapters_as_ffprobe_reads_them(
+    app_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NARRATION_SEGMENT_WORDS", "20")
+    monkeypatch.setenv("NARRATION_SHOW_NAME", "River Radio")
+    text = (
+        "How rivers bend\n\nRivers rarely run straight for long. A small bend grows as water pushes "
+        "against the outer bank.\n\nOxbow lakes\n\nOver many years the loops grow wider, until a flood "
+        "cuts across the neck and leaves a lake behind."
+    )
+    request = host.http_request("POST", "narrations", json={"text": text, "format": "mp3", "title": "Rivers"})
+    answer = await host.call_http(function_app.create_narration, request)
+    assert answer.status == 200, answer.body
+    body = answer.json()
+    _, mp3, _ = http("GET", body["audio_url"])
+
+    with tempfile.NamedTemporaryFile(suffix=".mp3") as file:
+        file.write(mp3)
+        file.flush()
+        done = subprocess.run(
+            ["ffprobe", "-v", "error", "-show_chapters", "-show_format", "-of", "json", file.name],
+            capture_output=True,
+            check=True,
+        )
+    info = json.loads(done.stdout)
+    tags = info["format"]["tags"]
+    assert (tags["title"], tags["artist"], tags["album"]) == ("Rivers", "River Radio", "River Radio")
+    assert tags["narration_id"] == body["id"]
+    # ffprobe lists ID3 chapters in no particular order: by their start, as the CTOC orders them.
+    marks = sorted(info["chapters"], key=lambda c: float(c["start_time"]))
+    titles = [c["tags"]["title"] for c in marks]
+    assert titles == ["How rivers bend", "Oxbow lakes"]
+    starts = [float(c["start_time"]) for c in marks]
+    assert starts[0] == 0.0
+    assert 0.0 < starts[1] < body["duration_seconds"]
+    assert float(marks[0]["end_time"]) == starts[1]
+    assert float(marks[-1]["end_time"]) == pytest.approx(body["duration_seconds"], abs=0.002)
+    assert len(decode(mp3)) == round(body["duration_seconds"] * 24_000)  # the tag does not disturb decoding
