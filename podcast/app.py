@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from podcast.services.reuse import ReuseCache
     from podcast.storage.blobs import BlobStore
     from podcast.storage.documents import JsonDocuments
+    from podcast.storage.files import BlobFiles
     from podcast.storage.queue import JobQueue
 
 log = logging.getLogger(__name__)
@@ -165,16 +166,22 @@ class App:
             narration=self.settings.narration,
             pipeline=self.settings.pipeline,
             index=self.job_documents,
+            files=self.files,
         )
+
+    @cached_property
+    def files(self) -> BlobFiles:
+        """The output container's files other than the audio: captions, and reading any back."""
+        from podcast.storage.files import BlobFiles
+
+        return BlobFiles(self.blob_service, self.settings.storage.output_container)
 
     @cached_property
     def downloads(self) -> DownloadService:
         """Stored narrations by id, with fresh links, and their files. Needs only Storage."""
         from podcast.services.downloads import DownloadService
-        from podcast.storage.files import BlobFiles
 
-        files = BlobFiles(self.blob_service, self.settings.storage.output_container)
-        return DownloadService(self.job_documents, files, self.outputs)
+        return DownloadService(self.job_documents, self.files, self.outputs)
 
     @cached_property
     def jobs(self) -> JobService:

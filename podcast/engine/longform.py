@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Final, Protocol
 
-from podcast.audio import loudness
+from podcast.audio import captions, loudness
 from podcast.engine import audio
 from podcast.engine.fidelity import similarity
 from podcast.engine.instructions import build_instructions, strip_scaffolding, user_message
@@ -77,6 +77,10 @@ class NarratedText:
     """Integrated loudness of the whole narration (each segment was brought to -16 LUFS)."""
     sources: tuple[tuple[str, str], ...] = ()
     """Each segment's source text and the break after it (``paragraph``, ``sentence``, ``end``)."""
+    words: tuple[captions.Word, ...] = ()
+    """Every word said, timed in the narration's audio (for captions)."""
+    speech_onsets: tuple[float, ...] = ()
+    """Where speech starts again after each pause (seconds in the audio)."""
 
     @property
     def duration_seconds(self) -> float:
@@ -94,6 +98,8 @@ class _Piece:
     similarity: float | None
     splits: int = 0
     warnings: list[str] = field(default_factory=list)
+    marks: tuple[tuple[int, str], ...] = ()
+    """Transcript deltas with the audio bytes before them (see :class:`SpokenText`)."""
 
 
 class AdaptiveLimiter:
@@ -160,6 +166,7 @@ async def narrate_text(
     sizes: dict[int, tuple[int, int]] = {}  # index -> (speech bytes, pause bytes)
     pieces: dict[int, _Piece] = {}
     levels: dict[int, loudness.Leveled] = {}
+    timed: dict[int, captions.TimedSpeech] = {}
     done = 0
 
     def on_retry(error: PodcastError) -> None:
@@ -178,6 +185,9 @@ async def narrate_text(
         speech = bytearray(piece.pcm)
         piece.pcm = b""
         levels[segment.index] = await asyncio.to_thread(loudness.level_in_place, speech)
+        timed[segment.index] = await asyncio.to_thread(
+            captions.time_words, speech, piece.transcript, piece.marks
+        )
         audio.fade_edges_in_place(speech, settings.fade_seconds)
         pause = audio.silence(settings.pause_after(segment.boundary))
         # Piece 2i is segment i's speech, piece 2i + 1 the pause after it.
@@ -193,6 +203,8 @@ async def narrate_text(
     await _all_or_first_error([narrate_segment(s) for s in segments])
 
     reports: list[SegmentReport] = []
+    words: list[captions.Word] = []
+    onsets: list[float] = []
     transcript_parts: list[str] = []
     usage = Usage()
     warnings: list[str] = []
@@ -211,6 +223,9 @@ async def narrate_text(
                 splits=piece.splits,
             )
         )
+        placed = timed[segment.index].shifted(audio.duration_seconds(position))
+        words += placed.words
+        onsets += placed.onsets
         position += speech_bytes + pause_bytes
         transcript_parts.append(piece.transcript)
         transcript_parts.append({"paragraph": "\n\n", "sentence": " "}.get(segment.boundary, ""))
@@ -232,6 +247,8 @@ async def narrate_text(
         warnings=tuple(warnings),
         loudness_lufs=loudness.combined_lufs(levels.values()),
         sources=tuple((segment.text, segment.boundary) for segment in segments),
+        words=tuple(words),
+        speech_onsets=tuple(onsets),
     )
 
 
@@ -299,6 +316,7 @@ async def _narrate_piece(
         attempts=attempts,
         similarity=score if verbatim else None,
         warnings=warnings,
+        marks=narration.transcript_marks,
     )
 
 
@@ -322,6 +340,12 @@ def _halves(text: str) -> list[str]:
 def _joined(parts: list[_Piece], usage: Usage, attempts: int, settings: NarrationSettings) -> _Piece:
     gap = audio.silence(settings.sentence_pause_seconds)
     scored = [p.similarity for p in parts if p.similarity is not None]
+    marks: list[tuple[int, str]] = []
+    offset = 0
+    for part in parts:
+        marks += [(offset + at, text) for at, text in part.marks]
+        marks.append((offset + len(part.pcm), " "))  # the halves' transcripts are joined by a space
+        offset += len(part.pcm) + len(gap)
     return _Piece(
         pcm=gap.join(audio.fade_edges(p.pcm, settings.fade_seconds) for p in parts),
         transcript=" ".join(p.transcript for p in parts),
@@ -330,6 +354,7 @@ def _joined(parts: list[_Piece], usage: Usage, attempts: int, settings: Narratio
         similarity=min(scored) if scored else None,
         splits=1 + sum(p.splits for p in parts),
         warnings=[w for p in parts for w in p.warnings],
+        marks=tuple(marks),
     )
 
 

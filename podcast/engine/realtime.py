@@ -44,6 +44,7 @@ from podcast.engine.responses import (
     ResponseState,
     SpokenText,
     StreamEvent,
+    TranscriptDelta,
 )
 from podcast.errors import (
     AuthenticationError,
@@ -183,6 +184,7 @@ class Narrator:
             nonlocal attempts, billed
             attempts += 1
             pcm = bytearray()
+            marks: list[tuple[int, str]] = []
             try:
                 done = await self._collect(
                     self.stream(
@@ -193,6 +195,7 @@ class Narrator:
                         time_limit=_remaining(deadline, self.settings.response_timeout_seconds),
                     ),
                     pcm,
+                    marks,
                 )
             except PodcastError as error:
                 billed += error.billed_usage
@@ -209,6 +212,7 @@ class Narrator:
                 attempts=attempts,
                 response_id=done.response_id,
                 session_id=done.session_id,
+                transcript_marks=tuple(marks),
             )
 
         def before_sleep(state: RetryCallState) -> None:
@@ -239,12 +243,17 @@ class Narrator:
             raise
 
     @staticmethod
-    async def _collect(events: AsyncGenerator[StreamEvent, None], pcm: bytearray) -> ResponseDone:
-        """Drain one attempt's stream into ``pcm``; return its final event."""
+    async def _collect(
+        events: AsyncGenerator[StreamEvent, None], pcm: bytearray, marks: list[tuple[int, str]]
+    ) -> ResponseDone:
+        """Drain one attempt's stream into ``pcm`` (and each transcript delta, with the audio
+        bytes before it, into ``marks``); return its final event."""
         async with contextlib.aclosing(events):
             async for event in events:
                 if isinstance(event, AudioDelta):
                     pcm += event.pcm
+                elif isinstance(event, TranscriptDelta):
+                    marks.append((len(pcm), event.text))
                 elif isinstance(event, ResponseDone):
                     return event
         raise ConnectionLostError("the narration stream ended without a result")

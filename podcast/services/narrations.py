@@ -15,9 +15,10 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
+from podcast.audio.captions import make_cues, srt, webvtt
 from podcast.audio.id3 import SegmentSpan, chapters, id3_tag
 from podcast.engine import audio
 from podcast.engine.longform import NarratedText, ProgressCallback, narrate_text
@@ -26,8 +27,9 @@ from podcast.models import NarrationRequest, SubmitOptions
 from podcast.services.downloads import index_name
 from podcast.services.reuse import ReuseCache
 from podcast.settings import NarrationSettings, PipelineSettings
-from podcast.storage.blobs import BlobStore, WavBlockWriter
+from podcast.storage.blobs import BlobStore, WavBlockWriter, content_disposition
 from podcast.storage.documents import DocumentStore
+from podcast.storage.files import BlobFiles
 from podcast.storage.mp3 import Mp3BlockWriter
 from podcast.wire import (
     DocumentSource,
@@ -66,6 +68,7 @@ class StoredNarration:
     loudness_lufs: float | None = None
     captions_blob_name: str | None = None
     srt_blob_name: str | None = None
+    captions_url: str | None = None
 
     def to_response(self) -> NarrationResponse:
         """The body of a successful ``POST /api/narrations``."""
@@ -90,6 +93,7 @@ class StoredNarration:
             fidelity=self.fidelity,
             warnings=self.warnings,
             usage=self.usage,
+            captions_url=self.captions_url,
             captions_blob_name=self.captions_blob_name,
             srt_blob_name=self.srt_blob_name,
             loudness_lufs=self.loudness_lufs,
@@ -124,10 +128,13 @@ class NarrationService:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         new_id: Callable[[], str] = lambda: uuid.uuid4().hex,
         index: DocumentStore | None = None,
+        files: BlobFiles | None = None,
     ) -> None:
         """``index`` (the jobs container) receives each stored narration's
-        :class:`~podcast.wire.NarrationIndex`, so it can be found by its id (none when ``None``)."""
+        :class:`~podcast.wire.NarrationIndex`, so it can be found by its id (none when ``None``);
+        ``files`` stores the captions beside the audio (none when ``None``)."""
         self.index = index
+        self.files = files
         self.narrator = narrator
         self.outputs = outputs
         self.reuse = reuse
@@ -245,6 +252,17 @@ class NarrationService:
             warnings=narration.warnings,
             loudness_lufs=narration.loudness_lufs,
         )
+        cues = make_cues(narration.words, narration.speech_onsets) if self.files is not None else []
+        if cues:
+            captions_url = None
+            if link_expires_in is not None:
+                captions_url, _ = await self.outputs.read_url(f"{base}.vtt", expires_in=link_expires_in)
+            result = replace(
+                result,
+                captions_blob_name=f"{base}.vtt",
+                srt_blob_name=f"{base}.srt",
+                captions_url=captions_url,
+            )
         written: list[str] = []
         indexed = False
         try:
@@ -263,6 +281,14 @@ class NarrationService:
             else:
                 await writer.commit(download_name=download_name, metadata=metadata)
             written.append(blob_name)
+            if cues and self.files is not None:
+                for name, text, content_type in (
+                    (f"{base}.vtt", webvtt(cues), "text/vtt; charset=utf-8"),
+                    (f"{base}.srt", srt(cues), "application/x-subrip; charset=utf-8"),
+                ):
+                    written.append(name)
+                    disposition = content_disposition(request.download_name(name[len(base) :]))
+                    await self.files.put_text(name, text, content_type=content_type, disposition=disposition)
             if self.index is not None:
                 entry = NarrationIndex(
                     result=result.to_response().without_link(), sas_expiry_minutes=request.sas_expiry_minutes

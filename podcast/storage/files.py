@@ -1,4 +1,4 @@
-"""Reading stored narration files back (audio, captions, transcript) for downloads.
+"""Stored narration files other than the audio: writing captions, reading any file back.
 
 :class:`BlobFiles` reads one container of the app's ``BlobServiceClient``: a blob's
 properties (size, content type, ``Content-Disposition``, ETag) and any byte range of it.
@@ -14,6 +14,7 @@ from datetime import datetime
 
 from azure.core import MatchConditions
 from azure.core.exceptions import AzureError, ResourceModifiedError, ResourceNotFoundError
+from azure.storage.blob import ContentSettings
 from azure.storage.blob.aio import BlobServiceClient
 
 from podcast.errors import StorageUnavailableError
@@ -82,3 +83,14 @@ class BlobFiles:
             ) from None
         except AzureError as exc:
             raise storage_error(exc, f"reading {file.name!r}") from exc
+
+    async def put_text(self, blob_name: str, text: str, *, content_type: str, disposition: str) -> None:
+        """Store ``text`` (UTF-8) at ``blob_name``, replacing any blob; ``content_type`` should
+        name the charset. The container must exist (the audio was stored in it first)."""
+        settings = ContentSettings(content_type=content_type, content_disposition=disposition)
+        try:
+            await self._container.upload_blob(
+                blob_name, text.encode("utf-8"), overwrite=True, content_settings=settings
+            )
+        except AzureError as exc:
+            raise storage_error(exc, f"writing {blob_name!r}") from exc

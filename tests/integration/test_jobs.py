@@ -146,7 +146,9 @@ async def test_prefer_respond_async_gets_202_with_a_location_that_answers_200_on
     info = audio.wav_info(wav)
     assert (info.sample_rate, info.channels) == (24_000, 1)
     assert info.duration_seconds == pytest.approx(body["duration_seconds"], abs=0.001)
-    assert blobs_in(azurite, container_name) == sorted([body["blob_name"], body["transcript_blob_name"]])
+    assert blobs_in(azurite, container_name) == sorted(
+        [body["blob_name"], body["transcript_blob_name"], body["captions_blob_name"], body["srt_blob_name"]]
+    )
     assert f"jobs/{job_id}.request.json" not in jobs_blobs(azurite, jobs_env), "the text is not kept"
     assert pending_messages(azurite, jobs_env) == []
 
