@@ -49,7 +49,8 @@ LOOKAHEAD_SECONDS: Final = 0.005
 """The limiter's gain reaches each peak smoothly over this long (no click, no distortion burst)."""
 _MIN_SECONDS: Final = 0.4
 """BS.1770 measures 400 ms blocks: shorter audio has no integrated loudness."""
-_PASSES: Final = 2
+_PASSES: Final = 6
+_TOLERANCE_LU: Final = 0.1
 _INTERPOLATOR: Final = firwin(48, 1 / OVERSAMPLING, window=("kaiser", 6.0)) * OVERSAMPLING
 """A 48-tap (12 per phase) interpolating low-pass, the size BS.1770-4 Annex 2 uses."""
 _DELAY: Final = (len(_INTERPOLATOR) - 1) // 2
@@ -125,9 +126,9 @@ def level_in_place(
     ``ceiling_dbtp`` (less :data:`LIMITER_MARGIN_DB`), in place.
 
     Audio too short or too quiet to measure is left as it is. The loudness is measured
-    again after limiting (the limiter takes a little away) and the gain corrected once, so
-    the result lands within about 0.2 LU of the target. CPU-bound (about 1/50 of the audio's
-    duration): call it in a worker thread.
+    again after limiting (the limiter takes some away) and the gain corrected, up to
+    :data:`_PASSES` times, until it is within 0.1 LU of the target. CPU-bound (a few
+    hundredths of the audio's duration): call it in a worker thread.
     """
     x = _samples(buffer)
     meter = pyloudnorm.Meter(sample_rate)
@@ -138,14 +139,15 @@ def level_in_place(
         return Leveled(seconds, None, None, 0.0, peak)
     limiter_ceiling = ceiling_dbtp - LIMITER_MARGIN_DB
     # K-weighting is linear, so a gain moves the loudness by exactly that many dB; only the
-    # limiter takes some away, and the second pass gives it back.
+    # limiter takes some away, and the next passes give it back (speech with sharp peaks
+    # needs three or four).
     gain_db = target_lufs - measured
     y = x
     level: float | None = None
     for _ in range(_PASSES):
         y = limit_true_peak(x * 10 ** (gain_db / 20), limiter_ceiling, sample_rate)
         level = _loudness(meter, y)
-        if level is None or abs(level - target_lufs) <= 0.2:
+        if level is None or abs(level - target_lufs) <= _TOLERANCE_LU:
             break
         gain_db += target_lufs - level
     pcm = np.clip(np.round(y * 32768.0), -32768, 32767).astype("<i2")
