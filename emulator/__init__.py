@@ -11,11 +11,21 @@ produces real speech when espeak-ng (or Piper) is installed; and it injects faul
         client = AsyncOpenAI(websocket_base_url=emulator.websocket_base_url, api_key="emulator-key")
         async with client.realtime.connect(model="gpt-realtime-mini") as connection: ...
 
-Run it stand-alone with ``python -m emulator --port 8765``.
+Run it stand-alone with ``python -m emulator --port 8765`` (add ``--pace real``, or set
+``REALTIME_EMULATOR_PACE=real``, for a pace near the service's: ``RealtimeEmulator(pace="real")``).
 """
 
 from emulator.faults import Fault, FaultKind, paraphrase, parse_fault
-from emulator.server import DEFAULT_API_KEY, DEFAULT_MODELS, HandshakeRecord, RealtimeEmulator
+from emulator.server import (
+    DEFAULT_API_KEY,
+    DEFAULT_MODELS,
+    INSTANT_PACE,
+    REAL_PACE,
+    HandshakeRecord,
+    Pace,
+    RealtimeEmulator,
+    parse_pace,
+)
 from emulator.session import ResponseRecord, SessionRecord
 from emulator.speech import ENGINE_NAMES, SpeechEngine, SpeechEngineUnavailable, espeak_available, make_engine
 
@@ -23,9 +33,12 @@ __all__ = [
     "DEFAULT_API_KEY",
     "DEFAULT_MODELS",
     "ENGINE_NAMES",
+    "INSTANT_PACE",
+    "REAL_PACE",
     "Fault",
     "FaultKind",
     "HandshakeRecord",
+    "Pace",
     "RealtimeEmulator",
     "ResponseRecord",
     "SessionRecord",
@@ -35,4 +48,5 @@ __all__ = [
     "make_engine",
     "paraphrase",
     "parse_fault",
+    "parse_pace",
 ]

@@ -44,6 +44,14 @@ class FaultKind(enum.StrEnum):
     """The marker lines around the text are read aloud too, in words ("less than less than…")."""
     MAX_OUTPUT_TOKENS = "max_output_tokens"
     """The response stops half-way with "incomplete"/``max_output_tokens``, as if capped."""
+    RATE_LIMITED = "rate_limited"
+    """In-session throttling: ``response.done`` "failed" with ``rate_limit_exceeded`` and
+    "Please try again in <retry_after>" in the message, no audio."""
+    RATE_LIMIT_ERROR_EVENT = "rate_limit_error_event"
+    """In-session throttling as an ``error`` event (``rate_limit_exceeded``) part-way
+    through the audio; nothing more for that response."""
+    INSUFFICIENT_QUOTA = "insufficient_quota"
+    """``response.done`` "failed" with ``insufficient_quota``, no audio."""
 
     @property
     def is_handshake(self) -> bool:
@@ -64,11 +72,15 @@ class Fault:
     ``times``: how many times it fires (``None``: unlimited). ``match``: response faults
     fire only for responses whose spoken input contains this substring (ignored by
     handshake faults). ``retry_after``: seconds sent in ``retry-after`` (and
-    ``retry-after-ms``) with a handshake 429 or 503. ``at``: the fraction of the
-    response's audio sent before a mid-stream fault (``error_event``,
-    ``close_mid_stream``, ``content_filter``) fires. ``code``/``error_type``/``message``:
-    override the error sent by ``error_event`` and ``failed``. ``close_code``: the close
-    code for ``close_mid_stream``; 1006 aborts the TCP connection without a close frame.
+    ``retry-after-ms``) with a handshake 429 or 503, and the wait named in the message of
+    ``rate_limited`` and ``rate_limit_error_event`` (default 0.85 s, written "850ms").
+    ``at``: the fraction of the response's audio sent before a mid-stream fault
+    (``error_event``, ``rate_limit_error_event``, ``close_mid_stream``, ``content_filter``)
+    fires. ``code``/``error_type``/``message``: override the error sent by ``error_event``,
+    ``failed`` and the throttling faults. ``close_code``: the close code for
+    ``close_mid_stream``; 1006 aborts the TCP connection without a close frame. ``nth``: the
+    fault lets the first ``nth - 1`` matching responses (or handshakes) through and fires
+    from the ``nth`` on.
     """
 
     kind: FaultKind
@@ -80,6 +92,7 @@ class Fault:
     error_type: str | None = None
     message: str | None = None
     close_code: int = 1011
+    nth: int = 1
 
     def __post_init__(self) -> None:
         # Accept the plain names too ("hang"), as the command line does.
@@ -90,13 +103,50 @@ class Fault:
             raise ValueError("Fault.at must be a fraction from 0 to 1")
         if self.retry_after is not None and self.retry_after < 0:
             raise ValueError("Fault.retry_after cannot be negative")
+        if self.nth < 1:
+            raise ValueError("Fault.nth must be at least 1")
+
+
+DEFAULT_THROTTLE_RETRY_AFTER: Final = 0.85
+
+
+def throttling_error(fault: Fault) -> dict[str, str]:
+    """The ``{type, code, message}`` of a throttling fault, shaped as the service words
+    them ("Rate limit reached for ... Please try again in 850ms." / ``insufficient_quota``)."""
+    if fault.kind is FaultKind.INSUFFICIENT_QUOTA:
+        return {
+            "type": fault.error_type or "insufficient_quota",
+            "code": fault.code or "insufficient_quota",
+            "message": fault.message
+            or "You exceeded your current quota, please check your plan and billing details.",
+        }
+    seconds = DEFAULT_THROTTLE_RETRY_AFTER if fault.retry_after is None else fault.retry_after
+    return {
+        "type": fault.error_type or "tokens",
+        "code": fault.code or "rate_limit_exceeded",
+        "message": fault.message
+        or (
+            "Rate limit reached for gpt-realtime-mini in organization org-emulator on tokens per min "
+            f"(TPM): Limit 40000, Used 39512, Requested 1830. Please try again in {_duration(seconds)}. "
+            "Visit https://platform.openai.com/account/rate-limits to learn more."
+        ),
+    }
+
+
+def _duration(seconds: float) -> str:
+    """``seconds`` written as the service does: ``850ms``, ``20s``, ``1m26.4s``."""
+    if seconds < 1:
+        return f"{round(seconds * 1000)}ms"
+    minutes, rest = divmod(round(seconds, 3), 60)
+    text = f"{rest:g}s"
+    return f"{int(minutes)}m{text}" if minutes else text
 
 
 def parse_fault(spec: str) -> Fault:
-    """Parse a command-line fault: ``KIND``, ``KIND:TIMES`` or ``KIND:always``.
-
-    ``handshake_429`` also accepts ``handshake_429:TIMES:RETRY_AFTER``. Raises
-    ``ValueError`` with the valid kinds listed when ``spec`` is malformed.
+    """Parse a command-line fault: ``KIND``, ``KIND:TIMES`` or ``KIND:always``, optionally
+    followed by ``:RETRY_AFTER`` (seconds, for ``handshake_429``/``503`` and the throttling
+    faults) and ``:NTH`` (the first response it fires on), e.g. ``rate_limited:1:20:2``.
+    Raises ``ValueError`` with the valid kinds listed when ``spec`` is malformed.
     """
     name, _, rest = spec.strip().partition(":")
     try:
@@ -104,20 +154,24 @@ def parse_fault(spec: str) -> Fault:
     except ValueError:
         valid = ", ".join(kind.value for kind in FaultKind)
         raise ValueError(f"unknown fault {name!r}; choose one of: {valid}") from None
-    times_text, _, retry_text = rest.partition(":")
+    times_text, _, rest = rest.partition(":")
+    retry_text, _, nth_text = rest.partition(":")
     times: int | None = 1
     if times_text.strip().lower() in ("always", "inf", "*"):
         times = None
     elif times_text.strip():
         times = int(times_text)
     retry_after = float(retry_text) if retry_text.strip() else None
-    return Fault(kind, times=times, retry_after=retry_after)
+    nth = int(nth_text) if nth_text.strip() else 1
+    return Fault(kind, times=times, retry_after=retry_after, nth=nth)
 
 
 @dataclass(slots=True)
 class _PendingFault:
     fault: Fault
     remaining: int | None
+    passed: int = 0
+    """Matching responses let through so far (until ``fault.nth - 1``)."""
 
 
 class FaultBook:
@@ -154,6 +208,9 @@ class FaultBook:
         with self._lock:
             for index, entry in enumerate(self._pending):
                 if not applies(entry.fault):
+                    continue
+                if entry.passed < entry.fault.nth - 1:
+                    entry.passed += 1
                     continue
                 if entry.remaining is not None:
                     entry.remaining -= 1

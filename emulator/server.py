@@ -65,6 +65,41 @@ _ERROR_BODIES: Final[dict[int, tuple[str, str]]] = {
 
 
 @dataclass(frozen=True, slots=True)
+class Pace:
+    """How fast responses stream: ``speed`` seconds of audio per wall-clock second in each
+    session (``None``: as fast as possible) and ``first_audio_delay`` seconds from
+    ``response.create`` to the first audio."""
+
+    speed: float | None
+    first_audio_delay: float = 0.0
+
+
+INSTANT_PACE: Final = Pace(None, 0.0)
+"""The default: no waiting (what the test suite uses)."""
+REAL_PACE: Final = Pace(3.5, 0.5)
+"""Near the real service: a few seconds of audio per second per session, first audio after
+about half a second (``gpt-realtime-mini`` streams faster than it speaks)."""
+PACES: Final[dict[str, Pace]] = {"instant": INSTANT_PACE, "real": REAL_PACE}
+PACE_ENV: Final = "REALTIME_EMULATOR_PACE"
+"""Environment variable read by ``python -m emulator`` when ``--pace`` is not given."""
+
+
+def parse_pace(value: str) -> Pace:
+    """``instant``, ``real``, or a speed in seconds of audio per second (``4`` or ``4x``,
+    with the real pace's first-audio delay). Raises ``ValueError`` for anything else."""
+    text = value.strip().lower()
+    if text in PACES:
+        return PACES[text]
+    try:
+        speed = float(text.removesuffix("x"))
+    except ValueError:
+        raise ValueError(f"pace must be one of {', '.join(PACES)} or a speed such as 4x") from None
+    if not 0 < speed < math.inf:
+        raise ValueError("a pace's speed must be a positive number")
+    return Pace(speed, REAL_PACE.first_audio_delay)
+
+
+@dataclass(frozen=True, slots=True)
 class HandshakeRecord:
     """One WebSocket handshake attempt: where it went and the HTTP status it got (101 = accepted)."""
 
@@ -79,7 +114,9 @@ class RealtimeEmulator:
     """A local stand-in for the Azure OpenAI GA Realtime WebSocket API.
 
     ``api_key=None`` accepts any credentials. ``speed`` is seconds of audio sent per
-    wall-clock second (``None``: as fast as possible). ``engine`` is an engine name (see
+    wall-clock second (``None``: as fast as possible); ``pace`` sets ``speed`` and
+    ``first_audio_delay`` together (:data:`REAL_PACE` or ``"real"`` for a pace near the
+    service's, ``"instant"``), overriding them. ``engine`` is an engine name (see
     :mod:`emulator.speech`) or an object with ``synthesize(text, voice)``.
     ``token_validator`` accepts bearer tokens other than the API key (Entra ID tests).
     ``record_audio`` keeps audio payloads in the recorded events (off: they are elided).
@@ -105,7 +142,11 @@ class RealtimeEmulator:
         faults: Iterable[Fault] = (),
         record_audio: bool = False,
         level_variation_db: float = DEFAULT_LEVEL_VARIATION_DB,
+        pace: Pace | str | None = None,
     ) -> None:
+        if pace is not None:
+            chosen = parse_pace(pace) if isinstance(pace, str) else pace
+            speed, first_audio_delay = chosen.speed, chosen.first_audio_delay
         if speed is not None and speed <= 0:
             raise ValueError("speed must be positive seconds of audio per second, or None for instant")
         if first_audio_delay < 0:
@@ -142,6 +183,10 @@ class RealtimeEmulator:
     @property
     def speed(self) -> float | None:
         return self._settings.speed
+
+    @property
+    def first_audio_delay(self) -> float:
+        return self._settings.first_audio_delay
 
     @property
     def port(self) -> int:

@@ -28,7 +28,7 @@ from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
 from emulator import protocol
-from emulator.faults import Fault, FaultBook, FaultKind, paraphrase
+from emulator.faults import Fault, FaultBook, FaultKind, paraphrase, throttling_error
 from emulator.protocol import audio_tokens, error_event, new_id, server_event, text_tokens
 from emulator.speech import SpeechEngine, vary_level
 from podcast.engine.audio import BYTES_PER_SECOND, SAMPLE_RATE, SAMPLE_WIDTH
@@ -40,8 +40,14 @@ DELTA_SECONDS_CYCLE: Final[tuple[float, ...]] = (0.2, 0.3, 0.5, 0.1, 0.4)
 """Durations of successive audio deltas (all within the 100-500 ms the service sends)."""
 _INSTANT_YIELD_EVERY: Final = 16
 _MID_STREAM_FAULTS: Final = frozenset(
-    {FaultKind.ERROR_EVENT, FaultKind.CLOSE_MID_STREAM, FaultKind.CONTENT_FILTER}
+    {
+        FaultKind.ERROR_EVENT,
+        FaultKind.RATE_LIMIT_ERROR_EVENT,
+        FaultKind.CLOSE_MID_STREAM,
+        FaultKind.CONTENT_FILTER,
+    }
 )
+_FAILING_FAULTS: Final = frozenset({FaultKind.FAILED, FaultKind.RATE_LIMITED, FaultKind.INSUFFICIENT_QUOTA})
 _WORD_TOKEN: Final = re.compile(r"\s*\S+")
 _MARKER_LINE: Final = re.compile(r"\s*(?:<{3,}|>{3,})\s*")
 _SERVER_ERROR_MESSAGE: Final = (
@@ -565,7 +571,7 @@ class _ResponseStream:
         cap = _token_cap(response.max_output_tokens)
         await self.send(server_event("response.created", response=self.response_body("in_progress", [])))
         await self.send(protocol.rate_limits_event(cap))
-        if fault_kind is FaultKind.FAILED:
+        if fault_kind in _FAILING_FAULTS:
             await self.fail(response.fault)
             return
         spoken = response.spoken_input
@@ -685,6 +691,11 @@ class _ResponseStream:
                     )
                 )
                 return None
+            if mid_stream_fault.kind is FaultKind.RATE_LIMIT_ERROR_EVENT:
+                record.status = "error"
+                error = throttling_error(mid_stream_fault)
+                await self.send(error_event(error["message"], error_type=error["type"], code=error["code"]))
+                return None
             if mid_stream_fault.kind is FaultKind.CLOSE_MID_STREAM:
                 record.status = "closed"
                 if mid_stream_fault.close_code == 1006:
@@ -746,11 +757,14 @@ class _ResponseStream:
         record = self.record
         record.usage = self.usage(0, 0)
         record.status = "failed"
-        error = {
-            "type": (fault.error_type if fault else None) or "server_error",
-            "code": (fault.code if fault else None) or "server_error",
-            "message": (fault.message if fault else None) or _SERVER_ERROR_MESSAGE,
-        }
+        if fault is not None and fault.kind is not FaultKind.FAILED:
+            error = throttling_error(fault)
+        else:
+            error = {
+                "type": (fault.error_type if fault else None) or "server_error",
+                "code": (fault.code if fault else None) or "server_error",
+                "message": (fault.message if fault else None) or _SERVER_ERROR_MESSAGE,
+            }
         await self.send(
             server_event(
                 "response.done",

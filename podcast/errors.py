@@ -12,6 +12,7 @@ next, so no caller needs to know the concrete class:
 
     PodcastError
     ├── ConfigurationError            503  a setting is missing or malformed
+    │   └── UpstreamConfigurationError 503 Azure OpenAI refused the deployment (its code, message)
     ├── RequestValidationError        400  a request field is invalid (names the field)
     │   ├── TextTooLongError          413
     │   │   └── RequestTooLargeError  413  a body larger than any valid request
@@ -20,7 +21,8 @@ next, so no caller needs to know the concrete class:
     ├── NarrationError                502  Azure OpenAI refused or failed the narration
     │   ├── AuthenticationError       502  401/403 at the handshake
     │   ├── DeploymentNotFoundError   502  404 at the handshake
-    │   ├── RateLimitedError          429  transient, keeps retry-after
+    │   ├── RateLimitedError          429  transient, keeps retry-after (handshake or in-session)
+    │   ├── QuotaExceededError        402  insufficient_quota: permanent, check quota/billing
     │   ├── ServiceUnavailableError   503  transient: 5xx or unreachable
     │   ├── ConnectionLostError       502  transient: closed before response.done
     │   ├── NarrationTimeoutError     504  transient: no response.done in time
@@ -91,6 +93,27 @@ class ConfigurationError(PodcastError):
 
     def to_dict(self) -> dict[str, Any]:
         return {**super().to_dict(), "setting": self.setting}
+
+
+class UpstreamConfigurationError(ConfigurationError):
+    """Azure OpenAI refused the handshake in a way only a setting can fix (e.g. HTTP 400
+    ``OperationNotSupported``: the deployment is not a Realtime model).
+
+    Carries the service's ``upstream_code`` and ``upstream_message`` (never a credential);
+    not transient: retrying cannot help until the setting is changed.
+    """
+
+    code = "upstream_not_configured"
+
+    def __init__(
+        self, setting: str, problem: str, *, upstream_code: str | None, upstream_message: str
+    ) -> None:
+        super().__init__(setting, problem)
+        self.upstream_code = upstream_code
+        self.upstream_message = upstream_message
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**super().to_dict(), "upstream_code": self.upstream_code}
 
 
 class RequestValidationError(PodcastError):
@@ -170,6 +193,21 @@ class RateLimitedError(NarrationError):
     code = "rate_limited"
     http_status = 429
     transient = True
+
+
+class QuotaExceededError(NarrationError):
+    """Azure OpenAI reports ``insufficient_quota``: the quota or billing of the resource is
+    exhausted. Permanent (no ``retry_after``): waiting does not help until an operator acts."""
+
+    code = "insufficient_quota"
+    http_status = 402
+
+    def __init__(self, detail: str | None = None) -> None:
+        message = (
+            "Azure OpenAI reports insufficient quota for this deployment; check the Azure OpenAI "
+            "resource's quota (Azure AI Foundry > Quotas) and the subscription's billing"
+        )
+        super().__init__(f"{message} ({detail})" if detail else message)
 
 
 class ServiceUnavailableError(NarrationError):

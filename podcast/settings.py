@@ -16,10 +16,13 @@ health report names every problem at once.
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Annotated, Any, Final, Literal, Self, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import AfterValidator, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -203,14 +206,45 @@ class _Section(BaseSettings):
 # --- Azure OpenAI Realtime ------------------------------------------------------------------
 
 
-def realtime_base_url(endpoint: str, *, setting: str = ENDPOINT_SETTING) -> str:
-    """Turn a resource endpoint into the SDK's ``websocket_base_url`` (``.../openai/v1``).
+AZURE_ENDPOINT_SUFFIXES: Final = (
+    ".openai.azure.com",
+    ".cognitiveservices.azure.com",
+    ".services.ai.azure.com",
+)
+_ENDPOINT_PATH_SUFFIXES: Final = ("/openai/v1/realtime", "/openai/realtime", "/openai/v1", "/openai")
+_ENDPOINT_QUERY_NAMES: Final = frozenset({"model", "deployment", "api-version"})
+_DEPLOYMENT_PATTERN: Final = r"^[^/?#&= ]+$"
+_DEPLOYMENT_MAX_LENGTH: Final = 64
 
-    Accepts ``https://<resource>.openai.azure.com``, the same with a trailing slash or
-    ``/openai/v1``, and ``http://127.0.0.1:PORT`` for the local emulator. ``https`` becomes
-    ``wss`` and ``http`` becomes ``ws``.
+
+@dataclass(frozen=True, slots=True)
+class RealtimeEndpoint:
+    """An endpoint setting, read: the SDK's ``websocket_base_url`` and the deployment the
+    pasted URL named (``model=`` or ``deployment=``), if any."""
+
+    base_url: str
+    deployment: str | None = None
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def parse_realtime_endpoint(endpoint: str, *, setting: str = ENDPOINT_SETTING) -> RealtimeEndpoint:
+    """Read every form of the endpoint users paste (see :func:`realtime_base_url`).
+
+    Raises :class:`ConfigurationError` naming ``setting`` (never echoing the value) for a
+    URL that is not an endpoint: another scheme, plain ``http`` off the local machine,
+    credentials in it, a fragment, a query parameter other than ``model``, ``deployment``
+    and ``api-version``, two different deployments, an AI Foundry project path
+    (``/api/projects/...``), or another path on an Azure host.
     """
-    url = endpoint.strip().rstrip("/")
+    url = endpoint.strip()
     if not url:
         raise ConfigurationError(setting, "is empty")
     try:
@@ -219,21 +253,79 @@ def realtime_base_url(endpoint: str, *, setting: str = ENDPOINT_SETTING) -> str:
     except ValueError:
         raise ConfigurationError(setting, "is not a valid URL") from None
     scheme = parts.scheme.lower()
-    if scheme not in ("https", "http", "wss", "ws") or not parts.hostname:
+    host = (parts.hostname or "").lower()
+    if scheme not in ("https", "http", "wss", "ws") or not host:
         raise ConfigurationError(
             setting, "must be an https:// URL such as https://<resource>.openai.azure.com"
         )
     if parts.username or parts.password:
         raise ConfigurationError(setting, "must not contain a user name or password")
-    if parts.query or parts.fragment:
-        raise ConfigurationError(setting, "must not contain a query string or fragment")
+    if parts.fragment:
+        raise ConfigurationError(setting, "must not contain a fragment")
+    if scheme in ("http", "ws") and not _is_loopback(host):
+        raise ConfigurationError(
+            setting,
+            "must use https:// (http:// is accepted only for a local emulator on localhost or 127.0.0.1)",
+        )
+    deployment = _deployment_in_query(parts.query, setting)
     path = parts.path.rstrip("/")
-    for suffix in ("/openai/v1", "/openai"):
+    if "/api/projects" in path.lower():
+        raise ConfigurationError(
+            setting,
+            "is an AI Foundry project endpoint (.../api/projects/...), which the Realtime API does "
+            "not use; set it to the resource endpoint instead, https://<resource>.services.ai.azure.com "
+            "(or https://<resource>.openai.azure.com, .cognitiveservices.azure.com), shown under the "
+            "resource's Keys and Endpoint",
+        )
+    for suffix in _ENDPOINT_PATH_SUFFIXES:
         if path.lower().endswith(suffix):
             path = path[: -len(suffix)]
             break
-    ws_scheme = {"https": "wss", "wss": "wss", "http": "ws", "ws": "ws"}[scheme]
-    return f"{ws_scheme}://{parts.netloc}{path}/openai/v1"
+    if path and host.endswith(AZURE_ENDPOINT_SUFFIXES):
+        raise ConfigurationError(
+            setting,
+            "has a path Azure OpenAI does not serve; set the resource root, "
+            "https://<resource>.openai.azure.com (optionally with /openai/v1)",
+        )
+    ws_scheme = "ws" if scheme in ("http", "ws") else "wss"
+    return RealtimeEndpoint(f"{ws_scheme}://{parts.netloc}{path}/openai/v1", deployment)
+
+
+def _deployment_in_query(query: str, setting: str) -> str | None:
+    """The deployment a pasted URL's query names (``model=`` or the preview's
+    ``deployment=``); ``api-version`` is dropped (the GA endpoint refuses it)."""
+    names: set[str] = set()
+    for name, value in parse_qsl(query, keep_blank_values=True):
+        if name.lower() not in _ENDPOINT_QUERY_NAMES:
+            raise ConfigurationError(
+                setting,
+                "may have only model=, deployment= or api-version= in its query string "
+                f"(a key belongs in {API_KEY_SETTING})",
+            )
+        if name.lower() != "api-version" and value.strip():
+            names.add(value.strip())
+    if len(names) > 1:
+        raise ConfigurationError(setting, "names two different deployments (model= and deployment=)")
+    deployment = next(iter(names), None)
+    if deployment is not None and (
+        len(deployment) > _DEPLOYMENT_MAX_LENGTH or not re.fullmatch(_DEPLOYMENT_PATTERN, deployment)
+    ):
+        raise ConfigurationError(setting, "names a deployment (model=) that is not a deployment name")
+    return deployment
+
+
+def realtime_base_url(endpoint: str, *, setting: str = ENDPOINT_SETTING) -> str:
+    """Turn a resource endpoint into the SDK's ``websocket_base_url`` (``.../openai/v1``).
+
+    Accepts the resource root on ``*.openai.azure.com``, ``*.cognitiveservices.azure.com``
+    or ``*.services.ai.azure.com`` (or a gateway in front of one), with or without a
+    trailing ``/``, ``/openai/v1`` or the portal's whole target URI
+    (``wss://.../openai/v1/realtime?model=<deployment>``, or the preview's
+    ``.../openai/realtime?api-version=...&deployment=...``), all stripped to the resource
+    root; and ``http://127.0.0.1:PORT`` (or ``localhost``) for the local emulator.
+    ``https`` becomes ``wss`` and ``http`` becomes ``ws``.
+    """
+    return parse_realtime_endpoint(endpoint, setting=setting).base_url
 
 
 class RealtimeSettings(_Section):
@@ -247,8 +339,8 @@ class RealtimeSettings(_Section):
     deployment: str = Field(
         default=DEFAULT_DEPLOYMENT,
         validation_alias=DEPLOYMENT_SETTING,
-        max_length=64,
-        pattern=r"^[^/?#&= ]+$",
+        max_length=_DEPLOYMENT_MAX_LENGTH,
+        pattern=_DEPLOYMENT_PATTERN,
         json_schema_extra={"problem": "must be a deployment name (letters, digits, - _ .)"},
     )
     api_key: str | None = Field(default=None, validation_alias=API_KEY_SETTING, repr=False)
@@ -269,6 +361,27 @@ class RealtimeSettings(_Section):
                 "is not set; set it to your Azure OpenAI resource endpoint "
                 "(https://<resource>.openai.azure.com) or to a local emulator "
                 "(python -m emulator, then http://127.0.0.1:PORT)",
+            )
+        return data
+
+    @model_validator(mode="before")
+    @classmethod
+    def _deployment_from_endpoint(cls, data: Any) -> Any:
+        """Take the deployment from a pasted target URI (``?model=``) when it is not set."""
+        if not isinstance(data, Mapping):
+            return data
+        endpoint = str(data.get(ENDPOINT_SETTING, data.get("endpoint", ""))).strip()
+        named = parse_realtime_endpoint(endpoint).deployment if endpoint else None
+        if named is None:
+            return data
+        deployment_key = next((k for k in (DEPLOYMENT_SETTING, "deployment") if k in data), None)
+        if deployment_key is None:
+            return {**data, DEPLOYMENT_SETTING: named}
+        if str(data[deployment_key]).strip() != named:
+            raise ConfigurationError(
+                DEPLOYMENT_SETTING,
+                f"disagrees with the deployment named in {ENDPOINT_SETTING} (model= or deployment=); "
+                "make them the same or remove one",
             )
         return data
 

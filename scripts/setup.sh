@@ -7,15 +7,23 @@
 #     otherwise listed (the tests that need them skip with a reason).
 #   - Python venv at .venv (reused when present) with requirements-dev.txt and, unless
 #     PODCAST_SKIP_SPEECH=1, requirements-speech.txt (Piper, faster-whisper; ~700 MB).
+#   - A second venv at .venv-3.13 (Python 3.13, the other azure-functions line) with
+#     requirements-dev.txt, for the tests on 3.13; its interpreter is PYTHON313, else
+#     python3.13 on PATH, else pyenv's (~/.pyenv/versions/3.13*). Without one it is skipped
+#     with a warning (scripts/test.sh then fails under CI).
+#   - checkov (requirements-tools.txt) in its own venv at .tools/checkov: its pins would
+#     downgrade packages of .venv.
 #   - Azurite from package-lock.json (npm ci) into node_modules/.
 #
-# Environment: PYTHON (interpreter for a new venv), PODCAST_SKIP_SPEECH=1, PODCAST_SETUP_FORCE=1
-# (reinstall even when the stamps match).
+# Environment: PYTHON (interpreter for a new venv), PYTHON313, PODCAST_SKIP_SPEECH=1,
+# PODCAST_SETUP_FORCE=1 (reinstall even when the stamps match).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT="$(pwd)"
 VENV="$ROOT/.venv"
+VENV_313="$ROOT/.venv-3.13"
+TOOLS_VENV="$ROOT/.tools/checkov"
 FORCE="${PODCAST_SETUP_FORCE:-0}"
 SKIP_SPEECH="${PODCAST_SKIP_SPEECH:-0}"
 
@@ -82,23 +90,60 @@ if [ ! -x "$VENV/bin/python" ]; then
     fi
 fi
 
-requirement_files=(requirements.txt requirements-dev.txt)
+install_requirements() {
+    # install_requirements VENV FILE...: pip install the files into VENV unless its stamp says
+    # they are installed already (a hash of the files' contents and names).
+    local venv="$1"
+    shift
+    local wanted stamp started
+    wanted="$(cat "$@" | sha256sum | cut -d' ' -f1) $*"
+    stamp="$venv/.podcast-requirements"
+    if [ "$FORCE" = "1" ] || [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$wanted" ]; then
+        log "installing Python packages into ${venv#"$ROOT"/} ($*)"
+        started=$SECONDS
+        local pip_args=() file
+        for file in "$@"; do
+            pip_args+=(-r "$file")
+        done
+        # Drop pip's notes about find-links folders some machines configure but do not have.
+        "$venv/bin/python" -m pip install -q --disable-pip-version-check "${pip_args[@]}" 2>&1 \
+            | { grep -v 'is ignored: it is neither a file nor a directory' || true; }
+        printf '%s\n' "$wanted" >"$stamp"
+        log "Python packages ready in $((SECONDS - started)) s"
+    fi
+}
+
+# requirements-dev.txt includes requirements.txt (-r), so it is all pip needs to be given.
+requirement_files=(requirements-dev.txt)
 [ "$SKIP_SPEECH" = "1" ] || requirement_files+=(requirements-speech.txt)
-wanted="$(cat "${requirement_files[@]}" | sha256sum | cut -d' ' -f1) ${requirement_files[*]}"
-stamp="$VENV/.podcast-requirements"
-if [ "$FORCE" = "1" ] || [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$wanted" ]; then
-    log "installing Python packages (${requirement_files[*]})"
-    started=$SECONDS
-    pip_args=()
-    for file in "${requirement_files[@]}"; do
-        [ "$file" = requirements.txt ] || pip_args+=(-r "$file")
-    done
-    # Drop pip's notes about find-links folders some machines configure but do not have.
-    "$VENV/bin/python" -m pip install -q --disable-pip-version-check "${pip_args[@]}" 2>&1 \
-        | { grep -v 'is ignored: it is neither a file nor a directory' || true; }
-    printf '%s\n' "$wanted" >"$stamp"
-    log "Python packages ready in $((SECONDS - started)) s"
+install_requirements "$VENV" requirements.txt "${requirement_files[@]}"
+
+# --- Python 3.13 venv (.venv-3.13) -----------------------------------------------------------
+python313=""
+for candidate in "${PYTHON313:-}" python3.13 "$HOME"/.pyenv/versions/3.13*/bin/python3.13; do
+    if [ -n "$candidate" ] && command -v "$candidate" >/dev/null 2>&1 \
+        && "$candidate" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 13))' >/dev/null 2>&1; then
+        python313="$candidate"
+        break
+    fi
+done
+if [ -n "$python313" ]; then
+    if [ ! -x "$VENV_313/bin/python" ]; then
+        log "creating .venv-3.13 with $python313"
+        "$python313" -m venv "$VENV_313"
+    fi
+    install_requirements "$VENV_313" requirements.txt requirements-dev.txt
+else
+    log "WARNING: no Python 3.13 (set PYTHON313=/path/to/python3.13): .venv-3.13 not created"
 fi
+
+# --- checkov (.tools/checkov) ----------------------------------------------------------------
+if [ ! -x "$TOOLS_VENV/bin/python" ]; then
+    log "creating .tools/checkov"
+    mkdir -p "$(dirname "$TOOLS_VENV")"
+    "$VENV/bin/python" -m venv "$TOOLS_VENV"
+fi
+install_requirements "$TOOLS_VENV" requirements-tools.txt
 
 # --- Azurite (npm) ---------------------------------------------------------------------
 if ! command -v npm >/dev/null 2>&1; then
@@ -122,4 +167,4 @@ if [ "$FORCE" = "1" ] || [ ! -x node_modules/.bin/azurite ] || [ ! -f "$npm_stam
     log "Azurite ready in $((SECONDS - started)) s"
 fi
 
-log "ready: $("$VENV/bin/python" --version), azurite $(node -p 'require("./node_modules/azurite/package.json").version')"
+log "ready: $("$VENV/bin/python" --version)$([ -x "$VENV_313/bin/python" ] && echo ", $("$VENV_313/bin/python" --version)"), azurite $(node -p 'require("./node_modules/azurite/package.json").version')"

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Set up (scripts/setup.sh), then lint, type-check, check the import contracts and test. Extra arguments go to pytest,
+# Set up (scripts/setup.sh), then lint, type-check, check the import contracts, lint infra/
+# with checkov, and test on the main venv and on Python 3.13 (.venv-3.13). Extra arguments go to pytest,
 # e.g. `bash scripts/test.sh -k storage -x`. Every check runs even if an earlier one
 # failed; the exit status is non-zero when any failed. Azurite is started and stopped
 # by pytest fixtures, so nothing needs to be running beforehand.
@@ -29,11 +30,25 @@ for target in podcast function_app.py emulator testkit tests benchmarks scripts/
     [ -e "$target" ] && typecheck_targets+=("$target")
 done
 
+python313_tests() {
+    # The same tests on Python 3.13 (.venv-3.13: azure-functions 2.x, the 3.13 line).
+    if [ ! -x .venv-3.13/bin/python ]; then
+        echo "no .venv-3.13: scripts/setup.sh found no Python 3.13 (set PYTHON313)"
+        # A developer without 3.13 is told; CI must have it.
+        [ -z "${CI:-}" ] || [ "${CI:-}" = "false" ] || [ "${CI:-}" = "0" ]
+        return
+    fi
+    .venv-3.13/bin/python -m pytest -p no:cacheprovider "$@"
+}
+
 step "ruff check" "$BIN/ruff" check .
 step "ruff format" "$BIN/ruff" format --check .
 step "mypy" "$BIN/mypy" "${typecheck_targets[@]}"
 step "import contracts (layers, no cycles)" "$BIN/lint-imports"
+step "checkov (infra/)" .tools/checkov/bin/checkov --directory infra --framework bicep --skip-download \
+    --compact --quiet
 step "pytest" "$BIN/pytest" "$@"
+step "pytest on Python 3.13" python313_tests "$@"
 
 if [ "${#failed[@]}" -gt 0 ]; then
     printf '\nFAILED: %s\n' "${failed[*]}"

@@ -29,7 +29,7 @@ import contextlib
 import inspect
 import json as jsonlib
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -309,12 +309,15 @@ async def deliver(
 ) -> Delivery | None:
     """Do what the host does with the next message in ``client``'s queue: receive it (its
     dequeue count goes up), decode it, call ``function``; delete the message if the call
-    returns. If it raises, the message becomes visible again after ``host.json``'s
-    ``visibilityTimeout`` or, on its ``maxDequeueCount``-th delivery, moves to
+    returns. If it raises, the message becomes visible again after ``settings``'
+    ``visibility_timeout`` (default: at once; ``queue_settings()`` is host.json's) or, on its
+    ``maxDequeueCount``-th delivery, moves to
     ``<queue>-poison``; the exception is re-raised (``raise_errors``) or returned in the
     :class:`Delivery`. ``None`` when no message is waiting.
     """
-    settings = settings or queue_settings()
+    # Tests redeliver a failed message at once instead of waiting out host.json's
+    # visibilityTimeout (a minute); a test of the back-off passes queue_settings() itself.
+    settings = settings or replace(queue_settings(), visibility_timeout=0.0)
     stored = receive(client, visibility_timeout=visibility_timeout)
     if stored is None:
         return None

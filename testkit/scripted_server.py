@@ -43,6 +43,8 @@ class ScriptedServer:
     handshake_statuses: list[int] = field(default_factory=list)
     """Statuses to reject the next handshakes with, one per connection, then accept."""
     handshake_headers: dict[str, str] = field(default_factory=dict)
+    handshake_body: bytes | None = None
+    """The body of every rejection (default: ``{"error": {"code": "<status>", "message": ...}}``)."""
     received: list[Event] = field(default_factory=list)
     handshake_headers_seen: list[dict[str, str]] = field(default_factory=list)
     connections: int = 0
@@ -73,7 +75,9 @@ class ScriptedServer:
         if not self.handshake_statuses:
             return None
         status = HTTPStatus(self.handshake_statuses.pop(0))
-        body = json.dumps({"error": {"code": str(status.value), "message": status.phrase}}).encode()
+        body = self.handshake_body
+        if body is None:
+            body = json.dumps({"error": {"code": str(status.value), "message": status.phrase}}).encode()
         headers = Headers({"Content-Type": "application/json", **self.handshake_headers})
         return Response(status.value, status.phrase, headers, body)
 

@@ -25,12 +25,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import email.utils
+import json
 import logging
 import random
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, TypeAlias, cast
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias, cast
 
 from openai import AsyncOpenAI, OpenAIError
 from tenacity import AsyncRetrying, RetryCallState
@@ -53,11 +54,18 @@ from podcast.errors import (
     NarrationError,
     NarrationTimeoutError,
     PodcastError,
+    QuotaExceededError,
     RateLimitedError,
     RequestValidationError,
     ServiceUnavailableError,
+    UpstreamConfigurationError,
 )
-from podcast.settings import COGNITIVE_SERVICES_SCOPE, RealtimeSettings
+from podcast.settings import (
+    COGNITIVE_SERVICES_SCOPE,
+    DEPLOYMENT_SETTING,
+    ENDPOINT_SETTING,
+    RealtimeSettings,
+)
 from podcast.voices import DEFAULT_VOICE, voice_error
 from podcast.wire import Usage
 
@@ -71,6 +79,9 @@ MAX_OUTPUT_TOKENS_LIMIT = 4096
 
 CLOSE_TIMEOUT_SECONDS = 1.0
 """How long closing a connection may wait for the server's close frame (e.g. after a cancel)."""
+
+MAX_UPSTREAM_MESSAGE_CHARACTERS: Final = 300
+"""How much of a handshake error body's message an error carries."""
 
 MaxOutputTokens: TypeAlias = int | Literal["inf"]
 TokenProvider: TypeAlias = Callable[[], Awaitable[str]]
@@ -86,13 +97,14 @@ class RetryPolicy:
     The n-th retry (n from 0) waits ``min(max_delay, base_delay * 2**n)`` scaled by a
     random factor in [0.5, 1), and never less than a server's ``retry-after``. A
     ``retry-after`` longer than ``max_retry_after`` is not waited for: the error goes to
-    the caller, who can pass it on (HTTP 429 with ``Retry-After``).
+    the caller, who can pass it on (HTTP 429 with ``Retry-After``). A shorter one is waited
+    for when the call's time budget allows it (an in-session "try again in 1m26s" included).
     """
 
     max_retries: int = 3
     base_delay: float = 0.5
     max_delay: float = 20.0
-    max_retry_after: float = 30.0
+    max_retry_after: float = 90.0
 
     def delay(self, retry_index: int, retry_after: float | None, jitter: float) -> float:
         backoff = min(self.max_delay, self.base_delay * 2.0**retry_index) * (0.5 + jitter / 2)
@@ -172,8 +184,9 @@ class Narrator:
         gets what is left, up to the response timeout); no retry starts that could not
         finish in time. ``on_retry(error)`` is called before each retry (e.g. to lower a
         caller's concurrency on rate limiting). Raises a
-        :class:`~podcast.errors.NarrationError` subclass when the narration cannot be done;
-        never returns partial audio. A raised error carries ``billed_usage``: the tokens
+        :class:`~podcast.errors.NarrationError` subclass when the narration cannot be done
+        (:class:`~podcast.errors.UpstreamConfigurationError` when the service refuses the
+        deployment itself); never returns partial audio. A raised error carries ``billed_usage``: the tokens
         of every attempt.
         """
         deadline = None if budget_seconds is None else time.monotonic() + budget_seconds
@@ -284,7 +297,8 @@ class Narrator:
         """Narrate ``text`` once, yielding audio and transcript as they arrive.
 
         The last event is a :class:`ResponseDone`; anything else ends in a raised
-        :class:`~podcast.errors.NarrationError`. ``time_limit`` (default: the settings'
+        :class:`~podcast.errors.NarrationError` (or
+        :class:`~podcast.errors.UpstreamConfigurationError`). ``time_limit`` (default: the settings'
         response timeout) bounds the whole attempt, handshake included.
         """
         _check_arguments(text, voice, max_output_tokens)
@@ -338,7 +352,7 @@ class Narrator:
                 f"no complete response from Azure OpenAI within {limit:.0f} seconds"
             ) from None
         except InvalidStatus as exc:
-            raise _handshake_error(exc) from None
+            raise _handshake_error(exc, secret=self.settings.api_key) from None
         except InvalidURI as exc:
             raise ServiceUnavailableError(f"invalid Realtime URL: {exc}") from None
         except ConnectionClosed:
@@ -428,10 +442,12 @@ def _failure(state: RetryCallState) -> PodcastError:
     return error
 
 
-def _handshake_error(exc: InvalidStatus) -> NarrationError:
+def _handshake_error(exc: InvalidStatus, *, secret: str | None = None) -> PodcastError:
+    """The typed error of a rejected handshake, from its status and its JSON error body."""
     status = exc.response.status_code
     headers = exc.response.headers
     retry_after = _retry_after(headers)
+    code, message = _error_body(exc.response.body, secret)
     if status in (401, 403):
         return AuthenticationError(
             f"Azure OpenAI rejected the credentials (HTTP {status}); check "
@@ -443,12 +459,44 @@ def _handshake_error(exc: InvalidStatus) -> NarrationError:
             "AZURE_OPENAI_AUDIO_DEPLOYMENT and AZURE_OPENAI_AUDIO_ENDPOINT"
         )
     if status == 429:
+        if (code or "").lower() == "insufficient_quota":
+            return QuotaExceededError(message or None)
         return RateLimitedError("Azure OpenAI is rate limiting requests (HTTP 429)", retry_after=retry_after)
     if status == 408 or status >= 500:
         return ServiceUnavailableError(
             f"Azure OpenAI is unavailable (HTTP {status})", retry_after=retry_after
         )
+    if status == 400 and (code or message):
+        # e.g. OperationNotSupported: the deployment exists but is not a Realtime model.
+        detail = f"{code or 'error'}: {message}" if message else str(code)
+        return UpstreamConfigurationError(
+            DEPLOYMENT_SETTING,
+            f"is not usable over the Realtime API: Azure OpenAI answered the handshake with "
+            f"HTTP 400 ({detail}); set it to a Realtime model deployment (gpt-realtime-mini, "
+            f"gpt-realtime) on the resource of {ENDPOINT_SETTING}",
+            upstream_code=code,
+            upstream_message=message,
+        )
     return NarrationError(f"Azure OpenAI refused the connection (HTTP {status})")
+
+
+def _error_body(body: bytes | None, secret: str | None) -> tuple[str | None, str]:
+    """``(code, message)`` of an Azure-style ``{"error": {"code", "message"}}`` body
+    (``(None, "")`` for anything else), the message shortened and any ``secret`` blanked."""
+    try:
+        document = json.loads(body or b"")
+    except (ValueError, UnicodeDecodeError):
+        return None, ""
+    error = document.get("error") if isinstance(document, dict) else None
+    if not isinstance(error, dict):
+        return None, ""
+    code = error.get("code")
+    message = error.get("message")
+    code_text = str(code)[:64] if isinstance(code, str | int) and str(code) else None
+    message_text = " ".join(str(message).split())[:MAX_UPSTREAM_MESSAGE_CHARACTERS] if message else ""
+    if secret:
+        message_text = message_text.replace(secret, "***")
+    return code_text, message_text
 
 
 def _retry_after(headers: Mapping[str, str]) -> float | None:

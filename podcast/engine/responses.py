@@ -4,16 +4,20 @@ transcript pieces, the final status checked, and the result types of a narration
 :class:`ResponseState` is fed the SDK's server events of one attempt (``connection.recv()``)
 and turns them into stream events; :meth:`ResponseState.finish` checks the final
 ``response.done`` and returns a :class:`ResponseDone` or raises the typed error of the
-failure, carrying the tokens it billed.
+failure, carrying the tokens it billed. Throttling reported inside the session (an
+``error`` event or a ``failed`` response with ``rate_limit_exceeded``, or
+``insufficient_quota``) is classified by :func:`throttling_error`, so it is retried like a
+handshake 429 (or, for quota, never).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import re
 import time
 from dataclasses import dataclass, field
-from typing import TypeAlias
+from typing import Final, TypeAlias
 
 from openai.types.realtime import (
     RealtimeError,
@@ -37,12 +41,64 @@ from podcast.errors import (
     ConnectionLostError,
     EmptyAudioError,
     NarrationError,
+    QuotaExceededError,
+    RateLimitedError,
     RealtimeServerError,
     ResponseCancelledError,
     ResponseFailedError,
     ResponseIncompleteError,
 )
 from podcast.wire import Usage
+
+DEFAULT_RATE_LIMIT_RETRY_SECONDS: Final = 5.0
+"""The wait assumed when a rate-limit message says none (or nothing we can read)."""
+MAX_RATE_LIMIT_RETRY_SECONDS: Final = 24 * 3600.0
+"""A longer wait read from a message is taken as a misreading and capped here."""
+_RATE_LIMIT_CODES: Final = frozenset({"rate_limit_exceeded", "rate_limit_error", "too_many_requests", "429"})
+_QUOTA_CODES: Final = frozenset({"insufficient_quota", "quota_exceeded"})
+_RATE_LIMIT_MESSAGE: Final = re.compile(r"\brate[ _-]?limit", re.IGNORECASE)
+_QUOTA_MESSAGE: Final = re.compile(r"\b(insufficient[ _]quota|exceeded your current quota)\b", re.IGNORECASE)
+_DURATION_PART: Final = (
+    r"\d+(?:\.\d+)?\s*(?:ms|milliseconds?|h|hours?|m(?![a-z])|min(?:ute)?s?|s|sec(?:ond)?s?)(?![a-z])"
+)
+_RETRY_IN: Final = re.compile(
+    rf"(?:try again|retry)\s+(?:in|after)\s+((?:{_DURATION_PART}\s*)+)", re.IGNORECASE
+)
+_DURATION_PIECE: Final = re.compile(r"(\d+(?:\.\d+)?)\s*([a-z]+)", re.IGNORECASE)
+_UNIT_SECONDS: Final = {"ms": 0.001, "h": 3600.0, "m": 60.0, "s": 1.0}
+
+
+def retry_after_from_message(message: str | None) -> float:
+    """Seconds to wait, read from a rate-limit message ("Please try again in 1m26.4s",
+    "in 20s", "in 850ms", "retry after 2.5 seconds"); :data:`DEFAULT_RATE_LIMIT_RETRY_SECONDS`
+    when the message names no wait we can read. Never negative, at most a day."""
+    found = _RETRY_IN.search(message or "")
+    if found is None:
+        return DEFAULT_RATE_LIMIT_RETRY_SECONDS
+    seconds = 0.0
+    for amount, unit in _DURATION_PIECE.findall(found.group(1)):
+        unit = unit.lower()
+        key = "ms" if unit.startswith(("ms", "milli")) else unit[0]
+        seconds += float(amount) * _UNIT_SECONDS[key]
+    return min(MAX_RATE_LIMIT_RETRY_SECONDS, seconds)
+
+
+def throttling_error(
+    error_type: str | None, code: str | None, message: str | None
+) -> RateLimitedError | QuotaExceededError | None:
+    """The typed error for a rate-limit or quota failure reported inside a session (an
+    ``error`` event or a ``failed`` response), classified on type, code and message; else
+    ``None``. Quota is checked first: an exhausted quota must never be retried."""
+    labels = {str(label).strip().lower() for label in (error_type, code) if label}
+    text = str(message or "")
+    if labels & _QUOTA_CODES or _QUOTA_MESSAGE.search(text):
+        return QuotaExceededError(text[:300] or None)
+    if labels & _RATE_LIMIT_CODES or _RATE_LIMIT_MESSAGE.search(text):
+        return RateLimitedError(
+            f"Azure OpenAI is rate limiting the session ({code or error_type or 'rate limit'})",
+            retry_after=retry_after_from_message(text),
+        )
+    return None
 
 
 def usage_from_event(usage: RealtimeResponseUsage | None) -> Usage:
@@ -210,7 +266,7 @@ class ResponseState:
             failure: ResponseStatusError | None = details.error
             if not isinstance(failure, ResponseStatusError):
                 failure = ResponseStatusError()
-            error = ResponseFailedError(
+            error = throttling_error(failure.type, failure.code, failure.message) or ResponseFailedError(
                 f"Azure OpenAI failed the response: {failure.message or 'no details'}",
                 error_type=failure.type,
                 server_code=failure.code,
@@ -254,9 +310,14 @@ def _key(item_id: str | None, content_index: int | None) -> tuple[str, int]:
     return (str(item_id or ""), _int(content_index))
 
 
-def server_error(error: RealtimeError | None) -> RealtimeServerError:
+def server_error(error: RealtimeError | None) -> NarrationError:
+    """The typed error of an ``error`` event: rate limiting and quota as such, else a
+    :class:`RealtimeServerError` with the event's code and message."""
     if not isinstance(error, RealtimeError):
         return RealtimeServerError("no message", server_code=None, error_type=None, param=None)
+    throttled = throttling_error(error.type, error.code, error.message)
+    if throttled is not None:
+        return throttled
     return RealtimeServerError(
         str(error.message or "no message")[:500],
         server_code=error.code,

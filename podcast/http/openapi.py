@@ -366,6 +366,7 @@ _ASYNC_HEADERS: Final = {
 def _errors(*statuses: int) -> dict[str, Any]:
     meaning = {
         400: "Invalid request: not JSON, or a missing, unknown or invalid field or header (see field).",
+        402: "Azure OpenAI quota exhausted (insufficient_quota): check its quota and billing; do not retry.",
         404: "No job with this id.",
         413: "Text or body too long.",
         422: "Idempotency-Key already used with a different request.",
@@ -499,7 +500,7 @@ def build_definition(host: str = DEFAULT_HOST, scheme: str = "https") -> dict[st
                 "headers": _ASYNC_HEADERS,
                 "schema": {"$ref": "#/definitions/NarrationJob"},
             },
-            **_errors(400, 413, 422, 429, 502, 503, 504),
+            **_errors(400, 402, 413, 422, 429, 502, 503, 504),
         },
     }
     status = {
@@ -526,7 +527,7 @@ def build_definition(host: str = DEFAULT_HOST, scheme: str = "https") -> dict[st
                 "headers": _ASYNC_HEADERS,
                 "schema": {"$ref": "#/definitions/NarrationJob"},
             },
-            **_errors(404, 429, 502, 503, 504),
+            **_errors(402, 404, 429, 502, 503, 504),
         },
     }
     audio = _download(

@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from typing import Final
 
 from podcast.models import NarrationRequest
+from podcast.settings import DEFAULT_SEGMENT_WORDS, NarrationSettings
 from podcast.wire import JobRecord, job_timestamp
 
 JOB_ID: Final = re.compile(r"[0-9a-f]{32}")
@@ -33,9 +34,16 @@ WORDS_PER_MINUTE: Final = 150
 """Speaking rate used to estimate the audio length of a ``read`` request."""
 CHARACTERS_PER_WORD: Final = 6
 """Texts without spaces (Chinese, Japanese) count this many characters as a word."""
-GENERATION_SPEED: Final = 4.0
-"""Assumed seconds of audio produced per wall-clock second (parallel segment sessions),
-for ``Retry-After`` only."""
+GENERATION_SPEED: Final = 3.5
+"""Assumed seconds of audio one Realtime session produces per wall-clock second, for
+``Retry-After`` only (measured at the emulator's real pace; the service streams faster
+than it speaks)."""
+FIRST_AUDIO_SECONDS: Final = 0.5
+"""Assumed wait for a session's first audio."""
+SEGMENT_SECONDS: Final = DEFAULT_SEGMENT_WORDS * 60.0 / WORDS_PER_MINUTE
+"""The audio of one full segment at the default ``NARRATION_SEGMENT_WORDS``."""
+PARALLEL_SESSIONS: Final = int(NarrationSettings.model_fields["concurrency"].default)
+"""Segments narrated at once at the default ``NARRATION_CONCURRENCY``."""
 MIN_RETRY_AFTER_SECONDS: Final = 2
 MAX_RETRY_AFTER_SECONDS: Final = 60
 
@@ -71,12 +79,40 @@ def estimate_audio_seconds(request: NarrationRequest) -> float:
     return words * 60.0 / WORDS_PER_MINUTE
 
 
-def retry_after_seconds(estimated_audio_seconds: float, done: int = 0, total: int | None = None) -> int:
+def expected_segments(audio_seconds: float) -> int:
+    """How many segments :func:`~podcast.engine.segments.split_text` makes of a text of
+    ``audio_seconds`` at the default settings: as many full segments as needed, made a
+    multiple of :data:`PARALLEL_SESSIONS` where none is then shorter than a third of one."""
+    needed = max(1, math.ceil(audio_seconds / SEGMENT_SECONDS))
+    if needed == 1:
+        return 1
+    rounded_up = PARALLEL_SESSIONS * math.ceil(needed / PARALLEL_SESSIONS)
+    return max(needed, min(rounded_up, int(audio_seconds * 3 // SEGMENT_SECONDS)))
+
+
+def expected_generation_seconds(audio_seconds: float) -> float:
+    """Wall-clock seconds a narration of ``audio_seconds`` is expected to take as the
+    long-form engine runs it with the default settings: :func:`expected_segments` of about
+    equal size, :data:`PARALLEL_SESSIONS` at a time, each taking its first-audio wait plus
+    its audio at :data:`GENERATION_SPEED`."""
+    segments = expected_segments(audio_seconds)
+    rounds = math.ceil(segments / PARALLEL_SESSIONS)
+    return rounds * (FIRST_AUDIO_SECONDS + audio_seconds / segments / GENERATION_SPEED)
+
+
+def retry_after_seconds(
+    estimated_audio_seconds: float, done: int = 0, total: int | None = None, *, elapsed: float | None = None
+) -> int:
     """Seconds until a poll is worth making: the expected remaining generation time
-    (audio length / :data:`GENERATION_SPEED`, less the share of segments done), 2 to 60."""
-    remaining = estimated_audio_seconds / GENERATION_SPEED
+    (:func:`expected_generation_seconds`, less the share of segments done, and less the
+    ``elapsed`` seconds since the narration started: segments run in parallel, so the
+    time gone by says more than the segments finished), 2 to 60."""
+    expected = expected_generation_seconds(estimated_audio_seconds)
+    remaining = expected
     if total:
         remaining = remaining * max(0, total - done) / total
+    if elapsed is not None:
+        remaining = min(remaining, expected - elapsed)
     return int(min(MAX_RETRY_AFTER_SECONDS, max(MIN_RETRY_AFTER_SECONDS, math.ceil(remaining))))
 
 
@@ -105,8 +141,18 @@ def job_id_from_message(body: bytes | str) -> str | None:
     return decoded if JOB_ID.fullmatch(decoded) else None
 
 
-def retry_after(record: JobRecord) -> int:
-    """Seconds a poller of ``record`` should wait (1 once the job is finished)."""
+def retry_after(record: JobRecord, *, at: datetime | None = None) -> int:
+    """Seconds a poller of ``record`` should wait at ``at`` (default now; 1 once the job is finished)."""
     if record.status in FINAL_STATUSES:
         return 1
-    return retry_after_seconds(record.estimated_audio_seconds, record.segments_done, record.segments_total)
+    elapsed = None
+    if record.status == "running" and record.started_at:
+        try:
+            started = datetime.fromisoformat(record.started_at)
+        except ValueError:
+            started = None
+        if started is not None:
+            elapsed = max(0.0, ((at or now()) - started).total_seconds())
+    return retry_after_seconds(
+        record.estimated_audio_seconds, record.segments_done, record.segments_total, elapsed=elapsed
+    )

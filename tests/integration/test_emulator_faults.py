@@ -274,3 +274,55 @@ async def test_client_closing_during_a_hung_response_is_recorded(emulator: Realt
     assert emulator.sessions[0].close_code == 1000
     with pytest.raises(ConnectionClosed):
         await connection.recv_bytes()
+
+
+# --- Throttling inside a session ----------------------------------------------------------------
+
+
+async def test_rate_limited_fails_the_nth_response_with_the_services_wording(
+    emulator: RealtimeEmulator,
+) -> None:
+    emulator.inject(Fault(FaultKind.RATE_LIMITED, nth=2, retry_after=86.4))
+    first = await narrate(emulator, PARAGRAPH)
+    second = await narrate(emulator, PARAGRAPH)
+    third = await narrate(emulator, PARAGRAPH)
+    _validate_all(second)
+    assert first[-1]["response"]["status"] == "completed"
+    assert third[-1]["response"]["status"] == "completed", "times=1: used up on the second response"
+    finished = second[-1]["response"]
+    assert finished["status"] == "failed"
+    error = finished["status_details"]["error"]
+    assert (error["type"], error["code"]) == ("tokens", "rate_limit_exceeded")
+    assert "Please try again in 1m26.4s." in error["message"]
+    assert not of_type(second, "response.output_audio.delta")
+
+
+async def test_rate_limit_error_event_comes_part_way_with_a_short_wait(emulator: RealtimeEmulator) -> None:
+    emulator.inject(Fault(FaultKind.RATE_LIMIT_ERROR_EVENT))
+    events = await narrate(emulator, PARAGRAPH)
+    _validate_all(events)
+    assert audio_of(events), "some audio first"
+    error = events[-1]
+    assert error["type"] == "error"
+    assert error["error"]["code"] == "rate_limit_exceeded"
+    assert "Please try again in 850ms." in error["error"]["message"]
+    assert emulator.sessions[0].responses[0].status == "error"
+
+
+async def test_insufficient_quota_fails_the_response(emulator: RealtimeEmulator) -> None:
+    emulator.inject(Fault(FaultKind.INSUFFICIENT_QUOTA, match="chapter"))
+    passed = await narrate(emulator, PARAGRAPH)
+    failed = await narrate(emulator, "In chapter one nothing happens.")
+    _validate_all(failed)
+    assert passed[-1]["response"]["status"] == "completed"
+    error = failed[-1]["response"]["status_details"]["error"]
+    assert (error["type"], error["code"]) == ("insufficient_quota", "insufficient_quota")
+    assert "quota" in error["message"]
+
+
+def test_throttling_faults_from_strings() -> None:
+    fault = parse_fault("rate_limited:always:20:3")
+    assert (fault.kind, fault.times, fault.retry_after, fault.nth) == (FaultKind.RATE_LIMITED, None, 20.0, 3)
+    assert parse_fault("insufficient_quota").nth == 1
+    with pytest.raises(ValueError, match="nth"):
+        Fault(FaultKind.RATE_LIMITED, nth=0)

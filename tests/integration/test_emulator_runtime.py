@@ -21,6 +21,8 @@ from emulator import (
     espeak_available,
     make_engine,
 )
+from emulator.__main__ import build_parser, resolve_pace
+from emulator.server import PACE_ENV, REAL_PACE, parse_pace
 from emulator.speech import SyntheticEngine
 from podcast.engine.audio import pcm_to_wav
 from testkit.realtime_client import (
@@ -292,3 +294,42 @@ async def test_cli_prints_the_endpoint_serves_and_stops_on_sigterm() -> None:
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+async def test_the_real_pace_streams_a_few_seconds_of_audio_a_second_after_half_a_second() -> None:
+    async with (
+        RealtimeEmulator(engine="synthetic", pace="real") as running,
+        client(running).realtime.connect(model=MODEL) as connection,
+    ):
+        assert (running.speed, running.first_audio_delay) == (REAL_PACE.speed, REAL_PACE.first_audio_delay)
+        await receive(connection)
+        await connection.conversation.item.create(item=user_message(PARAGRAPH))  # type: ignore[arg-type]
+        await receive_until(connection, "conversation.item.done")
+        started = time.perf_counter()
+        await connection.response.create()
+        first = await receive_until(connection, "response.output_audio.delta")
+        first_audio = time.perf_counter() - started
+        rest = await receive_until(connection, "response.done")
+        total = time.perf_counter() - started
+    seconds = len(audio_of(first + rest)) / (2 * SAMPLE_RATE)
+    assert REAL_PACE.speed is not None
+    expected = REAL_PACE.first_audio_delay + seconds / REAL_PACE.speed
+    assert 0.45 <= first_audio < 1.5
+    assert 0.9 * expected <= total < 1.5 * expected + 0.5, (seconds, total)
+
+
+def test_the_pace_comes_from_the_option_or_the_environment_and_its_parts_can_be_overridden() -> None:
+    parser = build_parser()
+    assert resolve_pace(parser.parse_args([]), {}) == (None, 0.0)
+    assert resolve_pace(parser.parse_args([]), {PACE_ENV: "real"}) == (3.5, 0.5)
+    assert resolve_pace(parser.parse_args(["--pace", "instant"]), {PACE_ENV: "real"}) == (None, 0.0)
+    assert resolve_pace(parser.parse_args(["--pace", "6x"]), {}) == (6.0, 0.5)
+    assert resolve_pace(parser.parse_args(["--pace", "real", "--speed", "instant"]), {}) == (None, 0.5)
+    assert resolve_pace(parser.parse_args(["--pace", "real", "--first-audio-delay", "0"]), {}) == (3.5, 0.0)
+    with pytest.raises(ValueError, match="pace"):
+        resolve_pace(parser.parse_args([]), {PACE_ENV: "ludicrous"})
+    for bad in ("0x", "-1", "inf", "nan"):
+        with pytest.raises(ValueError, match="speed"):
+            parse_pace(bad)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--pace", "fast"])

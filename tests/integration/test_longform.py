@@ -180,6 +180,49 @@ async def test_rate_limiting_lowers_the_concurrency_instead_of_failing(
     assert any("concurrency was lowered" in warning for warning in body["warnings"])
 
 
+@pytest.mark.parametrize("kind", [FaultKind.RATE_LIMITED, FaultKind.RATE_LIMIT_ERROR_EVENT])
+async def test_a_segment_throttled_inside_its_session_is_retried_and_the_narration_has_all_the_text(
+    long_form_env: None,
+    emulator: RealtimeEmulator,
+    azurite: AzuriteServer,
+    container_name: str,
+    kind: FaultKind,
+) -> None:
+    emulator.inject(Fault(kind, match="chapter two", retry_after=0.05))
+
+    status, body = await narrate({"text": TEXT})
+
+    assert status == 200, body
+    assert words(body["transcript"]) == words(TEXT)
+    assert body["segments"] == 4
+    throttled = [r for s in emulator.sessions for r in s.responses if r.fault is kind]
+    assert len(throttled) == 1
+    assert len(emulator.sessions) == 5, "the throttled segment was narrated again in a new session"
+    assert any("concurrency was lowered" in warning for warning in body["warnings"])
+    document = json.loads(stored(azurite, container_name, body["transcript_blob_name"]))
+    assert [segment["attempts"] for segment in document["segments"]] == [1, 1, 1, 1], (
+        "a throttled attempt is a retry of the same reading, not a fidelity attempt"
+    )
+    info = audio.wav_info(stored(azurite, container_name, body["blob_name"]))
+    assert info.duration_seconds == pytest.approx(body["duration_seconds"], abs=0.001)
+
+
+async def test_insufficient_quota_fails_the_narration_at_once_and_stores_nothing(
+    long_form_env: None, emulator: RealtimeEmulator, azurite: AzuriteServer, container_name: str
+) -> None:
+    emulator.inject(Fault(FaultKind.INSUFFICIENT_QUOTA, times=None, match="chapter two"))
+
+    status, body = await narrate({"text": TEXT})
+
+    assert status == 402, body
+    assert body["error"]["code"] == "insufficient_quota"
+    assert "quota" in body["error"]["message"]
+    quota = [r for s in emulator.sessions for r in s.responses if r.fault is FaultKind.INSUFFICIENT_QUOTA]
+    assert len(quota) == 1, "never retried"
+    assert len(emulator.sessions) <= 4
+    assert blob_names(azurite, container_name) == []
+
+
 async def test_a_failed_segment_leaves_nothing_visible(
     long_form_env: None, emulator: RealtimeEmulator, azurite: AzuriteServer, container_name: str
 ) -> None:

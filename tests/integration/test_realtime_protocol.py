@@ -7,7 +7,9 @@ independent server that shares no code with the emulator.
 from __future__ import annotations
 
 import base64
+import json
 import socket
+from collections.abc import Callable, Mapping
 
 import pytest
 
@@ -18,7 +20,10 @@ from podcast.errors import (
     ConnectionLostError,
     DeploymentNotFoundError,
     EmptyAudioError,
+    NarrationError,
     NarrationTimeoutError,
+    PodcastError,
+    QuotaExceededError,
     RateLimitedError,
     RealtimeServerError,
     RequestValidationError,
@@ -26,8 +31,9 @@ from podcast.errors import (
     ResponseFailedError,
     ResponseIncompleteError,
     ServiceUnavailableError,
+    UpstreamConfigurationError,
 )
-from podcast.settings import RealtimeSettings, realtime_base_url
+from podcast.settings import DEPLOYMENT_SETTING, RealtimeSettings, realtime_base_url
 from testkit.scripted_server import ScriptedServer, audio_event, response_done, tone, transcript_event
 
 
@@ -365,3 +371,163 @@ async def test_invalid_arguments_are_rejected_before_connecting() -> None:
         with pytest.raises(RequestValidationError, match="max_output_tokens"):
             await narrator.narrate("x", max_output_tokens=5000)
     assert server.connections == 0
+
+
+# --- Throttling inside a session, quota, and handshake bodies ---------------------------------
+
+RATE_LIMIT_MESSAGE = (
+    "Rate limit reached for gpt-realtime-mini in organization org-x on tokens per min (TPM): "
+    "Limit 40000, Used 39512, Requested 1830. Please try again in {}."
+)
+
+
+def throttled_then_happy(*failures: Mapping[str, object]) -> Callable[[ScriptedServer], list[object]]:
+    """A script whose first responses fail with ``failures`` (a ``response.done`` status
+    details or an ``error`` event's ``error``), then succeeds."""
+    remaining = list(failures)
+
+    def script(server: ScriptedServer) -> list[object]:
+        if not remaining:
+            return happy_script(server)
+        failure = remaining.pop(0)
+        if failure.get("kind") == "error_event":
+            body = {k: v for k, v in failure.items() if k != "kind"}
+            return [
+                audio_event(server, tone(0.1)),
+                {"type": "error", "event_id": server.event_id(), "error": body},
+            ]
+        return [response_done(server, status="failed", status_details={"type": "failed", "error": failure})]
+
+    return script
+
+
+async def test_a_rate_limited_response_is_retried_after_the_wait_in_its_message() -> None:
+    sleeps: list[float] = []
+    failures = (
+        {"type": "tokens", "code": "rate_limit_exceeded", "message": RATE_LIMIT_MESSAGE.format("20s")},
+        {
+            "kind": "error_event",
+            "type": "tokens",
+            "code": "rate_limit_exceeded",
+            "message": RATE_LIMIT_MESSAGE.format("850ms"),
+        },
+    )
+    retried: list[PodcastError] = []
+    async with (
+        ScriptedServer(throttled_then_happy(*failures)) as server,
+        narrator_for(server.url, retries=3, sleeps=sleeps) as narrator,
+    ):
+        narration = await narrator.narrate("x", on_retry=retried.append)
+
+    assert narration.attempts == 3
+    assert server.connections == 3
+    assert sleeps[0] == pytest.approx(20.0), "the message's 20s is waited for"
+    assert sleeps[1] >= 0.85
+    assert [type(error) for error in retried] == [RateLimitedError, RateLimitedError]
+    assert narration.billed_usage.input_tokens == 40, "the failed response's tokens are billed too"
+
+
+async def test_a_rate_limit_longer_than_the_budget_goes_to_the_caller_with_its_wait() -> None:
+    failure = {
+        "type": "tokens",
+        "code": "rate_limit_exceeded",
+        "message": RATE_LIMIT_MESSAGE.format("1m26.4s"),
+    }
+    async with (
+        ScriptedServer(throttled_then_happy(failure)) as server,
+        narrator_for(server.url, retries=3) as narrator,
+    ):
+        with pytest.raises(RateLimitedError) as caught:
+            await narrator.narrate("x", budget_seconds=60)
+    assert caught.value.retry_after == pytest.approx(86.4)
+    assert caught.value.http_status == 429
+    assert server.connections == 1
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        {
+            "type": "insufficient_quota",
+            "code": "insufficient_quota",
+            "message": "You exceeded your current quota.",
+        },
+        {
+            "kind": "error_event",
+            "type": "insufficient_quota",
+            "code": "insufficient_quota",
+            "message": "No quota.",
+        },
+    ],
+)
+async def test_insufficient_quota_fails_at_once_without_retrying(failure: Mapping[str, object]) -> None:
+    async with (
+        ScriptedServer(throttled_then_happy(failure)) as server,
+        narrator_for(server.url, retries=3) as narrator,
+    ):
+        with pytest.raises(QuotaExceededError) as caught:
+            await narrator.narrate("x")
+    assert server.connections == 1
+    assert (caught.value.http_status, caught.value.code, caught.value.transient) == (
+        402,
+        "insufficient_quota",
+        False,
+    )
+    assert caught.value.retry_after is None
+    assert "quota" in caught.value.message
+
+
+NOT_REALTIME = {
+    "error": {
+        "code": "OperationNotSupported",
+        "message": "The chatCompletion operation does not work with the specified model, gpt-realtime-mini. "
+        "Please choose different model and try again.",
+    }
+}
+
+
+async def test_a_handshake_400_with_a_body_is_a_configuration_error_with_the_services_code() -> None:
+    server = ScriptedServer(
+        happy_script, handshake_statuses=[400], handshake_body=json.dumps(NOT_REALTIME).encode()
+    )
+    async with server, narrator_for(server.url, retries=3) as narrator:
+        with pytest.raises(UpstreamConfigurationError) as caught:
+            await narrator.narrate("x")
+    error = caught.value
+    assert server.connections == 1, "not retried"
+    assert (error.http_status, error.transient, error.setting) == (503, False, DEPLOYMENT_SETTING)
+    assert error.upstream_code == "OperationNotSupported"
+    assert "OperationNotSupported" in error.message
+    assert "does not work with the specified model" in error.message
+    assert error.to_dict()["upstream_code"] == "OperationNotSupported"
+    assert "scripted-key" not in error.message
+
+
+@pytest.mark.parametrize("body", [b"", b"not json", b"[1, 2]", b'{"error": "flat"}', b'{"other": {}}'])
+async def test_a_handshake_400_without_a_usable_body_stays_a_narration_error(body: bytes) -> None:
+    server = ScriptedServer(happy_script, handshake_statuses=[400], handshake_body=body)
+    async with server, narrator_for(server.url) as narrator:
+        with pytest.raises(NarrationError, match="HTTP 400") as caught:
+            await narrator.narrate("x")
+    assert not isinstance(caught.value, UpstreamConfigurationError)
+
+
+async def test_a_handshake_body_never_carries_the_key_into_the_error() -> None:
+    body = {"error": {"code": "BadRequest", "message": "key scripted-key is not valid " + "x" * 1000}}
+    server = ScriptedServer(happy_script, handshake_statuses=[400], handshake_body=json.dumps(body).encode())
+    async with server, narrator_for(server.url) as narrator:
+        with pytest.raises(UpstreamConfigurationError) as caught:
+            await narrator.narrate("x")
+    assert "scripted-key" not in caught.value.message
+    assert len(caught.value.upstream_message) <= 300
+
+
+async def test_a_handshake_429_for_quota_is_permanent() -> None:
+    body = {"error": {"code": "insufficient_quota", "message": "You exceeded your current quota."}}
+    server = ScriptedServer(
+        happy_script, handshake_statuses=[429, 429], handshake_body=json.dumps(body).encode()
+    )
+    async with server, narrator_for(server.url, retries=3) as narrator:
+        with pytest.raises(QuotaExceededError):
+            await narrator.narrate("x")
+    assert server.connections == 1

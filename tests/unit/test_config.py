@@ -18,6 +18,7 @@ from podcast.settings import (
     RealtimeSettings,
     StorageSettings,
     default_voice,
+    parse_realtime_endpoint,
     realtime_base_url,
 )
 
@@ -42,6 +43,28 @@ ENDPOINT = "https://myres.openai.azure.com"
         ("wss://myres.openai.azure.com/openai/v1", "wss://myres.openai.azure.com/openai/v1"),
         ("ws://localhost:9000", "ws://localhost:9000/openai/v1"),
         ("https://gateway.example.com/aoai", "wss://gateway.example.com/aoai/openai/v1"),
+        ("https://myres.cognitiveservices.azure.com", "wss://myres.cognitiveservices.azure.com/openai/v1"),
+        (
+            "https://myres.cognitiveservices.azure.com/openai/v1/",
+            "wss://myres.cognitiveservices.azure.com/openai/v1",
+        ),
+        ("https://myres.services.ai.azure.com/", "wss://myres.services.ai.azure.com/openai/v1"),
+        ("https://myres.services.ai.azure.com/openai/v1", "wss://myres.services.ai.azure.com/openai/v1"),
+        (
+            "wss://myres.openai.azure.com/openai/v1/realtime?model=rt",
+            "wss://myres.openai.azure.com/openai/v1",
+        ),
+        (
+            "https://myres.openai.azure.com/openai/v1/realtime/?model=rt",
+            "wss://myres.openai.azure.com/openai/v1",
+        ),
+        (
+            "wss://myres.openai.azure.com/openai/realtime?api-version=2025-04-01-preview&deployment=rt",
+            "wss://myres.openai.azure.com/openai/v1",
+        ),
+        ("https://myres.openai.azure.com/?api-version=2025-04-01", "wss://myres.openai.azure.com/openai/v1"),
+        ("http://localhost:8765/openai/v1/realtime?model=rt", "ws://localhost:8765/openai/v1"),
+        ("http://[::1]:8765", "ws://[::1]:8765/openai/v1"),
     ],
 )
 def test_realtime_base_url_normalises(endpoint: str, expected: str) -> None:
@@ -53,8 +76,17 @@ def test_realtime_base_url_normalises(endpoint: str, expected: str) -> None:
     [
         ("", "is empty"),
         ("   ", "is empty"),
-        ("https://myres.openai.azure.com/?api-version=2025-04-01", "query string"),
+        ("https://myres.openai.azure.com/?api-key=abc", "query string"),
+        ("https://myres.openai.azure.com/openai/v1/realtime?model=a&deployment=b", "two different"),
+        ("https://myres.openai.azure.com/openai/v1/realtime?model=a%2Fb", "not a deployment name"),
+        ("https://myres.openai.azure.com/openai/v1/realtime?model=" + "x" * 65, "not a deployment name"),
         ("https://myres.openai.azure.com/#frag", "fragment"),
+        ("https://myres.services.ai.azure.com/api/projects/myproject", "AI Foundry project"),
+        ("https://myres.services.ai.azure.com/api/projects/p/openai/v1", "AI Foundry project"),
+        ("https://myres.openai.azure.com/openai/deployments/rt", "path Azure OpenAI does not serve"),
+        ("http://myres.openai.azure.com", "must use https://"),
+        ("ws://10.0.0.5:8765", "must use https://"),
+        ("http://127.0.0.1.example.com:8765", "must use https://"),
         ("ftp://myres.openai.azure.com", "https://"),
         ("myres.openai.azure.com", "https://"),
         ("https://", "https://"),
@@ -68,6 +100,20 @@ def test_realtime_base_url_rejects(endpoint: str, problem: str) -> None:
     assert caught.value.setting == ENDPOINT_SETTING
     assert problem in caught.value.message
     assert caught.value.message.startswith(ENDPOINT_SETTING)
+
+
+def test_a_deployment_name_at_the_length_limit_is_taken_from_the_endpoint() -> None:
+    name = "x" * 64
+    assert parse_realtime_endpoint(ENDPOINT + "/openai/v1/realtime?model=" + name).deployment == name
+    assert parse_realtime_endpoint(ENDPOINT + "/openai/v1/realtime?model=a&model=a").deployment == "a"
+    assert parse_realtime_endpoint(ENDPOINT + "/openai/v1").deployment is None
+
+
+def test_the_project_endpoint_error_says_what_to_set() -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        realtime_base_url("https://myres.services.ai.azure.com/api/projects/myproject")
+    assert "https://<resource>.services.ai.azure.com" in caught.value.message
+    assert "myproject" not in caught.value.message
 
 
 def test_realtime_base_url_errors_do_not_echo_credentials() -> None:
@@ -133,6 +179,35 @@ def test_endpoint_with_query_is_rejected_without_echoing_the_key() -> None:
         )
     assert caught.value.setting == ENDPOINT_SETTING
     assert SECRET_KEY not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "endpoint",
+    [
+        ENDPOINT + "/openai/v1/realtime?model=my-rt",
+        "wss://myres.openai.azure.com/openai/v1/realtime?model=my-rt",
+        ENDPOINT + "/openai/realtime?api-version=2025-04-01-preview&deployment=my-rt",
+    ],
+)
+def test_the_deployment_comes_from_a_pasted_target_uri_when_it_is_not_set(endpoint: str) -> None:
+    settings = RealtimeSettings.from_env({ENDPOINT_SETTING: endpoint})
+    assert (settings.endpoint, settings.deployment) == ("wss://myres.openai.azure.com/openai/v1", "my-rt")
+    assert RealtimeSettings(endpoint=endpoint).deployment == "my-rt"
+
+
+def test_a_deployment_set_twice_must_agree() -> None:
+    uri = ENDPOINT + "/openai/v1/realtime?model=my-rt"
+    agreed = RealtimeSettings.from_env({ENDPOINT_SETTING: uri, DEPLOYMENT_SETTING: "my-rt"})
+    assert agreed.deployment == "my-rt"
+    with pytest.raises(ConfigurationError) as caught:
+        RealtimeSettings.from_env({ENDPOINT_SETTING: uri, DEPLOYMENT_SETTING: "other-rt"})
+    assert caught.value.setting == DEPLOYMENT_SETTING
+    assert ENDPOINT_SETTING in caught.value.message
+    assert DEPLOYMENT_SETTING in caught.value.message
+    assert "other-rt" not in caught.value.message
+    assert "my-rt" not in caught.value.message
+    with pytest.raises(ConfigurationError):
+        RealtimeSettings(endpoint=uri, deployment="other-rt")
 
 
 @pytest.mark.parametrize("deployment", ["a/b", "name?x", "has space", "x" * 65])

@@ -5,11 +5,24 @@ from __future__ import annotations
 
 import base64
 import uuid
+from datetime import UTC, datetime, timedelta
 
+import pytest
+
+from podcast.engine.segments import split_text
 from podcast.http.headers import submit_options
 from podcast.models import RequestLimits, SubmitOptions, parse_request
-from podcast.services.records import estimate_audio_seconds, job_id_from_message, retry_after_seconds
-from podcast.wire import JobRecord
+from podcast.services.records import (
+    PARALLEL_SESSIONS,
+    estimate_audio_seconds,
+    expected_generation_seconds,
+    expected_segments,
+    job_id_from_message,
+    retry_after,
+    retry_after_seconds,
+)
+from podcast.settings import DEFAULT_SEGMENT_WORDS
+from podcast.wire import JobRecord, job_timestamp
 
 # --- Pieces ------------------------------------------------------------------------------------------
 
@@ -23,10 +36,27 @@ def test_the_audio_estimate_counts_150_words_a_minute_or_the_episode_length() ->
 
 
 def test_retry_after_shrinks_as_segments_finish_and_stays_between_2_and_60_seconds() -> None:
-    assert retry_after_seconds(120.0) == 30
-    assert retry_after_seconds(120.0, done=2, total=3) == 10
+    # One segment of 120 s: 0.5 s to first audio, then 3.5 s of audio a second.
+    assert retry_after_seconds(120.0) == 35
+    assert retry_after_seconds(120.0, done=2, total=3) == 12
     assert retry_after_seconds(1.0) == 2
     assert retry_after_seconds(10_000.0) == 60
+
+
+def test_a_text_of_several_segments_is_expected_to_take_its_longest_round_of_parallel_sessions() -> None:
+    # 172.8 s: four parallel segments of 43.2 s; 600 s: two rounds of four 75 s segments.
+    assert expected_generation_seconds(172.8) == pytest.approx(0.5 + 43.2 / 3.5)
+    assert expected_generation_seconds(600.0) == pytest.approx(2 * (0.5 + 75 / 3.5))
+    assert expected_generation_seconds(121.0) < expected_generation_seconds(120.0), "split in parallel"
+
+
+@pytest.mark.parametrize("words", [1, 150, 299, 300, 301, 320, 450, 601, 800, 1200, 1201, 2000, 3333])
+def test_the_expected_segments_are_the_segments_the_engine_makes(words: int) -> None:
+    sentence = "Rivers bend because water is lazy and stone is not."  # ten words
+    text = " ".join([sentence] * (words // 10) + ["Rivers"] * (words % 10))
+    audio = estimate_audio_seconds(parse_request({"text": text}, RequestLimits(max_text_characters=50_000)))
+    segments = split_text(text, DEFAULT_SEGMENT_WORDS, parallelism=PARALLEL_SESSIONS)
+    assert expected_segments(audio) == len(segments)
 
 
 def test_request_headers_are_read_in_any_letter_case() -> None:
@@ -65,3 +95,27 @@ def test_a_record_of_an_earlier_version_with_a_bare_internal_error_still_loads()
         "message": "an unexpected error occurred",
         "field": None,
     }
+
+
+def test_a_running_jobs_retry_after_counts_down_with_the_time_since_it_started() -> None:
+    started = datetime(2026, 12, 1, 10, 0, 0, tzinfo=UTC)
+    record = JobRecord(
+        id="0" * 32,
+        status="running",
+        created_at=job_timestamp(started),
+        updated_at=job_timestamp(started),
+        estimated_audio_seconds=172.8,  # four parallel segments: 12.8 s expected
+        sas_expiry_minutes=60,
+        started_at=job_timestamp(started),
+        segments_total=4,
+    )
+    assert retry_after(record, at=started) == 13
+    assert retry_after(record, at=started + timedelta(seconds=5)) == 8
+    assert retry_after(record, at=started + timedelta(seconds=11)) == 2
+    assert retry_after(record, at=started + timedelta(seconds=60)) == 2, "overdue: poll soon"
+    record.segments_done = 3
+    assert retry_after(record, at=started) == 4, "the share of segments left, when smaller"
+    record.started_at = "not a time"
+    assert retry_after(record, at=started) == 4
+    record.status = "succeeded"
+    assert retry_after(record) == 1

@@ -164,3 +164,23 @@ async def test_no_retry_starts_that_could_not_finish_before_the_deadline() -> No
     scripted = Scripted([ServiceUnavailableError("down", retry_after=1), None])
     await scripted.narrate(budget_seconds=60)
     assert scripted.sleeps == [1]
+
+
+@pytest.mark.parametrize(("wait", "retried"), [(86.4, True), (90.0, True), (90.001, False)])
+async def test_an_in_session_wait_of_up_to_90_seconds_is_waited_for_when_the_budget_allows(
+    wait: float, retried: bool
+) -> None:
+    # "Please try again in 1m26.4s": a long job keeps its finished segments instead of failing.
+    error = RateLimitedError("rate limited inside the session", retry_after=wait)
+    scripted = Scripted([error, None])
+    if retried:
+        await scripted.narrate(budget_seconds=540)
+        assert scripted.sleeps == [wait]
+        assert scripted.retried == [error]
+    else:
+        with pytest.raises(RateLimitedError):
+            await scripted.narrate(budget_seconds=540)
+        assert scripted.sleeps == []
+    short_budget = Scripted([RateLimitedError("again", retry_after=wait), None])
+    with pytest.raises(RateLimitedError):
+        await short_budget.narrate(budget_seconds=wait + 0.5)
