@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Final, Literal, Protocol
 from urllib.parse import quote
 
@@ -64,7 +64,7 @@ class Files(Protocol):
 class Signer(Protocol):
     """Signs read-only links (:class:`~podcast.storage.blobs.BlobStore`)."""
 
-    async def read_url(self, blob_name: str, *, expires_in: timedelta) -> tuple[str, object]: ...
+    async def read_url(self, blob_name: str, *, expires_in: timedelta) -> tuple[str, datetime]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +114,7 @@ class DownloadService:
             raise NarrationNotFoundError()
         expires_in = timedelta(minutes=found.sas_expiry_minutes)
         url, expires_at = await self.signer.read_url(found.result.blob_name, expires_in=expires_in)
-        signed = found.result.with_link(url, expires_at)  # type: ignore[arg-type]
+        signed = found.result.with_link(url, expires_at)
         captions = found.result.captions_blob_name
         if captions is not None:
             captions_url, _ = await self.signer.read_url(captions, expires_in=expires_in)

@@ -15,12 +15,14 @@ from typing import Any
 
 import numpy as np
 import pytest
+from azure.storage.queue import QueueClient
 
 import function_app
 from podcast.audio.mp3 import Mp3Stream
 from podcast.storage.blobs import BlobStore
 from podcast.storage.mp3 import Mp3BlockWriter
 from testkit import host
+from testkit.azurite import AzuriteServer
 from testkit.storage import http
 
 pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg (scripts/setup.sh)")
@@ -231,3 +233,35 @@ async def test_mp3_tags_and_chapters_as_ffprobe_reads_them(
     assert float(marks[0]["end_time"]) == starts[1]
     assert float(marks[-1]["end_time"]) == pytest.approx(body["duration_seconds"], abs=0.002)
     assert len(decode(mp3)) == round(body["duration_seconds"] * 24_000)  # the tag does not disturb decoding
+
+
+async def test_an_mp3_job_is_downloadable_by_its_job_id(
+    jobs_env: dict[str, str], azurite: AzuriteServer
+) -> None:
+    request = host.http_request(
+        "POST",
+        "narrations",
+        json={"text": TEXT, "format": "mp3", "title": "Job"},
+        headers={"Prefer": "respond-async"},
+    )
+    accepted = await host.call_http(function_app.create_narration, request)
+    assert accepted.status == 202, accepted.body
+    job_id = accepted.json()["id"]
+    early = await host.call_http(
+        function_app.get_narration_audio,
+        host.http_request("GET", "narrations/{id}/audio", route_params={"id": job_id}),
+    )
+    assert early.status == 404  # nothing to download before the worker ran
+
+    with QueueClient.from_connection_string(azurite.connection_string, jobs_env["NARRATION_QUEUE"]) as queue:
+        assert await host.deliver(function_app.narration_worker, queue) is not None
+
+    download = await host.call_http(
+        function_app.get_narration_audio,
+        host.http_request(
+            "GET", "narrations/{id}/audio", route_params={"id": job_id}, headers={"Range": "bytes=0-2"}
+        ),
+    )
+    assert (download.status, download.body) == (206, b"ID3")
+    assert download.headers["Content-Type"] == "audio/mpeg"
+    assert 'filename="Job.mp3"' in download.headers["Content-Disposition"]
