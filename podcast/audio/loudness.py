@@ -97,7 +97,8 @@ def true_peak_dbtp(x: NDArray[np.float64]) -> float:
 def limit_true_peak(
     x: NDArray[np.float64], ceiling_dbtp: float, sample_rate: int = SAMPLE_RATE
 ) -> NDArray[np.float64]:
-    """``x`` with a smooth gain that keeps every 4× oversampled peak at or under ``ceiling_dbtp``.
+    """``x`` with a smooth gain that keeps every 4× oversampled peak at or under ``ceiling_dbtp``
+    (``x`` itself, the same object, when no peak is over).
 
     The gain each sample needs is spread over :data:`LOOKAHEAD_SECONDS` either side by a
     minimum filter, then smoothed by a moving average no wider than that, so it never rises
@@ -145,7 +146,11 @@ def level_in_place(
     y = x
     level: float | None = None
     for _ in range(_PASSES):
-        y = limit_true_peak(x * 10 ** (gain_db / 20), limiter_ceiling, sample_rate)
+        gained = x * 10 ** (gain_db / 20)
+        y = limit_true_peak(gained, limiter_ceiling, sample_rate)
+        if y is gained:  # nothing to limit: the loudness is what the gain made it
+            level = measured + gain_db
+            break
         level = _loudness(meter, y)
         if level is None or abs(level - target_lufs) <= _TOLERANCE_LU:
             break
