@@ -5,12 +5,12 @@ API emulators in separate processes (so their CPU and memory are not the narrati
 process's): one paced at ``--speed`` seconds of audio per wall-clock second, one instant
 (for the token baseline, where pacing does not matter). Every measured narration then runs
 in a fresh process (:mod:`benchmarks.worker`) through the production path, and the results
-are printed as three tables:
+are printed as six tables:
 
 1. Wall time of a text of about ``--minutes`` (30) minutes of audio at each
    ``--concurrency`` (1, 4, 8), as a ratio to the ideal (speech seconds / speed /
-   concurrency) and to concurrency 1 measured in the same run. Target: at most 1.25x the
-   ideal at concurrency 4 and 8.
+   concurrency) and to concurrency 1 measured in the same run. Target: at most 1.08x the
+   ideal at concurrency 4 and 1.10x at 8.
 2. Peak RSS of the narrating process for ``--rss-minutes`` (5, 30, 60) minutes of audio at
    ``--rss-concurrency`` (4, the app's default). Target: the longest at most 30 MB above
    the shortest.
@@ -18,6 +18,13 @@ are printed as three tables:
    summed from the result's usage) against one conversation for everything (the same
    segments as consecutive responses on one connection, which re-bills earlier audio).
    Target: ours flat in the length (within 10 %).
+4. Client CPU per minute of audio against the floor (:mod:`benchmarks.floor`: the same
+   segments from the same emulator over bare websockets, only parsed and decoded), with the
+   floor's breakdown and the floor with permessage-deflate. Target: at most 1.25x.
+5. ``--fleet-narrations`` (8) narrations at once in one process, each against its own
+   ideal. Target: none above 1.10x (no stream falls behind).
+6. Cold start: ``import function_app`` against importing the SDKs alone
+   (:data:`SDK_MODULES`), and no third-party package beyond theirs. Target: at most 1.05x.
 
 Targets are benchmarks, not tests: the exit status is 0 whatever the numbers, unless
 ``--check`` is given (then 1 when a target is missed). ``--json PATH`` also writes every
@@ -60,9 +67,22 @@ from testkit.azurite import AzuriteNotInstalledError, AzuriteServer, azurite_exe
 REPO_ROOT: Final = Path(__file__).resolve().parents[1]
 API_KEY: Final = "benchmark-key"
 DEPLOYMENT: Final = "gpt-realtime-mini"
-WALL_TARGET: Final = 1.25
+WALL_TARGETS: Final = {4: 1.08, 8: 1.10}
 """Wall time at concurrency 4 and 8 at most this many times the ideal."""
-WALL_TARGET_CONCURRENCIES: Final = (4, 8)
+CPU_TARGET: Final = 1.25
+"""Client CPU per audio minute at most this many times the floor's."""
+FLEET_TARGET: Final = 1.10
+"""Each of the concurrent narrations at most this many times its own ideal: none falls behind."""
+COLD_START_TARGET: Final = 1.05
+"""``import function_app`` at most this many times the import of the SDKs alone."""
+SDK_MODULES: Final = (
+    "azure.functions",
+    "azure.storage.blob.aio",
+    "azure.storage.queue.aio",
+    "pydantic",
+    "pydantic_settings",
+)
+"""The SDKs ``function_app`` stands on at import (its triggers, Storage clients, settings, models)."""
 RSS_TARGET_BYTES: Final = 30_000_000
 """Peak RSS of the longest narration at most this much above the shortest's."""
 TOKENS_FLATNESS_TARGET: Final = 1.10
@@ -221,16 +241,24 @@ def worker_env(
     return env
 
 
-def run_worker(run: Run, emulator: EmulatorProcess, azurite: AzuriteServer) -> None:
-    """Narrate ``run`` in a fresh process; fill in its measurements."""
+def run_process(
+    module: str,
+    minutes: float,
+    concurrency: int,
+    emulator: EmulatorProcess,
+    azurite: AzuriteServer,
+    extra: Sequence[str] = (),
+) -> tuple[dict[str, Any], float | None]:
+    """``python -m module --minutes ...`` in a fresh process with the app settings: its JSON
+    line, and the emulator's CPU seconds meanwhile."""
     container = f"bench-{uuid.uuid4().hex[:16]}"
-    command = [sys.executable, "-m", "benchmarks.worker", "--minutes", repr(run.minutes)]
+    command = [sys.executable, "-m", module, "--minutes", repr(minutes), *extra]
     cpu_before = emulator.cpu_seconds()
     try:
         finished = subprocess.run(
             command,
             cwd=REPO_ROOT,
-            env=worker_env(emulator, azurite, container, run.concurrency),
+            env=worker_env(emulator, azurite, container, concurrency),
             capture_output=True,
             text=True,
             timeout=3600,
@@ -241,12 +269,122 @@ def run_worker(run: Run, emulator: EmulatorProcess, azurite: AzuriteServer) -> N
     cpu_after = emulator.cpu_seconds()
     if finished.returncode != 0:
         raise RuntimeError(
-            f"the worker for {run.minutes:g} min at concurrency {run.concurrency} failed "
+            f"{module} for {minutes:g} min at concurrency {concurrency} failed "
             f"(exit {finished.returncode}):\n{finished.stderr.strip()[-3000:]}"
         )
-    run.data = json.loads(finished.stdout.strip().splitlines()[-1])
-    if cpu_before is not None and cpu_after is not None:
-        run.emulator_cpu_seconds = cpu_after - cpu_before
+    data = json.loads(finished.stdout.strip().splitlines()[-1])
+    emulator_cpu = None if cpu_before is None or cpu_after is None else cpu_after - cpu_before
+    return data, emulator_cpu
+
+
+def run_worker(run: Run, emulator: EmulatorProcess, azurite: AzuriteServer) -> None:
+    """Narrate ``run`` in a fresh process; fill in its measurements."""
+    run.data, run.emulator_cpu_seconds = run_process(
+        "benchmarks.worker", run.minutes, run.concurrency, emulator, azurite
+    )
+
+
+@dataclass
+class CpuRuns:
+    """Client and floor on the same text, concurrency and emulator, alternating; the least of each."""
+
+    minutes: float
+    concurrency: int
+    client: list[dict[str, Any]] = field(default_factory=list)
+    floor: list[dict[str, Any]] = field(default_factory=list)
+    floor_compressed: list[dict[str, Any]] = field(default_factory=list)
+
+    @staticmethod
+    def per_minute(data: dict[str, Any], key: str = "narration_cpu_seconds") -> float:
+        return float(data[key]) / (float(data["speech_seconds"]) / 60)
+
+    def best(self, runs: list[dict[str, Any]]) -> dict[str, Any]:
+        key = "narration_cpu_seconds" if runs is self.client else "cpu_seconds"
+        return min(runs, key=lambda data: self.per_minute(data, key))
+
+    def client_per_minute(self) -> float:
+        return self.per_minute(self.best(self.client))
+
+    def floor_per_minute(self, runs: list[dict[str, Any]] | None = None) -> float:
+        return self.per_minute(self.best(self.floor if runs is None else runs), "cpu_seconds")
+
+
+@dataclass
+class Fleet:
+    """Several narrations at once in one process (:func:`benchmarks.worker.run_many`)."""
+
+    narrations: int
+    minutes: float
+    concurrency: int
+    speed: float
+    data: dict[str, Any] = field(default_factory=dict)
+    emulator_cpu_seconds: float | None = None
+
+    def ratios(self) -> list[float]:
+        """Each narration's wall time over its ideal (its segments at its concurrency, no overhead)."""
+        return [
+            n["wall_seconds"]
+            / (segments_makespan(n["segment_speech_seconds"], self.concurrency) / self.speed)
+            for n in self.data["narrations"]
+        ]
+
+
+@dataclass(frozen=True)
+class ColdStart:
+    sdk_seconds: float
+    app_seconds: float
+    python_seconds: float
+    extra_packages: tuple[str, ...]
+
+    @property
+    def ratio(self) -> float:
+        return self.app_seconds / self.sdk_seconds
+
+
+def _import_seconds(code: str) -> float:
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, check=True, env=_import_env())
+    return time.perf_counter() - started
+
+
+def _import_env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(REPO_ROOT), "PYTHONDONTWRITEBYTECODE": "1"}
+
+
+def _loaded_packages(code: str) -> set[str]:
+    probe = code + "\nimport sys, json; print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))"
+    out = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=REPO_ROOT,
+        check=True,
+        env=_import_env(),
+        capture_output=True,
+        text=True,
+    ).stdout
+    return set(json.loads(out.strip().splitlines()[-1]))
+
+
+def measure_cold_start(repeats: int) -> ColdStart:
+    """The least of ``repeats`` fresh interpreters each: bare, the SDKs alone, ``import function_app``
+    (alternating, bytecode already cached), and the top-level packages the app loads beyond the SDKs'."""
+    sdk_code = "import " + ", ".join(SDK_MODULES)
+    app_code = "import function_app"
+    caching = {k: v for k, v in _import_env().items() if k != "PYTHONDONTWRITEBYTECODE"}
+    for code in (sdk_code, app_code):  # compile and cache the bytecode first, as a deployment does
+        subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, check=True, env=caching)
+    python, sdk, app = [], [], []
+    for _ in range(repeats):
+        python.append(_import_seconds("pass"))
+        sdk.append(_import_seconds(sdk_code))
+        app.append(_import_seconds(app_code))
+    extra = _loaded_packages(app_code) - _loaded_packages(sdk_code) - {"function_app", "podcast"}
+    stdlib = set(sys.stdlib_module_names)
+    return ColdStart(
+        min(sdk),
+        min(app),
+        min(python),
+        tuple(sorted(p for p in extra if p not in stdlib and not p.startswith("_"))),
+    )
 
 
 def _delete_container(azurite: AzuriteServer, container: str) -> None:
@@ -353,10 +491,21 @@ def _verdict(passed: bool) -> str:
     return "PASS" if passed else "FAIL"
 
 
-def report(
-    args: argparse.Namespace, wall_runs: list[Run], rss_runs: list[Run], conversations: list[Conversation]
-) -> tuple[str, list[Check]]:
+@dataclass
+class Measured:
+    """Everything one run measured."""
+
+    wall_runs: list[Run]
+    rss_runs: list[Run]
+    conversations: list[Conversation] = field(default_factory=list)
+    cpu: CpuRuns | None = None
+    fleet: Fleet | None = None
+    cold_start: ColdStart | None = None
+
+
+def report(args: argparse.Namespace, measured: Measured) -> tuple[str, list[Check]]:
     """The printed report and the target checks."""
+    wall_runs, rss_runs, conversations = measured.wall_runs, measured.rss_runs, measured.conversations
     checks: list[Check] = []
     out: list[str] = []
     base = wall_runs[0]
@@ -372,14 +521,15 @@ def report(
         bound = segments_makespan(run.data["segment_speech_seconds"], run.concurrency) / args.speed
         vs_one = run.wall_seconds / base.wall_seconds
         target = ""
-        if run.concurrency in WALL_TARGET_CONCURRENCIES:
-            passed = ratio <= WALL_TARGET
-            target = f"<= {WALL_TARGET:.2f}x  {_verdict(passed)}"
+        wall_target = WALL_TARGETS.get(run.concurrency)
+        if wall_target is not None:
+            passed = ratio <= wall_target
+            target = f"<= {wall_target:.2f}x  {_verdict(passed)}"
             checks.append(
                 Check(
                     f"wall time at concurrency {run.concurrency}",
                     passed,
-                    f"{ratio:.2f}x the ideal (target <= {WALL_TARGET:.2f}x)",
+                    f"{ratio:.2f}x the ideal (target <= {wall_target:.2f}x)",
                 )
             )
         emulator_load = (
@@ -515,12 +665,173 @@ def report(
         )
     )
 
+    if measured.cpu is not None:
+        out.extend(_cpu_report(measured.cpu, args.speed, checks))
+    if measured.fleet is not None:
+        out.extend(_fleet_report(measured.fleet, checks))
+    if measured.cold_start is not None:
+        out.extend(_cold_start_report(measured.cold_start, checks))
+
     out.append(
         "\nTargets" + (" (a --quick run: the targets are meant for the full run)" if args.quick else "")
     )
     for check in checks:
         out.append(f"  {_verdict(check.passed)}  {check.name}: {check.detail}")
     return "\n".join(out), checks
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:.1f}"
+
+
+def _cpu_report(cpu: CpuRuns, speed: float, checks: list[Check]) -> list[str]:
+    out = [
+        f"\n4. Client CPU per minute of audio: {cpu.minutes:g} min at concurrency {cpu.concurrency}, "
+        f"emulator paced at {speed:g} s/s; the least of {len(cpu.client)} alternating runs each"
+    ]
+    client = cpu.best(cpu.client)
+    floor = cpu.best(cpu.floor)
+    client_pm, floor_pm = cpu.client_per_minute(), cpu.floor_per_minute()
+    ratio = client_pm / floor_pm
+    passed = ratio <= CPU_TARGET
+    minutes = float(floor["speech_seconds"]) / 60
+    framing = float(floor["cpu_seconds"]) - float(floor["json_seconds"]) - float(floor["base64_seconds"])
+    rows = [
+        ["client (the app: SDK, fast path, fidelity, Storage)", _ms(client_pm), f"{ratio:.2f}x", "", ""],
+        [
+            "floor: receive + parse + decode",
+            _ms(floor_pm),
+            "1.00x",
+            _mb(float(floor["socket_bytes"]) / minutes),
+            "",
+        ],
+        [
+            "  websocket framing and event loop",
+            _ms(framing / minutes),
+            "",
+            "",
+            f"{framing / float(floor['cpu_seconds']):.0%}",
+        ],
+        [
+            "  JSON (orjson)",
+            _ms(float(floor["json_seconds"]) / minutes),
+            "",
+            "",
+            f"{float(floor['json_seconds']) / float(floor['cpu_seconds']):.0%}",
+        ],
+        [
+            "  base64 (binascii)",
+            _ms(float(floor["base64_seconds"]) / minutes),
+            "",
+            "",
+            f"{float(floor['base64_seconds']) / float(floor['cpu_seconds']):.0%}",
+        ],
+    ]
+    if cpu.floor_compressed:
+        compressed = cpu.best(cpu.floor_compressed)
+        compressed_pm = cpu.floor_per_minute(cpu.floor_compressed)
+        rows.append(
+            [
+                "floor with permessage-deflate",
+                _ms(compressed_pm),
+                f"{compressed_pm / floor_pm:.2f}x",
+                _mb(float(compressed["socket_bytes"]) / minutes),
+                "",
+            ]
+        )
+        rows.append(["  decompression (the difference)", _ms(compressed_pm - floor_pm), "", "", ""])
+    out.append(
+        _table(["", "CPU ms per audio min", "vs floor", "MB per audio min on the socket", "share"], rows)
+    )
+    out.append(
+        f"   client/floor: {ratio:.2f}x (target <= {CPU_TARGET:.2f}x)  {_verdict(passed)}; "
+        f"{client['narration_cpu_seconds']:.2f} s vs {floor['cpu_seconds']:.2f} s CPU for "
+        f"{minutes:.1f} min of audio ({floor['messages']:,} messages, {floor['audio_deltas']:,} audio deltas)"
+    )
+    out.append(
+        "   floor = a bare websockets client with the SDK's websocket settings asking for the same segments\n"
+        "   and only parsing (orjson) and base64-decoding (binascii) each message; framing = the rest"
+    )
+    if cpu.floor_compressed:
+        compressed = cpu.best(cpu.floor_compressed)
+        saved = 1 - float(compressed["socket_bytes"]) / float(floor["socket_bytes"])
+        cost = cpu.floor_per_minute(cpu.floor_compressed) - floor_pm
+        out.append(
+            f"   permessage-deflate: {saved:.0%} fewer bytes for {_ms(cost)} ms more CPU per audio minute "
+            f"({cost / floor_pm:+.0%} of the floor); at 1x real time a stream is "
+            f"{float(floor['socket_bytes']) / float(floor['speech_seconds']) / 1000:.0f} kB/s uncompressed"
+        )
+    checks.append(
+        Check("client CPU per audio minute", passed, f"{ratio:.2f}x the floor (target <= {CPU_TARGET:.2f}x)")
+    )
+    return out
+
+
+def _fleet_report(fleet: Fleet, checks: list[Check]) -> list[str]:
+    ratios = fleet.ratios()
+    worst = max(ratios)
+    passed = worst <= FLEET_TARGET
+    streams = fleet.narrations * fleet.concurrency
+    out = [
+        f"\n5. {fleet.narrations} narrations at once in one process ({fleet.minutes:g} min each, concurrency "
+        f"{fleet.concurrency} each: {streams} streams), emulator paced at {fleet.speed:g} s/s"
+    ]
+    rows = []
+    for index, (narration, ratio) in enumerate(zip(fleet.data["narrations"], ratios, strict=True)):
+        ideal = segments_makespan(narration["segment_speech_seconds"], fleet.concurrency) / fleet.speed
+        rows.append(
+            [
+                str(index + 1),
+                str(len(narration["segment_speech_seconds"])),
+                f"{sum(narration['segment_speech_seconds']):.0f}",
+                f"{narration['wall_seconds']:.2f}",
+                f"{ideal:.2f}",
+                f"{ratio:.2f}x",
+            ]
+        )
+    out.append(_table(["narration", "segments", "speech s", "wall s", "ideal s", "wall/ideal"], rows))
+    cpu = float(fleet.data["narration_cpu_seconds"])
+    wall = float(fleet.data["wall_seconds"])
+    emulator = f"{fleet.emulator_cpu_seconds / wall:.0%}" if fleet.emulator_cpu_seconds is not None else "n/a"
+    out.append(
+        f"   the slowest {worst:.2f}x its ideal (target <= {FLEET_TARGET:.2f}x: no stream falls behind)  "
+        f"{_verdict(passed)}; client CPU {cpu:.2f} s in {wall:.2f} s ({cpu / wall:.0%} of a core), "
+        f"emulator {emulator} of a core"
+    )
+    checks.append(
+        Check(
+            f"{fleet.narrations} narrations at once keep up",
+            passed,
+            f"slowest {worst:.2f}x its ideal (target <= {FLEET_TARGET:.2f}x)",
+        )
+    )
+    return out
+
+
+def _cold_start_report(cold: ColdStart, checks: list[Check]) -> list[str]:
+    passed = cold.ratio <= COLD_START_TARGET and not cold.extra_packages
+    out = ["\n6. Cold start: a fresh interpreter's import (the least of several, bytecode cached)"]
+    out.append(
+        _table(
+            ["import", "seconds", "vs SDKs"],
+            [
+                ["nothing (python -c pass)", f"{cold.python_seconds:.3f}", ""],
+                ["the SDKs alone: " + ", ".join(SDK_MODULES), f"{cold.sdk_seconds:.3f}", "1.00x"],
+                ["function_app", f"{cold.app_seconds:.3f}", f"{cold.ratio:.3f}x"],
+            ],
+        )
+    )
+    extra = ", ".join(cold.extra_packages) or "none"
+    out.append(
+        f"   function_app/SDKs {cold.ratio:.3f}x (target <= {COLD_START_TARGET:.2f}x); third-party packages "
+        f"beyond the SDKs': {extra}  {_verdict(passed)}"
+    )
+    checks.append(
+        Check(
+            "cold start", passed, f"{cold.ratio:.3f}x the SDKs' import (target <= {COLD_START_TARGET:.2f}x)"
+        )
+    )
+    return out
 
 
 # --- Main ------------------------------------------------------------------------------------
@@ -572,6 +883,42 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="a smaller run: 10 minutes timed, 2/5/10 minutes for RSS and tokens",
     )
+    parser.add_argument(
+        "--cpu-minutes", type=float, default=10.0, help="audio of the client/floor CPU runs (default 10)"
+    )
+    parser.add_argument(
+        "--cpu-concurrency", type=int, default=4, help="concurrency of the CPU runs (default 4)"
+    )
+    parser.add_argument(
+        "--cpu-repeats",
+        type=int,
+        default=2,
+        help="alternating client/floor runs, least taken (default 2; 0: none)",
+    )
+    parser.add_argument(
+        "--fleet-narrations",
+        type=int,
+        default=8,
+        help="narrations at once in one process (default 8; 0: none)",
+    )
+    parser.add_argument(
+        "--fleet-minutes", type=float, default=7.0, help="audio of each (default 7: 4 segments)"
+    )
+    parser.add_argument(
+        "--fleet-concurrency",
+        type=int,
+        default=1,
+        help="NARRATION_CONCURRENCY of the fleet (default 1: 8 streams, the load of concurrency 8)",
+    )
+    parser.add_argument(
+        "--fleet-speed", type=float, default=None, help="pace of the fleet's emulator (default --speed)"
+    )
+    parser.add_argument(
+        "--import-repeats",
+        type=int,
+        default=7,
+        help="fresh interpreters per import timing (default 7; 0: none)",
+    )
     parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
     parser.add_argument("--json", type=Path, default=None, help="also write every measurement to this file")
     return parser
@@ -597,12 +944,14 @@ def services(
 
 
 def measure(
-    wall_runs: list[Run], rss_runs: list[Run], speed: float, segment_words: int
-) -> list[Conversation]:
-    """Fill in every run (each in a fresh worker process), then measure the baseline conversations."""
+    args: argparse.Namespace, wall_runs: list[Run], rss_runs: list[Run], segment_words: int
+) -> Measured:
+    """Fill in every run (each in a fresh worker process), then the CPU comparison, the fleet,
+    the baseline conversations and the cold start."""
+    measured = Measured(wall_runs, rss_runs)
     with (
         tempfile.TemporaryDirectory(prefix="podcast-bench-") as folder,
-        services(Path(folder), speed) as (azurite, paced, instant),
+        services(Path(folder), args.speed) as (azurite, paced, instant),
     ):
         done: dict[tuple[float, int], Run] = {}
         for run in wall_runs + rss_runs:
@@ -616,10 +965,55 @@ def measure(
             run_worker(run, paced, azurite)
             done[key] = run
             print(f"{run.wall_seconds:.1f} s", flush=True)
+        if args.cpu_repeats:
+            cpu = measured.cpu = CpuRuns(args.cpu_minutes, args.cpu_concurrency)
+            print(
+                f"  client and floor, {cpu.minutes:g} min at concurrency {cpu.concurrency}, "
+                f"{args.cpu_repeats} times ...",
+                end=" ",
+                flush=True,
+            )
+            for _ in range(args.cpu_repeats):
+                for module, extra, into in (
+                    ("benchmarks.worker", (), cpu.client),
+                    ("benchmarks.floor", (), cpu.floor),
+                    ("benchmarks.floor", ("--compression",), cpu.floor_compressed),
+                ):
+                    into.append(run_process(module, cpu.minutes, cpu.concurrency, paced, azurite, extra)[0])
+            print("done", flush=True)
+        if args.fleet_narrations:
+            fleet = measured.fleet = Fleet(
+                args.fleet_narrations,
+                args.fleet_minutes,
+                args.fleet_concurrency,
+                args.fleet_speed or args.speed,
+            )
+            print(f"  {fleet.narrations} narrations at once at {fleet.speed:g} s/s ...", end=" ", flush=True)
+            with contextlib.ExitStack() as stack:
+                emulator = paced
+                if fleet.speed != args.speed:
+                    emulator = EmulatorProcess(fleet.speed, Path(folder) / "emulator-fleet.log")
+                    emulator.start()
+                    stack.callback(emulator.stop)
+                fleet.data, fleet.emulator_cpu_seconds = run_process(
+                    "benchmarks.worker",
+                    fleet.minutes,
+                    fleet.concurrency,
+                    emulator,
+                    azurite,
+                    ("--narrations", str(fleet.narrations)),
+                )
+            print(f"{fleet.data['wall_seconds']:.1f} s", flush=True)
         print("  one conversation for everything (instant emulator) ...", end=" ", flush=True)
-        conversations = [asyncio.run(one_conversation(instant, r.minutes, segment_words)) for r in rss_runs]
+        measured.conversations = [
+            asyncio.run(one_conversation(instant, r.minutes, segment_words)) for r in rss_runs
+        ]
         print("done", flush=True)
-    return conversations
+    if args.import_repeats:
+        print("  cold start ...", end=" ", flush=True)
+        measured.cold_start = measure_cold_start(args.import_repeats)
+        print("done", flush=True)
+    return measured
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -627,6 +1021,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.concurrency = sorted({1, *args.concurrency})  # concurrency 1 is what the others compare with
     if args.quick:
         args.minutes, args.rss_minutes = 10.0, [2.0, 5.0, 10.0]
+        args.cpu_minutes = min(args.cpu_minutes, 5.0)
     if args.speed <= 0:
         raise SystemExit("--speed must be positive")
     segment_words = DEFAULT_MAX_WORDS
@@ -640,21 +1035,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     wall_runs = [Run(args.minutes, c) for c in args.concurrency]
     rss_runs = [Run(m, args.rss_concurrency) for m in args.rss_minutes]
     try:
-        conversations = measure(wall_runs, rss_runs, args.speed, segment_words)
+        measured = measure(args, wall_runs, rss_runs, segment_words)
     except (AzuriteNotInstalledError, RuntimeError) as exc:
         print(f"\nerror: {exc}", file=sys.stderr)
         return 2
-    text, checks = report(args, wall_runs, rss_runs, conversations)
+    text, checks = report(args, measured)
     print(text)
     print(f"\nFinished in {time.monotonic() - started:.0f} s.")
     if args.json is not None:
+        cpu, fleet = measured.cpu, measured.fleet
         args.json.write_text(
             json.dumps(
                 {
                     "speed": args.speed,
                     "wall": [{"concurrency": r.concurrency, **r.data} for r in wall_runs],
                     "rss": [{"concurrency": r.concurrency, **r.data} for r in rss_runs],
-                    "one_conversation": [c.__dict__ for c in conversations],
+                    "one_conversation": [c.__dict__ for c in measured.conversations],
+                    "cpu": None if cpu is None else cpu.__dict__,
+                    "fleet": None if fleet is None else fleet.__dict__,
+                    "cold_start": None if measured.cold_start is None else measured.cold_start.__dict__,
                     "checks": [c.__dict__ for c in checks],
                 },
                 indent=2,

@@ -9,7 +9,12 @@ environment, and prints one JSON line: timings, sizes, tokens and the process's 
 A short warm-up narration runs first (same service, untimed), so the timed run does not
 pay for lazy imports or the container check. Peak RSS is the whole process's
 (``getrusage(RUSAGE_SELF).ru_maxrss``): imports and warm-up included, which is why the
-benchmark compares lengths by their difference.
+benchmark compares lengths by their difference. ``narration_cpu_seconds`` is the CPU of the
+timed narration alone.
+
+``--narrations N`` narrates N different texts of ``--minutes`` at once in the one process
+(one app, as a Function instance carries concurrent requests) and prints each one's wall
+time and segments instead.
 """
 
 from __future__ import annotations
@@ -50,16 +55,17 @@ def current_rss_kib() -> int | None:
     return None
 
 
-async def _narrate(text: str) -> tuple[StoredNarration, float, int | None]:
+async def _narrate(text: str) -> tuple[StoredNarration, float, float, int | None]:
+    """The timed narration: its result, wall and CPU seconds, and the RSS before it."""
     app = App.from_env()
     try:
         limits = app.settings.limits
         await app.narrations.narrate(parse_request(json.dumps({"text": WARM_UP_TEXT}).encode(), limits))
         ready_rss = current_rss_kib()
-        started = time.perf_counter()
+        started, started_cpu = time.perf_counter(), time.process_time()
         request = parse_request(json.dumps({"text": text, "title": "Benchmark"}).encode(), limits)
         result = await app.narrations.narrate(request)
-        return result, time.perf_counter() - started, ready_rss
+        return result, time.perf_counter() - started, time.process_time() - started_cpu, ready_rss
     finally:
         await app.aclose()
 
@@ -68,7 +74,7 @@ def run(minutes: float, seed: int) -> dict[str, Any]:
     """Narrate ``minutes`` of prose; return the measurements (see the module docstring)."""
     text = prose_for_minutes(minutes, seed=seed)
     started_cpu = time.process_time()
-    result, wall, ready_rss = asyncio.run(_narrate(text))
+    result, wall, narration_cpu, ready_rss = asyncio.run(_narrate(text))
     speech = sum(s.end_seconds - s.start_seconds for s in result.segments)
     return {
         "minutes_requested": minutes,
@@ -80,6 +86,7 @@ def run(minutes: float, seed: int) -> dict[str, Any]:
         "duration_seconds": result.duration_seconds,
         "wall_seconds": wall,
         "cpu_seconds": time.process_time() - started_cpu,
+        "narration_cpu_seconds": narration_cpu,
         "input_tokens": result.usage.input_tokens,
         "input_text_tokens": result.usage.input_text_tokens,
         "input_audio_tokens": result.usage.input_audio_tokens,
@@ -93,13 +100,61 @@ def run(minutes: float, seed: int) -> dict[str, Any]:
     }
 
 
+async def _narrate_many(texts: list[str]) -> tuple[list[tuple[StoredNarration, float]], float, float]:
+    """The texts narrated at once by one app: each result with its wall seconds, then the
+    whole wall and CPU seconds."""
+    app = App.from_env()
+    try:
+        limits = app.settings.limits
+        await app.narrations.narrate(parse_request(json.dumps({"text": WARM_UP_TEXT}).encode(), limits))
+        started, started_cpu = time.perf_counter(), time.process_time()
+
+        async def one(text: str) -> tuple[StoredNarration, float]:
+            request = parse_request(json.dumps({"text": text, "title": "Benchmark"}).encode(), limits)
+            result = await app.narrations.narrate(request)
+            return result, time.perf_counter() - started
+
+        results = await asyncio.gather(*(one(text) for text in texts))
+        return list(results), time.perf_counter() - started, time.process_time() - started_cpu
+    finally:
+        await app.aclose()
+
+
+def run_many(minutes: float, narrations: int) -> dict[str, Any]:
+    """``narrations`` different texts of ``minutes`` each, narrated at once in this process."""
+    texts = [prose_for_minutes(minutes, seed=seed) for seed in range(narrations)]
+    results, wall, cpu = asyncio.run(_narrate_many(texts))
+    return {
+        "minutes_requested": minutes,
+        "narrations": [
+            {
+                "wall_seconds": seconds,
+                "segment_speech_seconds": [
+                    round(s.end_seconds - s.start_seconds, 3) for s in result.segments
+                ],
+                "attempts": sum(s.attempts for s in result.segments),
+            }
+            for result, seconds in results
+        ],
+        "wall_seconds": wall,
+        "narration_cpu_seconds": cpu,
+        "speech_seconds": sum(
+            s.end_seconds - s.start_seconds for result, _ in results for s in result.segments
+        ),
+    }
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.worker", description=__doc__)
     parser.add_argument("--minutes", type=float, required=True, help="minutes of speech to narrate")
     parser.add_argument("--seed", type=int, default=0, help="seed of the generated prose")
+    parser.add_argument(
+        "--narrations", type=int, default=0, help="narrate this many texts at once instead (seeds 0, 1, ...)"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(name)s %(levelname)s %(message)s")
-    print(json.dumps(run(args.minutes, args.seed)), flush=True)
+    result = run_many(args.minutes, args.narrations) if args.narrations else run(args.minutes, args.seed)
+    print(json.dumps(result), flush=True)
     return 0
 
 

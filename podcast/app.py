@@ -30,11 +30,13 @@ if TYPE_CHECKING:
     from azure.storage.blob.aio import BlobServiceClient
     from azure.storage.queue.aio import QueueClient
 
+    from podcast.engine.longform import ProgressCallback
     from podcast.engine.realtime import Narrator
+    from podcast.models import NarrationRequest
     from podcast.services.documents import DocumentService
     from podcast.services.downloads import DownloadService
     from podcast.services.jobs import JobService
-    from podcast.services.narrations import NarrationService
+    from podcast.services.narrations import NarrationService, StoredNarration
     from podcast.services.reuse import ReuseCache
     from podcast.storage.blobs import BlobStore
     from podcast.storage.documents import JsonDocuments
@@ -131,6 +133,13 @@ class App:
         return BlobStore(self.blob_service, self.settings.storage.output_container)
 
     @cached_property
+    def inputs(self) -> BlobStore:
+        """The input container (uploaded documents): read for their current versions only."""
+        from podcast.storage.blobs import BlobStore
+
+        return BlobStore(self.blob_service, self.settings.storage.input_container)
+
+    @cached_property
     def job_documents(self) -> JsonDocuments:
         """The jobs container's documents: job records, requests, idempotency keys, reuse entries."""
         from podcast.storage.documents import Container, JsonDocuments
@@ -185,11 +194,17 @@ class App:
 
     @cached_property
     def jobs(self) -> JobService:
-        """Asynchronous jobs. Also needs the job queue."""
+        """Asynchronous jobs. Also needs the job queue.
+
+        Its narrations are :attr:`narrations`, made when a job first narrates: a status poll
+        never loads the Realtime stack. A missing Azure OpenAI setting is still named first.
+        """
         from podcast.services.jobs import JobService
 
-        narrations = self.narrations
-        return JobService(self.job_documents, self.job_queue, narrations, self.reuse, self.settings.jobs)
+        self.settings.realtime  # noqa: B018 - raises naming a missing Azure OpenAI setting
+        return JobService(
+            self.job_documents, self.job_queue, _NarrationsOnFirstUse(self), self.reuse, self.settings.jobs
+        )
 
     @cached_property
     def documents(self) -> DocumentService:
@@ -197,7 +212,12 @@ class App:
         from podcast.services.documents import DocumentService
 
         return DocumentService(
-            self.narrations, self.settings.storage, self.settings.documents, self.settings.limits
+            self.narrations,
+            self.settings.storage,
+            self.settings.documents,
+            self.settings.limits,
+            sources=self.inputs,
+            claims=self.job_documents,
         )
 
     async def aclose(self) -> None:
@@ -206,6 +226,32 @@ class App:
         for close in closers:
             with contextlib.suppress(Exception):
                 await close()
+
+
+class _NarrationsOnFirstUse:
+    """The job service's narrations: ``app.narrations``, made on first use."""
+
+    def __init__(self, app: App) -> None:
+        self._app = app
+
+    @property
+    def deployment(self) -> str:
+        return self._app.settings.realtime.deployment
+
+    async def narrate(
+        self,
+        request: NarrationRequest,
+        *,
+        narration_id: str | None = None,
+        on_progress: ProgressCallback | None = None,
+        time_budget_seconds: float | None = None,
+    ) -> StoredNarration:
+        return await self._app.narrations.narrate(
+            request,
+            narration_id=narration_id,
+            on_progress=on_progress,
+            time_budget_seconds=time_budget_seconds,
+        )
 
 
 class AppHolder:

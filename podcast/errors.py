@@ -17,6 +17,7 @@ next, so no caller needs to know the concrete class:
     │   ├── TextTooLongError          413
     │   │   └── RequestTooLargeError  413  a body larger than any valid request
     │   ├── DocumentError             400  an uploaded document that can never be narrated
+    │   ├── BlobNameError             400  a name that could leave its container (``..``, ``/x``, ``\\``)
     │   └── IdempotencyKeyReusedError 422  an Idempotency-Key reused with another request
     ├── NarrationError                502  Azure OpenAI refused or failed the narration
     │   ├── AuthenticationError       502  401/403 at the handshake
@@ -34,6 +35,7 @@ next, so no caller needs to know the concrete class:
     │   └── FidelityError             502  the transcript kept straying from the text
     ├── StorageError                  502  Blob Storage refused an operation
     │   └── StorageUnavailableError   503  transient: Storage unreachable or busy
+    ├── SupersededError               409  a newer version of the document took over its narration
     ├── JobNotFoundError              404  no narration job with this id
     │   └── NarrationNotFoundError    404  no stored narration (or file of it) with this id
     └── JobStalledError               503  a queued narration's worker stopped reporting
@@ -163,6 +165,14 @@ class DocumentError(RequestValidationError):
     """A document that can never be narrated (wrong type, encoding, size, or content)."""
 
     code = "unsupported_document"
+
+
+class BlobNameError(RequestValidationError):
+    """A blob name built from input that Storage could resolve outside its container, or
+    that Azure refuses (see :mod:`podcast.storage.names`). The message says which rule the
+    name breaks and never quotes it."""
+
+    code = "invalid_blob_name"
 
 
 # --- Azure OpenAI Realtime -------------------------------------------------------------
@@ -328,6 +338,15 @@ class FidelityError(NarrationError):
     """The narration kept straying from the text (word similarity below the threshold)."""
 
     code = "fidelity_too_low"
+
+
+class SupersededError(PodcastError):
+    """The narration of an uploaded document was abandoned before its commit: the source
+    changed (a newer version is narrated instead) or another delivery took over its claim.
+    Nothing of it was stored; not transient (the newer version's own delivery does the work)."""
+
+    code = "superseded"
+    http_status = 409
 
 
 # --- Asynchronous narration jobs (podcast.services.jobs) ------------------------------------------

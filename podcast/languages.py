@@ -11,8 +11,6 @@ from __future__ import annotations
 import re
 from typing import Final
 
-import langcodes
-
 __all__ = ["display_name", "normalize_language_tag"]
 
 _SHAPE: Final = re.compile(r"[A-Za-z]{2,3}(?:[-_][A-Za-z]{4})?(?:[-_](?:[A-Za-z]{2}|[0-9]{3}))?")
@@ -38,6 +36,10 @@ def normalize_language_tag(value: str) -> str | None:
     if len(subtags) > 1 and subtags[-1].upper() == "UK":
         subtags[-1] = "GB"
     tag = "-".join(subtags)
+    # Imported on the first tag: its registry takes longer to load than the rest of the app,
+    # and a cold start that answers health, OpenAPI or a status poll never needs it.
+    import langcodes
+
     if not langcodes.tag_is_valid(tag):
         return None
     language = langcodes.Language.get(tag, normalize=False)
@@ -57,6 +59,8 @@ def display_name(tag: str) -> str | None:
     normalized = normalize_language_tag(tag)
     if normalized is None:
         return None
+    import langcodes  # loaded by normalize_language_tag above
+
     language = langcodes.Language.get(normalized, normalize=False)
     name = language.language_name("en")
     if not language.language or name.startswith(_UNKNOWN):

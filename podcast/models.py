@@ -214,7 +214,9 @@ class NarrationRequest(BaseModel):
     context={"limits": RequestLimits(...)})``; without a context the default limits apply.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid", strict=True, hide_input_in_errors=True)
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", strict=True, hide_input_in_errors=True, defer_build=True
+    )
 
     # The descriptions, x-ms-summary and x-ms-visibility are what the OpenAPI definition
     # publishes (podcast.http.openapi); the bounds that are settings (text's maximum length,

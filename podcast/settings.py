@@ -68,6 +68,7 @@ MAX_DEQUEUE_SETTING: Final = "NARRATION_QUEUE_MAX_DEQUEUE_COUNT"
 MAX_DOCUMENT_BYTES_SETTING: Final = "NARRATION_MAX_DOCUMENT_BYTES"
 MAX_DOCUMENT_CHARACTERS_SETTING: Final = "NARRATION_MAX_DOCUMENT_CHARACTERS"
 DOCUMENT_ATTEMPTS_SETTING: Final = "NARRATION_DOCUMENT_MAX_ATTEMPTS"
+DOCUMENT_CLAIM_SETTING: Final = "NARRATION_DOCUMENT_CLAIM_SECONDS"
 
 DEFAULT_DEPLOYMENT: Final = "gpt-realtime-mini"
 DEFAULT_OUTPUT_CONTAINER: Final = "narrations"
@@ -151,7 +152,12 @@ class _Section(BaseSettings):
     :meth:`from_env`, from an environment mapping (setting names)."""
 
     model_config = SettingsConfigDict(
-        frozen=True, extra="ignore", populate_by_name=True, case_sensitive=True, validate_default=False
+        frozen=True,
+        extra="ignore",
+        populate_by_name=True,
+        case_sensitive=True,
+        validate_default=False,
+        defer_build=True,  # validators built on first use, not at import (cold starts)
     )
 
     @classmethod
@@ -628,6 +634,9 @@ class DocumentSettings(_Section):
     max_characters: int = _whole(MAX_DOCUMENT_CHARACTERS_SETTING, 50_000, 1, 1_000_000)
     max_attempts: int = _whole(DOCUMENT_ATTEMPTS_SETTING, 2, 1, 10)
     """Matches host.json's ``extensions.blobs.poisonBlobThreshold``."""
+    claim_seconds: int = _whole(DOCUMENT_CLAIM_SETTING, 60, 5, 3600)
+    """How long a delivery's claim on a document version lasts without renewal (renewed every
+    third of it while narrating): a worker that dies blocks that version this long at most."""
 
     def request_limits(self, base: RequestLimits) -> RequestLimits:
         """``base`` with the document text limit."""

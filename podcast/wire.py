@@ -47,6 +47,7 @@ __all__ = [
     "AudioFormat",
     "CacheEntry",
     "CacheState",
+    "DocumentClaim",
     "DocumentSource",
     "ErrorBody",
     "ErrorDetails",
@@ -131,8 +132,9 @@ Similarity = Annotated[float, AfterValidator(_round4)]
 Voice = Annotated[str, WithJsonSchema({"type": "string", "enum": list(REALTIME_VOICES)})]
 """A Realtime voice. Not checked on reading, so a stored document outlives a voice's removal."""
 
-_FROZEN: Final = ConfigDict(frozen=True)
-_DOCUMENT: Final = ConfigDict(frozen=True, json_schema_serialization_defaults_required=True)
+# defer_build: a model's validator is built on its first use, not at import (cold starts).
+_FROZEN: Final = ConfigDict(frozen=True, defer_build=True)
+_DOCUMENT: Final = ConfigDict(frozen=True, json_schema_serialization_defaults_required=True, defer_build=True)
 """A document that always carries every key (the published schema lists them as required)."""
 
 
@@ -500,7 +502,7 @@ class ErrorDetails(BaseModel):
     """What went wrong. Extra keys that some errors add (``upstream_code``, ``reason``) are
     kept; ``setting`` is present only for a missing or malformed setting."""
 
-    model_config = ConfigDict(frozen=True, extra="allow")
+    model_config = ConfigDict(frozen=True, extra="allow", defer_build=True)
 
     code: str = Field(
         description="Stable, machine-readable (e.g. invalid_request, rate_limited).",
@@ -619,7 +621,9 @@ class JobRecord(BaseModel):
     result is.
     """
 
-    model_config = ConfigDict(validate_assignment=True, json_schema_serialization_defaults_required=True)
+    model_config = ConfigDict(
+        validate_assignment=True, json_schema_serialization_defaults_required=True, defer_build=True
+    )
 
     id: str = Field(description="The job's id (32 hex digits).", json_schema_extra={"x-ms-summary": "Job ID"})
     status: JobStatus = Field(
@@ -803,3 +807,15 @@ class IdempotencyEntry(BaseModel):
     created_at: Timestamp = Field(
         description="When the key was first used (UTC).", json_schema_extra={"x-ms-summary": "Created At"}
     )
+
+
+class DocumentClaim(BaseModel):
+    """``documents/<sha256 of the source name>.json`` in the jobs container: the one delivery
+    narrating an uploaded document's version (see :mod:`podcast.services.documents`)."""
+
+    model_config = _DOCUMENT
+
+    version: str = Field(description="The source blob's ETag that this delivery narrates.")
+    sha256: str = Field(description="SHA-256 of that version's bytes.")
+    attempt: str = Field(description="A random id of the claiming delivery.")
+    expires_at: Timestamp = Field(description="When the claim lapses unless renewed (UTC).")

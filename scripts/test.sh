@@ -38,7 +38,9 @@ python313_tests() {
         [ -z "${CI:-}" ] || [ "${CI:-}" = "false" ] || [ "${CI:-}" = "0" ]
         return
     fi
-    .venv-3.13/bin/python -m pytest -p no:cacheprovider "$@"
+    # The speech tests (marker `speech`: Piper and Whisper, ~700 MB of optional packages) run in
+    # the main pass only; they test the emulator's speech, not the app on another Python.
+    .venv-3.13/bin/python -m pytest -p no:cacheprovider -m "not speech" "$@"
 }
 
 step "ruff check" "$BIN/ruff" check .

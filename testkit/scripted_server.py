@@ -24,7 +24,16 @@ from websockets.http11 import Request, Response
 
 Event = dict[str, Any]
 Script = Callable[["ScriptedServer"], Sequence[object]]
-"""A script returns events to send, or the strings "close" (close frame) / "hang" (stop)."""
+"""A script returns events to send, :class:`Frame` objects (sent exactly as given), or the
+strings "close" (close frame) / "hang" (stop)."""
+
+
+@dataclass(frozen=True)
+class Frame:
+    """A message sent as it is: ``str`` as a text frame, ``bytes`` as a binary frame, a list
+    of either as one message fragmented into those frames (all of one kind)."""
+
+    payload: str | bytes | list[str] | list[bytes]
 
 
 def tone(seconds: float, frequency: float = 220.0) -> bytes:
@@ -47,6 +56,10 @@ class ScriptedServer:
     """The body of every rejection (default: ``{"error": {"code": "<status>", "message": ...}}``)."""
     received: list[Event] = field(default_factory=list)
     handshake_headers_seen: list[dict[str, str]] = field(default_factory=list)
+    compression: str | None = "deflate"
+    """``"deflate"`` accepts permessage-deflate when a client offers it; ``None`` never does."""
+    extensions_used: list[list[str]] = field(default_factory=list)
+    """The extensions negotiated on each connection, by name."""
     connections: int = 0
     _server: Server | None = None
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
@@ -61,7 +74,13 @@ class ScriptedServer:
         return f"event_{next(self._ids)}"
 
     async def __aenter__(self) -> ScriptedServer:
-        self._server = await serve(self._handle, "127.0.0.1", 0, process_request=self._process_request)
+        self._server = await serve(
+            self._handle,
+            "127.0.0.1",
+            0,
+            process_request=self._process_request,
+            compression=self.compression,
+        )
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -82,6 +101,7 @@ class ScriptedServer:
         return Response(status.value, status.phrase, headers, body)
 
     async def _handle(self, connection: ServerConnection) -> None:
+        self.extensions_used.append([extension.name for extension in connection.protocol.extensions])
         await connection.send(
             json.dumps(
                 {
@@ -103,6 +123,9 @@ class ScriptedServer:
                 if step == "hang":
                     await connection.wait_closed()
                     return
+                if isinstance(step, Frame):
+                    await connection.send(step.payload)
+                    continue
                 await connection.send(json.dumps(step))
 
 

@@ -1,8 +1,9 @@
 """What one Realtime response yields: the typed server events turned into audio and
 transcript pieces, the final status checked, and the result types of a narration.
 
-:class:`ResponseState` is fed the SDK's server events of one attempt (``connection.recv()``)
-and turns them into stream events; :meth:`ResponseState.finish` checks the final
+:class:`ResponseState` is fed the server events of one attempt (the SDK's typed events, and
+audio deltas from the fast path of :mod:`podcast.engine.receive`) and turns them into stream
+events; :meth:`ResponseState.finish` checks the final
 ``response.done`` and returns a :class:`ResponseDone` or raises the typed error of the
 failure, carrying the tokens it billed. Throttling reported inside the session (an
 ``error`` event or a ``failed`` response with ``rate_limit_exceeded``, or
@@ -12,8 +13,6 @@ handshake 429 (or, for quota, never).
 
 from __future__ import annotations
 
-import base64
-import binascii
 import re
 import time
 from dataclasses import dataclass, field
@@ -37,6 +36,7 @@ from openai.types.realtime.realtime_response_status import Error as ResponseStat
 from pydantic import BaseModel
 
 from podcast.engine import audio
+from podcast.engine.receive import RawAudioDelta, decode_audio
 from podcast.errors import (
     ConnectionLostError,
     EmptyAudioError,
@@ -190,7 +190,7 @@ class SpokenText:
 class ResponseState:
     """What one attempt has seen so far; turns server events into stream events.
 
-    ``connection.recv()`` gives the SDK's typed events, built *without* validation: a
+    An event that fails the SDK's validation is still built, *without* validation: a
     field the server left out reads as ``None`` whatever its declared type, and an event
     type the SDK does not know is built as some other event class with its own ``type``.
     So each case matches the class *and* its ``type``, and every field that a
@@ -206,19 +206,14 @@ class ResponseState:
     transcript_parts: dict[tuple[str, int], list[str]] = field(default_factory=dict)
     done: RealtimeResponse | None = None
 
-    def handle(self, event: RealtimeServerEvent) -> list[StreamEvent]:
-        """Process one server event; return what to yield. Raises on ``error`` events."""
+    def handle(self, event: RealtimeServerEvent | RawAudioDelta) -> list[StreamEvent]:
+        """Process one server event (an audio delta may come from the fast path,
+        :mod:`podcast.engine.receive`); return what to yield. Raises on ``error`` events."""
         match event:
+            case RawAudioDelta():
+                return self._audio(event.response_id, event.delta)
             case ResponseAudioDeltaEvent(type="response.output_audio.delta"):
-                if not self._ours(event.response_id):
-                    return []
-                pcm = _decode_audio(event.delta)
-                if not pcm:
-                    return []
-                if self.first_audio_at is None:
-                    self.first_audio_at = time.monotonic()
-                self.audio_bytes += len(pcm)
-                return [AudioDelta(pcm)]
+                return self._audio(event.response_id, event.delta)
             case ResponseAudioTranscriptDeltaEvent(type="response.output_audio_transcript.delta"):
                 delta: str | None = event.delta
                 if not self._ours(event.response_id) or not delta:
@@ -298,7 +293,18 @@ class ResponseState:
         seconds = audio.duration_seconds(self.audio_bytes)
         return ConnectionLostError(f"{message}; {seconds:.1f}s of audio received and discarded")
 
-    def _ours(self, response_id: str | None) -> bool:
+    def _audio(self, response_id: object, delta: object) -> list[StreamEvent]:
+        if not self._ours(response_id):
+            return []
+        pcm = decode_audio(delta)
+        if not pcm:
+            return []
+        if self.first_audio_at is None:
+            self.first_audio_at = time.monotonic()
+        self.audio_bytes += len(pcm)
+        return [AudioDelta(pcm)]
+
+    def _ours(self, response_id: object) -> bool:
         return self.response_id is None or response_id is None or response_id == self.response_id
 
     def _parts(self, item_id: str | None, content_index: int | None) -> list[str]:
@@ -324,15 +330,6 @@ def server_error(error: RealtimeError | None) -> NarrationError:
         error_type=error.type,
         param=error.param,
     )
-
-
-def _decode_audio(delta: object) -> bytes:
-    if not isinstance(delta, str) or not delta:
-        return b""
-    try:
-        return base64.b64decode(delta, validate=True)
-    except (binascii.Error, ValueError):
-        raise NarrationError("Azure OpenAI sent audio that is not valid base64") from None
 
 
 def _int(value: object) -> int:

@@ -13,24 +13,55 @@ Every problem raises :class:`~podcast.errors.DocumentError` (a permanent
 :class:`DocumentService` is what the blob trigger runs: ``<name-without-extension>.wav``
 and ``.json`` in the output container, idempotent by content hash, with an ``.error.json``
 record for documents that cannot be narrated or whose retries ran out.
+
+Event Grid delivers at least once, and a document saved twice in a row is two versions
+arriving close together. Each version (the source blob's ETag) is narrated by one delivery:
+
+1. The name is checked first (:mod:`podcast.storage.names`): a name with ``.``/``..``
+   segments, a leading ``/``, a backslash, ... is refused before any Storage call, logged
+   escaped, and not retried (status ``rejected``).
+2. A delivery whose ETag is no longer the source's (a newer version exists, or the source
+   was deleted) does nothing (``superseded``): the newer version's delivery narrates.
+3. The delivery *claims* the document: a conditional create of
+   ``documents/<sha256 of the name>.json`` in the jobs container (:class:`~podcast.wire.DocumentClaim`),
+   valid ``NARRATION_DOCUMENT_CLAIM_SECONDS`` (60) and renewed every third of that while it
+   narrates. A second delivery of the same version that finds a live claim does nothing and
+   returns (``duplicate``; the claimant's own delivery is retried by the host if it fails or
+   dies). A claim that lapsed (its worker died) or that names an older version is taken
+   over, conditionally on its ETag.
+4. With the claim, a version whose content (SHA-256) the ``.json`` already records is
+   skipped; otherwise it is narrated (its WAV blocks are its own) and, just before the
+   commit, the claim and the source's ETag are checked again: a narration whose source
+   changed or whose claim was taken is discarded with nothing stored (``superseded``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import codecs
+import contextlib
 import hashlib
 import logging
 import re
+import uuid
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import PurePosixPath
-from typing import Final, Literal, TypeVar
+from typing import Any, Final, Literal, Protocol, TypeVar
 
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
+from pydantic import ValidationError
 
-from podcast.errors import ConfigurationError, DocumentError, PodcastError, RequestValidationError
+from podcast.errors import (
+    BlobNameError,
+    ConfigurationError,
+    DocumentError,
+    PodcastError,
+    RequestValidationError,
+    SupersededError,
+)
 from podcast.models import MAX_TITLE_CHARACTERS, NarrationRequest, parse_request
 from podcast.services.narrations import NarrationService, StoredNarration
 from podcast.settings import (
@@ -40,7 +71,9 @@ from podcast.settings import (
     RequestLimits,
     StorageSettings,
 )
-from podcast.wire import DocumentSource, ErrorBody, iso_timestamp
+from podcast.storage.documents import DocumentStore
+from podcast.storage.names import blob_name, check_blob_name, log_safe
+from podcast.wire import DocumentClaim, DocumentSource, ErrorBody, iso_timestamp, job_timestamp
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -192,20 +225,129 @@ def _skip_to(tokens: Sequence[Token], index: int, closing: str) -> int:
 
 # --- The blob trigger's service -------------------------------------------------------------
 
+DocumentStatus = Literal["narrated", "skipped", "failed", "rejected", "duplicate", "superseded"]
+
 
 @dataclass(frozen=True, slots=True)
 class DocumentOutcome:
-    """What became of an uploaded document: ``narrated``, ``skipped`` (done before) or ``failed``."""
+    """What became of an uploaded document: ``narrated``; ``skipped`` (this content was
+    narrated before); ``failed`` (see its ``.error.json``); ``rejected`` (an unsafe name:
+    nothing stored anywhere); ``duplicate`` (another delivery is narrating this version);
+    ``superseded`` (a newer version or another delivery took over: nothing stored)."""
 
-    status: Literal["narrated", "skipped", "failed"]
+    status: DocumentStatus
     base: str
-    """Output blob names without extension (``<base>.wav``, ``.json``, ``.error.json``)."""
+    """Output blob names without extension (``<base>.wav``, ``.json``, ``.error.json``);
+    empty for a rejected name."""
     result: StoredNarration | None = None
     error: PodcastError | None = None
 
 
+class Sources(Protocol):
+    """The input container, as far as a delivery needs it (:class:`~podcast.storage.blobs.BlobStore`)."""
+
+    async def etag(self, blob_name: str) -> str | None:
+        """The source blob's current ETag, or ``None`` when it no longer exists."""
+        ...
+
+
+def claim_name(source_name: str) -> str:
+    """``documents/<sha256 of the source name>.json``: where a document's claim lives."""
+    return blob_name("documents", f"{hashlib.sha256(source_name.encode('utf-8')).hexdigest()}.json")
+
+
+def _same_version(left: str | None, right: str | None) -> bool:
+    """ETags compared without their quotes (the host and the SDK may differ in quoting)."""
+
+    def bare(etag: str | None) -> str | None:
+        return None if etag is None else etag.removeprefix("W/").strip('"')
+
+    return left is not None and bare(left) == bare(right)
+
+
+class _Claim:
+    """One delivery's claim on a document version (see the module docstring, step 3)."""
+
+    def __init__(
+        self, store: DocumentStore, source_name: str, version: str, sha256: str, seconds: int
+    ) -> None:
+        self.store = store
+        self.name = claim_name(source_name)
+        self.version = version
+        self.sha256 = sha256
+        self.seconds = seconds
+        self.attempt = uuid.uuid4().hex
+        self._renewing = asyncio.Lock()
+
+    def _document(self) -> dict[str, Any]:
+        expires = datetime.now(UTC) + timedelta(seconds=self.seconds)
+        claim = DocumentClaim(
+            version=self.version, sha256=self.sha256, attempt=self.attempt, expires_at=job_timestamp(expires)
+        )
+        return claim.model_dump(mode="json")
+
+    async def _current(self) -> tuple[DocumentClaim | None, str] | None:
+        found = await self.store.get(self.name)
+        if found is None:
+            return None
+        try:
+            return DocumentClaim.model_validate(found[0]), found[1]
+        except ValidationError:
+            return None, found[1]  # unreadable: treated as lapsed
+
+    async def acquire(self) -> bool:
+        """Take the claim: ``False`` when another delivery holds a live claim on this version."""
+        for _ in range(3):
+            if await self.store.put(self.name, self._document(), create=True):
+                return True
+            current = await self._current()
+            if current is None:
+                continue  # released meanwhile: try creating it again
+            holder, etag = current
+            if holder is not None and holder.attempt == self.attempt:
+                return True
+            live = holder is not None and _parse(holder.expires_at) > datetime.now(UTC)
+            if live and holder is not None and _same_version(holder.version, self.version):
+                return False
+            # Lapsed (its worker died), unreadable, or an older version's: take it over.
+            if await self.store.put(self.name, self._document(), etag=etag):
+                return True
+        return False
+
+    async def renew(self) -> bool:
+        """Extend the claim; ``False`` when it is no longer this delivery's."""
+        async with self._renewing:  # the keeper and the check before the commit
+            current = await self._current()
+            if current is None or current[0] is None or current[0].attempt != self.attempt:
+                return False
+            return await self.store.put(self.name, self._document(), etag=current[1])
+
+    async def keep(self) -> None:
+        """Renew every third of the claim's lifetime until cancelled (best effort)."""
+        while True:
+            await asyncio.sleep(self.seconds / 3)
+            try:
+                if not await self.renew():
+                    log.warning("document claim %s was taken over by another delivery", self.attempt[:8])
+                    return
+            except PodcastError as error:
+                log.warning("document claim not renewed (%s)", error.code)
+
+    async def release(self) -> None:
+        """Remove the claim if it is still this delivery's (best effort)."""
+        with contextlib.suppress(PodcastError):
+            current = await self._current()
+            if current is not None and current[0] is not None and current[0].attempt == self.attempt:
+                await self.store.delete(self.name, etag=current[1])
+
+
+def _parse(timestamp: str) -> datetime:
+    return datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
+
+
 class DocumentService:
-    """Narrates documents uploaded to the input container into the output container."""
+    """Narrates documents uploaded to the input container (``sources``) into the output
+    container, one delivery per document version (``claims``: the jobs container)."""
 
     def __init__(
         self,
@@ -213,12 +355,17 @@ class DocumentService:
         storage: StorageSettings,
         documents: DocumentSettings,
         limits: RequestLimits,
+        *,
+        sources: Sources,
+        claims: DocumentStore,
     ) -> None:
         self.narrations = narrations
         self.outputs = narrations.outputs
         self.storage = storage
         self.settings = documents
         self.limits = limits
+        self.sources = sources
+        self.claims = claims
 
     async def narrate_upload(
         self, blob_name: str, data: bytes, *, etag: str | None = None
@@ -243,24 +390,57 @@ class DocumentService:
     ) -> DocumentOutcome:
         """Narrate an uploaded document into ``<name-without-extension>.wav`` and ``.json``.
 
-        Idempotent: when ``.json`` already records this content (SHA-256), nothing is
-        narrated. A document that can never be narrated gets ``.error.json`` and no raise.
-        A transient failure raises (the host retries) after recording the attempt in
-        ``.error.json``; the ``max_attempts``-th transient failure is recorded as final and
-        does not raise. Success removes any ``.error.json``.
+        ``etag`` is the version the host delivered (without one, the source's current ETag
+        is taken). Once per version and content (see the module docstring): a rejected
+        name, a superseded version, a duplicate delivery or content already narrated
+        returns without narrating. A document that can never be narrated gets
+        ``.error.json`` and no raise. A transient failure raises (the host retries) after
+        recording the attempt in ``.error.json``; the ``max_attempts``-th transient failure
+        is recorded as final and does not raise. Success removes any ``.error.json``.
         """
+        try:
+            check_blob_name(source_name, field="document")
+            path = PurePosixPath(source_name)
+            base = str(path.with_suffix("")) if "." in path.name else source_name
+            error_blob = blob_name(f"{base}.error.json", field="document")
+            blob_name(f"{base}.wav", field="document")
+        except BlobNameError as error:
+            log.warning("document %s refused: %s", log_safe(source_name), error.message)
+            return DocumentOutcome("rejected", "", error=error)
+
+        sha256 = hashlib.sha256(data).hexdigest()
+        current = await self.sources.etag(source_name)
+        if current is None or (etag is not None and not _same_version(etag, current)):
+            log.info("document %s changed or is gone: this delivery is superseded", log_safe(source_name))
+            return DocumentOutcome("superseded", base)
+        version = etag or current
+        source = DocumentSource(blob_name=source_name, etag=version, sha256=sha256, bytes=len(data))
+        claim = _Claim(self.claims, source_name, version, sha256, self.settings.claim_seconds)
+        if not await claim.acquire():
+            log.info("document %s is being narrated by another delivery", log_safe(source_name))
+            return DocumentOutcome("duplicate", base)
+        try:
+            return await self._narrate_claimed(source_name, data, base, error_blob, source, claim)
+        finally:
+            await asyncio.shield(claim.release())
+
+    async def _narrate_claimed(
+        self, source_name: str, data: bytes, base: str, error_blob: str, source: DocumentSource, claim: _Claim
+    ) -> DocumentOutcome:
         max_attempts = self.settings.max_attempts
-        path = PurePosixPath(source_name)
-        base = str(path.with_suffix("")) if "." in path.name else source_name
-        error_blob = f"{base}.error.json"
-        source = DocumentSource(
-            blob_name=source_name, etag=etag, sha256=hashlib.sha256(data).hexdigest(), bytes=len(data)
-        )
         await self.outputs.ensure_container()
         existing = await self.outputs.read_json(f"{base}.json")
         if existing and (existing.get("source") or {}).get("sha256") == source.sha256:
-            log.info("document %s already narrated; skipping", _short(source_name))
+            log.info("document %s already narrated; skipping", log_safe(source_name))
             return DocumentOutcome("skipped", base)
+
+        async def still_current() -> None:
+            if not await claim.renew():
+                raise SupersededError("another delivery took over this document's narration")
+            if not _same_version(await self.sources.etag(source_name), source.etag):
+                raise SupersededError("the document changed while it was narrated")
+
+        keeper = asyncio.create_task(claim.keep())
         try:
             request = request_from_document(source_name, data, self.settings, self.limits)
             result = await self.narrations.produce(
@@ -270,7 +450,11 @@ class DocumentService:
                 created_at=self.narrations.clock(),
                 link_expires_in=None,
                 source=source,
+                before_commit=still_current,
             )
+        except SupersededError as error:
+            log.info("document %s: narration discarded (%s)", log_safe(source_name), error.message)
+            return DocumentOutcome("superseded", base, error=error)
         except PodcastError as error:
             previous = await _quietly(self.outputs.read_json(error_blob))
             attempts = 1
@@ -289,7 +473,7 @@ class DocumentService:
             await _quietly(self.outputs.upload_json(error_blob, record))
             log.warning(
                 "document %s failed (%s), attempt %d, %s",
-                _short(source_name),
+                log_safe(source_name),
                 error.code,
                 attempts,
                 "final" if final else "will be retried",
@@ -297,6 +481,10 @@ class DocumentService:
             if final:
                 return DocumentOutcome("failed", base, error=error)
             raise
+        finally:
+            keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keeper
         await _quietly(self.outputs.delete_if_exists(error_blob))
         return DocumentOutcome("narrated", base, result=result)
 
@@ -307,8 +495,3 @@ async def _quietly(awaitable: Awaitable[T]) -> T | None:
         return await awaitable
     except PodcastError:
         return None
-
-
-def _short(name: str) -> str:
-    """A blob name shortened for logs."""
-    return name if len(name) <= 80 else f"{name[:40]}...{name[-30:]}"

@@ -29,9 +29,8 @@ import contextlib
 import logging
 import uuid
 from dataclasses import dataclass
-from typing import Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
-from podcast.engine.longform import ProgressCallback
 from podcast.errors import (
     IdempotencyKeyReusedError,
     JobNotFoundError,
@@ -40,7 +39,6 @@ from podcast.errors import (
     StorageError,
 )
 from podcast.models import NarrationRequest, SubmitOptions
-from podcast.services.narrations import StoredNarration
 from podcast.services.records import (
     FINAL_STATUSES,
     JOB_ID,
@@ -57,6 +55,10 @@ from podcast.services.reuse import ReuseCache
 from podcast.settings import JobSettings, RequestLimits
 from podcast.storage.documents import DocumentStore
 from podcast.wire import ErrorBody, ErrorDetails, IdempotencyEntry, JobRecord, NarrationResponse
+
+if TYPE_CHECKING:  # the narration stack (openai, websockets) is loaded only by what narrates
+    from podcast.engine.longform import ProgressCallback
+    from podcast.services.narrations import StoredNarration
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
@@ -23,6 +23,7 @@ from podcast.audio.id3 import SegmentSpan, chapters, id3_tag
 from podcast.engine import audio
 from podcast.engine.longform import NarratedText, ProgressCallback, narrate_text
 from podcast.engine.realtime import Narrator
+from podcast.errors import PodcastError
 from podcast.models import NarrationRequest, SubmitOptions
 from podcast.services.downloads import index_name
 from podcast.services.reuse import ReuseCache
@@ -31,6 +32,8 @@ from podcast.storage.blobs import BlobStore, WavBlockWriter, content_disposition
 from podcast.storage.documents import DocumentStore
 from podcast.storage.files import BlobFiles
 from podcast.storage.mp3 import Mp3BlockWriter
+from podcast.storage.names import blob_name as checked_name
+from podcast.storage.names import check_blob_segment
 from podcast.wire import (
     DocumentSource,
     NarrationIndex,
@@ -42,6 +45,11 @@ from podcast.wire import (
 )
 
 log = logging.getLogger(__name__)
+
+CLEANUP_ATTEMPTS = 5
+"""Tries to remove a failed narration's committed WAV (Storage may be failing right then),
+:data:`CLEANUP_BACKOFF_SECONDS` times the try number apart."""
+CLEANUP_BACKOFF_SECONDS = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +150,7 @@ class NarrationService:
         self.pipeline_settings = pipeline
         self.clock = clock
         self.new_id = new_id
+        self._cleanups: set[asyncio.Task[None]] = set()
 
     @property
     def deployment(self) -> str:
@@ -180,7 +189,7 @@ class NarrationService:
         when it does, nothing of this narration is left in Storage.
         """
         created_at = self.clock()
-        narration_id = narration_id or self.new_id()
+        narration_id = check_blob_segment(narration_id or self.new_id(), field="narration id")
         return await self.produce(
             request,
             narration_id=narration_id,
@@ -202,15 +211,24 @@ class NarrationService:
         source: DocumentSource | None = None,
         on_progress: ProgressCallback | None = None,
         time_budget_seconds: float | None = None,
+        before_commit: Callable[[], Awaitable[None]] | None = None,
     ) -> StoredNarration:
         """Narrate, then store ``<base>.wav``, its index entry and then ``<base>.json`` (the
         completion mark).
 
-        Each upload is atomic (a blob is visible only once committed); if anything fails,
-        whatever this call wrote is removed again before the error propagates.
+        ``before_commit`` is awaited once the audio is staged, just before the first commit:
+        raising there (e.g. :class:`~podcast.errors.SupersededError`) abandons the narration
+        with nothing stored. Each upload is atomic (a blob is visible only once committed),
+        the WAV's blocks are this call's own (:class:`~podcast.storage.blobs.WavBlockWriter`),
+        and the JSON is written last. If anything fails once the WAV commit has begun, the
+        WAV this call committed is removed again (shielded from cancellation, retried
+        :data:`CLEANUP_ATTEMPTS` times), and with it a JSON left beside it (an older one
+        describes audio that is gone), before the error propagates. Raises
+        :class:`~podcast.errors.BlobNameError` before any Storage call for an unsafe ``base``.
         """
         started = time.monotonic()
-        blob_name, transcript_blob_name = f"{base}.{request.format}", f"{base}.json"
+        blob_name = checked_name(f"{base}.{request.format}", field="document")
+        transcript_blob_name = checked_name(f"{base}.json", field="document")
         # Fail before paying for a narration when Storage is unreachable (or the identity
         # may not sign links): the container check and the link come first.
         await self.outputs.ensure_container()
@@ -263,7 +281,9 @@ class NarrationService:
                 srt_blob_name=f"{base}.srt",
                 captions_url=captions_url,
             )
-        written: list[str] = []
+        if before_commit is not None:
+            await before_commit()
+        captions_written: list[str] = []
         indexed = False
         try:
             metadata = {
@@ -280,13 +300,12 @@ class NarrationService:
                 await writer.commit(download_name=download_name, metadata=metadata, id3=tags)
             else:
                 await writer.commit(download_name=download_name, metadata=metadata)
-            written.append(blob_name)
             if cues and self.files is not None:
                 for name, text, content_type in (
                     (f"{base}.vtt", webvtt(cues), "text/vtt; charset=utf-8"),
                     (f"{base}.srt", srt(cues), "application/x-subrip; charset=utf-8"),
                 ):
-                    written.append(name)
+                    captions_written.append(name)
                     disposition = content_disposition(request.download_name(name[len(base) :]))
                     await self.files.put_text(name, text, content_type=content_type, disposition=disposition)
             if self.index is not None:
@@ -298,10 +317,9 @@ class NarrationService:
             document = result.transcript_document(source).model_dump(mode="json")
             await self.outputs.upload_json(transcript_blob_name, document)
         except BaseException:
-            await self._discard(*written)
-            if indexed and self.index is not None:
-                with contextlib.suppress(Exception):
-                    await asyncio.shield(self.index.delete(index_name(narration_id)))
+            # The commit may have taken effect even when it raised (a lost response).
+            await self._discard(blob_name, transcript_blob_name, narration_id)
+            await self._discard_extras(captions_written, narration_id if indexed else None)
             raise
         log.info(
             "narration %s stored: characters=%d segments=%d audio=%.2fs elapsed=%.2fs tokens=%d",
@@ -331,8 +349,42 @@ class NarrationService:
             chapter_list=chapters(spans, narration.duration_seconds),
         )
 
-    async def _discard(self, *blob_names: str) -> None:
-        """Best-effort removal of a failed narration's blobs (never masks the real error)."""
-        for name in blob_names:
+    async def _discard_extras(self, captions: list[str], indexed_id: str | None) -> None:
+        """Remove the captions and the index entry of a failed narration (best effort,
+        shielded from cancellation; never masks the real error)."""
+        for name in captions:
             with contextlib.suppress(Exception):
                 await asyncio.shield(self.outputs.delete_if_exists(name))
+        if indexed_id is not None and self.index is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self.index.delete(index_name(indexed_id)))
+
+    async def _discard(self, wav_name: str, json_name: str, narration_id: str) -> None:
+        """Remove what a failed narration made visible, shielded from cancellation; never
+        masks the real error (a cleanup that keeps failing is logged)."""
+        task = asyncio.ensure_future(self._remove_partial(wav_name, json_name, narration_id))
+        self._cleanups.add(task)
+        task.add_done_callback(self._cleanups.discard)
+        with contextlib.suppress(Exception):
+            await asyncio.shield(task)
+
+    async def _remove_partial(self, wav_name: str, json_name: str, narration_id: str) -> None:
+        for attempt in range(1, CLEANUP_ATTEMPTS + 1):
+            try:
+                removed_wav = await self.outputs.delete_if_written_by(wav_name, narration_id)
+                found = await self.outputs.documents.get(json_name)
+                if found is not None and (removed_wav or found[0].get("id") == narration_id):
+                    await self.outputs.documents.delete(json_name, etag=found[1])
+                if removed_wav:
+                    log.warning("narration %s failed after its WAV commit: the WAV was removed", narration_id)
+                return
+            except PodcastError as error:
+                if attempt == CLEANUP_ATTEMPTS:
+                    log.error(
+                        "narration %s: could not remove its partial output (%s); the WAV has no "
+                        "transcript document, so nothing reads it as a result",
+                        narration_id,
+                        error.code,
+                    )
+                    return
+                await asyncio.sleep(CLEANUP_BACKOFF_SECONDS * attempt)

@@ -23,6 +23,7 @@ from typing import Final
 
 from podcast.models import NarrationRequest
 from podcast.settings import DEFAULT_SEGMENT_WORDS, NarrationSettings
+from podcast.storage.names import blob_name, check_blob_segment
 from podcast.wire import JobRecord, job_timestamp
 
 JOB_ID: Final = re.compile(r"[0-9a-f]{32}")
@@ -49,15 +50,19 @@ MAX_RETRY_AFTER_SECONDS: Final = 60
 
 
 def record_name(job_id: str) -> str:
-    return f"jobs/{job_id}.json"
+    """``jobs/<id>.json``; raises :class:`~podcast.errors.BlobNameError` for an id that is not
+    one safe name segment (:mod:`podcast.storage.names`)."""
+    return blob_name("jobs", f"{check_blob_segment(job_id, field='job id')}.json")
 
 
 def request_name(job_id: str) -> str:
-    return f"jobs/{job_id}.request.json"
+    """``jobs/<id>.request.json`` (the same rule as :func:`record_name`)."""
+    return blob_name("jobs", f"{check_blob_segment(job_id, field='job id')}.request.json")
 
 
 def idempotency_name(key: str) -> str:
-    return f"idempotency/{hashlib.sha256(key.encode('utf-8')).hexdigest()}.json"
+    """``idempotency/<sha256 of the key>.json``: the caller's key never becomes part of a name."""
+    return blob_name("idempotency", f"{hashlib.sha256(key.encode('utf-8')).hexdigest()}.json")
 
 
 def now() -> datetime:

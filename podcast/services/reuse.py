@@ -4,8 +4,8 @@ An entry ``cache/<content key>.json`` in the jobs container holds either a claim
 job narrating that content (``pending``) or the finished result (``succeeded``). The key
 hashes the request's :meth:`~podcast.models.NarrationRequest.fingerprint` (text, mode,
 style, voice, language, instructions, episode length) with the deployment name. A result
-is reused only while its WAV still exists in the output container, and each reuse signs a
-fresh read-only link.
+is reused only while its WAV and transcript document still exist in the output container,
+and each reuse signs a fresh read-only link.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from pydantic import ValidationError
 from podcast.errors import PodcastError
 from podcast.models import NarrationRequest
 from podcast.storage.documents import DocumentStore
+from podcast.storage.names import blob_name, check_blob_segment
 from podcast.wire import CacheEntry, NarrationResponse, job_timestamp
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,9 @@ def reuse_key(request: NarrationRequest, deployment: str) -> str:
 
 
 def entry_name(key: str) -> str:
-    return f"cache/{key}.json"
+    """``cache/<key>.json``; raises :class:`~podcast.errors.BlobNameError` for a key that is not
+    one safe name segment (keys are SHA-256 hex, so only a bug could make one)."""
+    return blob_name("cache", f"{check_blob_segment(key, field='reuse key')}.json")
 
 
 def _now() -> str:
@@ -92,13 +95,18 @@ class ReuseCache:
             return None, etag
 
     async def find(self, key: str) -> Reusable | None:
-        """A finished narration of this content whose WAV still exists, if any."""
+        """A finished narration of this content whose WAV and transcript document both still
+        exist, if any (entries are only written once both are stored; a half result, e.g.
+        a WAV whose transcript was removed, is never served)."""
         entry, _ = await self._entry(key)
         if entry is None or entry.state != "succeeded" or entry.result is None:
             return None
         result = entry.result
-        if result.container != self.outputs.container or not await self.outputs.exists(result.blob_name):
+        if result.container != self.outputs.container:
             return None
+        for name in (result.blob_name, result.transcript_blob_name):
+            if not await self.outputs.exists(name):
+                return None
         return Reusable(entry.job_id, result)
 
     async def pending(self, key: str) -> tuple[str | None, str | None]:

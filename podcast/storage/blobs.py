@@ -25,14 +25,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import unicodedata
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final, cast
 from urllib.parse import quote
 
+from azure.core import MatchConditions
 from azure.core.exceptions import (
     AzureError,
+    HttpResponseError,
+    ResourceModifiedError,
     ResourceNotFoundError,
 )
 from azure.storage.blob import (
@@ -42,12 +46,14 @@ from azure.storage.blob import (
     UserDelegationKey,
     generate_blob_sas,
 )
-from azure.storage.blob.aio import BlobServiceClient
+from azure.storage.blob.aio import BlobClient, BlobServiceClient
 
-from podcast.engine.audio import wav_header
+from podcast.engine.audio import WAV_HEADER_SIZE, wav_header
+from podcast.errors import StorageUnavailableError
 from podcast.settings import StorageSettings
-from podcast.storage.azure import BlobClientOptions, blob_service_client, storage_error
+from podcast.storage.azure import BlobClientOptions, blob_service_client, error_code, storage_error
 from podcast.storage.documents import Container, JsonDocuments
+from podcast.storage.names import check_blob_name
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -144,7 +150,6 @@ class BlobStore:
         self._service = service
         self._owns_service = owns_service
         self._container = Container(service.get_container_client(container))
-        self._container_client = self._container.client
         self.documents = JsonDocuments(self._container)
         """The container's JSON documents (transcripts, error records), with ETags."""
         self._key_lifetime = delegation_key_lifetime
@@ -202,12 +207,19 @@ class BlobStore:
         return None if found is None else found[0]
 
     def wav_writer(self, blob_name: str) -> WavBlockWriter:
-        """A writer that builds the WAV at ``blob_name`` from PCM pieces staged as blocks."""
-        return WavBlockWriter(self, blob_name)
+        """A writer that builds the WAV at ``blob_name`` from PCM pieces staged as blocks,
+        with block ids of its own (see :class:`WavBlockWriter`)."""
+        return WavBlockWriter(self, check_blob_name(blob_name))
 
-    async def _stage_block(self, blob_name: str, block_id: str, data: bytes | bytearray) -> None:
+    def _blob_client(self, blob_name: str) -> BlobClient:
+        """A client for ``blob_name`` (each one builds its own pipeline and serializers: keep it)."""
+        return self._container.blob(blob_name)
+
+    async def _stage_block(
+        self, blob_name: str, block_id: str, data: bytes | bytearray, *, client: BlobClient | None = None
+    ) -> None:
         """Stage one block, creating the container again (once) if it disappeared."""
-        blob = self._container_client.get_blob_client(blob_name)
+        blob = client or self._container.blob(blob_name)
         for attempt in (1, 2):
             try:
                 # A bytearray is sent as it is (the transport takes any buffer): no copy to bytes.
@@ -219,13 +231,42 @@ class BlobStore:
             except AzureError as exc:
                 raise storage_error(exc, f"staging a block of {blob_name!r}") from exc
 
-    async def _commit_blocks(
-        self, blob_name: str, block_ids: list[str], settings: ContentSettings, metadata: dict[str, str]
-    ) -> None:
+    async def _staged_sizes(self, blob_name: str) -> dict[str, int]:
+        """The uncommitted blocks of ``blob_name``: block id → size (empty when the blob or
+        its container is gone; a vanished container is created again)."""
         try:
-            await self._container_client.get_blob_client(blob_name).commit_block_list(
+            _, uncommitted = await self._container.blob(blob_name).get_block_list("uncommitted")
+        except ResourceNotFoundError as exc:
+            await self._container.recreate_if_gone(exc)
+            return {}
+        except AzureError as exc:
+            raise storage_error(exc, f"listing the staged blocks of {blob_name!r}") from exc
+        return {str(block.id): int(block.size or 0) for block in uncommitted}
+
+    async def _commit_blocks(
+        self,
+        blob_name: str,
+        block_ids: list[str],
+        settings: ContentSettings,
+        metadata: dict[str, str],
+        *,
+        client: BlobClient | None = None,
+    ) -> None:
+        """Commit ``block_ids`` as ``blob_name``. Staged blocks lost meanwhile (the container
+        deleted and created again, another writer's commit of the same name) raise
+        :class:`StorageUnavailableError`: a new attempt can succeed, this one cannot."""
+        try:
+            await (client or self._container.blob(blob_name)).commit_block_list(
                 [BlobBlock(block_id) for block_id in block_ids], content_settings=settings, metadata=metadata
             )
+        except ResourceNotFoundError as exc:
+            if not await self._container.recreate_if_gone(exc):
+                raise storage_error(exc, f"committing {blob_name!r}") from exc
+            raise _lost_blocks(blob_name) from exc
+        except HttpResponseError as exc:
+            if error_code(exc) == "InvalidBlockList":
+                raise _lost_blocks(blob_name) from exc
+            raise storage_error(exc, f"committing {blob_name!r}") from exc
         except AzureError as exc:
             raise storage_error(exc, f"committing {blob_name!r}") from exc
 
@@ -244,7 +285,7 @@ class BlobStore:
         now = self._clock()
         start = _whole_seconds(now - SAS_START_SKEW)
         expires_at = _whole_seconds(now + expires_in)
-        blob_client = self._container_client.get_blob_client(blob_name)
+        blob_client = self._container.blob(blob_name)
         protocol = "https" if blob_client.scheme.lower() == "https" else None
         common: dict[str, Any] = {
             "account_name": self._service.account_name,
@@ -295,18 +336,51 @@ class BlobStore:
     async def delete_if_exists(self, blob_name: str) -> None:
         """Delete ``blob_name`` and its snapshots; a missing blob (or container) is fine."""
         try:
-            await self._container_client.delete_blob(blob_name, delete_snapshots="include")
+            await self._container.blob(blob_name).delete_blob(delete_snapshots="include")
         except ResourceNotFoundError:
             return
         except AzureError as exc:
             raise storage_error(exc, f"deleting blob {blob_name!r}") from exc
 
+    async def delete_if_written_by(self, blob_name: str, narration_id: str) -> bool:
+        """Delete ``blob_name`` only if its ``narration_id`` metadata is ``narration_id`` and it
+        has not changed since that was read (so another narration's blob is never removed).
+        ``True`` when it was deleted."""
+        blob = self._container.blob(blob_name)
+        try:
+            properties = await blob.get_blob_properties()
+            if (properties.metadata or {}).get("narration_id") != narration_id:
+                return False
+            await blob.delete_blob(
+                delete_snapshots="include",
+                etag=properties.etag,
+                match_condition=MatchConditions.IfNotModified,
+            )
+        except (ResourceNotFoundError, ResourceModifiedError):
+            return False
+        except HttpResponseError as exc:
+            if exc.status_code == 412:
+                return False
+            raise storage_error(exc, f"deleting blob {blob_name!r}") from exc
+        except AzureError as exc:
+            raise storage_error(exc, f"deleting blob {blob_name!r}") from exc
+        return True
+
     async def exists(self, blob_name: str) -> bool:
         """Whether ``blob_name`` exists (``False`` also when the container does not)."""
         try:
-            return bool(await self._container_client.get_blob_client(blob_name).exists())
+            return bool(await self._container.blob(blob_name).exists())
         except AzureError as exc:
             raise storage_error(exc, f"checking blob {blob_name!r}") from exc
+
+    async def etag(self, blob_name: str) -> str | None:
+        """The current ETag of ``blob_name`` (its version), or ``None`` when it does not exist."""
+        try:
+            return str((await self._container.blob(blob_name).get_blob_properties()).etag)
+        except ResourceNotFoundError:
+            return None
+        except AzureError as exc:
+            raise storage_error(exc, f"reading the properties of {blob_name!r}") from exc
 
     async def close(self) -> None:
         """Close the client when this store made it (see :meth:`from_settings`)."""
@@ -314,26 +388,43 @@ class BlobStore:
             await self._service.close()
 
 
+def _lost_blocks(blob_name: str) -> StorageUnavailableError:
+    return StorageUnavailableError(
+        f"the audio staged for {blob_name!r} was lost before its commit (the container was "
+        "deleted, or another writer committed that name); nothing was stored, try again"
+    )
+
+
 class WavBlockWriter:
     """Writes one WAV blob from PCM pieces, in constant memory.
 
     Pieces are staged as uncommitted blocks as soon as they exist, in any order; a piece
     is identified by its position (``index``). :meth:`commit` stages the 44-byte WAV
-    header last (only then are the sizes known) and commits it first, followed by the
-    pieces in index order. Until the commit nothing is visible under the blob name (an
-    existing blob there is unchanged); uncommitted blocks of an abandoned writer are
-    discarded by Storage.
+    header last (only then are the sizes known), checks that Storage holds exactly the
+    blocks this writer staged, and commits the header first, followed by the pieces in
+    index order. Until the commit nothing is visible under the blob name (an existing blob
+    there is unchanged); uncommitted blocks of an abandoned writer are discarded by Storage.
+
+    Block ids carry a random ``attempt`` token, so two writers of the same name (two
+    deliveries of one document or job, two requests) never replace each other's blocks:
+    each commits only its own, or fails (:class:`StorageUnavailableError`) when a commit of
+    the other discarded them. A WAV whose header disagrees with its data is never committed.
     """
 
-    def __init__(self, store: BlobStore, blob_name: str) -> None:
+    ATTEMPT_HEX: Final = 16
+
+    def __init__(self, store: BlobStore, blob_name: str, *, attempt: str | None = None) -> None:
+        if attempt is not None and (len(attempt) != self.ATTEMPT_HEX or not attempt.isalnum()):
+            raise ValueError(f"attempt must be {self.ATTEMPT_HEX} letters or digits")
         self.blob_name = blob_name
+        self.attempt = attempt or secrets.token_hex(self.ATTEMPT_HEX // 2)
         self._store = store
+        self._client = store._blob_client(blob_name)  # one for every block: building one costs ms
         self._sizes: dict[int, int] = {}
 
-    @staticmethod
-    def _block_id(kind: str, index: int) -> str:
-        # Block ids of one blob must all have the same length.
-        return f"{kind}-{index:010d}"
+    def _block_id(self, kind: str, index: int) -> str:
+        # Block ids of one blob must all have the same length (in every attempt too).
+        return f"{self.attempt}-{kind}-{index:010d}"
 
     @property
     def pcm_bytes(self) -> int:
@@ -350,7 +441,7 @@ class WavBlockWriter:
             self._sizes.pop(index, None)
             return
         await self._store.ensure_container()
-        await self._store._stage_block(self.blob_name, self._block_id("pcm", index), pcm)
+        await self._store._stage_block(self.blob_name, self._block_id("pcm", index), pcm, client=self._client)
         self._sizes[index] = len(pcm)
 
     async def commit(self, *, download_name: str, metadata: Mapping[str, str]) -> int:
@@ -361,10 +452,19 @@ class WavBlockWriter:
         total = self.pcm_bytes
         header_id = self._block_id("hdr", 0)
         await self._store.ensure_container()
-        await self._store._stage_block(self.blob_name, header_id, wav_header(total))
+        header = wav_header(total)
+        await self._store._stage_block(self.blob_name, header_id, header, client=self._client)
+        expected = {header_id: len(header)} | {self._block_id("pcm", i): n for i, n in self._sizes.items()}
+        staged = await self._store._staged_sizes(self.blob_name)
+        if any(staged.get(block_id) != size for block_id, size in expected.items()):
+            raise _lost_blocks(self.blob_name)
+        if len(header) != WAV_HEADER_SIZE or sum(expected.values()) != WAV_HEADER_SIZE + total:
+            raise ValueError("the WAV header disagrees with the staged audio")  # a bug, never input
         block_ids = [header_id] + [self._block_id("pcm", i) for i in sorted(self._sizes)]
         settings = ContentSettings(
             content_type=WAV_CONTENT_TYPE, content_disposition=content_disposition(download_name)
         )
-        await self._store._commit_blocks(self.blob_name, block_ids, settings, _ascii_metadata(metadata))
+        await self._store._commit_blocks(
+            self.blob_name, block_ids, settings, _ascii_metadata(metadata), client=self._client
+        )
         return total

@@ -7,7 +7,9 @@ depend on, so their state machines also run against an in-memory store in unit t
 
 The container is created on first write, and again if it disappears (deleted, or an
 emulator restarted empty): a ``ContainerNotFound`` at any write re-creates it and retries
-once, so a recreated container never needs a process restart.
+once, so a recreated container never needs a process restart. Every name goes through
+:func:`~podcast.storage.names.check_blob_name` first (:meth:`Container.blob`), so no name
+can address a blob outside the container.
 """
 
 from __future__ import annotations
@@ -27,10 +29,11 @@ from azure.core.exceptions import (
     ResourceNotFoundError,
 )
 from azure.storage.blob import ContentSettings
-from azure.storage.blob.aio import ContainerClient
+from azure.storage.blob.aio import BlobClient, ContainerClient
 
-from podcast.errors import StorageError
+from podcast.errors import StorageError, StorageUnavailableError
 from podcast.storage.azure import error_code, storage_error
+from podcast.storage.names import check_blob_name
 
 log = logging.getLogger(__name__)
 
@@ -70,16 +73,29 @@ class Container:
         self._ready = False
         self._lock = asyncio.Lock()
 
+    def blob(self, name: str) -> BlobClient:
+        """The client of blob ``name`` in this container; raises
+        :class:`~podcast.errors.BlobNameError` (before any Storage call) for a name that
+        breaks :mod:`podcast.storage.names`' rule."""
+        return self.client.get_blob_client(check_blob_name(name))
+
     async def ensure(self) -> None:
-        """Create the container unless it exists. Only the first call talks to Storage."""
+        """Create the container unless it exists. Only the first call talks to Storage (until
+        :meth:`recreate_if_gone` finds it gone)."""
         async with self._lock:
             if self._ready:
                 return
             try:
                 await self.client.create_container()
                 log.info("created blob container %s", self.name)
-            except ResourceExistsError:
-                pass
+            except ResourceExistsError as exc:
+                if error_code(exc) == "ContainerBeingDeleted":
+                    # Azure removes a deleted container in the background (about 30 s); until
+                    # then it can be neither used nor created.
+                    raise StorageUnavailableError(
+                        f"container {self.name!r} is being deleted; it is created again once it is gone",
+                        retry_after=30.0,
+                    ) from exc
             except AzureError as exc:
                 raise storage_error(exc, f"creating container {self.name!r}") from exc
             self._ready = True
@@ -105,7 +121,7 @@ class JsonDocuments:
         """The JSON object at ``name`` and its ETag, or ``None`` when there is none (or no
         container). Raises :class:`StorageError` when the blob is not a JSON object."""
         try:
-            downloader = await self._container.client.download_blob(name)
+            downloader = await self._container.blob(name).download_blob()
             body = await downloader.readall()
         except ResourceNotFoundError:
             return None
@@ -123,6 +139,7 @@ class JsonDocuments:
         self, name: str, document: Mapping[str, Any], *, etag: str | None = None, create: bool = False
     ) -> bool:
         """See :meth:`DocumentStore.put`. The document is stored as compact UTF-8 JSON."""
+        check_blob_name(name)
         await self._container.ensure()
         body = json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
         conditions: dict[str, Any] = {}
@@ -130,8 +147,8 @@ class JsonDocuments:
             conditions = {"etag": etag, "match_condition": MatchConditions.IfNotModified}
         for attempt in (1, 2):
             try:
-                await self._container.client.upload_blob(
-                    name, body, overwrite=not create, content_settings=_JSON_CONTENT, **conditions
+                await self._container.blob(name).upload_blob(
+                    body, overwrite=not create, content_settings=_JSON_CONTENT, **conditions
                 )
                 return True
             except (ResourceExistsError, ResourceModifiedError) as exc:
@@ -159,7 +176,7 @@ class JsonDocuments:
         if etag is not None:
             conditions = {"etag": etag, "match_condition": MatchConditions.IfNotModified}
         try:
-            await self._container.client.delete_blob(name, delete_snapshots="include", **conditions)
+            await self._container.blob(name).delete_blob(delete_snapshots="include", **conditions)
         except (ResourceNotFoundError, ResourceModifiedError):
             return
         except HttpResponseError as exc:
