@@ -308,7 +308,7 @@ class NarrationService:
                     captions_written.append(name)
                     disposition = content_disposition(request.download_name(name[len(base) :]))
                     await self.files.put_text(name, text, content_type=content_type, disposition=disposition)
-            if self.index is not None:
+            if self.index is not None and link_expires_in is not None:  # answered with a link: findable by id
                 entry = NarrationIndex(
                     result=result.to_response().without_link(), sas_expiry_minutes=request.sas_expiry_minutes
                 )
