@@ -37,6 +37,34 @@ async def get_narration(req: func.HttpRequest) -> func.HttpResponse:
     return await handlers.get_narration(req, graph.get())
 
 
+@app.function_name("get_narration_audio")
+@app.route(route="narrations/{id}/audio", methods=["GET"])
+async def get_narration_audio(req: func.HttpRequest) -> func.HttpResponse:
+    """``GET /api/narrations/{id}/audio``: the audio file (its type, its file name, ``Range``)."""
+    return await handlers.download_narration_file(req, graph.get(), "audio")
+
+
+@app.function_name("get_narration_captions")
+@app.route(route="narrations/{id}/captions.vtt", methods=["GET"])
+async def get_narration_captions(req: func.HttpRequest) -> func.HttpResponse:
+    """``GET /api/narrations/{id}/captions.vtt``: the WebVTT captions."""
+    return await handlers.download_narration_file(req, graph.get(), "captions")
+
+
+@app.function_name("get_narration_srt")
+@app.route(route="narrations/{id}/captions.srt", methods=["GET"])
+async def get_narration_srt(req: func.HttpRequest) -> func.HttpResponse:
+    """``GET /api/narrations/{id}/captions.srt``: the SRT captions."""
+    return await handlers.download_narration_file(req, graph.get(), "srt")
+
+
+@app.function_name("get_narration_transcript")
+@app.route(route="narrations/{id}/transcript.json", methods=["GET"])
+async def get_narration_transcript(req: func.HttpRequest) -> func.HttpResponse:
+    """``GET /api/narrations/{id}/transcript.json``: the transcript document."""
+    return await handlers.download_narration_file(req, graph.get(), "transcript")
+
+
 @app.function_name("narration_worker")
 @app.queue_trigger(arg_name="msg", queue_name="%NARRATION_QUEUE%", connection="NARRATION_STORAGE")
 async def narration_worker(msg: func.QueueMessage) -> None:

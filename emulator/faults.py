@@ -40,6 +40,8 @@ class FaultKind(enum.StrEnum):
     """``response.done`` "failed" with ``status_details.error``, no audio."""
     PARAPHRASE = "paraphrase"
     """Some words are replaced, deterministically, in both the audio and the transcript."""
+    SPEAK_MARKERS = "speak_markers"
+    """The marker lines around the text are read aloud too, in words ("less than less than…")."""
     MAX_OUTPUT_TOKENS = "max_output_tokens"
     """The response stops half-way with "incomplete"/``max_output_tokens``, as if capped."""
     RATE_LIMITED = "rate_limited"

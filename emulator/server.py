@@ -33,6 +33,8 @@ log = logging.getLogger("emulator")
 REALTIME_PATH: Final = "/openai/v1/realtime"
 DEFAULT_MODELS: Final[tuple[str, ...]] = ("gpt-realtime-mini",)
 DEFAULT_API_KEY: Final = "emulator-key"
+DEFAULT_LEVEL_VARIATION_DB: Final = 8.0
+"""Speech level spread between voices and sessions: about ±4 dB."""
 MAX_CLIENT_MESSAGE_BYTES: Final = 16 * 1024 * 1024
 _HEALTH_PATHS: Final = frozenset({"/", "/health"})
 
@@ -118,6 +120,8 @@ class RealtimeEmulator:
     :mod:`emulator.speech`) or an object with ``synthesize(text, voice)``.
     ``token_validator`` accepts bearer tokens other than the API key (Entra ID tests).
     ``record_audio`` keeps audio payloads in the recorded events (off: they are elided).
+    ``level_variation_db`` spreads the speech level between voices and sessions (several dB,
+    as a real model's level varies), so loudness matching is tested for real; 0 turns it off.
 
     Use ``async with emulator:`` inside an event loop, or :meth:`start_in_thread` and
     :meth:`stop` from synchronous code. :meth:`inject`, :meth:`clear_faults`,
@@ -137,6 +141,7 @@ class RealtimeEmulator:
         *,
         faults: Iterable[Fault] = (),
         record_audio: bool = False,
+        level_variation_db: float = DEFAULT_LEVEL_VARIATION_DB,
         pace: Pace | str | None = None,
     ) -> None:
         if pace is not None:
@@ -160,6 +165,7 @@ class RealtimeEmulator:
             speed=speed,
             first_audio_delay=first_audio_delay,
             record_audio=record_audio,
+            level_variation_db=level_variation_db,
         )
         self._sessions: list[SessionRecord] = []
         self._handshakes: list[HandshakeRecord] = []

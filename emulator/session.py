@@ -30,7 +30,7 @@ from websockets.exceptions import ConnectionClosed
 from emulator import protocol
 from emulator.faults import Fault, FaultBook, FaultKind, paraphrase, throttling_error
 from emulator.protocol import audio_tokens, error_event, new_id, server_event, text_tokens
-from emulator.speech import SpeechEngine
+from emulator.speech import SpeechEngine, vary_level
 from podcast.engine.audio import BYTES_PER_SECOND, SAMPLE_RATE, SAMPLE_WIDTH
 from podcast.voices import voice_error
 
@@ -115,6 +115,8 @@ class SessionSettings:
     speed: float | None = None
     first_audio_delay: float = 0.0
     record_audio: bool = False
+    level_variation_db: float = 0.0
+    """Spread of the speech level between voices and sessions (:func:`emulator.speech.vary_level`)."""
 
 
 @dataclass
@@ -575,6 +577,8 @@ class _ResponseStream:
         spoken = response.spoken_input
         if fault_kind is FaultKind.PARAPHRASE:
             spoken = paraphrase(spoken)
+        elif fault_kind is FaultKind.SPEAK_MARKERS:
+            spoken = f"Less than less than less than. {spoken} Greater than greater than greater than."
         elif fault_kind is FaultKind.NO_AUDIO:
             spoken = ""
         synthesis = (
@@ -585,6 +589,8 @@ class _ResponseStream:
         try:
             await self.open_item()
             pcm = await synthesis if synthesis is not None else b""
+            if pcm and session._settings.level_variation_db:
+                pcm = vary_level(pcm, record.voice, session._record.id, session._settings.level_variation_db)
         finally:
             if synthesis is not None and not synthesis.done():
                 synthesis.cancel()

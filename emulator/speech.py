@@ -26,6 +26,8 @@ import threading
 import zlib
 from typing import Any, Final, Protocol
 
+import numpy as np
+
 from podcast.engine.audio import SAMPLE_RATE
 
 ENGINE_NAMES: Final[tuple[str, ...]] = ("auto", "espeak", "piper", "synthetic")
@@ -288,3 +290,19 @@ def _wavetable(harmonics: tuple[float, ...]) -> list[float]:
 
 def _silence(seconds: float) -> bytes:
     return bytes(round(seconds * SAMPLE_RATE) * 2)
+
+
+def level_offset_db(voice: str, session_id: str, spread_db: float) -> float:
+    """The gain the emulator gives a session's speech: a fixed part per voice (some voices
+    are quieter) and a part per session (a model's level drifts between sessions), each
+    from a hash, so it is deterministic and spans about ``spread_db`` in all."""
+    voice_part = (zlib.crc32(voice.encode()) % 1001) / 1000 - 0.5
+    session_part = (zlib.crc32(session_id.encode()) % 1001) / 1000 - 0.5
+    return spread_db * (0.6 * voice_part + 0.4 * session_part)
+
+
+def vary_level(pcm: bytes, voice: str, session_id: str, spread_db: float) -> bytes:
+    """``pcm`` (PCM16 mono) with the level of :func:`level_offset_db` (clipped at full scale)."""
+    gain = 10 ** (level_offset_db(voice, session_id, spread_db) / 20)
+    samples = np.frombuffer(pcm, dtype="<i2").astype(np.float64) * gain
+    return bytes(np.clip(np.round(samples), -32768, 32767).astype("<i2").tobytes())

@@ -35,11 +35,13 @@ if TYPE_CHECKING:
     from podcast.engine.realtime import Narrator
     from podcast.models import NarrationRequest
     from podcast.services.documents import DocumentService
+    from podcast.services.downloads import DownloadService
     from podcast.services.jobs import JobService
     from podcast.services.narrations import NarrationService, StoredNarration
     from podcast.services.reuse import ReuseCache
     from podcast.storage.blobs import BlobStore
     from podcast.storage.documents import JsonDocuments
+    from podcast.storage.files import BlobFiles
     from podcast.storage.queue import JobQueue
 
 log = logging.getLogger(__name__)
@@ -174,7 +176,23 @@ class App:
             self.reuse,
             narration=self.settings.narration,
             pipeline=self.settings.pipeline,
+            index=self.job_documents,
+            files=self.files,
         )
+
+    @cached_property
+    def files(self) -> BlobFiles:
+        """The output container's files other than the audio: captions, and reading any back."""
+        from podcast.storage.files import BlobFiles
+
+        return BlobFiles(self.blob_service, self.settings.storage.output_container)
+
+    @cached_property
+    def downloads(self) -> DownloadService:
+        """Stored narrations by id, with fresh links, and their files. Needs only Storage."""
+        from podcast.services.downloads import DownloadService
+
+        return DownloadService(self.job_documents, self.files, self.outputs)
 
     @cached_property
     def jobs(self) -> JobService:

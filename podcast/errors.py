@@ -52,6 +52,7 @@ can succeed, and never pay again for what cannot:
     │   └── StorageUnavailableError         503   yes  Storage unreachable or busy
     ├── SupersededError                     409   no   a newer version of the document took over its narration
     ├── JobNotFoundError                    404   no   no narration job with this id
+    │   └── NarrationNotFoundError          404   no   no stored narration (or file of it) with this id
     └── JobStalledError                     503   no   a job made no progress, also after a re-enqueue
 
     AudioFormatError (a ValueError)        bytes that are not PCM16 mono: a bug, never a caller's
@@ -391,6 +392,15 @@ class JobNotFoundError(PodcastError):
 
     def __init__(self) -> None:
         super().__init__("there is no narration job with this id")
+
+
+class NarrationNotFoundError(JobNotFoundError):
+    """No stored narration has this id, or it has no such file (e.g. no captions): 404."""
+
+    code = "narration_not_found"
+
+    def __init__(self, what: str = "narration") -> None:
+        PodcastError.__init__(self, f"there is no {what} with this id")
 
 
 class IdempotencyKeyReusedError(RequestValidationError):

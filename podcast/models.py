@@ -58,6 +58,7 @@ from podcast.settings import (
     RequestLimits,
 )
 from podcast.voices import DEFAULT_VOICE, REALTIME_VOICES, voice_error
+from podcast.wire import AudioFormat
 
 __all__ = [
     "DEFAULT_MAX_SAS_EXPIRY_MINUTES",
@@ -291,6 +292,13 @@ class NarrationRequest(BaseModel):
         json_schema_extra={"x-ms-summary": "Title", "x-ms-visibility": "important"},
     )
     """A single-line title (at most 200 characters) for the file name and metadata."""
+    format: AudioFormat = Field(
+        default="wav",
+        description="wav (default): 24 kHz 16-bit mono PCM. mp3: 24 kHz mono at NARRATION_MP3_BITRATE_KBPS "
+        "(default 64 kbit/s), with ID3 tags and chapters.",
+        json_schema_extra={"x-ms-summary": "Audio Format", "x-ms-visibility": "advanced"},
+    )
+    """The stored audio's format (``wav`` or ``mp3``)."""
     sas_expiry_minutes: int = Field(
         default=DEFAULT_SAS_EXPIRY_MINUTES,
         ge=1,
@@ -318,7 +326,7 @@ class NarrationRequest(BaseModel):
                     kind="unknown_field",
                 )
         prepared = {key: value for key, value in data.items() if value is not None or key == "text"}
-        for key in ("mode", "style", "voice", "language", "instructions", "title"):
+        for key in ("mode", "style", "voice", "language", "instructions", "title", "format"):
             value = prepared.get(key)
             if isinstance(value, str) and not value.strip():
                 del prepared[key]
@@ -354,6 +362,11 @@ class NarrationRequest(BaseModel):
     @classmethod
     def _check_mode(cls, value: object) -> str:
         return _choice("mode", _require_string("mode", value), MODES, "a mode")
+
+    @field_validator("format", mode="before")
+    @classmethod
+    def _check_format(cls, value: object) -> str:
+        return _choice("format", _require_string("format", value), get_args(AudioFormat), "an audio format")
 
     @field_validator("target_minutes", mode="before")
     @classmethod
@@ -454,8 +467,8 @@ class NarrationRequest(BaseModel):
     def fingerprint(self) -> str:
         """SHA-256 (hex) of everything that decides the audio, for idempotency and caching.
 
-        Covers text, mode, style, voice, language, instructions and, in episode mode,
-        target_minutes; not title or sas_expiry_minutes. Stable across processes and
+        Covers text, mode, style, voice, language, instructions, the audio format and, in
+        episode mode, target_minutes; not title or sas_expiry_minutes. Stable across processes and
         versions of this module unless the prompt contract changes (bump ``v`` then).
         """
         canonical = {
@@ -468,6 +481,8 @@ class NarrationRequest(BaseModel):
             "language": self.language,
             "instructions": self.instructions,
         }
+        if self.format != "wav":  # keeps the fingerprints of WAV narrations made before formats existed
+            canonical["format"] = self.format
         encoded = json.dumps(canonical, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
         return hashlib.sha256(encoded.encode("utf-8")).hexdigest()
 
@@ -480,12 +495,32 @@ class NarrationRequest(BaseModel):
         Falls back to ``narration.wav`` when nothing usable is left (no title, an
         all-CJK title, a reserved Windows name such as ``CON``).
         """
-        ascii_title = unicodedata.normalize("NFKD", self.title or "").encode("ascii", "ignore").decode()
-        kept = re.sub(r"[^A-Za-z0-9 \-_.,()!']+", " ", ascii_title)
-        stem = re.sub(r"\s+", " ", kept)[:100].strip(" .-_,'")
-        if not stem or stem.split(".")[0].upper() in _WINDOWS_RESERVED_NAMES:
-            stem = "narration"
-        return f"{stem}{suffix}"
+        return download_name(self.title, suffix)
+
+
+def download_name(title: str | None, suffix: str = ".wav") -> str:
+    """The ASCII file name of :meth:`NarrationRequest.download_name` for ``title``."""
+    ascii_title = unicodedata.normalize("NFKD", title or "").encode("ascii", "ignore").decode()
+    kept = re.sub(r"[^A-Za-z0-9 \-_.,()!']+", " ", ascii_title)
+    stem = re.sub(r"\s+", " ", kept)[:100].strip(" .-_,'")
+    if not stem or stem.split(".")[0].upper() in _WINDOWS_RESERVED_NAMES:
+        stem = "narration"
+    return f"{stem}{suffix}"
+
+
+def unicode_download_name(title: str | None, suffix: str = ".wav") -> str:
+    """The title itself as a file name, for RFC 5987's ``filename*``: NFC, no control
+    characters, none of the characters Windows forbids (``<>:"/\\|?*``, replaced by ``_``),
+    at most 100 characters before ``suffix``; the ASCII name when nothing is left."""
+    cleaned = "".join(
+        "_" if ch in '<>:"/\\|?*' else ch
+        for ch in unicodedata.normalize("NFC", title or "")
+        if unicodedata.category(ch)[0] != "C"
+    )
+    stem = re.sub(r"\s+", " ", cleaned)[:100].strip(" .")
+    if not stem or stem.split(".")[0].upper() in _WINDOWS_RESERVED_NAMES:
+        return download_name(title, suffix)
+    return f"{stem}{suffix}"
 
 
 _WINDOWS_RESERVED_NAMES: Final = frozenset(

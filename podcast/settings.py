@@ -27,6 +27,7 @@ from urllib.parse import parse_qsl, urlsplit
 from pydantic import AfterValidator, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from podcast.audio import DEFAULT_BITRATE_KBPS, MP3_BITRATES_KBPS
 from podcast.errors import ConfigurationError
 from podcast.voices import DEFAULT_VOICE, voice_error
 
@@ -54,6 +55,8 @@ FIDELITY_POLICY_SETTING: Final = "NARRATION_FIDELITY_POLICY"
 PARAGRAPH_PAUSE_SETTING: Final = "NARRATION_PARAGRAPH_PAUSE_SECONDS"
 SENTENCE_PAUSE_SETTING: Final = "NARRATION_SENTENCE_PAUSE_SECONDS"
 TIME_BUDGET_SETTING: Final = "NARRATION_TIME_BUDGET_SECONDS"
+MP3_BITRATE_SETTING: Final = "NARRATION_MP3_BITRATE_KBPS"
+SHOW_NAME_SETTING: Final = "NARRATION_SHOW_NAME"
 
 QUEUE_SETTING: Final = "NARRATION_QUEUE"
 JOBS_CONTAINER_SETTING: Final = "NARRATION_JOBS_CONTAINER"
@@ -543,9 +546,32 @@ class NarrationSettings(_Section):
         json_schema_extra={"problem": "must be 'fail' or 'warn'"},
     )
     """Below the threshold after every attempt: ``fail`` the narration, or ``warn`` and keep the best."""
+    mp3_bitrate_kbps: int = Field(
+        default=DEFAULT_BITRATE_KBPS,
+        validation_alias=MP3_BITRATE_SETTING,
+        json_schema_extra={
+            "problem": "must be an MP3 bitrate in kbit/s: " + ", ".join(map(str, MP3_BITRATES_KBPS))
+        },
+    )
+    """Constant bitrate of ``format: mp3`` narrations (24 kHz mono); 64 suits speech."""
+    show_name: str = Field(
+        default="Narrations",
+        validation_alias=SHOW_NAME_SETTING,
+        min_length=1,
+        max_length=200,
+        json_schema_extra={"problem": "must be 1 to 200 characters"},
+    )
+    """The show (artist and album) in MP3 narrations' ID3 tags."""
     paragraph_pause_seconds: float = _number(PARAGRAPH_PAUSE_SETTING, 0.75, 0.0, 5.0)
     sentence_pause_seconds: float = _number(SENTENCE_PAUSE_SETTING, 0.3, 0.0, 5.0)
     fade_seconds: float = 0.005
+
+    @field_validator("mp3_bitrate_kbps")
+    @classmethod
+    def _check_bitrate(cls, value: int) -> int:
+        if value not in MP3_BITRATES_KBPS:
+            raise ValueError("not an MP3 bitrate")
+        return value
 
     @field_validator("fidelity_policy", mode="before")
     @classmethod

@@ -44,6 +44,7 @@ from podcast.voices import REALTIME_VOICES
 
 __all__ = [
     "JOB_ID_PATTERN",
+    "AudioFormat",
     "CacheEntry",
     "CacheState",
     "DocumentClaim",
@@ -56,6 +57,7 @@ __all__ = [
     "JobRecord",
     "JobStatus",
     "JobStatusDocument",
+    "NarrationIndex",
     "NarrationMode",
     "NarrationResponse",
     "SegmentReport",
@@ -260,8 +262,40 @@ _Language = Annotated[
 _Title = Annotated[
     str | None, Field(description="The title, if any.", json_schema_extra={"x-ms-summary": "Title"})
 ]
+AudioFormat = Literal["wav", "mp3"]
+"""The stored audio's format: WAV (PCM16) or MP3 (mono, constant bitrate)."""
 _Format = Annotated[
-    Literal["wav"], Field(description="Always wav.", json_schema_extra={"x-ms-summary": "Format"})
+    AudioFormat,
+    Field(
+        description="wav (24 kHz 16-bit mono PCM) or mp3 (24 kHz mono, constant bitrate).",
+        json_schema_extra={"x-ms-summary": "Format"},
+    ),
+]
+_CaptionsBlobName = Annotated[
+    str | None,
+    Field(
+        exclude_if=_is_none,
+        description="The WebVTT captions' blob name (beside the audio).",
+        json_schema_extra={"x-ms-summary": "Captions Blob Name"},
+    ),
+]
+_SrtBlobName = Annotated[
+    str | None,
+    Field(
+        exclude_if=_is_none,
+        description="The SRT captions' blob name (beside the audio).",
+        json_schema_extra={"x-ms-summary": "SRT Captions Blob Name"},
+    ),
+]
+_Loudness = Annotated[
+    float | None,
+    AfterValidator(lambda value: None if value is None else round(value, 1)),
+    Field(
+        exclude_if=_is_none,
+        description="Integrated loudness of the audio in LUFS (ITU-R BS.1770; the target is -16), "
+        "measured before MP3 encoding (an MP3 decodes within about half a LU of it).",
+        json_schema_extra={"x-ms-summary": "Loudness (LUFS)"},
+    ),
 ]
 _SampleRate = Annotated[
     int,
@@ -337,15 +371,41 @@ class NarrationResponse(BaseModel):
     fidelity: _Fidelity
     warnings: _Warnings
     usage: _Usage
+    captions_url: Annotated[str | None, WithJsonSchema({"type": "string", "format": "uri"})] = Field(
+        default=None,
+        exclude_if=_is_none,
+        description="Read-only SAS link to the WebVTT captions, valid until expires_at.",
+        json_schema_extra={"x-ms-summary": "Captions URL"},
+    )
+    captions_blob_name: _CaptionsBlobName = None
+    srt_blob_name: _SrtBlobName = None
+    loudness_lufs: _Loudness = None
 
     def without_link(self) -> NarrationResponse:
-        """The body as job records and the cache keep it: ``audio_url`` and ``expires_at`` null."""
-        return self.model_copy(update={"audio_url": None, "expires_at": None})
+        """The body as job records and the cache keep it: ``audio_url`` and ``expires_at`` null
+        (and no ``captions_url``)."""
+        return self.model_copy(update={"audio_url": None, "expires_at": None, "captions_url": None})
 
     def with_link(self, audio_url: str, expires_at: datetime | str) -> NarrationResponse:
         """The body with a freshly signed link (``expires_at`` a UTC datetime or a timestamp)."""
         expiry = iso_timestamp(expires_at) if isinstance(expires_at, datetime) else expires_at
         return self.model_copy(update={"audio_url": audio_url, "expires_at": expiry})
+
+
+class NarrationIndex(BaseModel):
+    """``narrations/<id>.json`` in the jobs container: a stored narration found by its id alone
+    (``GET /api/narrations/{id}`` and its files, for synchronous narrations too)."""
+
+    model_config = _DOCUMENT
+
+    result: NarrationResponse = Field(
+        description="The narration's 200 body, without its link.",
+        json_schema_extra={"x-ms-summary": "Result"},
+    )
+    sas_expiry_minutes: int = Field(
+        description="Minutes each link signed for it stays valid (the request's sas_expiry_minutes).",
+        json_schema_extra={"x-ms-summary": "Link Lifetime (Minutes)"},
+    )
 
 
 class DocumentSource(BaseModel):
@@ -412,6 +472,9 @@ class TranscriptDocument(BaseModel):
         description="The uploaded document narrated (absent for HTTP requests).",
         json_schema_extra={"x-ms-summary": "Source"},
     )
+    captions_blob_name: _CaptionsBlobName = None
+    srt_blob_name: _SrtBlobName = None
+    loudness_lufs: _Loudness = None
 
     @classmethod
     def from_response(
@@ -424,7 +487,7 @@ class TranscriptDocument(BaseModel):
         source: DocumentSource | Mapping[str, Any] | None = None,
     ) -> TranscriptDocument:
         """The transcript document of ``response`` (whose link, if any, is left out)."""
-        fields = response.model_dump(exclude={"audio_url", "expires_at"})
+        fields = response.model_dump(exclude={"audio_url", "expires_at", "captions_url"})
         return cls.model_validate(
             {
                 **fields,

@@ -2,7 +2,8 @@
 # Set up a development/CI machine for this repository. Idempotent: a re-run on a machine
 # that is already set up only checks stamps and returns in about a second.
 #
-#   - Debian packages espeak-ng and sox (speech tests); installed when missing and root,
+#   - Debian packages espeak-ng and sox (speech tests), ffmpeg and lame (MP3 tests and the
+#     benchmark); installed when missing and root,
 #     otherwise listed (the tests that need them skip with a reason).
 #   - Python venv at .venv (reused when present) with requirements-dev.txt and, unless
 #     PODCAST_SKIP_SPEECH=1, requirements-speech.txt (Piper, faster-whisper; ~700 MB).
@@ -43,6 +44,9 @@ apt_install() {
 missing=()
 command -v espeak-ng >/dev/null 2>&1 || missing+=(espeak-ng)
 command -v sox >/dev/null 2>&1 || missing+=(sox)
+# ffmpeg decodes the MP3s in tests (a decoder the app does not use); lame is the benchmark's yardstick.
+command -v ffmpeg >/dev/null 2>&1 || missing+=(ffmpeg)
+command -v lame >/dev/null 2>&1 || missing+=(lame)
 if [ "${#missing[@]}" -gt 0 ]; then
     if is_root && command -v apt-get >/dev/null 2>&1; then
         log "installing Debian packages: ${missing[*]}"

@@ -143,6 +143,9 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     NARRATION_FIDELITY_POLICY: 'warn'
     NARRATION_PARAGRAPH_PAUSE_SECONDS: '0.75'
     NARRATION_SENTENCE_PAUSE_SECONDS: '0.3'
+    // MP3 narrations (format: mp3): bitrate and the show in their ID3 tags.
+    NARRATION_MP3_BITRATE_KBPS: '64'
+    NARRATION_SHOW_NAME: 'Narrations'
     // Asynchronous jobs (NARRATION_QUEUE_MAX_DEQUEUE_COUNT matches host.json's maxDequeueCount).
     NARRATION_SYNC_MAX_AUDIO_SECONDS: '180'
     NARRATION_JOB_TIME_BUDGET_SECONDS: '540'

@@ -19,6 +19,7 @@ opening, key points and a close, sized by a word budget of 150 spoken words a mi
 
 from __future__ import annotations
 
+import re
 from typing import Final
 
 from podcast.languages import display_name
@@ -115,6 +116,34 @@ def _fence(content: str) -> tuple[str, str]:
 def _fenced(content: str) -> str:
     opening, closing = _fence(content)
     return f"{opening}\n{content}\n{closing}"
+
+
+_SPOKEN_OPENING: Final = re.compile(
+    r"^[\W_]*(?:(?:less|smaller)[\s-]+than\b[\W_]*){2,}|^[\W_]*(?:left[\s-]+angle[\s-]+brackets?\b[\W_]*)+",
+    re.IGNORECASE,
+)
+_SPOKEN_CLOSING: Final = re.compile(
+    r"(?:\b(?:greater|more|bigger)[\s-]+than\b[\W_]*){2,}$|(?:\bright[\s-]+angle[\s-]+brackets?\b[\W_]*)+$",
+    re.IGNORECASE,
+)
+
+
+def strip_scaffolding(transcript: str, text: str) -> str:
+    """``transcript`` without the prompt scaffolding the model may have spoken: the marker
+    runs fencing ``text`` (``<<<``, ``>>>`` or the longer ones :func:`user_message` chose for
+    it, wherever they occur) and, at either end, their spoken forms ("less than less than
+    less than", "greater than greater than…", "left angle bracket…"). Marker runs that are
+    part of ``text`` itself are shorter than its fence, so they are kept."""
+    opening, closing = _fence(text)
+    cleaned = re.sub(f"{re.escape(opening)}<*|{re.escape(closing)}>*", " ", transcript)
+    before = None
+    while before != cleaned:
+        before = cleaned
+        cleaned = _SPOKEN_OPENING.sub("", cleaned.strip())
+        cleaned = _SPOKEN_CLOSING.sub("", cleaned.strip())
+    if cleaned == transcript.strip():
+        return cleaned
+    return re.sub(r"[ \t]{2,}", " ", re.sub(r"[ \t]*\n[ \t]*", "\n", cleaned)).strip()
 
 
 def _language_rule(language: str | None, *, mode: str) -> str:

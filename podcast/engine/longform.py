@@ -7,7 +7,9 @@ Realtime session (a fresh context: earlier audio is never billed again as input)
 instructions. A segment that ends ``incomplete`` for ``max_output_tokens`` is split in two
 and each half narrated. Finished segments go straight to a :class:`PieceSink` (in Blob
 Storage, a block each), faded at the edges and followed by a pause, so memory depends on
-the concurrency and the segment size, never on the length of the text.
+the concurrency and the segment size, never on the length of the text. Each segment is brought to podcast
+loudness (-16 LUFS, true peak under -1 dBTP: :mod:`podcast.audio.loudness`) before it is
+stored, so segments, sessions and voices match.
 
 Rate limiting lowers the concurrency (halved on a 429, raised again by one after a run of
 successes) instead of failing the narration while retries remain.
@@ -20,12 +22,13 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Final, Protocol
 
+from podcast.audio import captions, loudness
 from podcast.engine import audio
 from podcast.engine.fidelity import similarity
-from podcast.engine.instructions import build_instructions, user_message
+from podcast.engine.instructions import build_instructions, strip_scaffolding, user_message
 from podcast.engine.realtime import Narrator
 from podcast.engine.responses import SpokenText
 from podcast.engine.segments import Segment, size_in_words, split_text
@@ -70,6 +73,14 @@ class NarratedText:
     fidelity: float | None
     """Overall word similarity, weighted by segment length (``None`` in episode mode)."""
     warnings: tuple[str, ...] = ()
+    loudness_lufs: float | None = None
+    """Integrated loudness of the whole narration (each segment was brought to -16 LUFS)."""
+    sources: tuple[tuple[str, str], ...] = ()
+    """Each segment's source text and the break after it (``paragraph``, ``sentence``, ``end``)."""
+    words: tuple[captions.Word, ...] = ()
+    """Every word said, timed in the narration's audio (for captions)."""
+    speech_onsets: tuple[float, ...] = ()
+    """Where speech starts again after each pause (seconds in the audio)."""
 
     @property
     def duration_seconds(self) -> float:
@@ -87,6 +98,8 @@ class _Piece:
     similarity: float | None
     splits: int = 0
     warnings: list[str] = field(default_factory=list)
+    marks: tuple[tuple[int, str], ...] = ()
+    """Transcript deltas with the audio bytes before them (see :class:`SpokenText`)."""
 
 
 class AdaptiveLimiter:
@@ -136,7 +149,7 @@ async def narrate_text(
 ) -> NarratedText:
     """Narrate ``request`` segment by segment into ``sink``; see the module docstring.
 
-    Piece ``2i`` of the sink is segment ``i``'s audio (faded at the edges), piece
+    Piece ``2i`` of the sink is segment ``i``'s audio (leveled, faded at the edges), piece
     ``2i + 1`` the pause after it (empty after the last). Raises the first segment's
     :class:`~podcast.errors.PodcastError` (the others are cancelled); in ``fail``
     policy, :class:`~podcast.errors.FidelityError` when a segment cannot reach the
@@ -152,6 +165,8 @@ async def narrate_text(
     limiter = AdaptiveLimiter(settings.concurrency)
     sizes: dict[int, tuple[int, int]] = {}  # index -> (speech bytes, pause bytes)
     pieces: dict[int, _Piece] = {}
+    levels: dict[int, loudness.Leveled] = {}
+    timed: dict[int, captions.TimedSpeech] = {}
     done = 0
 
     def on_retry(error: PodcastError) -> None:
@@ -169,6 +184,10 @@ async def narrate_text(
         # Faded in place: the narration's own buffer is staged, never copied whole again.
         speech = piece.pcm if isinstance(piece.pcm, bytearray) else bytearray(piece.pcm)
         piece.pcm = b""
+        levels[segment.index] = await asyncio.to_thread(loudness.level_in_place, speech)
+        timed[segment.index] = await asyncio.to_thread(
+            captions.time_words, speech, piece.transcript, piece.marks
+        )
         audio.fade_edges_in_place(speech, settings.fade_seconds)
         pause = audio.silence(settings.pause_after(segment.boundary))
         # Piece 2i is segment i's speech, piece 2i + 1 the pause after it.
@@ -184,6 +203,8 @@ async def narrate_text(
     await _all_or_first_error([narrate_segment(s) for s in segments])
 
     reports: list[SegmentReport] = []
+    words: list[captions.Word] = []
+    onsets: list[float] = []
     transcript_parts: list[str] = []
     usage = Usage()
     warnings: list[str] = []
@@ -202,6 +223,9 @@ async def narrate_text(
                 splits=piece.splits,
             )
         )
+        placed = timed[segment.index].shifted(audio.duration_seconds(position))
+        words += placed.words
+        onsets += placed.onsets
         position += speech_bytes + pause_bytes
         transcript_parts.append(piece.transcript)
         transcript_parts.append({"paragraph": "\n\n", "sentence": " "}.get(segment.boundary, ""))
@@ -221,6 +245,10 @@ async def narrate_text(
         segments=tuple(reports),
         fidelity=fidelity,
         warnings=tuple(warnings),
+        loudness_lufs=loudness.combined_lufs(levels.values()),
+        sources=tuple((segment.text, segment.boundary) for segment in segments),
+        words=tuple(words),
+        speech_onsets=tuple(onsets),
     )
 
 
@@ -263,6 +291,7 @@ async def _narrate_piece(
             ]
             return _joined(parts, usage, attempts, settings)
         usage += narration.billed_usage
+        narration = replace(narration, transcript=strip_scaffolding(narration.transcript, text))
         score = similarity(text, narration.transcript) if verbatim else 1.0
         if best is None or score > best[1]:
             best = (narration, score)
@@ -287,6 +316,7 @@ async def _narrate_piece(
         attempts=attempts,
         similarity=score if verbatim else None,
         warnings=warnings,
+        marks=narration.transcript_marks,
     )
 
 
@@ -310,6 +340,12 @@ def _halves(text: str) -> list[str]:
 def _joined(parts: list[_Piece], usage: Usage, attempts: int, settings: NarrationSettings) -> _Piece:
     gap = audio.silence(settings.sentence_pause_seconds)
     scored = [p.similarity for p in parts if p.similarity is not None]
+    marks: list[tuple[int, str]] = []
+    offset = 0
+    for part in parts:
+        marks += [(offset + at, text) for at, text in part.marks]
+        marks.append((offset + len(part.pcm), " "))  # the halves' transcripts are joined by a space
+        offset += len(part.pcm) + len(gap)
     return _Piece(
         pcm=gap.join(audio.fade_edges(p.pcm, settings.fade_seconds) for p in parts),
         transcript=" ".join(p.transcript for p in parts),
@@ -318,6 +354,7 @@ def _joined(parts: list[_Piece], usage: Usage, attempts: int, settings: Narratio
         similarity=min(scored) if scored else None,
         splits=1 + sum(p.splits for p in parts),
         warnings=[w for p in parts for w in p.warnings],
+        marks=tuple(marks),
     )
 
 

@@ -54,6 +54,7 @@ from podcast.engine.responses import (
     ResponseState,
     SpokenText,
     StreamEvent,
+    TranscriptDelta,
 )
 from podcast.errors import (
     AuthenticationError,
@@ -210,6 +211,7 @@ class Narrator:
             nonlocal attempts, billed
             attempts += 1
             pcm: list[bytes] = []
+            marks: list[tuple[int, str]] = []
             try:
                 done = await self._collect(
                     text,
@@ -218,6 +220,7 @@ class Narrator:
                     max_output_tokens,
                     _remaining(deadline, self.settings.response_timeout_seconds),
                     pcm,
+                    marks,
                 )
             except PodcastError as error:
                 billed += error.billed_usage
@@ -234,6 +237,7 @@ class Narrator:
                 attempts=attempts,
                 response_id=done.response_id,
                 session_id=done.session_id,
+                transcript_marks=tuple(marks),
             )
 
         def before_sleep(state: RetryCallState) -> None:
@@ -271,9 +275,11 @@ class Narrator:
         max_output_tokens: MaxOutputTokens,
         time_limit: float,
         pcm: list[bytes],
+        marks: list[tuple[int, str]],
     ) -> ResponseDone:
-        """One attempt drained into ``pcm`` (pieces, joined once: no regrowing buffer); return
-        its final event. Nothing is awaited between the stream's events here, so one
+        """One attempt drained into ``pcm`` (pieces, joined once: no regrowing buffer) and
+        each transcript delta, with the audio bytes before it, into ``marks``; return its
+        final event. Nothing is awaited between the stream's events here, so one
         deadline covers the whole attempt instead of a timeout per message."""
         _check_arguments(text, voice, max_output_tokens)
         limit = _time_limit(time_limit, self.settings.response_timeout_seconds)
@@ -281,11 +287,15 @@ class Narrator:
         events = self._events(
             text, voice, instructions, max_output_tokens, limit, deadline, per_message=False
         )
+        received = 0
         try:
             async with asyncio.timeout_at(deadline), contextlib.aclosing(events):
                 async for event in events:
                     if isinstance(event, AudioDelta):
                         pcm.append(event.pcm)
+                        received += len(event.pcm)
+                    elif isinstance(event, TranscriptDelta):
+                        marks.append((received, event.text))
                     elif isinstance(event, ResponseDone):
                         return event
         except TimeoutError:

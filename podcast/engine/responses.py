@@ -180,6 +180,9 @@ class SpokenText:
     attempts: int
     response_id: str | None = None
     session_id: str | None = None
+    transcript_marks: tuple[tuple[int, str], ...] = ()
+    """Each transcript delta with the bytes of audio that had arrived before it: where in
+    the audio its words are (a first estimate, for captions)."""
 
     @property
     def duration_seconds(self) -> float:

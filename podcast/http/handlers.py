@@ -15,12 +15,14 @@ from collections.abc import Awaitable, Callable
 import azure.functions as func
 
 from podcast.app import App
-from podcast.errors import JobNotFoundError, PodcastError
+from podcast.errors import JobNotFoundError, NarrationNotFoundError, PodcastError
+from podcast.http.files import file_response
 from podcast.http.headers import check_content_type, job_url, submit_options
 from podcast.http.health import health_report
 from podcast.http.openapi import openapi_document
 from podcast.http.responses import error_response, internal_error_response, json_response
 from podcast.models import parse_request
+from podcast.services.downloads import FileKind
 from podcast.services.records import JOB_ID, retry_after
 from podcast.settings import Settings
 from podcast.wire import JobRecord
@@ -56,19 +58,41 @@ async def create_narration(req: func.HttpRequest, app: App) -> func.HttpResponse
 
 async def get_narration(req: func.HttpRequest, app: App) -> func.HttpResponse:
     """``GET /api/narrations/{id}``: 202 while queued or running, the 200 body (fresh link)
-    once succeeded, the error body and status once failed, 404 for an unknown id."""
+    once succeeded (and at once for a synchronous narration), the error body and status once
+    failed, 404 for an unknown id."""
 
     async def handle() -> func.HttpResponse:
         job_id = req.route_params.get("id") or req.url.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
         if not JOB_ID.fullmatch(job_id):
             raise JobNotFoundError()
-        view = await app.jobs.status(job_id)
+        try:
+            view = await app.jobs.status(job_id)
+        except JobNotFoundError:  # not a job: a synchronous narration, found by its id
+            try:
+                signed = await app.downloads.signed(job_id)
+            except NarrationNotFoundError:
+                raise JobNotFoundError() from None
+            return json_response(200, signed.model_dump(mode="json"))
         if view.result is not None:
             return json_response(200, view.result.model_dump(mode="json"))
         if view.record.status == "failed" and view.record.error is not None:
             error = view.record.error
             return json_response(error.status, error.body.model_dump(mode="json"))
         return _accepted(req, app, view.record, collection=False)
+
+    return await _answer(handle)
+
+
+async def download_narration_file(req: func.HttpRequest, app: App, kind: FileKind) -> func.HttpResponse:
+    """``GET /api/narrations/{id}/audio`` (and ``/captions.vtt``, ``/captions.srt``,
+    ``/transcript.json``): the stored file with its content type and ``Content-Disposition``,
+    honouring ``Range`` and ``If-Range`` (206, 416; see :mod:`podcast.http.ranges`)."""
+
+    async def handle() -> func.HttpResponse:
+        narration_id = req.route_params.get("id") or ""
+        downloads = app.downloads
+        file = await downloads.file(narration_id, kind)
+        return await file_response(req, file, downloads.read)
 
     return await _answer(handle)
 

@@ -312,6 +312,10 @@ def sample_response() -> NarrationResponse:
         fidelity=1.0,
         warnings=(),
         usage=Usage(**_SAMPLE_USAGE),
+        captions_url=_SAMPLE_URL.replace(".wav?", ".vtt?"),
+        captions_blob_name=f"{_SAMPLE_BASE}.vtt",
+        srt_blob_name=f"{_SAMPLE_BASE}.srt",
+        loudness_lufs=-16.0,
     )
 
 
@@ -385,6 +389,56 @@ def _errors(*statuses: int) -> dict[str, Any]:
         "schema": {"$ref": "#/definitions/Error"},
     }
     return responses
+
+
+def _download(
+    operation_id: str, summary: str, description: str, produces: list[str], *, visibility: str = "advanced"
+) -> dict[str, Any]:
+    """A ``GET /narrations/{id}/<file>`` operation: the file (``type: file``), whole or a range."""
+    file = {"type": "file"}
+    return {
+        "operationId": operation_id,
+        "summary": summary,
+        "description": description,
+        "x-ms-visibility": visibility,
+        "produces": produces,
+        "parameters": [
+            {
+                "name": "id",
+                "in": "path",
+                "required": True,
+                "type": "string",
+                "pattern": JOB_ID_PATTERN,
+                "x-ms-summary": "Narration ID",
+                "description": "The narration's id (the id of the 200 or 202 answer).",
+            },
+            {
+                "name": "Range",
+                "in": "header",
+                "required": False,
+                "type": "string",
+                "x-ms-visibility": "internal",
+                "x-ms-summary": "Range",
+                "description": "Bytes to send (RFC 9110), e.g. bytes=0-1023; absent: the whole file.",
+            },
+        ],
+        "responses": {
+            "200": {"description": "The whole file.", "schema": file},
+            "206": {
+                "description": "The requested range (or ranges, as multipart/byteranges).",
+                "schema": file,
+            },
+            "404": {
+                "description": "No narration, or no such file, with this id.",
+                "schema": {"$ref": "#/definitions/Error"},
+            },
+            "416": {"description": "No requested range overlaps the file (Content-Range: bytes */size)."},
+            "default": {
+                "description": "Any other failure, a JSON error.",
+                "schema": {"$ref": "#/definitions/Error"},
+            },
+        },
+    }
 
 
 def build_definition(host: str = DEFAULT_HOST, scheme: str = "https") -> dict[str, Any]:
@@ -481,6 +535,34 @@ def build_definition(host: str = DEFAULT_HOST, scheme: str = "https") -> dict[st
             **_errors(402, 404, 422, 429, 502, 503, 504),
         },
     }
+    audio = _download(
+        "GetNarrationAudio",
+        "Download the audio",
+        "The audio file itself (WAV or MP3, as narrated), with its file name from the title in "
+        "Content-Disposition: attach it to an email or save it to SharePoint or OneDrive. Range "
+        "requests are honoured (206; 416 when no range overlaps the file).",
+        ["audio/wav", "audio/mpeg"],
+        visibility="important",
+    )
+    captions = _download(
+        "GetNarrationCaptions",
+        "Download the captions (WebVTT)",
+        "WebVTT captions timed to the audio.",
+        ["text/vtt"],
+    )
+    srt = _download(
+        "GetNarrationSrtCaptions",
+        "Download the captions (SRT)",
+        "SubRip captions timed to the audio.",
+        ["application/x-subrip"],
+    )
+    transcript = _download(
+        "GetNarrationTranscript",
+        "Download the transcript document",
+        "The transcript document stored beside the audio: the narration's fields and each "
+        "segment's timing, transcript and fidelity.",
+        ["application/json"],
+    )
     health = {
         "operationId": "GetHealth",
         "summary": "Check the configuration",
@@ -519,6 +601,10 @@ def build_definition(host: str = DEFAULT_HOST, scheme: str = "https") -> dict[st
         "paths": {
             "/narrations": {"post": create},
             "/narrations/{id}": {"get": status},
+            "/narrations/{id}/audio": {"get": audio},
+            "/narrations/{id}/captions.vtt": {"get": captions},
+            "/narrations/{id}/captions.srt": {"get": srt},
+            "/narrations/{id}/transcript.json": {"get": transcript},
             "/health": {"get": health},
         },
         "definitions": definition_schemas(),

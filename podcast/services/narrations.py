@@ -1,4 +1,4 @@
-"""From a validated request to stored audio: narrate, frame as WAV, upload, sign a link.
+"""From a validated request to stored audio: narrate, frame as WAV or encode as MP3, upload, sign a link.
 
 :class:`NarrationService` guarantees that a failed narration leaves nothing in Storage and
 that a result is only returned once the WAV and its transcript document are both stored.
@@ -15,21 +15,28 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
+from podcast.audio.captions import make_cues, srt, webvtt
+from podcast.audio.id3 import SegmentSpan, chapters, id3_tag
 from podcast.engine import audio
-from podcast.engine.longform import ProgressCallback, narrate_text
+from podcast.engine.longform import NarratedText, ProgressCallback, narrate_text
 from podcast.engine.realtime import Narrator
 from podcast.errors import PodcastError
 from podcast.models import NarrationRequest, SubmitOptions
+from podcast.services.downloads import index_name
 from podcast.services.reuse import ReuseCache
 from podcast.settings import NarrationSettings, PipelineSettings
-from podcast.storage.blobs import BlobStore
+from podcast.storage.blobs import BlobStore, WavBlockWriter, content_disposition
+from podcast.storage.documents import DocumentStore
+from podcast.storage.files import BlobFiles
+from podcast.storage.mp3 import Mp3BlockWriter
 from podcast.storage.names import blob_name as checked_name
 from podcast.storage.names import check_blob_segment
 from podcast.wire import (
     DocumentSource,
+    NarrationIndex,
     NarrationResponse,
     SegmentReport,
     TranscriptDocument,
@@ -66,6 +73,10 @@ class StoredNarration:
     """Overall word similarity of the transcript to the text (``None`` in episode mode)."""
     min_fidelity: float | None = None
     warnings: tuple[str, ...] = ()
+    loudness_lufs: float | None = None
+    captions_blob_name: str | None = None
+    srt_blob_name: str | None = None
+    captions_url: str | None = None
 
     def to_response(self) -> NarrationResponse:
         """The body of a successful ``POST /api/narrations``."""
@@ -83,12 +94,17 @@ class StoredNarration:
             style=self.request.style,
             language=self.request.language,
             title=self.request.title,
+            format=self.request.format,
             sample_rate=audio.SAMPLE_RATE,
             characters=len(self.request.text),
             segments=len(self.segments) or 1,
             fidelity=self.fidelity,
             warnings=self.warnings,
             usage=self.usage,
+            captions_url=self.captions_url,
+            captions_blob_name=self.captions_blob_name,
+            srt_blob_name=self.srt_blob_name,
+            loudness_lufs=self.loudness_lufs,
         )
 
     def transcript_document(self, source: DocumentSource | None = None) -> TranscriptDocument:
@@ -119,7 +135,14 @@ class NarrationService:
         pipeline: PipelineSettings,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         new_id: Callable[[], str] = lambda: uuid.uuid4().hex,
+        index: DocumentStore | None = None,
+        files: BlobFiles | None = None,
     ) -> None:
+        """``index`` (the jobs container) receives each stored narration's
+        :class:`~podcast.wire.NarrationIndex`, so it can be found by its id (none when ``None``);
+        ``files`` stores the captions beside the audio (none when ``None``)."""
+        self.index = index
+        self.files = files
         self.narrator = narrator
         self.outputs = outputs
         self.reuse = reuse
@@ -159,7 +182,7 @@ class NarrationService:
     ) -> StoredNarration:
         """Narrate ``request``, store the WAV and its transcript document, return a read link.
 
-        Blobs are named ``<yyyy>/<mm>/<dd>/<id>.wav`` and ``.json`` (``narration_id``
+        Blobs are named ``<yyyy>/<mm>/<dd>/<id>.wav`` (or ``.mp3``) and ``.json`` (``narration_id``
         defaults to a new random id). ``on_progress(done, total)`` is awaited as segments
         finish. ``time_budget_seconds`` overrides the synchronous budget (queued jobs are
         not bound by HTTP's 230 seconds). Raises a :class:`~podcast.errors.PodcastError`;
@@ -190,7 +213,8 @@ class NarrationService:
         time_budget_seconds: float | None = None,
         before_commit: Callable[[], Awaitable[None]] | None = None,
     ) -> StoredNarration:
-        """Narrate, then store ``<base>.wav`` and then ``<base>.json`` (the completion mark).
+        """Narrate, then store ``<base>.wav``, its index entry and then ``<base>.json`` (the
+        completion mark).
 
         ``before_commit`` is awaited once the audio is staged, just before the first commit:
         raising there (e.g. :class:`~podcast.errors.SupersededError`) abandons the narration
@@ -203,7 +227,7 @@ class NarrationService:
         :class:`~podcast.errors.BlobNameError` before any Storage call for an unsafe ``base``.
         """
         started = time.monotonic()
-        blob_name = checked_name(f"{base}.wav", field="document")
+        blob_name = checked_name(f"{base}.{request.format}", field="document")
         transcript_blob_name = checked_name(f"{base}.json", field="document")
         # Fail before paying for a narration when Storage is unreachable (or the identity
         # may not sign links): the container check and the link come first.
@@ -213,7 +237,13 @@ class NarrationService:
         if link_expires_in is not None:
             url, expires_at = await self.outputs.read_url(blob_name, expires_in=link_expires_in)
         # Segments are staged as blocks as they finish; nothing is visible until commit().
-        writer = self.outputs.wav_writer(blob_name)
+        writer: WavBlockWriter | Mp3BlockWriter
+        if request.format == "mp3":
+            writer = Mp3BlockWriter(
+                self.outputs, blob_name, bitrate_kbps=self.narration_settings.mp3_bitrate_kbps
+            )
+        else:
+            writer = self.outputs.wav_writer(blob_name)
         narration = await narrate_text(
             self.narrator,
             request,
@@ -238,26 +268,58 @@ class NarrationService:
             fidelity=narration.fidelity,
             min_fidelity=self.narration_settings.min_fidelity,
             warnings=narration.warnings,
+            loudness_lufs=narration.loudness_lufs,
         )
+        cues = make_cues(narration.words, narration.speech_onsets) if self.files is not None else []
+        if cues:
+            captions_url = None
+            if link_expires_in is not None:
+                captions_url, _ = await self.outputs.read_url(f"{base}.vtt", expires_in=link_expires_in)
+            result = replace(
+                result,
+                captions_blob_name=f"{base}.vtt",
+                srt_blob_name=f"{base}.srt",
+                captions_url=captions_url,
+            )
         if before_commit is not None:
             await before_commit()
+        captions_written: list[str] = []
+        indexed = False
         try:
-            await writer.commit(
-                download_name=request.download_name(),
-                metadata={
-                    "narration_id": narration_id,
-                    "voice": request.voice,
-                    "mode": request.mode,
-                    "style": request.style,
-                    "duration_seconds": f"{narration.duration_seconds:.3f}",
-                    "characters": str(len(request.text)),
-                },
-            )
+            metadata = {
+                "narration_id": narration_id,
+                "voice": request.voice,
+                "mode": request.mode,
+                "style": request.style,
+                "duration_seconds": f"{narration.duration_seconds:.3f}",
+                "characters": str(len(request.text)),
+            }
+            download_name = request.download_name(f".{request.format}")
+            if isinstance(writer, Mp3BlockWriter):
+                tags = self._id3(request, narration, narration_id, created_at)
+                await writer.commit(download_name=download_name, metadata=metadata, id3=tags)
+            else:
+                await writer.commit(download_name=download_name, metadata=metadata)
+            if cues and self.files is not None:
+                for name, text, content_type in (
+                    (f"{base}.vtt", webvtt(cues), "text/vtt; charset=utf-8"),
+                    (f"{base}.srt", srt(cues), "application/x-subrip; charset=utf-8"),
+                ):
+                    captions_written.append(name)
+                    disposition = content_disposition(request.download_name(name[len(base) :]))
+                    await self.files.put_text(name, text, content_type=content_type, disposition=disposition)
+            if self.index is not None and link_expires_in is not None:  # answered with a link: findable by id
+                entry = NarrationIndex(
+                    result=result.to_response().without_link(), sas_expiry_minutes=request.sas_expiry_minutes
+                )
+                indexed = True
+                await self.index.put(index_name(narration_id), entry.model_dump(mode="json"))
             document = result.transcript_document(source).model_dump(mode="json")
             await self.outputs.upload_json(transcript_blob_name, document)
         except BaseException:
             # The commit may have taken effect even when it raised (a lost response).
             await self._discard(blob_name, transcript_blob_name, narration_id)
+            await self._discard_extras(captions_written, narration_id if indexed else None)
             raise
         log.info(
             "narration %s stored: characters=%d segments=%d audio=%.2fs elapsed=%.2fs tokens=%d",
@@ -269,6 +331,33 @@ class NarrationService:
             narration.usage.total_tokens,
         )
         return result
+
+    def _id3(
+        self, request: NarrationRequest, narration: NarratedText, narration_id: str, created_at: datetime
+    ) -> bytes:
+        """The ID3v2 tag of an MP3 narration, with chapters at headings and paragraph groups."""
+        spans = [
+            SegmentSpan(text, boundary, report.start_seconds, report.end_seconds)
+            for (text, boundary), report in zip(narration.sources, narration.segments, strict=True)
+        ]
+        return id3_tag(
+            title=request.title or "Narration",
+            show=self.narration_settings.show_name,
+            narration_id=narration_id,
+            created_at=created_at,
+            duration_seconds=narration.duration_seconds,
+            chapter_list=chapters(spans, narration.duration_seconds),
+        )
+
+    async def _discard_extras(self, captions: list[str], indexed_id: str | None) -> None:
+        """Remove the captions and the index entry of a failed narration (best effort,
+        shielded from cancellation; never masks the real error)."""
+        for name in captions:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self.outputs.delete_if_exists(name))
+        if indexed_id is not None and self.index is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self.index.delete(index_name(indexed_id)))
 
     async def _discard(self, wav_name: str, json_name: str, narration_id: str) -> None:
         """Remove what a failed narration made visible, shielded from cancellation; never

@@ -7,7 +7,8 @@ Blob layout (in the jobs container, ``NARRATION_JOBS_CONTAINER``):
   64 KB), removed once the job is finished;
 - ``idempotency/<sha256 of the key>.json``: ``Idempotency-Key`` → job id and a hash of the
   request (:class:`~podcast.wire.IdempotencyEntry`);
-- ``cache/<content key>.json``: content reuse (:mod:`podcast.services.reuse`).
+- ``cache/<content key>.json``: content reuse (:mod:`podcast.services.reuse`);
+- ``narrations/<id>.json``: every stored narration by its id (:mod:`podcast.services.downloads`).
 """
 
 from __future__ import annotations
@@ -124,7 +125,10 @@ def idempotency_hash(request: NarrationRequest) -> str:
     """SHA-256 (hex) of the whole validated request, title and link lifetime included: an
     ``Idempotency-Key`` is bound to it (stored as ``request_hash``), and the same key with
     another request is a 422. Unlike the reuse key, it covers what does not change the audio."""
-    canonical = json.dumps(request.model_dump(mode="json"), sort_keys=True, ensure_ascii=False)
+    fields = request.model_dump(mode="json")
+    if fields.get("format") == "wav":  # the hash of a WAV request stays what it was before formats
+        del fields["format"]
+    canonical = json.dumps(fields, sort_keys=True, ensure_ascii=False)
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 

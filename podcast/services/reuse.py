@@ -139,8 +139,11 @@ class ReuseCache:
                 await self.documents.delete(entry_name(key), etag=etag)
 
     async def signed(self, result: NarrationResponse, sas_expiry_minutes: int) -> NarrationResponse:
-        """A stored 200 body with a fresh read-only link valid for ``sas_expiry_minutes``."""
-        url, expires_at = await self.outputs.read_url(
-            result.blob_name, expires_in=timedelta(minutes=sas_expiry_minutes)
-        )
-        return result.with_link(url, expires_at)
+        """A stored 200 body with fresh read-only links (audio, captions) valid for ``sas_expiry_minutes``."""
+        expires_in = timedelta(minutes=sas_expiry_minutes)
+        url, expires_at = await self.outputs.read_url(result.blob_name, expires_in=expires_in)
+        signed = result.with_link(url, expires_at)
+        if result.captions_blob_name is not None:
+            captions_url, _ = await self.outputs.read_url(result.captions_blob_name, expires_in=expires_in)
+            signed = signed.model_copy(update={"captions_url": captions_url})
+        return signed

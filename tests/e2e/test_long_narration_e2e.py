@@ -338,7 +338,9 @@ async def test_thirty_minutes_through_http_is_one_wav_read_in_order_with_nothing
         document = json.loads(
             service.get_blob_client(container_name, body["transcript_blob_name"]).download_blob().readall()
         )
-    assert stored == sorted([body["blob_name"], body["transcript_blob_name"]])
+    assert stored == sorted(
+        [body["blob_name"], body["transcript_blob_name"], body["captions_blob_name"], body["srt_blob_name"]]
+    )
     wav = await asyncio.to_thread(download, body["audio_url"])
     info = audio.wav_info(wav)
     with wave.open(io.BytesIO(wav)) as reader:

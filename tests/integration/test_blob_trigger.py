@@ -99,7 +99,7 @@ async def test_an_uploaded_document_gets_a_wav_and_a_transcript_document_beside_
 
     base = name.rsplit(".", 1)[0]
     stored = outputs(azurite, container_name)
-    assert sorted(stored) == [f"{base}.json", f"{base}.wav"]
+    assert sorted(stored) == [f"{base}.json", f"{base}.srt", f"{base}.vtt", f"{base}.wav"]
     document: dict[str, Any] = json.loads(stored[f"{base}.json"])
     info = audio.wav_info(stored[f"{base}.wav"])
     assert (info.sample_rate, info.sample_width, info.channels) == (24_000, 2, 1)
@@ -199,7 +199,7 @@ async def test_a_transient_fault_raises_for_a_retry_that_leaves_one_complete_res
     await host.call(function_app.narrate_document, upload(azurite, "retry.txt", b"Try, try again."))
 
     stored = outputs(azurite, container_name)
-    assert sorted(stored) == ["retry.json", "retry.wav"]
+    assert sorted(stored) == ["retry.json", "retry.srt", "retry.vtt", "retry.wav"]
     assert json.loads(stored["retry.json"])["transcript"] == "Try, try again."
 
 

@@ -6,6 +6,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 
+import numpy as np
 import pytest
 from websockets.exceptions import ConnectionClosed, ConnectionClosedError, InvalidStatus
 
@@ -225,7 +226,10 @@ async def test_paraphrase_speaks_altered_text_deterministically(emulator: Realti
     spoken = only(first, "response.output_audio_transcript.done")["transcript"]
     assert spoken == paraphrase(PARAGRAPH) == transcript_of(first)
     assert spoken != PARAGRAPH
-    assert audio_of(first) == audio_of(second)
+    # The same speech; each session has its own level (the emulator's level variation).
+    a, b = (np.frombuffer(audio_of(events), "<i2").astype(float) for events in (first, second))
+    assert len(a) == len(b)
+    assert np.max(np.abs(a - b * (np.dot(a, b) / np.dot(b, b)))) <= 2.0
     plain = await narrate(emulator, PARAGRAPH)
     assert audio_of(plain) != audio_of(first)
 

@@ -215,7 +215,8 @@ async def test_names_at_the_limits(target: Target, name: str, accepted: bool) ->
     changed = {c for c in after.keys() | before.keys() if after.get(c) != before.get(c)}
     if accepted:
         assert changed == {target.output}
-        assert set(after[target.output]) - set(before[target.output]) == {f"{base}.wav", f"{base}.json"}
+        made = {f"{base}.wav", f"{base}.json", f"{base}.vtt", f"{base}.srt"}
+        assert set(after[target.output]) - set(before[target.output]) == made
     else:
         assert changed == set()
         assert target.emulator.handshakes == 0

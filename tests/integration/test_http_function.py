@@ -80,7 +80,9 @@ async def test_a_narration_returns_a_working_read_only_link_and_the_transcript(
     assert info.duration_seconds == pytest.approx(body["duration_seconds"], abs=0.001)
     assert info.frames * 2 == emulator.sessions[0].responses[0].audio_bytes
 
-    assert blobs_in(azurite, container_name) == sorted([body["blob_name"], body["transcript_blob_name"]])
+    assert blobs_in(azurite, container_name) == sorted(
+        [body["blob_name"], body["transcript_blob_name"], body["captions_blob_name"], body["srt_blob_name"]]
+    )
     with BlobServiceClient.from_connection_string(azurite.connection_string) as service:
         stored = json.loads(
             service.get_blob_client(container_name, body["transcript_blob_name"]).download_blob().readall()

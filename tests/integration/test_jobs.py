@@ -146,7 +146,9 @@ async def test_prefer_respond_async_gets_202_with_a_location_that_answers_200_on
     info = audio.wav_info(wav)
     assert (info.sample_rate, info.channels) == (24_000, 1)
     assert info.duration_seconds == pytest.approx(body["duration_seconds"], abs=0.001)
-    assert blobs_in(azurite, container_name) == sorted([body["blob_name"], body["transcript_blob_name"]])
+    assert blobs_in(azurite, container_name) == sorted(
+        [body["blob_name"], body["transcript_blob_name"], body["captions_blob_name"], body["srt_blob_name"]]
+    )
     assert f"jobs/{job_id}.request.json" not in jobs_blobs(azurite, jobs_env), "the text is not kept"
     assert pending_messages(azurite, jobs_env) == []
 
@@ -427,8 +429,9 @@ async def test_the_same_request_twice_is_narrated_once_on_either_path(
 
     status, synchronous, _ = await post({"text": TEXT})
     assert status == 200
-    assert {k: v for k, v in synchronous.items() if k not in ("audio_url", "expires_at")} == {
-        k: v for k, v in done.items() if k not in ("audio_url", "expires_at")
+    links = ("audio_url", "expires_at", "captions_url")  # signed afresh for each answer
+    assert {k: v for k, v in synchronous.items() if k not in links} == {
+        k: v for k, v in done.items() if k not in links
     }, "a finished job's body is exactly the synchronous body"
     assert len(emulator.sessions) == 1, "one Realtime session for three identical requests"
     assert emulator.handshakes == 1

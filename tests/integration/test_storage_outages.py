@@ -168,7 +168,7 @@ async def test_an_output_container_deleted_between_documents_is_created_again(en
         function_app.narrate_document,
         host.blob_input_stream(env.input, "two.txt", b"Document two.txt.", etag=etags["two.txt"]),
     )
-    assert sorted(env.blobs()) == ["two.json", "two.wav"]
+    assert sorted(env.blobs()) == ["two.json", "two.srt", "two.vtt", "two.wav"]
 
 
 @pytest.mark.parametrize("sentences", [1, 12])
@@ -204,7 +204,7 @@ async def test_storage_failing_right_after_the_wav_commit_leaves_nothing_visible
 
     if failures == 1:  # the SDK's own retry absorbs one refused connection
         assert answer.status == 200, answer.json()
-        assert len(env.blobs()) == 2
+        assert len(env.blobs()) == 4  # audio, captions (WebVTT, SRT), transcript
         return
     assert answer.status == 503, answer.json()
     assert answer.json()["error"]["code"] == "storage_unavailable"
@@ -218,7 +218,8 @@ async def test_storage_failing_right_after_the_wav_commit_leaves_nothing_visible
     )
     assert again.status == 200, again.json()
     assert len(env.emulator.sessions) == sessions + 1
-    assert sorted(env.blobs()) == sorted([again.json()["blob_name"], again.json()["transcript_blob_name"]])
+    names = ("blob_name", "transcript_blob_name", "captions_blob_name", "srt_blob_name")
+    assert sorted(env.blobs()) == sorted(again.json()[name] for name in names)
 
 
 async def test_a_wav_left_by_storage_that_stays_down_is_never_served(
@@ -251,7 +252,7 @@ async def test_a_document_whose_new_version_fails_after_the_wav_commit_leaves_no
         function_app.narrate_document,
         host.blob_input_stream(env.input, "doc.txt", b"The first version.", etag=first),
     )
-    assert sorted(env.blobs()) == ["doc.json", "doc.wav"]
+    assert sorted(env.blobs()) == ["doc.json", "doc.srt", "doc.vtt", "doc.wav"]
     with env.service() as service:
         blob = service.get_blob_client(env.input, "doc.txt")
         blob.upload_blob(b"The second version, longer.", overwrite=True)
@@ -270,7 +271,7 @@ async def test_a_document_whose_new_version_fails_after_the_wav_commit_leaves_no
     retry = host.blob_input_stream(env.input, "doc.txt", b"The second version, longer.", etag=second)
     await host.call(function_app.narrate_document, retry)
     stored = env.blobs()
-    assert sorted(stored) == ["doc.json", "doc.wav"]
+    assert sorted(stored) == ["doc.json", "doc.srt", "doc.vtt", "doc.wav"]
     assert json.loads(stored["doc.json"])["transcript"] == "The second version, longer."
 
 

@@ -22,6 +22,7 @@ from podcast.wire import (
     IdempotencyEntry,
     JobRecord,
     JobStatusDocument,
+    NarrationIndex,
     NarrationResponse,
     TranscriptDocument,
 )
@@ -31,7 +32,12 @@ from testkit.azurite import AzuriteServer
 TEXT = "Welcome to the show. Today we talk about rivers, and why they bend the way they do."
 URL = "https://podcast.example.net/api/narrations"
 ASYNC = {"Prefer": "respond-async"}
-STORED: dict[str, type[BaseModel]] = {"jobs": JobRecord, "cache": CacheEntry, "idempotency": IdempotencyEntry}
+STORED: dict[str, type[BaseModel]] = {
+    "jobs": JobRecord,
+    "cache": CacheEntry,
+    "idempotency": IdempotencyEntry,
+    "narrations": NarrationIndex,
+}
 """The model of each document in the jobs container, by its folder."""
 
 

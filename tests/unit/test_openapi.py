@@ -54,9 +54,47 @@ def test_the_committed_openapi_json_is_the_generated_definition(definition: dict
     )
 
 
+FILE_OPERATIONS = ("audio", "captions.vtt", "captions.srt", "transcript.json")
+
+
+def _without_file_schemas(definition: dict[str, Any]) -> dict[str, Any]:
+    """The definition with each response ``{"type": "file"}`` made a binary string.
+
+    Swagger 2.0 allows ``file`` as the root type of a Response Object's schema (and custom
+    connectors use it for downloads), but the validator's JSON Schema of 2.0 does not know
+    it (a known gap of the published schema.json), so the file responses are checked by
+    ``test_downloads_are_files_of_their_content_type`` instead.
+    """
+    copied = copy.deepcopy(definition)
+    for name in FILE_OPERATIONS:
+        for response in copied["paths"][f"/narrations/{{id}}/{name}"]["get"]["responses"].values():
+            if response.get("schema") == {"type": "file"}:
+                response["schema"] = {"type": "string", "format": "binary"}
+    return copied
+
+
 def test_the_definition_is_valid_openapi_2(definition: dict[str, Any]) -> None:
-    validate_spec(definition, cls=OpenAPIV2SpecValidator)
+    validate_spec(_without_file_schemas(definition), cls=OpenAPIV2SpecValidator)
     assert definition["swagger"] == "2.0"
+
+
+def test_downloads_are_files_of_their_content_type(definition: dict[str, Any]) -> None:
+    produces = {
+        "audio": ["audio/wav", "audio/mpeg"],
+        "captions.vtt": ["text/vtt"],
+        "captions.srt": ["application/x-subrip"],
+        "transcript.json": ["application/json"],
+    }
+    for name in FILE_OPERATIONS:
+        operation = definition["paths"][f"/narrations/{{id}}/{name}"]["get"]
+        assert operation["produces"] == produces[name]
+        responses = operation["responses"]
+        assert responses["200"]["schema"] == responses["206"]["schema"] == {"type": "file"}
+        assert responses["404"]["schema"] == {"$ref": "#/definitions/Error"}
+        assert "416" in responses
+        assert [p["name"] for p in operation["parameters"]] == ["id", "Range"]
+    text = json.dumps(_without_file_schemas(definition))
+    assert '"file"' not in text  # no other schema uses the file type
 
 
 def test_the_validator_would_catch_a_broken_definition(definition: dict[str, Any]) -> None:
@@ -107,6 +145,7 @@ def test_the_request_schema_has_exactly_the_model_fields_and_defaults(definition
         "language": None,
         "instructions": None,
         "title": None,
+        "format": "wav",
         "sas_expiry_minutes": 60,
     }
     types = {name: prop["type"] for name, prop in properties.items()}
@@ -119,6 +158,7 @@ def test_the_request_schema_has_exactly_the_model_fields_and_defaults(definition
         "language": "string",
         "instructions": "string",
         "title": "string",
+        "format": "string",
         "sas_expiry_minutes": "integer",
     }
     assert all(prop["description"] and prop["x-ms-summary"] for prop in properties.values())
@@ -173,8 +213,11 @@ def test_the_result_schema_has_exactly_the_keys_of_to_response_and_of_usage(
     result = definition["definitions"]["NarrationResult"]
     keys = list(sample_response().model_dump(mode="json"))
 
+    # Absent from narrations made before captions and loudness existed (and without captions).
+    optional = ["captions_url", "captions_blob_name", "srt_blob_name", "loudness_lufs"]
+
     assert list(result["properties"]) == keys
-    assert result["required"] == keys
+    assert result["required"] == [key for key in keys if key not in optional]
     assert list(definition["definitions"]["Usage"]["properties"]) == list(Usage().model_dump())
     validate(result["example"], openapi_schema(definition, "NarrationResult"), cls=OAS30Validator)
 

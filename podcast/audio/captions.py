@@ -1,0 +1,320 @@
+"""Captions timed from the audio itself: word times, cues, WebVTT and SRT.
+
+Each segment's words are timed in two steps (:func:`time_words`):
+
+1. **Where the transcript arrived.** The Realtime API sends the transcript as deltas
+   interleaved with the audio deltas; each delta's words are first placed at the audio
+   that had arrived before it (the marks collected by the narrator). Without marks, words
+   are spread over the speech in proportion to their characters.
+2. **Where the speech is.** Pauses are found in the PCM (20 ms frames more than 35 dB under
+   the segment's speech level, at least :data:`MIN_PAUSE_SECONDS` long); a word placed in
+   a pause moves to the speech that follows it, and a cue's start snaps to the nearest
+   speech onset within :data:`SNAP_SECONDS` (people read a caption as the voice starts).
+
+Cues (:func:`make_cues`) hold at most two lines of about 42 characters and at most
+:data:`MAX_CUE_SECONDS`; they end at sentence ends when they can. :func:`webvtt` and
+:func:`srt` write them.
+"""
+
+from __future__ import annotations
+
+import bisect
+import difflib
+import textwrap
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Final
+
+import numpy as np
+
+from podcast.audio import SAMPLE_RATE
+
+__all__ = [
+    "MAX_CUE_SECONDS",
+    "MAX_LINE_CHARACTERS",
+    "Cue",
+    "TimedSpeech",
+    "Word",
+    "make_cues",
+    "shifted",
+    "speech_regions",
+    "srt",
+    "time_words",
+    "webvtt",
+]
+
+MAX_LINE_CHARACTERS: Final = 42
+MAX_LINES: Final = 2
+MAX_CUE_SECONDS: Final = 7.0
+MIN_CUE_SECONDS: Final = 0.7
+MIN_PAUSE_SECONDS: Final = 0.12
+SNAP_SECONDS: Final = 0.5
+_FRAME_SECONDS: Final = 0.02
+_PAUSE_BELOW_SPEECH_DB: Final = 35.0
+_SENTENCE_END: Final = (".", "!", "?", "…", "。", "！", "？")
+
+
+@dataclass(frozen=True, slots=True)
+class Word:
+    """A word of the transcript and when it is said (seconds)."""
+
+    text: str
+    start: float
+    end: float
+
+
+@dataclass(frozen=True, slots=True)
+class Cue:
+    """A caption: its lines and when it shows (seconds)."""
+
+    lines: tuple[str, ...]
+    start: float
+    end: float
+
+
+def speech_regions(pcm: bytes | bytearray, sample_rate: int = SAMPLE_RATE) -> list[tuple[float, float]]:
+    """Where there is speech in PCM16 mono ``pcm``: ``(start, end)`` seconds, in order,
+    separated by pauses of at least :data:`MIN_PAUSE_SECONDS`."""
+    x = np.frombuffer(pcm, dtype="<i2").astype(np.float64)
+    frame = max(1, round(_FRAME_SECONDS * sample_rate))
+    count = len(x) // frame
+    if count == 0:
+        return []
+    energy = np.sqrt(np.mean(x[: count * frame].reshape(count, frame) ** 2, axis=1)) + 1e-9
+    level_db = 20 * np.log10(energy / 32768)
+    speech_level = float(np.percentile(level_db, 95))
+    voiced = level_db > max(-60.0, speech_level - _PAUSE_BELOW_SPEECH_DB)
+    regions: list[tuple[float, float]] = []
+    start: int | None = None
+    silent_run = 0
+    min_silent = max(1, round(MIN_PAUSE_SECONDS / _FRAME_SECONDS))
+    for index, on in enumerate(voiced):
+        if on:
+            if start is None:
+                start = index
+            silent_run = 0
+        elif start is not None:
+            silent_run += 1
+            if silent_run >= min_silent:
+                regions.append((start * _FRAME_SECONDS, (index - silent_run + 1) * _FRAME_SECONDS))
+                start, silent_run = None, 0
+    if start is not None:
+        regions.append((start * _FRAME_SECONDS, (count - silent_run) * _FRAME_SECONDS))
+    return regions
+
+
+def _proportional(words: Sequence[str], regions: Sequence[tuple[float, float]]) -> list[float]:
+    """Word starts spread over the speech (pauses left out) by their characters."""
+    speech = sum(end - start for start, end in regions)
+    sizes = [len(word) + 1 for word in words]
+    total = sum(sizes)
+    starts: list[float] = []
+    position = 0
+    for size in sizes:
+        starts.append(_speech_to_time(position / total * speech, regions))
+        position += size
+    return starts
+
+
+def _speech_to_time(speech_seconds: float, regions: Sequence[tuple[float, float]]) -> float:
+    for start, end in regions:
+        if speech_seconds <= end - start:
+            return start + speech_seconds
+        speech_seconds -= end - start
+    return regions[-1][1] if regions else 0.0
+
+
+def _from_marks(
+    words: Sequence[str], marks: Sequence[tuple[int, str]], sample_rate: int
+) -> list[float | None]:
+    """Each word's arrival time from the deltas (``None`` for words the deltas do not have:
+    the final transcript is authoritative and may differ a little)."""
+    delta_words: list[str] = []
+    delta_times: list[float] = []
+    carry = ""
+    carry_time = 0.0
+    for offset, text in marks:
+        seconds = offset / (2 * sample_rate)
+        pieces = (carry + text).split(" ")
+        if not carry:
+            carry_time = seconds
+        for piece in pieces[:-1]:
+            if piece.strip():
+                delta_words.append(piece.strip())
+                delta_times.append(carry_time)
+            carry_time = seconds
+        carry = pieces[-1]
+    if carry.strip():
+        delta_words.append(carry.strip())
+        delta_times.append(carry_time)
+    times: list[float | None] = [None] * len(words)
+    matcher = difflib.SequenceMatcher(
+        None, [w.lower() for w in words], [w.lower() for w in delta_words], False
+    )
+    for block in matcher.get_matching_blocks():
+        for k in range(block.size):
+            times[block.a + k] = delta_times[block.b + k]
+    return times
+
+
+@dataclass(frozen=True, slots=True)
+class TimedSpeech:
+    """A segment's words with their times, and where its speech starts after each pause."""
+
+    words: tuple[Word, ...]
+    onsets: tuple[float, ...]
+
+    def shifted(self, seconds: float) -> TimedSpeech:
+        """The same, ``seconds`` later (the segment placed in the narration)."""
+        return TimedSpeech(tuple(shifted(self.words, seconds)), tuple(o + seconds for o in self.onsets))
+
+
+def time_words(
+    pcm: bytes | bytearray,
+    transcript: str,
+    marks: Sequence[tuple[int, str]] = (),
+    sample_rate: int = SAMPLE_RATE,
+) -> TimedSpeech:
+    """The words of ``transcript`` with their times in ``pcm`` (see the module docstring)."""
+    words = transcript.split()
+    if not words:
+        return TimedSpeech((), ())
+    duration = len(pcm) / (2 * sample_rate)
+    regions = speech_regions(pcm, sample_rate) or [(0.0, duration)]
+    fallback = _proportional(words, regions)
+    estimates: list[float] = fallback
+    if marks and any(offset for offset, _ in marks):
+        arrived = _from_marks(words, marks, sample_rate)
+        if sum(t is not None for t in arrived) >= len(words) / 2:
+            estimates = _interpolate(arrived, fallback)
+    onsets = [start for start, _ in regions]
+    starts: list[float] = []
+    for estimate in estimates:
+        estimate = min(max(estimate, 0.0), duration)
+        inside = next((r for r in regions if r[0] <= estimate < r[1]), None)
+        if inside is None:  # in a pause: the word is said when the voice starts again
+            later = bisect.bisect_left(onsets, estimate)
+            estimate = onsets[later] if later < len(onsets) else estimate
+        starts.append(max(estimate, starts[-1] if starts else 0.0))
+    ends = [*starts[1:], regions[-1][1]]
+    timed = tuple(
+        Word(word, start, max(start, _speech_end_before(end, regions)))
+        for word, start, end in zip(words, starts, ends, strict=True)
+    )
+    return TimedSpeech(timed, tuple(onsets))
+
+
+def _interpolate(arrived: Sequence[float | None], fallback: Sequence[float]) -> list[float]:
+    """Known times as they are; unknown ones between their known neighbours (by the
+    fallback's spacing), or the fallback itself at the edges."""
+    known = [i for i, t in enumerate(arrived) if t is not None]
+    result: list[float] = []
+    for index, value in enumerate(arrived):
+        if value is not None:
+            result.append(value)
+            continue
+        before = max((k for k in known if k < index), default=None)
+        after = min((k for k in known if k > index), default=None)
+        if before is None or after is None:
+            result.append(fallback[index])
+            continue
+        t0, t1 = arrived[before], arrived[after]
+        assert t0 is not None
+        assert t1 is not None
+        span = fallback[after] - fallback[before]
+        share = (fallback[index] - fallback[before]) / span if span > 0 else 0.5
+        result.append(t0 + share * (t1 - t0))
+    return result
+
+
+def _speech_end_before(moment: float, regions: Sequence[tuple[float, float]]) -> float:
+    """``moment``, or the end of the speech before it when it falls in a pause."""
+    for start, end in regions:
+        if start <= moment <= end:
+            return moment
+        if start > moment:
+            break
+    ends = [end for _, end in regions if end <= moment]
+    return ends[-1] if ends else moment
+
+
+def make_cues(words: Sequence[Word], onsets: Sequence[float] = ()) -> list[Cue]:
+    """Captions of at most :data:`MAX_LINES` lines of about :data:`MAX_LINE_CHARACTERS`
+    characters and at most :data:`MAX_CUE_SECONDS`, ending at sentence ends where they
+    can; a cue's start snaps to the nearest of ``onsets`` (speech starts) within
+    :data:`SNAP_SECONDS`."""
+    groups: list[list[Word]] = []
+    current: list[Word] = []
+    for word in words:
+        candidate = [*current, word]
+        text = " ".join(w.text for w in candidate)
+        too_long = len(textwrap.wrap(text, MAX_LINE_CHARACTERS)) > MAX_LINES
+        too_slow = current and word.end - current[0].start > MAX_CUE_SECONDS
+        if current and (too_long or too_slow):
+            groups.append(current)
+            candidate = [word]
+        current = candidate
+        if (
+            word.text.endswith(_SENTENCE_END)
+            and len(" ".join(w.text for w in current)) >= MAX_LINE_CHARACTERS // 2
+        ):
+            groups.append(current)
+            current = []
+    if current:
+        groups.append(current)
+    sorted_onsets = sorted(onsets)
+    cues: list[Cue] = []
+    for number, group in enumerate(groups):
+        start = _snap(group[0].start, sorted_onsets)
+        if cues:
+            start = max(start, cues[-1].start + 0.001)
+        end = max(group[-1].end, start + MIN_CUE_SECONDS)
+        if number + 1 < len(groups):
+            end = min(end, _snap(groups[number + 1][0].start, sorted_onsets))
+        end = min(end, start + MAX_CUE_SECONDS)
+        lines = tuple(textwrap.wrap(" ".join(w.text for w in group), MAX_LINE_CHARACTERS)) or ("",)
+        if cues and cues[-1].end > start:
+            cues[-1] = Cue(cues[-1].lines, cues[-1].start, start)
+        cues.append(Cue(lines, start, max(end, start + 0.001)))
+    return cues
+
+
+def _snap(moment: float, onsets: Sequence[float]) -> float:
+    if not onsets:
+        return moment
+    index = bisect.bisect_left(onsets, moment)
+    nearest = min(onsets[max(0, index - 1) : index + 1], key=lambda onset: abs(onset - moment))
+    return nearest if abs(nearest - moment) <= SNAP_SECONDS else moment
+
+
+def _timestamp(seconds: float, separator: str) -> str:
+    milliseconds = max(0, round(seconds * 1000))
+    hours, rest = divmod(milliseconds, 3_600_000)
+    minutes, rest = divmod(rest, 60_000)
+    whole, millis = divmod(rest, 1000)
+    return f"{hours:02d}:{minutes:02d}:{whole:02d}{separator}{millis:03d}"
+
+
+def webvtt(cues: Sequence[Cue]) -> str:
+    """A WebVTT file of ``cues`` (text escaped: ``&``, ``<``, ``>``)."""
+    blocks = ["WEBVTT"]
+    for cue in cues:
+        text = "\n".join(
+            line.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;") for line in cue.lines
+        )
+        blocks.append(f"{_timestamp(cue.start, '.')} --> {_timestamp(cue.end, '.')}\n{text}")
+    return "\n\n".join(blocks) + "\n"
+
+
+def srt(cues: Sequence[Cue]) -> str:
+    """A SubRip file of ``cues``."""
+    blocks = [
+        f"{number}\n{_timestamp(cue.start, ',')} --> {_timestamp(cue.end, ',')}\n" + "\n".join(cue.lines)
+        for number, cue in enumerate(cues, start=1)
+    ]
+    return "\n\n".join(blocks) + ("\n" if blocks else "")
+
+
+def shifted(words: Sequence[Word], seconds: float) -> list[Word]:
+    """``words`` later by ``seconds`` (a segment's words placed in the narration)."""
+    return [Word(w.text, w.start + seconds, w.end + seconds) for w in words]

@@ -1,0 +1,158 @@
+"""Writes one MP3 blob from PCM pieces, encoded while the narration streams, in constant memory.
+
+:class:`Mp3BlockWriter` has the interface of :class:`~podcast.storage.blobs.WavBlockWriter`
+(``stage(index, pcm)`` in any order, then ``commit``), so the narration engine does not know
+the format. One encoder (:class:`~podcast.audio.mp3.Mp3Stream`) takes every piece in index
+order, so the seams are inside one MP3 stream; a piece that arrives before its
+predecessors waits in a temporary file (not in memory) until they are there. Encoded frames
+are staged as blocks of about :data:`BLOCK_BYTES`; :meth:`Mp3BlockWriter.commit` flushes the
+encoder, then stages the head block (ID3 tag, when given, and the Info/LAME frame, which
+needs the final frame count) and commits it first. Until then nothing is visible under the
+blob name. Memory: one piece being encoded, one block of MP3, whatever size the file is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+import uuid
+from collections.abc import Mapping
+from typing import IO, Final
+
+from azure.storage.blob import ContentSettings
+
+from podcast.audio.mp3 import MP3_CONTENT_TYPE, Mp3Stream
+from podcast.storage.blobs import BlobStore, _ascii_metadata, content_disposition
+
+__all__ = ["BLOCK_BYTES", "Mp3BlockWriter"]
+
+BLOCK_BYTES: Final = 1 << 20
+"""MP3 bytes per staged block (about 2 minutes at 64 kbit/s)."""
+_READ_BYTES: Final = 1 << 20
+"""PCM read back from the temporary file, and fed to the encoder, at a time."""
+
+
+class Mp3BlockWriter:
+    """One MP3 blob from PCM16 pieces staged by index (see the module docstring).
+
+    Each index may be staged once (an empty piece still counts: it lets later pieces be
+    encoded). Safe for concurrent :meth:`stage` calls from tasks of one event loop; the
+    encoder runs in a worker thread so the loop keeps serving the other sessions.
+    """
+
+    def __init__(self, store: BlobStore, blob_name: str, *, bitrate_kbps: int) -> None:
+        self.blob_name = blob_name
+        self._store = store
+        self._stream = Mp3Stream(bitrate_kbps)
+        self._attempt = uuid.uuid4().hex[:8]
+        """Block ids of this writer differ from any earlier attempt's at the same blob name."""
+        self._next = 0
+        self._staged: set[int] = set()
+        self._waiting: dict[int, tuple[int, int]] = {}
+        """index -> (offset, length) in the temporary file, for pieces ahead of their turn."""
+        self._spool: IO[bytes] | None = None
+        self._spool_end = 0
+        self._buffer = bytearray()
+        self._blocks: list[str] = []
+        self._lock = asyncio.Lock()
+        self.pcm_bytes = 0
+        """Bytes of PCM staged so far."""
+
+    def _block_id(self, kind: str, number: int) -> str:
+        return f"{self._attempt}-{kind}-{number:08d}"  # ids of one blob must have one length
+
+    async def stage(self, index: int, pcm: bytes | bytearray) -> None:
+        """Take ``pcm`` (whole PCM16 samples) as piece ``index``; encode what is in order."""
+        if index < 0:
+            raise ValueError("piece index must not be negative")
+        if len(pcm) % 2:
+            raise ValueError("PCM16 pieces must have an even number of bytes")
+        async with self._lock:
+            if index in self._staged:
+                raise ValueError(f"piece {index} was already staged")
+            self._staged.add(index)
+            self.pcm_bytes += len(pcm)
+            if index != self._next:
+                self._waiting[index] = await asyncio.to_thread(self._spool_write, pcm)
+                return
+            await self._encode(pcm)
+            self._next += 1
+            await self._encode_waiting(until=None)
+
+    async def commit(self, *, download_name: str, metadata: Mapping[str, str], id3: bytes = b"") -> int:
+        """Make the MP3 visible: ``id3`` (a whole ID3v2 tag, if any) and the Info frame, then
+        the audio. Pieces never staged are skipped (the others keep their order). Returns
+        the number of PCM bytes encoded."""
+        async with self._lock:
+            await self._encode_waiting(until=max(self._staged, default=-1))
+            self._buffer += await asyncio.to_thread(self._stream.flush)
+            await self._stage_buffer()
+            head_id = self._block_id("hdr", 0)
+            await self._store.ensure_container()
+            await self._store._stage_block(self.blob_name, head_id, id3 + self._stream.info_frame())
+            settings = ContentSettings(
+                content_type=MP3_CONTENT_TYPE, content_disposition=content_disposition(download_name)
+            )
+            await self._store._commit_blocks(
+                self.blob_name, [head_id, *self._blocks], settings, _ascii_metadata(metadata)
+            )
+            self._close_spool()
+            return self._stream.samples * 2
+
+    @property
+    def mp3_bytes(self) -> int:
+        """Bytes of MP3 audio frames encoded so far (without the head block)."""
+        return self._stream.bytes_out
+
+    async def _encode_waiting(self, *, until: int | None) -> None:
+        """Encode the waiting pieces that are next in turn; with ``until``, every piece up
+        to that index, skipping the ones never staged."""
+        while True:
+            if self._next in self._waiting:
+                offset, length = self._waiting.pop(self._next)
+                for start in range(offset, offset + length, _READ_BYTES):
+                    chunk = await asyncio.to_thread(
+                        self._spool_read, start, min(_READ_BYTES, offset + length - start)
+                    )
+                    await self._encode(chunk)
+                self._next += 1
+            elif until is not None and self._next <= until:
+                self._next += 1
+            else:
+                return
+
+    async def _encode(self, pcm: bytes | bytearray) -> None:
+        for start in range(0, len(pcm), _READ_BYTES):
+            self._buffer += await asyncio.to_thread(self._stream.encode, pcm[start : start + _READ_BYTES])
+            if len(self._buffer) >= BLOCK_BYTES:
+                await self._stage_buffer()
+
+    async def _stage_buffer(self) -> None:
+        if not self._buffer:
+            return
+        block_id = self._block_id("mp3", len(self._blocks))
+        await self._store.ensure_container()
+        await self._store._stage_block(self.blob_name, block_id, self._buffer)
+        self._blocks.append(block_id)
+        self._buffer = bytearray()
+
+    def _spool_write(self, pcm: bytes | bytearray) -> tuple[int, int]:
+        if self._spool is None:
+            self._spool = tempfile.TemporaryFile()  # noqa: SIM115 - closed by commit or the finalizer
+        self._spool.seek(self._spool_end)
+        self._spool.write(pcm)
+        offset, self._spool_end = self._spool_end, self._spool_end + len(pcm)
+        return offset, len(pcm)
+
+    def _spool_read(self, offset: int, length: int) -> bytes:
+        assert self._spool is not None
+        self._spool.seek(offset)
+        return self._spool.read(length)
+
+    def _close_spool(self) -> None:
+        if self._spool is not None:
+            self._spool.close()
+            self._spool = None
+
+    def __del__(self) -> None:
+        self._close_spool()

@@ -1,0 +1,172 @@
+"""Lasting access: ``GET /api/narrations/{id}`` for synchronous narrations, and the download
+routes (``/audio``, ``/transcript.json``, captions) with ``Range``, against the emulator and
+Azurite, called as the Functions host calls them."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import json
+from typing import Any
+from urllib.parse import unquote
+
+import pytest
+from azure.storage.blob import BlobServiceClient
+
+import function_app
+from podcast.engine import audio
+from testkit import host
+from testkit.storage import http
+
+TEXT = "Welcome to the show. Today we talk about rivers, and why they bend the way they do."
+
+
+async def narrate(body: dict[str, Any]) -> dict[str, Any]:
+    request = host.http_request("POST", "narrations", json=body)
+    answer = await host.call_http(function_app.create_narration, request)
+    assert answer.status == 200, answer.body
+    result: dict[str, Any] = answer.json()
+    return result
+
+
+async def get(route: str, narration_id: str, headers: dict[str, str] | None = None) -> host.HttpAnswer:
+    functions = {
+        "narrations/{id}": function_app.get_narration,
+        "narrations/{id}/audio": function_app.get_narration_audio,
+        "narrations/{id}/captions.vtt": function_app.get_narration_captions,
+        "narrations/{id}/captions.srt": function_app.get_narration_srt,
+        "narrations/{id}/transcript.json": function_app.get_narration_transcript,
+    }
+    request = host.http_request("GET", route, route_params={"id": narration_id}, headers=headers)
+    return await host.call_http(functions[route], request)
+
+
+async def test_a_synchronous_narration_is_found_by_its_id_with_a_fresh_link(app_env: dict[str, str]) -> None:
+    first = await narrate({"text": TEXT, "title": "Rivers", "sas_expiry_minutes": 7})
+
+    answer = await get("narrations/{id}", first["id"])
+
+    assert answer.status == 200, answer.body
+    again = answer.json()
+    assert again["id"] == first["id"]
+    assert again["blob_name"] == first["blob_name"]
+    assert again["transcript"] == first["transcript"]
+    assert again["expires_at"] >= first["expires_at"]  # signed now, with the request's 7 minutes
+    code, wav, _ = http("GET", again["audio_url"])
+    assert code == 200
+    assert audio.wav_info(wav).duration_seconds == pytest.approx(first["duration_seconds"], abs=0.001)
+    assert "sp=r" in again["audio_url"]
+
+
+async def test_the_audio_route_sends_the_file_with_its_type_and_name(app_env: dict[str, str]) -> None:
+    result = await narrate({"text": TEXT, "title": 'Café "Rivers" / Ünïcode ✓'})
+    _, stored, _ = http("GET", result["audio_url"])
+
+    answer = await get("narrations/{id}/audio", result["id"])
+
+    assert answer.status == 200
+    assert answer.body == stored
+    assert answer.headers["Content-Type"] == "audio/wav"
+    assert answer.headers["Accept-Ranges"] == "bytes"
+    disposition = answer.headers["Content-Disposition"]
+    assert disposition.startswith("attachment; ")
+    parsed = email.message_from_string(f"Content-Disposition: {disposition}\n\n", policy=email.policy.default)
+    ascii_name = parsed["Content-Disposition"].params["filename"]
+    assert ascii_name == "Cafe Rivers Unicode.wav"
+    assert not set(ascii_name) & set('"\\/')
+    exact = unquote(disposition.split("filename*=UTF-8''", 1)[1])
+    assert exact == "Café _Rivers_ _ Ünïcode ✓.wav"  # the title, without what Windows forbids
+
+
+async def test_ranges_are_honoured(app_env: dict[str, str]) -> None:
+    result = await narrate({"text": TEXT})
+    whole = (await get("narrations/{id}/audio", result["id"])).body
+    size = len(whole)
+    etag = (await get("narrations/{id}/audio", result["id"])).headers["ETag"]
+
+    async def ranged(value: str, **extra: str) -> host.HttpAnswer:
+        return await get("narrations/{id}/audio", result["id"], {"Range": value, **extra})
+
+    header = await ranged("bytes=0-43")
+    assert (header.status, header.body, header.headers["Content-Range"]) == (
+        206,
+        whole[:44],
+        f"bytes 0-43/{size}",
+    )
+    assert header.headers["Content-Type"] == "audio/wav"
+    tail = await ranged("bytes=-10")
+    assert (tail.status, tail.body, tail.headers["Content-Range"]) == (
+        206,
+        whole[-10:],
+        f"bytes {size - 10}-{size - 1}/{size}",
+    )
+    assert (await ranged(f"bytes={size - 1}-")).body == whole[-1:]
+    assert (await ranged(f"bytes=100-{size * 10}")).body == whole[100:]  # clipped to the end
+    assert (await ranged(f"bytes=-{size * 2}")).body == whole  # a suffix longer than the file
+    merged = await ranged("bytes=10-19, 15-29,30-31")  # overlapping and adjacent: one range
+    assert (merged.status, merged.body) == (206, whole[10:32])
+
+    for unsatisfiable in (f"bytes={size}-", f"bytes={size + 5}-{size + 9}", "bytes=-0"):
+        refused = await ranged(unsatisfiable)
+        assert refused.status == 416, unsatisfiable
+        assert refused.headers["Content-Range"] == f"bytes */{size}"
+    for ignored in ("bytes=5-3", "bytes=abc", "items=0-1", "bytes=-", "bytes=0-1," + "2-3," * 20):
+        assert (await ranged(ignored)).body == whole, ignored
+    assert (await ranged("bytes=0-9", **{"If-Range": '"another"'})).status == 200
+    assert (await ranged("bytes=0-9", **{"If-Range": etag})).status == 206
+
+    several = await ranged("bytes=0-3,-4")
+    assert several.status == 206
+    content_type = several.headers["Content-Type"]
+    assert content_type.startswith("multipart/byteranges; boundary=")
+    message = email.message_from_bytes(
+        f"Content-Type: {content_type}\r\n\r\n".encode() + several.body, policy=email.policy.default
+    )
+    parts = list(message.iter_parts())
+    assert [p["Content-Range"] for p in parts] == [f"bytes 0-3/{size}", f"bytes {size - 4}-{size - 1}/{size}"]
+    assert [p.get_payload(decode=True) for p in parts] == [whole[:4], whole[-4:]]
+    assert {p["Content-Type"] for p in parts} == {"audio/wav"}
+
+
+async def test_the_transcript_document_is_served(app_env: dict[str, str]) -> None:
+    result = await narrate({"text": TEXT})
+
+    answer = await get("narrations/{id}/transcript.json", result["id"])
+
+    assert answer.status == 200
+    assert answer.headers["Content-Type"].startswith("application/json")
+    document = json.loads(answer.body)
+    assert (document["id"], document["transcript"]) == (result["id"], result["transcript"])
+    assert "audio_url" not in document
+
+
+@pytest.mark.parametrize(
+    "route",
+    [
+        "narrations/{id}",
+        "narrations/{id}/audio",
+        "narrations/{id}/transcript.json",
+        "narrations/{id}/captions.vtt",
+    ],
+)
+@pytest.mark.parametrize("narration_id", ["0" * 32, "not-an-id", "../../etc", "A" * 32])
+async def test_unknown_ids_are_404(app_env: dict[str, str], route: str, narration_id: str) -> None:
+    answer = await get(route, narration_id)
+
+    assert answer.status == 404
+    assert answer.json()["error"]["code"] in {"job_not_found", "narration_not_found"}
+
+
+async def test_a_narration_whose_audio_is_gone_is_404(
+    app_env: dict[str, str], azurite, container_name
+) -> None:
+
+    result = await narrate({"text": TEXT})
+    with BlobServiceClient.from_connection_string(azurite.connection_string) as service:
+        service.get_container_client(container_name).delete_blob(result["blob_name"])
+
+    expected = {"narrations/{id}": "job_not_found", "narrations/{id}/audio": "narration_not_found"}
+    for route, code in expected.items():
+        answer = await get(route, result["id"])
+        assert answer.status == 404, route
+        assert answer.json()["error"]["code"] == code

@@ -1,0 +1,267 @@
+"""MP3 narrations: one encoder across the narration, staged as blocks on Azurite, with an
+Info/LAME frame, decoded by ffmpeg (a decoder the project does not use); and ``format``
+through the HTTP function."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import shutil
+import subprocess
+import tempfile
+import tracemalloc
+from datetime import timedelta
+from typing import Any
+
+import numpy as np
+import pytest
+from azure.storage.queue import QueueClient
+
+import function_app
+from podcast.audio.mp3 import Mp3Stream
+from podcast.storage.blobs import BlobStore
+from podcast.storage.mp3 import Mp3BlockWriter
+from testkit import host
+from testkit.azurite import AzuriteServer
+from testkit.storage import http
+
+pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg (scripts/setup.sh)")
+
+_MINUTE = timedelta(minutes=1)
+TEXT = "Welcome to the show. Today we talk about rivers, and why they bend the way they do."
+
+
+def decode(mp3: bytes) -> np.ndarray:
+    """PCM16 samples ffmpeg decodes from ``mp3`` (gapless: encoder delay and padding dropped;
+    from a file, since ffmpeg drops the end padding only when it can seek)."""
+    with tempfile.NamedTemporaryFile(suffix=".mp3") as file:
+        file.write(mp3)
+        file.flush()
+        done = subprocess.run(
+            ["ffmpeg", "-v", "error", "-i", file.name, "-f", "s16le", "-ac", "1", "-ar", "24000", "pipe:1"],
+            capture_output=True,
+            check=True,
+        )
+    return np.frombuffer(done.stdout, "<i2")
+
+
+def probe(mp3: bytes) -> dict[str, Any]:
+    """What ffprobe reads from ``mp3`` as a file (its duration comes from the Info frame)."""
+    with tempfile.NamedTemporaryFile(suffix=".mp3") as file:
+        file.write(mp3)
+        file.flush()
+        done = subprocess.run(
+            ["ffprobe", "-v", "error", "-show_streams", "-show_format", "-of", "json", file.name],
+            capture_output=True,
+            check=True,
+        )
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+def tone_pieces(count: int, seconds: float) -> list[bytes]:
+    """``count`` pieces of a continuous gliding tone: any gap or jump at a seam shows."""
+    total = int(count * seconds * 24_000)
+    t = np.arange(total) / 24_000
+    signal = (9000 * np.sin(2 * np.pi * (220 * t + 40 * t**2))).astype("<i2")
+    cut = np.linspace(0, total, count + 1).astype(int)
+    return [signal[a:b].tobytes() for a, b in itertools.pairwise(cut)]
+
+
+async def test_pieces_in_any_order_make_one_stream_identical_to_encoding_it_whole(
+    blob_store: BlobStore,
+) -> None:
+    pieces = [*tone_pieces(7, 0.9), b""]  # the last pause is empty, as the engine stages it
+    writer = Mp3BlockWriter(blob_store, "order.mp3", bitrate_kbps=64)
+    for index in (5, 2, 7, 0, 6, 1, 4, 3):
+        await writer.stage(index, pieces[index])
+    samples = await writer.commit(download_name="order.mp3", metadata={"narration_id": "x"}) // 2
+
+    _, stored, headers = http("GET", (await blob_store.read_url("order.mp3", expires_in=_MINUTE))[0])
+    whole = Mp3Stream(64)
+    expected = whole.encode(b"".join(pieces)) + whole.flush()
+    assert headers["content-type"] == "audio/mpeg"
+    assert stored[len(whole.info_frame()) :] == expected  # the seams are inside one encoder
+    assert stored[: len(whole.info_frame())] == whole.info_frame()
+    decoded = decode(stored)
+    assert len(decoded) == samples == sum(len(p) for p in pieces) // 2  # exact, gapless
+    original = np.frombuffer(b"".join(pieces), "<i2").astype(float)
+    error = decoded.astype(float) - original
+    assert np.sqrt(np.mean(error**2)) < 0.05 * np.sqrt(np.mean(original**2))  # aligned, no gap
+
+
+async def test_a_piece_staged_twice_is_refused(blob_store: BlobStore) -> None:
+    writer = Mp3BlockWriter(blob_store, "twice.mp3", bitrate_kbps=64)
+    await writer.stage(1, bytes(480))
+    with pytest.raises(ValueError, match="already staged"):
+        await writer.stage(1, bytes(480))
+    assert not await blob_store.exists("twice.mp3")
+
+
+@pytest.mark.parametrize("bitrate", [32, 64, 160])
+async def test_players_see_the_exact_duration_and_bitrate(blob_store: BlobStore, bitrate: int) -> None:
+    writer = Mp3BlockWriter(blob_store, f"b{bitrate}.mp3", bitrate_kbps=bitrate)
+    pieces = tone_pieces(2, 2.5)
+    for index, piece in enumerate(pieces):
+        await writer.stage(index, piece)
+    await writer.commit(download_name="x.mp3", metadata={})
+    _, stored, _ = http("GET", (await blob_store.read_url(f"b{bitrate}.mp3", expires_in=_MINUTE))[0])
+
+    info = probe(stored)
+    (stream,) = info["streams"]
+    assert (stream["codec_name"], stream["sample_rate"], stream["channels"]) == ("mp3", "24000", 1)
+    assert int(stream["bit_rate"]) == bitrate * 1000
+    frames_seconds = float(info["format"]["duration"])
+    # The Info frame count in whole frames: the encoder delay and padding are within three frames.
+    assert 5.0 <= frames_seconds <= 5.0 + 3 * 576 / 24_000
+    assert len(decode(stored)) == 5 * 24_000
+
+
+async def test_memory_does_not_grow_with_the_length(blob_store: BlobStore) -> None:
+    """Eight minutes in 30-second pieces, staged last first (the worst order): the peak is
+    about one piece and one block, not the audio."""
+    piece = tone_pieces(1, 30.0)[0]  # 1.44 MB of PCM
+    writer = Mp3BlockWriter(blob_store, "long.mp3", bitrate_kbps=64)
+    tracemalloc.start()
+    try:
+        for index in reversed(range(16)):
+            await writer.stage(index, piece)
+        await writer.commit(download_name="long.mp3", metadata={})
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert writer.mp3_bytes > 3_800_000  # 8 minutes at 64 kbit/s
+    assert peak < 6_000_000, f"peak {peak:,} bytes"
+
+
+async def test_format_mp3_through_the_http_function(app_env: dict[str, str]) -> None:
+    request = host.http_request(
+        "POST", "narrations", json={"text": TEXT, "format": "MP3", "title": "River Talk"}
+    )
+    answer = await host.call_http(function_app.create_narration, request)
+    assert answer.status == 200, answer.body
+    body = answer.json()
+
+    assert body["format"] == "mp3"
+    assert body["blob_name"].endswith(".mp3")
+    code, mp3, headers = http("GET", body["audio_url"])
+    assert code == 200
+    assert headers["content-type"] == "audio/mpeg"
+    assert 'filename="River Talk.mp3"' in headers["content-disposition"]
+    assert len(decode(mp3)) == round(body["duration_seconds"] * 24_000)
+    download = await host.call_http(
+        function_app.get_narration_audio,
+        host.http_request("GET", "narrations/{id}/audio", route_params={"id": body["id"]}),
+    )
+    assert download.body == mp3
+    assert download.headers["Content-Type"] == "audio/mpeg"
+    assert 'filename="River Talk.mp3"' in download.headers["Content-Disposition"]
+    transcript = await host.call_http(
+        function_app.get_narration_transcript,
+        host.http_request("GET", "narrations/{id}/transcript.json", route_params={"id": body["id"]}),
+    )
+    document = json.loads(transcript.body)
+    assert (document["format"], document["blob_name"]) == ("mp3", body["blob_name"])
+
+
+@pytest.mark.parametrize("value", ["ogg", "", "wav ", 3, None])
+async def test_the_format_field_is_checked(app_env: dict[str, str], value: object) -> None:
+    request = host.http_request("POST", "narrations", json={"text": TEXT, "format": value})
+    answer = await host.call_http(function_app.create_narration, request)
+
+    if value in ("", None, "wav "):  # not given (flows send "" and null), or wav after trimming
+        assert answer.status == 200
+        assert answer.json()["format"] == "wav"
+        return
+    assert answer.status == 400
+    error = answer.json()["error"]
+    assert error["field"] == "format"
+    assert error["message"].startswith("format ")
+    if isinstance(value, str):
+        assert "wav, mp3" in error["message"]
+
+
+async def test_a_bad_bitrate_setting_is_named_never_echoed(
+    app_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, blob_store: BlobStore
+) -> None:
+    monkeypatch.setenv("NARRATION_MP3_BITRATE_KBPS", "65536")
+    await function_app.graph.aclose()
+    request = host.http_request("POST", "narrations", json={"text": TEXT, "format": "mp3"})
+    answer = await host.call_http(function_app.create_narration, request)
+
+    assert answer.status == 503
+    error = answer.json()["error"]
+    assert error["setting"] == "NARRATION_MP3_BITRATE_KBPS"
+    assert "65536" not in answer.body.decode()
+
+
+async def test_mp3_tags_and_chapters_as_ffprobe_reads_them(
+    app_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NARRATION_SEGMENT_WORDS", "20")
+    monkeypatch.setenv("NARRATION_SHOW_NAME", "River Radio")
+    text = (
+        "How rivers bend\n\nRivers rarely run straight for long. A small bend grows as water pushes "
+        "against the outer bank.\n\nOxbow lakes\n\nOver many years the loops grow wider, until a flood "
+        "cuts across the neck and leaves a lake behind."
+    )
+    request = host.http_request("POST", "narrations", json={"text": text, "format": "mp3", "title": "Rivers"})
+    answer = await host.call_http(function_app.create_narration, request)
+    assert answer.status == 200, answer.body
+    body = answer.json()
+    _, mp3, _ = http("GET", body["audio_url"])
+
+    with tempfile.NamedTemporaryFile(suffix=".mp3") as file:
+        file.write(mp3)
+        file.flush()
+        done = subprocess.run(
+            ["ffprobe", "-v", "error", "-show_chapters", "-show_format", "-of", "json", file.name],
+            capture_output=True,
+            check=True,
+        )
+    info = json.loads(done.stdout)
+    tags = info["format"]["tags"]
+    assert (tags["title"], tags["artist"], tags["album"]) == ("Rivers", "River Radio", "River Radio")
+    assert tags["narration_id"] == body["id"]
+    # ffprobe lists ID3 chapters in no particular order: by their start, as the CTOC orders them.
+    marks = sorted(info["chapters"], key=lambda c: float(c["start_time"]))
+    titles = [c["tags"]["title"] for c in marks]
+    assert titles == ["How rivers bend", "Oxbow lakes"]
+    starts = [float(c["start_time"]) for c in marks]
+    assert starts[0] == 0.0
+    assert 0.0 < starts[1] < body["duration_seconds"]
+    assert float(marks[0]["end_time"]) == starts[1]
+    assert float(marks[-1]["end_time"]) == pytest.approx(body["duration_seconds"], abs=0.002)
+    assert len(decode(mp3)) == round(body["duration_seconds"] * 24_000)  # the tag does not disturb decoding
+
+
+async def test_an_mp3_job_is_downloadable_by_its_job_id(
+    jobs_env: dict[str, str], azurite: AzuriteServer
+) -> None:
+    request = host.http_request(
+        "POST",
+        "narrations",
+        json={"text": TEXT, "format": "mp3", "title": "Job"},
+        headers={"Prefer": "respond-async"},
+    )
+    accepted = await host.call_http(function_app.create_narration, request)
+    assert accepted.status == 202, accepted.body
+    job_id = accepted.json()["id"]
+    early = await host.call_http(
+        function_app.get_narration_audio,
+        host.http_request("GET", "narrations/{id}/audio", route_params={"id": job_id}),
+    )
+    assert early.status == 404  # nothing to download before the worker ran
+
+    with QueueClient.from_connection_string(azurite.connection_string, jobs_env["NARRATION_QUEUE"]) as queue:
+        assert await host.deliver(function_app.narration_worker, queue) is not None
+
+    download = await host.call_http(
+        function_app.get_narration_audio,
+        host.http_request(
+            "GET", "narrations/{id}/audio", route_params={"id": job_id}, headers={"Range": "bytes=0-2"}
+        ),
+    )
+    assert (download.status, download.body) == (206, b"ID3")
+    assert download.headers["Content-Type"] == "audio/mpeg"
+    assert 'filename="Job.mp3"' in download.headers["Content-Disposition"]

@@ -1,0 +1,128 @@
+"""Captions (podcast.audio.captions): pauses found in PCM, words timed from transcript
+deltas and pauses, cues within their limits, and WebVTT that an independent parser reads."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import numpy as np
+import pytest
+import webvtt
+
+from podcast.audio.captions import (
+    MAX_CUE_SECONDS,
+    MAX_LINE_CHARACTERS,
+    Cue,
+    Word,
+    make_cues,
+    speech_regions,
+    srt,
+    time_words,
+)
+from podcast.audio.captions import (
+    webvtt as to_webvtt,
+)
+
+RATE = 24_000
+
+
+def bursts(spans: list[tuple[float, float]], total: float) -> bytes:
+    """A tone where ``spans`` say, silence elsewhere."""
+    x = np.zeros(int(total * RATE))
+    for start, end in spans:
+        t = np.arange(int(start * RATE), int(end * RATE))
+        x[t] = 0.3 * np.sin(2 * np.pi * 180 * t / RATE)
+    return (x * 32767).astype("<i2").tobytes()
+
+
+SPANS = [(0.2, 1.0), (1.4, 2.6), (3.0, 3.5)]
+
+
+def test_speech_regions_are_where_the_sound_is() -> None:
+    regions = speech_regions(bursts(SPANS, 4.0))
+
+    assert len(regions) == 3
+    for (start, end), (true_start, true_end) in zip(regions, SPANS, strict=True):
+        assert start == pytest.approx(true_start, abs=0.03)
+        assert end == pytest.approx(true_end, abs=0.03)
+    assert speech_regions(b"") == []
+
+
+def test_words_are_placed_by_the_deltas_and_moved_out_of_pauses() -> None:
+    pcm = bursts(SPANS, 4.0)
+    # Deltas arrive a little early (as transcripts lead the audio): "Two" arrives in the pause.
+    marks = [(0, "One"), (int(1.25 * RATE) * 2, " two"), (int(2.9 * RATE) * 2, " three.")]
+
+    timed = time_words(pcm, "One two three.", marks)
+
+    assert [w.text for w in timed.words] == ["One", "two", "three."]
+    starts = [w.start for w in timed.words]
+    assert starts[0] == pytest.approx(0.2, abs=0.03)  # moved from 0.0 (silence) to the voice
+    assert starts[1] == pytest.approx(1.4, abs=0.03)
+    assert starts[2] == pytest.approx(3.0, abs=0.03)
+    assert timed.onsets == pytest.approx([0.2, 1.4, 3.0], abs=0.03)
+
+
+def test_without_deltas_words_follow_the_speech_by_their_length() -> None:
+    timed = time_words(bursts(SPANS, 4.0), "aaaa bbbbbbb ccc")
+    assert next(round(w.start, 1) for w in timed.words) == 0.2
+    assert all(a.start < b.start for a, b in zip(timed.words, timed.words[1:], strict=False))
+    assert time_words(b"", "").words == ()
+
+
+def test_the_final_transcript_wins_over_the_deltas() -> None:
+    pcm = bursts(SPANS, 4.0)
+    marks = [(0, "One"), (int(1.4 * RATE) * 2, " too"), (int(3.0 * RATE) * 2, " three.")]
+    words = time_words(pcm, "One two three.", marks).words
+    assert [w.text for w in words] == ["One", "two", "three."]
+    assert words[1].start == pytest.approx(1.4, abs=0.05)  # interpolated between its neighbours
+
+
+def many_words(count: int, seconds_each: float) -> list[Word]:
+    vocabulary = ["rivers", "bend", "slowly,", "over", "many", "years.", "Water", "pushes", "outward"]
+    return [
+        Word(vocabulary[i % len(vocabulary)], i * seconds_each, (i + 0.8) * seconds_each)
+        for i in range(count)
+    ]
+
+
+@pytest.mark.parametrize("seconds_each", [0.1, 0.4, 2.0])
+def test_cues_stay_within_two_lines_of_42_and_seven_seconds(seconds_each: float) -> None:
+    words = many_words(120, seconds_each)
+
+    cues = make_cues(words)
+
+    assert " ".join(line for cue in cues for line in cue.lines).split() == [w.text for w in words]
+    for cue in cues:
+        assert 1 <= len(cue.lines) <= 2
+        assert all(len(line) <= MAX_LINE_CHARACTERS for line in cue.lines)
+        assert cue.end - cue.start <= MAX_CUE_SECONDS + 1e-9
+        assert cue.end > cue.start
+    assert all(a.end <= b.start for a, b in itertools.pairwise(cues))
+
+
+def test_cues_end_at_sentence_ends_and_snap_to_onsets() -> None:
+    text = "This is the first sentence here. Then more."
+    words = [Word(w, i * 0.3, i * 0.3 + 0.25) for i, w in enumerate(text.split())]
+    cues = make_cues(words, onsets=[0.1, 1.9])
+    assert cues[0].lines == ("This is the first sentence here.",)
+    assert cues[0].start == pytest.approx(0.1)  # snapped to the voice onset
+    assert cues[1].start == pytest.approx(1.9)
+
+
+def test_webvtt_and_srt_read_back(tmp_path: Path) -> None:
+    cues = [Cue(("Rivers & <bends>",), 0.5, 2.25), Cue(("line one", "line two"), 3661.0, 3662.5)]
+
+    parsed = webvtt.from_string(to_webvtt(cues), strict=True).captions
+
+    times = [(c.start, c.end) for c in parsed]
+    assert times == [("00:00:00.500", "00:00:02.250"), ("01:01:01.000", "01:01:02.500")]
+    assert parsed[1].text == "line one\nline two"
+    assert "&amp; &lt;bends&gt;" in to_webvtt(cues)  # escaped, so no parser reads a tag into it
+    (tmp_path / "c.srt").write_text(srt(cues), encoding="utf-8")
+    from_srt = webvtt.from_srt(str(tmp_path / "c.srt")).captions
+    assert [(c.start, c.end, c.text) for c in from_srt] == [
+        ("00:00:00.500", "00:00:02.250", "Rivers & "),  # SRT has no escapes: <...> reads as a tag
+        ("01:01:01.000", "01:01:02.500", "line one\nline two"),
+    ]
