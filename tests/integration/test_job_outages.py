@@ -36,6 +36,10 @@ from tests.integration.test_jobs import ASYNC, TEXT, jobs_blobs, pending_message
 STALE_SECONDS = 1.0
 
 
+STORED = ("blob_name", "transcript_blob_name", "captions_blob_name", "srt_blob_name")
+"""The response fields naming what a narration stores: audio, transcript, captions."""
+
+
 @pytest.fixture
 async def switch(jobs_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[StorageSwitch]:
     """The app's Storage, switchable (``jobs_env`` with a 1 s stale timeout)."""
@@ -137,9 +141,7 @@ async def test_storage_stopped_at_a_stage_of_a_job_then_back_finishes_the_job(
     code, wav, _ = http("GET", final["audio_url"])
     assert code == 200
     assert audio.wav_info(wav).duration_seconds == pytest.approx(final["duration_seconds"], abs=0.001)
-    assert sorted(blobs_in(azurite, container_name)) == sorted(
-        [final["blob_name"], final["transcript_blob_name"]]
-    )
+    assert sorted(blobs_in(azurite, container_name)) == sorted(final[name] for name in STORED)
     left = f"jobs/{job_id}.request.json" in jobs_blobs(azurite, jobs_env)
     # Only when every delivery after the recorded result failed is the request left, for the
     # jobs container's lifecycle rule (README): no delivery remains to remove it.
@@ -223,9 +225,7 @@ async def test_two_deliveries_of_the_same_message_at_once_finish_the_job_once(
     _, wav, _ = http("GET", done["audio_url"])
     info = audio.wav_info(wav)
     assert info.duration_seconds == pytest.approx(done["duration_seconds"], abs=0.001)
-    assert sorted(blobs_in(azurite, container_name)) == sorted(
-        [done["blob_name"], done["transcript_blob_name"]]
-    )
+    assert sorted(blobs_in(azurite, container_name)) == sorted(done[name] for name in STORED)
     record = stored_record(azurite, jobs_env, accepted["id"])
     assert (record.status, record.attempts, record.message_id) == ("succeeded", 2, again.id)
     assert pending_messages(azurite, jobs_env) == []

@@ -32,7 +32,7 @@ async def test_an_outline_ten_levels_deep_is_narrated_to_its_last_line(
     await host.call(function_app.narrate_document, upload(azurite, "deep.md", outline(10)))
 
     stored = outputs(azurite, container_name)
-    assert sorted(stored) == ["deep.json", "deep.wav"]
+    assert sorted(stored) == ["deep.json", "deep.srt", "deep.vtt", "deep.wav"]
     transcript = json.loads(stored["deep.json"])["transcript"]
     assert "Point 10." in transcript
     assert transcript.endswith("That is the whole outline.")
