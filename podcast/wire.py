@@ -60,7 +60,11 @@ __all__ = [
     "NarrationIndex",
     "NarrationMode",
     "NarrationResponse",
+    "ScriptChapter",
+    "ScriptDocument",
+    "ScriptTurn",
     "SegmentReport",
+    "Speaker",
     "TranscriptDocument",
     "Usage",
     "Visibility",
@@ -497,6 +501,75 @@ class TranscriptDocument(BaseModel):
                 "source": source,
             }
         )
+
+
+# --- Conversations ---------------------------------------------------------------------------
+
+
+class Speaker(BaseModel):
+    """One voice of a conversation: who speaks (the label in transcripts and captions) and with
+    which Realtime voice. Request validation (names unique, 1 to 4 speakers) is in
+    :mod:`podcast.models`; this is the stored and returned shape."""
+
+    model_config = _DOCUMENT
+
+    name: str = Field(
+        description="The speaker's name, as it labels the transcript and the captions.",
+        json_schema_extra={"x-ms-summary": "Name"},
+    )
+    voice: _Voice
+    description: str | None = Field(
+        default=None,
+        description="A short persona the script writer follows (not read aloud).",
+        json_schema_extra={"x-ms-summary": "Description"},
+    )
+
+
+class ScriptTurn(BaseModel):
+    """One turn of a script: what one speaker says, read verbatim."""
+
+    model_config = _DOCUMENT
+
+    speaker: str = Field(
+        description="The name of the speaker who says the turn (one of the speakers).",
+        json_schema_extra={"x-ms-summary": "Speaker"},
+    )
+    text: str = Field(description="What the speaker says.", json_schema_extra={"x-ms-summary": "Text"})
+
+
+class ScriptChapter(BaseModel):
+    """A chapter of a script: its title and the index of the turn that opens it."""
+
+    model_config = _DOCUMENT
+
+    title: str = Field(description="The chapter's title.", json_schema_extra={"x-ms-summary": "Title"})
+    turn: int = Field(
+        ge=0,
+        description="Index (from 0) of the script turn that opens the chapter.",
+        json_schema_extra={"x-ms-summary": "First Turn"},
+    )
+
+
+class ScriptDocument(BaseModel):
+    """A conversation script: what ``POST /api/scripts`` returns and what a narration request
+    accepts back as ``speakers`` + ``script`` (+ ``chapters``) to be voiced verbatim."""
+
+    model_config = _DOCUMENT
+
+    title: str | None = Field(
+        default=None, description="The episode's title, if any.", json_schema_extra={"x-ms-summary": "Title"}
+    )
+    speakers: list[Speaker] = Field(
+        description="The speakers, 1 to 4.", json_schema_extra={"x-ms-summary": "Speakers"}
+    )
+    script: list[ScriptTurn] = Field(
+        description="The turns in the order they are spoken.", json_schema_extra={"x-ms-summary": "Script"}
+    )
+    chapters: list[ScriptChapter] = Field(
+        default_factory=list,
+        description="Chapters from the outline, in order (empty when there is none).",
+        json_schema_extra={"x-ms-summary": "Chapters"},
+    )
 
 
 # --- Errors --------------------------------------------------------------------------------
