@@ -17,21 +17,17 @@ Every test that calls a function of :mod:`function_app` goes through here:
 
 The decorated functions of the v2 programming model are ``FunctionBuilder`` objects: the
 function the host runs is the one the user wrote (:func:`user_function`). Like the host,
-:func:`call` awaits a coroutine function and runs a plain one in a worker thread.
+:func:`call` awaits a coroutine function and runs a plain one in a worker thread. Those,
+route matching, ``host.json``'s settings and the trigger inputs are shared with the local
+development host (:mod:`podcast.http.hosting`).
 """
 
 from __future__ import annotations
 
-import asyncio
-import base64
-import binascii
 import contextlib
-import inspect
 import json as jsonlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
-from functools import cache
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
@@ -42,34 +38,31 @@ from azure.functions.queue import QueueMessage
 from azure.storage.queue import QueueClient
 from azure.storage.queue import QueueMessage as StoredMessage
 
-HOST_JSON = Path(__file__).resolve().parents[1] / "host.json"
+from podcast.http import hosting
+from podcast.http.hosting import (
+    DEFAULT_MAX_DEQUEUE_COUNT,
+    HOST_JSON,
+    QueueSettings,
+    call,
+    decode_message,
+    match_route,
+    queue_settings,
+    user_function,
+)
+
+__all__ = [
+    "DEFAULT_MAX_DEQUEUE_COUNT",
+    "HOST_JSON",
+    "QueueSettings",
+    "call",
+    "decode_message",
+    "queue_settings",
+    "user_function",
+]
+
 LOCAL_BASE_URL = "http://localhost:7071/api"
 """Where ``func start`` serves the HTTP functions (``routePrefix`` ``api``)."""
-DEFAULT_MAX_DEQUEUE_COUNT = 5
-"""The host's default ``maxDequeueCount`` when ``host.json`` sets none."""
 AZURITE_BLOB_URL = "http://127.0.0.1:10000/devstoreaccount1"
-
-
-# --- Calling a function as the host does ----------------------------------------------------------
-
-
-def user_function(function: Any) -> Callable[..., Any]:
-    """The Python function behind a v2 decorator (``FunctionBuilder``), or ``function`` itself."""
-    built = getattr(function, "_function", None)
-    getter = getattr(built, "get_user_function", None)
-    return getter() if callable(getter) else function  # type: ignore[no-any-return]
-
-
-async def call(function: Any, argument: Any) -> Any:
-    """Call a trigger function with its one input: awaited if it is a coroutine function,
-    else (as the host runs synchronous functions) in a worker thread."""
-    target = user_function(function)
-    if inspect.iscoroutinefunction(target):
-        return await target(argument)
-    result = await asyncio.to_thread(target, argument)
-    if inspect.isawaitable(result):
-        return await result
-    return result
 
 
 # --- HTTP -------------------------------------------------------------------------------------------
@@ -144,19 +137,7 @@ def _fill_route(route: str, route_params: Mapping[str, str]) -> str:
 
 def _match_route(route: str, path: str) -> dict[str, str]:
     """The ``{name}`` segments of ``route`` matched against the URL path (after ``/api/``)."""
-    wanted = route.strip("/").split("/")
-    segments = path.strip("/").split("/")
-    if segments[:1] == ["api"]:
-        segments = segments[1:]
-    if len(segments) != len(wanted):
-        return {}
-    params: dict[str, str] = {}
-    for pattern, segment in zip(wanted, segments, strict=True):
-        if pattern.startswith("{") and pattern.endswith("}"):
-            params[pattern[1:-1].split(":", 1)[0].rstrip("?")] = segment
-        elif pattern.lower() != segment.lower():
-            return {}
-    return params
+    return match_route(route, path) or {}
 
 
 def http_request(
@@ -224,32 +205,6 @@ async def call_http(function: Any, request: func.HttpRequest) -> HttpAnswer:
 # --- Queue trigger ----------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class QueueSettings:
-    """``host.json``'s ``extensions.queues`` settings the delivery loop follows."""
-
-    max_dequeue_count: int = DEFAULT_MAX_DEQUEUE_COUNT
-    visibility_timeout: float = 0.0
-
-
-def _timespan_seconds(value: str) -> float:
-    hours, minutes, seconds = value.split(":")
-    return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
-
-
-@cache
-def queue_settings(host_json: Path = HOST_JSON) -> QueueSettings:
-    """The queue settings of the app's ``host.json`` (the host's defaults where it sets none)."""
-    settings = jsonlib.loads(host_json.read_text()) if host_json.exists() else {}
-    queues = settings.get("extensions", {}).get("queues", {})
-    return QueueSettings(
-        max_dequeue_count=int(queues.get("maxDequeueCount", DEFAULT_MAX_DEQUEUE_COUNT)),
-        visibility_timeout=_timespan_seconds(queues["visibilityTimeout"])
-        if "visibilityTimeout" in queues
-        else 0.0,
-    )
-
-
 def queue_message(
     body: bytes | str,
     *,
@@ -262,16 +217,6 @@ def queue_message(
     return QueueMessage(  # type: ignore[no-untyped-call]
         id=id, body=raw, dequeue_count=dequeue_count, pop_receipt=pop_receipt
     )
-
-
-def decode_message(content: str, encoding: str = "base64") -> bytes:
-    """The message body the trigger gets for the stored text ``content``."""
-    if encoding == "none":
-        return content.encode()
-    try:
-        return base64.b64decode(content, validate=True)
-    except binascii.Error as error:
-        raise ValueError(f"the message is not base64 (the trigger's messageEncoding): {content!r}") from error
 
 
 def trigger_message(stored: StoredMessage, encoding: str = "base64") -> QueueMessage:
@@ -392,17 +337,7 @@ def blob_input_stream(
     content_type: str | None = None,
 ) -> InputStream:
     """The :class:`azure.functions.blob.InputStream` the blob trigger gets for the blob
-    ``name`` in ``container``: its content, ``<container>/<name>`` as its name, its URL and
-    its properties (``ETag``, ``ContentLength``, ``BlobType``, ``ContentType``)."""
-    properties: dict[str, Any] = {"ContentLength": len(data), "BlobType": "BlockBlob"}
-    if etag is not None:
-        properties["ETag"] = etag
-    if content_type is not None:
-        properties["ContentType"] = content_type
-    return InputStream(
-        data=data,
-        name=f"{container}/{name}",
-        length=len(data),
-        uri=uri or f"{AZURITE_BLOB_URL}/{container}/{quote(name)}",
-        blob_properties=properties,
+    ``name`` in ``container`` of the default Azurite account (or at ``uri``)."""
+    return hosting.blob_input_stream(
+        container, name, data, account_url=AZURITE_BLOB_URL, etag=etag, content_type=content_type, uri=uri
     )
