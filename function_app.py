@@ -84,6 +84,14 @@ def openapi(req: func.HttpRequest) -> func.HttpResponse:
     return handlers.openapi(req)
 
 
+@app.function_name("player")
+@app.route(route="player", methods=["GET"])
+def player(req: func.HttpRequest) -> func.HttpResponse:
+    """``GET /api/player?code=<key>``: a page to narrate a text or file and play the result
+    with its transcript (it calls this API with the key from its address)."""
+    return handlers.player(req)
+
+
 @app.function_name("health")
 @app.route(route="health", methods=["GET"])
 def health(req: func.HttpRequest) -> func.HttpResponse:

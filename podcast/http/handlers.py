@@ -20,6 +20,7 @@ from podcast.http.files import file_response
 from podcast.http.headers import check_content_type, job_url, submit_options
 from podcast.http.health import health_report
 from podcast.http.openapi import openapi_document
+from podcast.http.player import player_response
 from podcast.http.responses import error_response, internal_error_response, json_response
 from podcast.models import parse_request
 from podcast.services.downloads import FileKind
@@ -113,6 +114,11 @@ def _accepted(req: func.HttpRequest, app: App, record: JobRecord, *, collection:
 def openapi(req: func.HttpRequest) -> func.HttpResponse:
     """``GET /api/openapi.json``: the OpenAPI 2.0 definition with the request's host."""
     return json_response(200, openapi_document(request_url=req.url, headers=req.headers))
+
+
+def player(req: func.HttpRequest) -> func.HttpResponse:
+    """``GET /api/player``: the narration player page (see :mod:`podcast.http.player`)."""
+    return player_response()
 
 
 def health(settings: Settings | None = None) -> func.HttpResponse:

@@ -576,6 +576,15 @@ def build_definition(host: str = DEFAULT_HOST, scheme: str = "https") -> dict[st
             },
         },
     }
+    player = {
+        "operationId": "GetPlayer",
+        "summary": "Open the player page",
+        "description": "An HTML page (for a browser, at /api/player?code=<key>) to narrate a text or "
+        "file and play the result with its transcript.",
+        "x-ms-visibility": "internal",
+        "produces": ["text/html"],
+        "responses": {"200": {"description": "The page.", "schema": {"type": "string"}}},
+    }
     return {
         "swagger": "2.0",
         "info": {
@@ -606,6 +615,7 @@ def build_definition(host: str = DEFAULT_HOST, scheme: str = "https") -> dict[st
             "/narrations/{id}/captions.srt": {"get": srt},
             "/narrations/{id}/transcript.json": {"get": transcript},
             "/health": {"get": health},
+            "/player": {"get": player},
         },
         "definitions": definition_schemas(),
     }
