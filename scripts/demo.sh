@@ -4,6 +4,8 @@
 # download the WAV through that URL, and stop what was started.
 #
 #   bash scripts/demo.sh
+#   bash scripts/demo.sh --serve [devhost options]   # instead: the local host (python -m podcast.devhost)
+#                                                    # on http://localhost:7071/api, with the player page
 #
 # EMULATOR_PORT (default 8765) and AZURITE_*_PORT (see scripts/azurite.sh) choose the ports;
 # EMULATOR_ENGINE (default auto: espeak-ng when installed) the emulator's speech engine.
@@ -11,6 +13,12 @@ set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PODCAST_SKIP_SPEECH="${PODCAST_SKIP_SPEECH:-1}" bash scripts/setup.sh
+
+if [ "${1:-}" = "--serve" ]; then
+    shift
+    # The local host starts Azurite and the emulator when they are not running, and stops them on Ctrl-C.
+    exec .venv/bin/python -m podcast.devhost "$@"
+fi
 
 PORT="${EMULATOR_PORT:-8765}"
 KEY="demo-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')"
