@@ -3,7 +3,8 @@
 # that is already set up only checks stamps and returns in about a second.
 #
 #   - Debian packages espeak-ng and sox (speech tests), ffmpeg and lame (MP3 tests and the
-#     benchmark); installed when missing and root,
+#     benchmark), chromium and chromium-driver (the player page's browser tests); installed
+#     when missing and root,
 #     otherwise listed (the tests that need them skip with a reason).
 #   - Python venv at .venv (reused when present) with requirements-dev.txt and, unless
 #     PODCAST_SKIP_SPEECH=1, requirements-speech.txt (Piper, faster-whisper; ~700 MB).
@@ -47,6 +48,9 @@ command -v sox >/dev/null 2>&1 || missing+=(sox)
 # ffmpeg decodes the MP3s in tests (a decoder the app does not use); lame is the benchmark's yardstick.
 command -v ffmpeg >/dev/null 2>&1 || missing+=(ffmpeg)
 command -v lame >/dev/null 2>&1 || missing+=(lame)
+# The browser tests (marker browser) drive the system's Chromium through its chromedriver.
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
 if [ "${#missing[@]}" -gt 0 ]; then
     if is_root && command -v apt-get >/dev/null 2>&1; then
         log "installing Debian packages: ${missing[*]}"
