@@ -65,6 +65,7 @@ from podcast.http.hosting import (
     FunctionIndex,
     HttpFunction,
     QueueFunction,
+    QueueSettings,
     blob_input_stream,
     call,
     decode_message,
@@ -283,12 +284,18 @@ def _connection_string(connection: str, environ: Mapping[str, str]) -> str:
 class QueueWorker:
     """Drains one queue into its function (see the module docstring)."""
 
-    def __init__(self, function: QueueFunction, environ: Mapping[str, str], poll_seconds: float) -> None:
+    def __init__(
+        self,
+        function: QueueFunction,
+        environ: Mapping[str, str],
+        poll_seconds: float,
+        settings: QueueSettings | None = None,
+    ) -> None:
         self.function = function
         self.queue = resolve_setting(function.queue_name, environ)
         self._connection = _connection_string(function.connection, environ)
         self._poll = poll_seconds
-        self._settings = queue_settings()
+        self._settings = settings or queue_settings()
         self._hidden_for = int(function_timeout_seconds())
 
     async def run(self) -> None:
@@ -305,13 +312,14 @@ class QueueWorker:
 
     async def _deliver(self, client: QueueClient, stored: StoredMessage) -> None:
         count = stored.dequeue_count or 1
-        message = QueueMessage(  # type: ignore[no-untyped-call]
-            id=stored.id,
-            body=decode_message(str(stored.content)),
-            dequeue_count=count,
-            pop_receipt=stored.pop_receipt,
-        )
         try:
+            # A message that is not base64 fails its delivery, as on the host (and ends in the poison queue).
+            message = QueueMessage(  # type: ignore[no-untyped-call]
+                id=stored.id,
+                body=decode_message(str(stored.content)),
+                dequeue_count=count,
+                pop_receipt=stored.pop_receipt,
+            )
             await call(self.function.function, message)
         except Exception as error:
             if count >= self._settings.max_dequeue_count:
@@ -351,12 +359,18 @@ class QueueWorker:
 class BlobWatcher:
     """Delivers new and changed blobs of one container to its function (see the module docstring)."""
 
-    def __init__(self, function: BlobFunction, environ: Mapping[str, str], poll_seconds: float) -> None:
+    def __init__(
+        self,
+        function: BlobFunction,
+        environ: Mapping[str, str],
+        poll_seconds: float,
+        threshold: int | None = None,
+    ) -> None:
         self.function = function
         self.container = resolve_setting(function.path, environ).split("/", 1)[0]
         self._connection = _connection_string(function.connection, environ)
         self._poll = poll_seconds
-        self._threshold = poison_blob_threshold()
+        self._threshold = threshold or poison_blob_threshold()
         self._seen: dict[str, str] = {}
         self._failures: dict[tuple[str, str], int] = {}
         self.ready = asyncio.Event()
@@ -367,36 +381,36 @@ class BlobWatcher:
             with contextlib.suppress(ResourceExistsError):
                 await container.create_container()
             async for blob in container.list_blobs():
-                self._seen[blob.name] = str(blob.etag)
+                self._seen[blob.name] = _bare(blob.etag)
             self.ready.set()
             while True:
                 await asyncio.sleep(self._poll)
                 async for blob in container.list_blobs():
-                    if self._seen.get(blob.name) != str(blob.etag):
-                        await self._deliver(
-                            container, blob.name, str(blob.etag), blob.content_settings.content_type
-                        )
+                    if self._seen.get(blob.name) != _bare(blob.etag):
+                        await self._deliver(container, blob.name)
 
-    async def _deliver(
-        self, container: ContainerClient, name: str, etag: str, content_type: str | None
-    ) -> None:
+    async def _deliver(self, container: ContainerClient, name: str) -> None:
         try:
-            data = await (await container.download_blob(name)).readall()
+            downloaded = await container.download_blob(name)
+            data = await downloaded.readall()
         except ResourceNotFoundError:  # deleted since it was listed
             self._seen.pop(name, None)
             return
+        # The version downloaded (it may be newer than the one listed), with its ETag as Storage sends it.
+        etag = str(downloaded.properties.etag)
         stream = blob_input_stream(
             self.container,
             name,
             data,
             account_url=container.url.rsplit("/", 1)[0],
             etag=etag,
-            content_type=content_type,
+            content_type=downloaded.properties.content_settings.content_type,
         )
+        version = (name, _bare(etag))
         try:
             await call(self.function.function, stream)
         except Exception as error:
-            tries = self._failures[(name, etag)] = self._failures.get((name, etag), 0) + 1
+            tries = self._failures[version] = self._failures.get(version, 0) + 1
             if tries < self._threshold:
                 log.warning(
                     "%s: a blob raised %s (delivery %d): delivered again",
@@ -411,8 +425,13 @@ class BlobWatcher:
                 type(error).__name__,
                 tries,
             )
-        self._failures.pop((name, etag), None)
-        self._seen[name] = etag
+        self._failures.pop(version, None)
+        self._seen[name] = version[1]
+
+
+def _bare(etag: object) -> str:
+    """An ETag without quotes (listings and downloads spell it differently)."""
+    return str(etag).removeprefix("W/").strip('"')
 
 
 # --- The host ----------------------------------------------------------------------------------------
