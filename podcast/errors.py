@@ -434,6 +434,24 @@ class JobStalledError(PodcastError):
         super().__init__(message)
 
 
+# --- Shows and feeds (podcast.services.shows) ---------------------------------------------------
+
+
+class ShowNotFoundError(PodcastError):
+    """No show has this slug, or a feed was asked for with a token that is not the show's
+    current one: 404, with one body for both so a feed URL is no oracle for which shows exist."""
+
+    code = "show_not_found"
+    http_status = 404
+
+    def __init__(self, field: str = "show") -> None:
+        super().__init__("there is no show with this name")
+        self.field = field
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"code": self.code, "message": self.message, "field": self.field}
+
+
 # --- Programming errors ----------------------------------------------------------------------
 
 

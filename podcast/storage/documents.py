@@ -185,6 +185,22 @@ class JsonDocuments:
                 raise storage_error(exc, f"writing {name!r}") from exc
         return None  # pragma: no cover - the loop always returns or raises
 
+    async def first(self, prefix: str, limit: int) -> list[tuple[str, str]]:
+        """The first ``limit`` names under ``prefix`` in name order, with their ETags: one
+        List Blobs call (one page of at most ``limit`` results); none without a container."""
+        pages = self._container.client.list_blobs(name_starts_with=prefix, results_per_page=limit).by_page()
+        found: list[tuple[str, str]] = []
+        try:
+            async for page in pages:
+                async for blob in page:
+                    found.append((str(blob.name), str(blob.etag)))
+                break
+        except ResourceNotFoundError:
+            return []
+        except AzureError as exc:
+            raise storage_error(exc, f"listing {prefix!r}") from exc
+        return found[:limit]
+
     async def delete(self, name: str, *, etag: str | None = None) -> None:
         """See :meth:`DocumentStore.delete` (snapshots go with the blob)."""
         conditions: dict[str, Any] = {}
