@@ -21,12 +21,14 @@ one List Blobs call for the newest ``limit`` names, then those entries read conc
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import hmac
 import json
 import logging
 import secrets
-from collections.abc import Callable, Sequence
+import zlib
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Protocol
@@ -35,7 +37,6 @@ from pydantic import ValidationError
 
 from podcast.errors import ShowNotFoundError, StorageUnavailableError
 from podcast.models import check_show_slug
-from podcast.services.downloads import Signer
 from podcast.services.feeds import FeedItem, render_feed
 from podcast.settings import FeedSettings
 from podcast.storage.documents import DocumentStore
@@ -46,16 +47,36 @@ log = logging.getLogger(__name__)
 WRITE_ATTEMPTS: Final = 8
 """Conditional writes of one change before giving up (each loses only to another writer)."""
 READ_CONCURRENCY: Final = 32
+LINK_START_SKEW: Final = timedelta(minutes=15)
+"""Links start this long before their period (clocks of apps and Storage differ)."""
 """Episode entries read at once while a feed is built."""
+ENTRY_METADATA: Final = "entry"
+"""The metadata key holding an episode entry (zlib, base64url), so one listing gives the feed."""
+MAX_ENTRY_METADATA_BYTES: Final = 7_000
+"""Blob metadata holds 8 KiB in all; a larger entry is read from its blob instead."""
 _INVERTED_MS: Final = 10**13 - 1
 """Inverted creation times in milliseconds, 13 digits (good until the year 2286)."""
+
+
+class FeedSigner(Protocol):
+    """Signs a feed's links (:meth:`~podcast.storage.blobs.BlobStore.read_urls`)."""
+
+    async def read_urls(
+        self, blob_names: Sequence[str], *, start: datetime, expires_at: datetime
+    ) -> list[str]: ...
 
 
 class ShowStore(DocumentStore, Protocol):
     """The jobs container as shows need it: JSON documents, and names listed by prefix."""
 
-    async def first(self, prefix: str, limit: int) -> list[tuple[str, str]]:
-        """The first ``limit`` ``(name, etag)`` under ``prefix``, in name order."""
+    async def first(self, prefix: str, limit: int) -> list[tuple[str, str, dict[str, str]]]:
+        """The first ``limit`` ``(name, etag, metadata)`` under ``prefix``, in name order."""
+        ...
+
+    async def put_with_metadata(
+        self, name: str, document: Mapping[str, Any], metadata: Mapping[str, str]
+    ) -> None:
+        """Write ``document`` at ``name`` with ``metadata``, unconditionally."""
         ...
 
 
@@ -120,7 +141,7 @@ class ShowService:
     def __init__(
         self,
         store: ShowStore,
-        signer: Signer,
+        signer: FeedSigner,
         settings: FeedSettings,
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
@@ -200,10 +221,16 @@ class ShowService:
     # --- episodes -----------------------------------------------------------------------
 
     async def add_episode(self, slug: str, entry: EpisodeEntry) -> str:
-        """Store the episode's entry (the same narration: the same name and content); its name."""
+        """Store the episode's entry (the same narration: the same name and content); its name.
+
+        The entry is the blob and, compressed, its metadata (when it fits), which the feed's
+        one listing returns: a feed of ``limit`` episodes reads no entry blob."""
         created = datetime.fromisoformat(entry.created_at.replace("Z", "+00:00"))
         name = episode_name(slug, entry.id, created)
-        await self.store.put(name, entry.model_dump(mode="json"))
+        document = entry.model_dump(mode="json")
+        packed = base64.urlsafe_b64encode(zlib.compress(json.dumps(document).encode(), 9)).decode("ascii")
+        metadata = {ENTRY_METADATA: packed} if len(packed) <= MAX_ENTRY_METADATA_BYTES else {}
+        await self.store.put_with_metadata(name, document, metadata)
         return name
 
     async def remove_episode(self, name: str) -> None:
@@ -242,31 +269,46 @@ class ShowService:
         now = self.clock()
         lifetime = timedelta(hours=self.settings.link_hours)
         period = int(now.timestamp() // (lifetime.total_seconds() / 2))
-        fingerprint = json.dumps([2, record_etag, listed, count, period, feed_url], separators=(",", ":"))
+        versions = [(name, etag) for name, etag, _ in listed]
+        fingerprint = json.dumps([2, record_etag, versions, count, period, feed_url], separators=(",", ":"))
         etag = f'"{hashlib.sha256(fingerprint.encode()).hexdigest()[:40]}"'
         last_modified = _last_modified(record, listed)
         if if_none_match is not None and _matches(if_none_match, etag):
             return Feed(etag, last_modified, None)
-        entries = await self._entries([name for name, _ in listed])
-        items = [await self._signed(entry, lifetime) for entry in entries]
+        entries = await self._entries(listed)
+        # Every link of a period starts and ends at the same moments: the same links, and
+        # at least half their lifetime left whenever an app's copy is still current.
+        period_start = datetime.fromtimestamp(period * lifetime.total_seconds() / 2, UTC)
+        items = await self._signed(
+            entries, start=period_start - LINK_START_SKEW, expires_at=period_start + lifetime
+        )
         body = render_feed(
             record.details, items, feed_url=feed_url, feed_identity=feed_identity, built_at=now
         )
         return Feed(etag, last_modified, body, len(items))
 
-    async def _entries(self, names: Sequence[str]) -> list[EpisodeEntry]:
-        """The entries at ``names``, in their order, once per narration id; an unreadable or
-        vanished one is left out (logged)."""
+    async def _entries(self, listed: Sequence[tuple[str, str, dict[str, str]]]) -> list[EpisodeEntry]:
+        """The listed entries, in their order, once per narration id: from their metadata, or
+        read from their blobs when it has none; an unreadable or vanished one is left out."""
         gate = asyncio.Semaphore(READ_CONCURRENCY)
 
-        async def read(name: str) -> dict[str, Any] | None:
+        async def read(name: str, metadata: Mapping[str, str]) -> dict[str, Any] | None:
+            packed = metadata.get(ENTRY_METADATA)
+            if packed:
+                try:
+                    unpacked = json.loads(zlib.decompress(base64.urlsafe_b64decode(packed)))
+                    if isinstance(unpacked, dict):
+                        return unpacked
+                except (ValueError, zlib.error):
+                    pass
             async with gate:
                 found = await self.store.get(name)
             return found[0] if found is not None else None
 
+        documents = await asyncio.gather(*(read(name, metadata) for name, _, metadata in listed))
         entries: list[EpisodeEntry] = []
         seen: set[str] = set()
-        for name, document in zip(names, await asyncio.gather(*(read(n) for n in names)), strict=True):
+        for (name, _, _), document in zip(listed, documents, strict=True):
             if document is None:
                 continue
             try:
@@ -279,24 +321,35 @@ class ShowService:
                 entries.append(entry)
         return entries
 
-    async def _signed(self, entry: EpisodeEntry, lifetime: timedelta) -> FeedItem:
-        async def sign(name: str) -> str:
-            return (await self.signer.read_url(name, expires_in=lifetime))[0]
-
-        async def link(name: str | None) -> str | None:
-            return await sign(name) if name else None
-
-        return FeedItem(
-            entry=entry,
-            audio_url=await sign(entry.audio_blob_name),
-            transcript_url=await sign(entry.transcript_blob_name),
-            captions_url=await link(entry.captions_blob_name),
-            srt_url=await link(entry.srt_blob_name),
-            chapters_url=await link(entry.chapters_blob_name),
+    async def _signed(
+        self, entries: Sequence[EpisodeEntry], *, start: datetime, expires_at: datetime
+    ) -> list[FeedItem]:
+        """The entries with their links, signed in one batch."""
+        names: list[str] = []
+        for entry in entries:
+            names += [entry.audio_blob_name, entry.transcript_blob_name]
+            names += [
+                name
+                for name in (entry.captions_blob_name, entry.srt_blob_name, entry.chapters_blob_name)
+                if name
+            ]
+        signed = dict(
+            zip(names, await self.signer.read_urls(names, start=start, expires_at=expires_at), strict=True)
         )
+        return [
+            FeedItem(
+                entry=entry,
+                audio_url=signed[entry.audio_blob_name],
+                transcript_url=signed[entry.transcript_blob_name],
+                captions_url=signed.get(entry.captions_blob_name or ""),
+                srt_url=signed.get(entry.srt_blob_name or ""),
+                chapters_url=signed.get(entry.chapters_blob_name or ""),
+            )
+            for entry in entries
+        ]
 
 
-def _last_modified(record: ShowRecord, listed: Sequence[tuple[str, str]]) -> datetime:
+def _last_modified(record: ShowRecord, listed: Sequence[tuple[str, str, dict[str, str]]]) -> datetime:
     """The newer of the show's last change and its newest episode, to the second."""
     updated = datetime.fromisoformat(record.updated_at.replace("Z", "+00:00"))
     newest = _created_ms(listed[0][0]) if listed else None

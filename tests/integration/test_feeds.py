@@ -24,7 +24,9 @@ from lxml import etree
 import function_app
 from podcast.engine import audio
 from podcast.models import parse_request
+from podcast.services.shows import episode_name
 from podcast.settings import RequestLimits
+from podcast.wire import EpisodeEntry, iso_timestamp
 from testkit import decoding, host
 from testkit.azurite import AzuriteServer
 from testkit.storage import http
@@ -153,6 +155,13 @@ async def test_a_shows_feed_lists_its_narrations_for_real_feed_clients(app_env: 
     assert {e["guid"] for e in episodes} == {wav["id"], mp3["id"]}
     assert all(e["enclosures"][0]["file_size"] > 0 and e["total_time"] >= 1 for e in episodes)
 
+    # Links of one period are the same in every build, and keep at least half their lifetime.
+    rebuilt = feedparser.parse((await get_feed(feed_url)).body)
+    assert {e.enclosures[0].href for e in rebuilt.entries} == {e.enclosures[0].href for e in parsed.entries}
+    expiry = parse_qs(urlsplit(parsed.entries[0].enclosures[0].href).query)["se"][0]
+    left = datetime.fromisoformat(expiry.replace("Z", "+00:00")) - datetime.now(UTC)
+    assert timedelta(hours=84) < left <= timedelta(hours=168)
+
     # Polling: the same feed is a 304 without a body; a changed show is a new feed.
     again = await get_feed(feed_url, {"If-None-Match": answer.headers["ETag"]})
     assert (again.status, again.body) == (304, b"")
@@ -192,6 +201,29 @@ async def test_a_chapters_file_beside_the_audio_is_linked(
     assert entry.id == stored.id
     assert entry.podcast_chapters["type"] == "application/json+chapters"
     assert json.loads(http("GET", entry.podcast_chapters["url"])[1]) == chapters
+
+
+async def test_entries_without_metadata_are_read_and_unreadable_ones_skipped(app_env: dict[str, str]) -> None:
+    feed_url = await create_show("by-hand")
+    app = function_app.graph.get()
+    moment = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    entry = EpisodeEntry(
+        id="d" * 32,
+        title="Written without metadata",
+        description="An entry an older version wrote.",
+        created_at=iso_timestamp(moment),
+        audio_blob_name="2026/01/02/d.wav",
+        format="wav",
+        bytes=1000,
+        duration_seconds=1.5,
+        transcript_blob_name="2026/01/02/d.json",
+    )
+    await app.job_documents.put(episode_name("by-hand", entry.id, moment), entry.model_dump(mode="json"))
+    later = moment + timedelta(days=1)
+    await app.job_documents.put(episode_name("by-hand", "e" * 32, later), {"id": "e" * 32})  # incomplete
+
+    (item,) = feedparser.parse((await get_feed(feed_url)).body).entries
+    assert (item.id, item.title, item.itunes_duration) == ("d" * 32, "Written without metadata", "00:00:02")
 
 
 async def test_concurrent_narrations_into_one_show_all_appear(
