@@ -8,7 +8,8 @@ a time, as that many narrations finishing together would), then measures:
 
 1. **Feed build time** (``--builds`` times): the whole of
    :meth:`~podcast.services.shows.ShowService.feed` with the limit (the show record, one
-   List Blobs call for the newest ``--limit`` entries, every link signed, the XML written). Target: 95th percentile at most 500 ms.
+   List Blobs call for the newest ``--limit`` entries, every link signed, the XML written).
+   Target: 95th percentile at most 500 ms.
 2. **A poll answered 304** (the app sent the feed's ETag): the record and one listing only.
 
 Each entry carries its content in its blob's metadata, so a build reads no entry blob; the
