@@ -288,7 +288,7 @@ class ShowService:
         return Feed(etag, last_modified, body, len(items))
 
     async def _entries(self, listed: Sequence[tuple[str, str, dict[str, str]]]) -> list[EpisodeEntry]:
-        """The listed entries, in their order, once per narration id: from their metadata, or
+        """The listed entries, in their order, once per narration id and audio blob: from their metadata, or
         read from their blobs when it has none; an unreadable or vanished one is left out."""
         gate = asyncio.Semaphore(READ_CONCURRENCY)
 
@@ -316,8 +316,10 @@ class ShowService:
             except ValidationError:
                 log.warning("episode entry %s is not readable", name.rsplit("/", 1)[-1])
                 continue
-            if entry.id not in seen:  # a job that narrated twice (redelivered) is one episode
-                seen.add(entry.id)
+            # Newest first: a job narrated twice (redelivered) is one episode, and a document
+            # narrated again (its audio replaced) is its newest narration only.
+            if entry.id not in seen and entry.audio_blob_name not in seen:
+                seen.update((entry.id, entry.audio_blob_name))
                 entries.append(entry)
         return entries
 

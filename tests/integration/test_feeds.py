@@ -343,6 +343,18 @@ async def test_a_document_in_a_shows_folder_becomes_an_episode(
     (entry,) = feedparser.parse((await get_feed(feed_url)).body).entries
     assert entry.title == "field notes"
     assert entry.enclosures[0].href.split("?", 1)[0].endswith("/shows/uploads/field%20notes.wav")
+
+    # Saved again with other text: its audio is replaced, and the feed lists the new narration only.
+    with BlobServiceClient.from_connection_string(azurite.connection_string) as service:
+        blob = service.get_container_client(INPUT).get_blob_client("shows/uploads/field notes.txt")
+        blob.upload_blob(b"Mountains rise slowly, a little every year, and wear away again.", overwrite=True)
+        etag = blob.get_blob_properties().etag
+        again = host.blob_input_stream(INPUT, blob.blob_name, blob.download_blob().readall(), etag=etag)
+    await host.call(function_app.narrate_document, again)
+    (newer,) = feedparser.parse((await get_feed(feed_url)).body).entries
+    assert newer.id != entry.id
+    code, data, _ = http("GET", newer.enclosures[0].href)
+    assert (code, len(data)) == (200, int(newer.enclosures[0].length))
     with BlobServiceClient.from_connection_string(azurite.connection_string) as service:
         outputs = service.get_container_client(app_env["NARRATION_OUTPUT_CONTAINER"])
         error = json.loads(outputs.get_blob_client("shows/nobody/notes.error.json").download_blob().readall())
