@@ -22,14 +22,16 @@ from azure.storage.queue import QueueClient
 from lxml import etree
 
 import function_app
+from podcast.app import App
 from podcast.engine import audio
 from podcast.models import parse_request
 from podcast.services.shows import episode_name
-from podcast.settings import RequestLimits
+from podcast.settings import RequestLimits, Settings
 from podcast.wire import EpisodeEntry, iso_timestamp
 from testkit import decoding, host
 from testkit.azurite import AzuriteServer
-from testkit.storage import http
+from testkit.storage import FAST_FAILING, blobs_in, http
+from testkit.storage_faults import StorageSwitch, SwitchedTransport
 
 HOSTILE = "Rivers & <bends> ]]> 🎙️ שלום \u202bمرحبا\u202c \"q\" 'a'"
 PODCAST = "{https://podcastindex.org/namespace/1.0}"
@@ -363,3 +365,36 @@ async def test_a_document_in_a_shows_folder_becomes_an_episode(
         "show",
         True,
     )
+
+
+async def test_a_narration_whose_episode_cannot_be_written_fails_and_leaves_nothing(
+    app_env: dict[str, str], azurite: AzuriteServer
+) -> None:
+    switch = StorageSwitch()
+    function_app.graph.use(
+        lambda: App(
+            Settings.from_env(),
+            blob_options=FAST_FAILING,
+            client_kwargs={"transport": SwitchedTransport(switch)},
+        )
+    )
+    try:
+        feed_url = await create_show("fragile")
+        switch.stop_at("PUT", "/shows/fragile/episodes/")  # Storage goes away as the episode is written
+
+        async def come_back() -> None:
+            while not switch.stopped:
+                await asyncio.sleep(0.01)
+            switch.start()  # in time for the clean-up
+
+        returning = asyncio.create_task(come_back())
+        answer = await narrate({"text": "This episode will not make it.", "show": "fragile"})
+        await returning
+
+        assert answer.status == 503, answer.body
+        assert answer.json()["error"]["code"] == "storage_unavailable"
+        assert blobs_in(azurite, app_env["NARRATION_OUTPUT_CONTAINER"]) == []
+        assert feedparser.parse((await get_feed(feed_url)).body).entries == []
+    finally:
+        await function_app.graph.aclose()
+        function_app.graph.use(App.from_env)
