@@ -5,6 +5,7 @@ the show's request validation; episode names; the feed token in logs."""
 from __future__ import annotations
 
 import io
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -13,7 +14,9 @@ import podcastparser
 import pytest
 from lxml import etree
 
+import function_app
 from podcast.errors import RequestValidationError
+from podcast.http.openapi import build_definition
 from podcast.logs import redact
 from podcast.models import parse_request, parse_show
 from podcast.services.feeds import FeedItem, duration, render_feed, xml_text
@@ -272,3 +275,28 @@ def test_a_feed_token_in_a_url_is_masked(line: str) -> None:
     masked = redact(line.format(t=token))
     assert token not in masked
     assert "[redacted]" in masked
+
+
+def test_only_the_feed_is_anonymous_and_every_show_route_is_described() -> None:
+    function_app.app.functions_bindings = None  # get_functions() is not idempotent
+    try:
+        triggers = {
+            str(f.get_function_name()): next(
+                b for b in json.loads(f.get_function_json())["bindings"] if b["type"] == "httpTrigger"
+            )
+            for f in function_app.app.get_functions()
+            if "httpTrigger" in f.get_function_json()
+        }
+    finally:
+        function_app.app.functions_bindings = None
+    routes = {name: (t["route"], tuple(t["methods"]), t["authLevel"]) for name, t in triggers.items()}
+    assert routes["put_show"] == ("shows/{show}", ("PUT",), "FUNCTION")
+    assert routes["get_show"] == ("shows/{show}", ("GET",), "FUNCTION")
+    assert routes["rotate_show_token"] == ("shows/{show}/token", ("POST",), "FUNCTION")
+    assert routes["get_show_feed"] == ("shows/{show}/feed.xml", ("GET",), "ANONYMOUS")
+    assert [name for name, route in routes.items() if route[2] != "FUNCTION"] == ["get_show_feed"]
+    paths = build_definition()["paths"]
+    for route, methods, _ in routes.values():
+        if route.startswith("shows/"):
+            assert {m.lower() for m in methods} <= set(paths[f"/{route}"])
+    assert paths["/shows/{show}/feed.xml"]["get"]["security"] == []
