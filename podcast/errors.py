@@ -53,7 +53,8 @@ can succeed, and never pay again for what cannot:
     ├── SupersededError                     409   no   a newer version of the document took over its narration
     ├── JobNotFoundError                    404   no   no narration job with this id
     │   └── NarrationNotFoundError          404   no   no stored narration (or file of it) with this id
-    └── JobStalledError                     503   no   a job made no progress, also after a re-enqueue
+    ├── JobStalledError                     503   no   a job made no progress, also after a re-enqueue
+    └── ShowNotFoundError                   404   no   no show with this name, or not its feed token
 
     AudioFormatError (a ValueError)        bytes that are not PCM16 mono: a bug, never a caller's
 
