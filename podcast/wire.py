@@ -49,6 +49,7 @@ __all__ = [
     "CacheState",
     "DocumentClaim",
     "DocumentSource",
+    "EpisodeChapter",
     "EpisodeEntry",
     "ErrorBody",
     "ErrorDetails",
@@ -1029,6 +1030,15 @@ class ShowList(BaseModel):
     )
 
 
+class EpisodeChapter(BaseModel):
+    """A chapter of an episode as its feed item lists it (Podlove Simple Chapters)."""
+
+    model_config = _DOCUMENT
+
+    title: str
+    start_seconds: Seconds
+
+
 class EpisodeEntry(BaseModel):
     """``shows/<slug>/episodes/<inverted time>-<id>.json`` in the jobs container: one stored
     narration of a show, all that its feed item needs without reading anything else.
@@ -1055,3 +1065,7 @@ class EpisodeEntry(BaseModel):
     srt_blob_name: str | None = None
     chapters_blob_name: str | None = None
     """A Podcasting 2.0 JSON chapters file beside the audio, when there is one."""
+    chapters: list[EpisodeChapter] = []
+    """The narration's chapters (those of its ID3 tag), at most
+    ``podcast.services.narrations.MAX_EPISODE_CHAPTERS``; empty
+    when it has none or the entry predates them."""

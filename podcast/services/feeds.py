@@ -27,13 +27,22 @@ from podcast.wire import EpisodeEntry, ShowDetails
 
 ITUNES_NS: Final = "http://www.itunes.com/dtds/podcast-1.0.dtd"
 PODCAST_NS: Final = "https://podcastindex.org/namespace/1.0"
+PODCAST_LEGACY_NS: Final = "https://github.com/Podcastindex-org/podcast-namespace/blob/main/docs/1.0.md"
+"""The namespace's first URI (its GitHub page), the only one podcastparser 0.6 (gPodder) knows."""
+PSC_NS: Final = "http://podlove.org/simple-chapters"
 ATOM_NS: Final = "http://www.w3.org/2005/Atom"
 CONTENT_TYPE: Final = "application/rss+xml; charset=utf-8"
 AUDIO_TYPES: Final = {"mp3": "audio/mpeg", "wav": "audio/wav"}
 GENERATOR: Final = "podcast (Azure Functions text-to-podcast)"
 _PODCAST_GUID_NAMESPACE: Final = uuid.UUID("ead4c236-bf58-58c6-a2c6-a6b28d128cb6")
 """The Podcasting 2.0 namespace's UUIDv5 namespace for ``podcast:guid``."""
-_NSMAP: Final = {"itunes": ITUNES_NS, "podcast": PODCAST_NS, "atom": ATOM_NS}
+_NSMAP: Final = {
+    "itunes": ITUNES_NS,
+    "podcast": PODCAST_NS,
+    "podcastlegacy": PODCAST_LEGACY_NS,
+    "psc": PSC_NS,
+    "atom": ATOM_NS,
+}
 _NOT_XML: Final = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
 
@@ -77,8 +86,16 @@ def _itunes(name: str) -> str:
     return f"{{{ITUNES_NS}}}{name}"
 
 
-def _podcast(name: str) -> str:
-    return f"{{{PODCAST_NS}}}{name}"
+def _podcast(name: str, namespace: str = PODCAST_NS) -> str:
+    return f"{{{namespace}}}{name}"
+
+
+def npt(seconds: float) -> str:
+    """A Podlove chapter ``start`` as Normal Play Time ``HH:MM:SS.mmm`` (milliseconds rounded,
+    as the MP3's ID3 chapters are)."""
+    hours, rest = divmod(round(seconds * 1000), 3_600_000)
+    minutes, rest = divmod(rest, 60_000)
+    return f"{hours:02d}:{minutes:02d}:{rest // 1000:02d}.{rest % 1000:03d}"
 
 
 def render_feed(
@@ -146,3 +163,26 @@ def _item(channel: etree._Element, item: FeedItem, show: ShowDetails) -> None:
     _add(element, _podcast("transcript"), url=item.transcript_url, type="application/json")
     if item.chapters_url:
         _add(element, _podcast("chapters"), url=item.chapters_url, type="application/json+chapters")
+    # The same links again under the namespace's old URI, because podcastparser 0.6 (gPodder and
+    # apps built on it) maps podcast: tags only by that URI; apps that know the official one skip
+    # an unknown namespace. podcastparser keeps the last transcript it reads, so the most widely
+    # played format, WebVTT, comes last.
+    legacy: list[tuple[str, str, str | None]] = [(item.transcript_url, "application/json", None)]
+    if item.srt_url:
+        legacy.append((item.srt_url, "application/x-subrip", "captions"))
+    if item.captions_url:
+        legacy.append((item.captions_url, "text/vtt", "captions"))
+    for url, media_type, rel in legacy:
+        attributes = {"url": url, "type": media_type} | ({"rel": rel} if rel else {})
+        _add(element, _podcast("transcript", PODCAST_LEGACY_NS), **attributes)
+    if item.chapters_url:
+        _add(
+            element,
+            _podcast("chapters", PODCAST_LEGACY_NS),
+            url=item.chapters_url,
+            type="application/json+chapters",
+        )
+    if entry.chapters:
+        chapters = _add(element, f"{{{PSC_NS}}}chapters", version="1.2")
+        for chapter in entry.chapters:
+            _add(chapters, f"{{{PSC_NS}}}chapter", start=npt(chapter.start_seconds), title=chapter.title)

@@ -14,12 +14,12 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 from podcast.audio.captions import make_cues, srt, webvtt
-from podcast.audio.id3 import SegmentSpan, chapters, id3_tag
+from podcast.audio.id3 import Chapter, SegmentSpan, chapters, id3_tag
 from podcast.engine import audio
 from podcast.engine.longform import NarratedText, ProgressCallback, narrate_text
 from podcast.engine.realtime import Narrator
@@ -37,6 +37,7 @@ from podcast.storage.names import blob_name as checked_name
 from podcast.storage.names import check_blob_segment
 from podcast.wire import (
     DocumentSource,
+    EpisodeChapter,
     EpisodeEntry,
     NarrationIndex,
     NarrationResponse,
@@ -54,6 +55,11 @@ CLEANUP_ATTEMPTS = 5
 CLEANUP_BACKOFF_SECONDS = 0.5
 EPISODE_DESCRIPTION_CHARACTERS = 600
 """How much of the transcript a show's feed item has as its description."""
+MAX_EPISODE_CHAPTERS = 100
+"""Most chapters a show's episode entry keeps for its feed item (the first ones)."""
+MAX_CHAPTER_TITLE_CHARACTERS = 120
+"""Longest chapter title an episode entry keeps; with :data:`MAX_EPISODE_CHAPTERS` an entry
+stays small (one that does not fit in its blob's metadata is read from the blob itself)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -279,6 +285,7 @@ class NarrationService:
             warnings=narration.warnings,
             loudness_lufs=narration.loudness_lufs,
         )
+        chapter_list = _chapters(narration)
         cues = make_cues(narration.words, narration.speech_onsets) if self.files is not None else []
         if cues:
             captions_url = None
@@ -306,7 +313,7 @@ class NarrationService:
             }
             download_name = request.download_name(f".{request.format}")
             if isinstance(writer, Mp3BlockWriter):
-                tags = self._id3(request, narration, narration_id, created_at)
+                tags = self._id3(request, narration, narration_id, created_at, chapter_list)
                 await writer.commit(download_name=download_name, metadata=metadata, id3=tags)
             else:
                 await writer.commit(download_name=download_name, metadata=metadata)
@@ -328,7 +335,7 @@ class NarrationService:
             await self.outputs.upload_json(transcript_blob_name, document)
             if request.show is not None and self.shows is not None:
                 episode = episode_name(request.show, narration_id, created_at)  # removed if this fails
-                await self._publish(request.show, result, base)
+                await self._publish(request.show, result, base, chapter_list)
         except BaseException:
             # The commit may have taken effect even when it raised (a lost response).
             await self._discard(blob_name, transcript_blob_name, narration_id)
@@ -346,25 +353,30 @@ class NarrationService:
         return result
 
     def _id3(
-        self, request: NarrationRequest, narration: NarratedText, narration_id: str, created_at: datetime
+        self,
+        request: NarrationRequest,
+        narration: NarratedText,
+        narration_id: str,
+        created_at: datetime,
+        chapter_list: Sequence[Chapter],
     ) -> bytes:
-        """The ID3v2 tag of an MP3 narration, with chapters at headings and paragraph groups."""
-        spans = [
-            SegmentSpan(text, boundary, report.start_seconds, report.end_seconds)
-            for (text, boundary), report in zip(narration.sources, narration.segments, strict=True)
-        ]
+        """The ID3v2 tag of an MP3 narration, with ``chapter_list`` (:func:`_chapters`)."""
         return id3_tag(
             title=request.title or "Narration",
             show=self.narration_settings.show_name,
             narration_id=narration_id,
             created_at=created_at,
             duration_seconds=narration.duration_seconds,
-            chapter_list=chapters(spans, narration.duration_seconds),
+            chapter_list=chapter_list,
         )
 
-    async def _publish(self, show: str, result: StoredNarration, base: str) -> None:
+    async def _publish(
+        self, show: str, result: StoredNarration, base: str, chapter_list: Sequence[Chapter]
+    ) -> None:
         """Add the stored narration to ``show``'s feed (:meth:`ShowService.add_episode`). The
-        audio is committed: its size is read back for the enclosure."""
+        audio is committed: its size is read back for the enclosure. The entry carries the
+        first :data:`MAX_EPISODE_CHAPTERS` of ``chapter_list`` (titles cut at
+        :data:`MAX_CHAPTER_TITLE_CHARACTERS`), so the feed lists them without another read."""
         assert self.shows is not None
         assert self.files is not None
         audio = await self.files.info(result.blob_name)
@@ -384,6 +396,12 @@ class NarrationService:
             captions_blob_name=result.captions_blob_name,
             srt_blob_name=result.srt_blob_name,
             chapters_blob_name=chapters if await self.files.info(chapters) is not None else None,
+            chapters=[
+                EpisodeChapter(
+                    title=chapter.title[:MAX_CHAPTER_TITLE_CHARACTERS], start_seconds=chapter.start_seconds
+                )
+                for chapter in chapter_list[:MAX_EPISODE_CHAPTERS]
+            ],
         )
         await self.shows.add_episode(show, entry)
 
@@ -440,3 +458,13 @@ def _excerpt(text: str, limit: int) -> str:
         return flat
     cut = flat[: limit - 1].rsplit(" ", 1)[0]
     return f"{cut}…"
+
+
+def _chapters(narration: NarratedText) -> list[Chapter]:
+    """The narration's chapters at headings and paragraph groups (:func:`~podcast.audio.id3.chapters`):
+    the MP3's ID3 chapters, and the feed item's (any format)."""
+    spans = [
+        SegmentSpan(text, boundary, report.start_seconds, report.end_seconds)
+        for (text, boundary), report in zip(narration.sources, narration.segments, strict=True)
+    ]
+    return chapters(spans, narration.duration_seconds)

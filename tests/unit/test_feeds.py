@@ -19,14 +19,15 @@ from podcast.errors import RequestValidationError
 from podcast.http.openapi import build_definition
 from podcast.logs import redact
 from podcast.models import parse_request, parse_show
-from podcast.services.feeds import FeedItem, duration, render_feed, xml_text
+from podcast.services.feeds import FeedItem, duration, npt, render_feed, xml_text
 from podcast.services.shows import episode_name
 from podcast.settings import RequestLimits
-from podcast.wire import EpisodeEntry, ShowDetails
+from podcast.wire import EpisodeChapter, EpisodeEntry, ShowDetails
 
 HOSTILE = "Tom & Jerry <b>bold</b> ]]> \"quoted\" 'single' 🎙️🚀 שלום עולם مرحبا \u202eevil\u202c"
 CONTROLS = "bell\x07 nul\x00 esc\x1b vt\x0b ff\x0c lone\ud800 nonchar\ufffe end"
 BUILT = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+CHAPTERS = [(HOSTILE, 0.0), ("Oxbow lakes", 61.2346), ("Deltas", 3723.5)]
 
 
 def entry(
@@ -77,7 +78,10 @@ IDENTITY = "app.example.net/api/shows/daily/feed.xml"
 
 @pytest.fixture(scope="module")
 def feed() -> bytes:
-    items = [item(entry(1), chapters=True), item(entry(2, description=CONTROLS)), item(entry(3, title=None))]
+    chaptered = entry(1).model_copy(
+        update={"chapters": [EpisodeChapter(title=title, start_seconds=start) for title, start in CHAPTERS]}
+    )
+    items = [item(chaptered, chapters=True), item(entry(2, description=CONTROLS)), item(entry(3, title=None))]
     return render_feed(
         SHOW,
         items,
@@ -139,28 +143,49 @@ def test_podcastparser_reads_durations_transcripts_and_chapters(feed: bytes) -> 
     )
     assert first["title"] == HOSTILE
     assert first["published"] == int((BUILT - timedelta(hours=1)).timestamp())
+
+
+def test_podcastparser_reads_the_transcript_and_chapters_links_and_the_simple_chapters(feed: bytes) -> None:
     # podcastparser 0.6.11 knows the podcast: namespace only by its old URI (the namespace's
-    # GitHub page), not the official https://podcastindex.org/namespace/1.0 the feed declares
-    # (as podcast apps expect): it leaves these tags alone ...
-    assert "transcript_url" not in first
-    assert "chapters_json_url" not in first
+    # GitHub page): it reads the links the feed repeats under that URI, the WebVTT transcript
+    # (it keeps the last one) and the chapters file, and the Podlove Simple Chapters.
+    first, second, third = podcastparser.parse(FEED_URL, io.BytesIO(feed))["episodes"]
 
-
-def test_podcastparser_reads_the_transcript_and_chapters_links_under_its_namespace_uri(feed: bytes) -> None:
-    # ... and reads them, the last transcript and the chapters, when the URI is the one it knows.
-    legacy = feed.replace(
-        b"https://podcastindex.org/namespace/1.0",
-        b"https://github.com/Podcastindex-org/podcast-namespace/blob/main/docs/1.0.md",
-    )
-    first, second, _ = podcastparser.parse(FEED_URL, io.BytesIO(legacy))["episodes"]
-
-    assert first["transcript_url"] == item(entry(1)).transcript_url
+    assert first["transcript_url"] == item(entry(1)).captions_url
     assert first["chapters_json_url"] == item(entry(1), chapters=True).chapters_url
     assert "chapters_json_url" not in second
+    # Normal Play Time read back in whole seconds (podcastparser drops the fraction).
+    assert first["chapters"] == [{"start": int(start), "title": title} for title, start in CHAPTERS]
+    assert "chapters" not in second
+    no_captions = item(entry(4))
+    only_json = FeedItem(
+        entry=no_captions.entry, audio_url=no_captions.audio_url, transcript_url="https://x/t.json"
+    )
+    rendered = render_feed(SHOW, [only_json], feed_url=FEED_URL, feed_identity=IDENTITY, built_at=BUILT)
+    (alone,) = podcastparser.parse(FEED_URL, io.BytesIO(rendered))["episodes"]
+    assert alone["transcript_url"] == "https://x/t.json"
+    assert third["transcript_url"] == item(entry(3)).captions_url
+
+
+def test_the_simple_chapters_start_at_the_narrations_times_to_the_millisecond(feed: bytes) -> None:
+    root = etree.fromstring(feed)
+    psc = "{http://podlove.org/simple-chapters}"
+    first, second = root.findall("channel/item")[:2]
+    (chapters,) = first.findall(f"{psc}chapters")
+    assert chapters.get("version") == "1.2"
+    assert [(c.get("title"), c.get("start")) for c in chapters] == [
+        (HOSTILE, "00:00:00.000"),
+        ("Oxbow lakes", "00:01:01.235"),
+        ("Deltas", "01:02:03.500"),
+    ]
+    assert second.find(f"{psc}chapters") is None
+    assert npt(3599.9996) == "01:00:00.000"
 
 
 def test_feedparser_reads_the_transcript_and_chapters_links(feed: bytes) -> None:
-    first, second, _ = feedparser.parse(feed).entries
+    parsed = feedparser.parse(feed)
+    assert not parsed.bozo, parsed.get("bozo_exception")
+    first, second, _ = parsed.entries
 
     assert first.podcast_transcript == {"url": item(entry(1)).transcript_url, "type": "application/json"}
     assert first.podcast_chapters == {
@@ -168,6 +193,11 @@ def test_feedparser_reads_the_transcript_and_chapters_links(feed: bytes) -> None
         "type": "application/json+chapters",
     }
     assert "podcast_chapters" not in second
+    # The Podlove Simple Chapters, which feedparser knows too.
+    assert [(c.title, c.start_parsed.total_seconds()) for c in first.psc_chapters.chapters] == [
+        (title, round(start, 3)) for title, start in CHAPTERS
+    ]
+    assert "psc_chapters" not in second
 
 
 def test_every_transcript_has_its_type_and_the_chapters_link_only_when_there_is_one(feed: bytes) -> None:
@@ -185,6 +215,12 @@ def test_every_transcript_has_its_type_and_the_chapters_link_only_when_there_is_
     assert chapters is not None
     assert chapters.get("type") == "application/json+chapters"
     assert second.find(f"{podcast}chapters") is None
+    # The same links under the namespace's old URI, the WebVTT last (podcastparser keeps the last).
+    legacy = "{https://github.com/Podcastindex-org/podcast-namespace/blob/main/docs/1.0.md}"
+    repeated = [(t.get("type"), t.get("url")) for t in first.iterfind(f"{legacy}transcript")]
+    assert repeated == transcripts[::-1]
+    assert [c.get("url") for c in first.iterfind(f"{legacy}chapters")] == [chapters.get("url")]
+    assert second.find(f"{legacy}chapters") is None
     guid = root.findtext(f"channel/{podcast}guid")
     assert guid is not None
     assert len(guid) == 36
