@@ -5,7 +5,9 @@ Built with lxml's element tree, which escapes every text and attribute value its
 refuses, characters XML 1.0 cannot carry at all (C0 controls but tab and line breaks, lone
 surrogates, U+FFFE and U+FFFF), is removed first by :func:`xml_text`. feedgen was not used:
 it knows iTunes' tags but not the ``podcast:`` namespace (transcripts, chapters, guid),
-which would have meant writing an extension on top of the same lxml calls.
+which would have meant writing an extension on top of the same lxml calls. Items also carry
+Podlove Simple Chapters (``psc:``) from the episode entry's chapters, and repeat their
+``podcast:`` links under the namespace's old URI for podcastparser (see :func:`_item`).
 
 :func:`render_feed` is pure: the service (:mod:`podcast.services.shows`) gathers the show,
 its newest episodes and their freshly signed links, and this module only writes them.

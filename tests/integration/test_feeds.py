@@ -9,6 +9,7 @@ import asyncio
 import io
 import json
 import logging
+import secrets
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -20,14 +21,15 @@ import pytest
 from azure.storage.blob import BlobServiceClient
 from azure.storage.queue import QueueClient
 from lxml import etree
+from mutagen.id3 import ID3
 
 import function_app
 from podcast.app import App
 from podcast.engine import audio
 from podcast.models import parse_request
-from podcast.services.shows import episode_name
+from podcast.services.shows import ENTRY_METADATA, episode_name
 from podcast.settings import RequestLimits, Settings
-from podcast.wire import EpisodeEntry, iso_timestamp
+from podcast.wire import EpisodeChapter, EpisodeEntry, iso_timestamp
 from testkit import decoding, host
 from testkit.azurite import AzuriteServer
 from testkit.storage import FAST_FAILING, blobs_in, http
@@ -203,6 +205,53 @@ async def test_a_chapters_file_beside_the_audio_is_linked(
     assert entry.id == stored.id
     assert entry.podcast_chapters["type"] == "application/json+chapters"
     assert json.loads(http("GET", entry.podcast_chapters["url"])[1]) == chapters
+    feed = (await get_feed(feed_url)).body
+    (episode,) = podcastparser.parse(feed_url, io.BytesIO(feed))["episodes"]
+    assert episode["chapters_json_url"] == entry.podcast_chapters["url"]
+
+
+CHAPTERED_TEXT = (
+    "Rivers\n\nRivers bend because water is lazy and always takes the easiest way downhill to the sea.\n\n"
+    "Oxbow lakes & <deltas>\n\nA bend cut off from its river becomes a lake shaped like a horseshoe.\n\n"
+    "Deltas\n\nWhere the river meets the sea it drops its sand and builds new land, year after year."
+)
+
+
+async def test_podcastparser_and_feedparser_read_the_mp3s_own_chapters_and_the_transcripts(
+    app_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NARRATION_SEGMENT_WORDS", "20")  # one heading per segment
+    feed_url = await create_show("chaptered-show")
+    mp3 = await narrated(
+        {"text": CHAPTERED_TEXT, "format": "mp3", "title": "Rivers", "show": "chaptered-show"}
+    )
+    plain = await narrated({"text": "No headings here at all.", "show": "chaptered-show"})
+
+    answer = await get_feed(feed_url)
+    assert answer.status == 200, answer.body
+    strict(answer.body)
+    episodes = {e["guid"]: e for e in podcastparser.parse(feed_url, io.BytesIO(answer.body))["episodes"]}
+    episode = episodes[mp3["id"]]
+    code, data, _ = http("GET", episode["enclosures"][0]["url"])
+    assert code == 200
+    tag = ID3(io.BytesIO(data))  # type: ignore[no-untyped-call]
+    toc = tag["CTOC:toc"].child_element_ids
+    narrated_chapters = [
+        (str(tag[f"CHAP:{name}"].sub_frames["TIT2"]), tag[f"CHAP:{name}"].start_time) for name in toc
+    ]
+    assert [title for title, _ in narrated_chapters] == ["Rivers", "Oxbow lakes & <deltas>", "Deltas"]
+    # podcastparser reads Podlove Simple Chapters in whole seconds; feedparser to the millisecond.
+    assert episode["chapters"] == [{"start": ms // 1000, "title": title} for title, ms in narrated_chapters]
+    assert "chapters" not in episodes[plain["id"]]
+    entry = next(e for e in feedparser.parse(answer.body).entries if e.id == mp3["id"])
+    assert [(c.title, round(c.start_parsed.total_seconds() * 1000)) for c in entry.psc_chapters.chapters] == (
+        narrated_chapters
+    )
+    # Its transcript link (the old namespace URI's) is the WebVTT captions, which download.
+    for result in (mp3, plain):
+        transcript_url = episodes[result["id"]]["transcript_url"]
+        assert urlsplit(transcript_url).path.endswith(".vtt")
+        assert http("GET", transcript_url)[1].startswith(b"WEBVTT")
 
 
 async def test_entries_without_metadata_are_read_and_unreadable_ones_skipped(app_env: dict[str, str]) -> None:
@@ -226,6 +275,36 @@ async def test_entries_without_metadata_are_read_and_unreadable_ones_skipped(app
 
     (item,) = feedparser.parse((await get_feed(feed_url)).body).entries
     assert (item.id, item.title, item.itunes_duration) == ("d" * 32, "Written without metadata", "00:00:02")
+
+
+async def test_an_entry_whose_chapters_outgrow_its_metadata_is_read_from_its_blob(
+    app_env: dict[str, str],
+) -> None:
+    feed_url = await create_show("many-chapters")
+    app = function_app.graph.get()
+    moment = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    chapters = [
+        EpisodeChapter(title=secrets.token_urlsafe(90), start_seconds=number * 61.5) for number in range(100)
+    ]
+    entry = EpisodeEntry(
+        id="f" * 32,
+        title="Many chapters",
+        description="Chapter titles that do not compress.",
+        created_at=iso_timestamp(moment),
+        audio_blob_name="2026/01/02/f.mp3",
+        format="mp3",
+        bytes=1000,
+        duration_seconds=6200.0,
+        transcript_blob_name="2026/01/02/f.json",
+        chapters=chapters,
+    )
+    name = await app.shows.add_episode("many-chapters", entry)
+    ((listed, _, metadata),) = await app.job_documents.first(name, 1)
+    assert listed == name
+    assert ENTRY_METADATA not in metadata  # too large for metadata: the feed reads the blob
+
+    (episode,) = podcastparser.parse(feed_url, io.BytesIO((await get_feed(feed_url)).body))["episodes"]
+    assert episode["chapters"] == [{"start": int(c.start_seconds), "title": c.title} for c in chapters]
 
 
 async def test_concurrent_narrations_into_one_show_all_appear(
