@@ -65,6 +65,35 @@ async def get_narration_transcript(req: func.HttpRequest) -> func.HttpResponse:
     return await handlers.download_narration_file(req, graph.get(), "transcript")
 
 
+@app.function_name("put_show")
+@app.route(route="shows/{show}", methods=["PUT"])
+async def put_show(req: func.HttpRequest) -> func.HttpResponse:
+    """``PUT /api/shows/{show}``: create a show (201, with its feed URL) or replace its settings."""
+    return await handlers.put_show(req, graph.get())
+
+
+@app.function_name("get_show")
+@app.route(route="shows/{show}", methods=["GET"])
+async def get_show(req: func.HttpRequest) -> func.HttpResponse:
+    """``GET /api/shows/{show}``: the show's settings; 404 if unknown."""
+    return await handlers.get_show(req, graph.get())
+
+
+@app.function_name("rotate_show_token")
+@app.route(route="shows/{show}/token", methods=["POST"])
+async def rotate_show_token(req: func.HttpRequest) -> func.HttpResponse:
+    """``POST /api/shows/{show}/token``: a new feed URL; the old one stops working."""
+    return await handlers.rotate_show_token(req, graph.get())
+
+
+@app.function_name("get_show_feed")
+@app.route(route="shows/{show}/feed.xml", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+async def get_show_feed(req: func.HttpRequest) -> func.HttpResponse:
+    """``GET /api/shows/{show}/feed.xml?token=...``: the podcast feed (RSS). Anonymous, since
+    podcast apps send no key: the show's feed token in the URL is the access control."""
+    return await handlers.get_show_feed(req, graph.get())
+
+
 @app.function_name("narration_worker")
 @app.queue_trigger(arg_name="msg", queue_name="%NARRATION_QUEUE%", connection="NARRATION_STORAGE")
 async def narration_worker(msg: func.QueueMessage) -> None:

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from podcast.services.jobs import JobService
     from podcast.services.narrations import NarrationService, StoredNarration
     from podcast.services.reuse import ReuseCache
+    from podcast.services.shows import ShowService
     from podcast.storage.blobs import BlobStore
     from podcast.storage.documents import JsonDocuments
     from podcast.storage.files import BlobFiles
@@ -178,6 +179,7 @@ class App:
             pipeline=self.settings.pipeline,
             index=self.job_documents,
             files=self.files,
+            shows=self.shows,
         )
 
     @cached_property
@@ -193,6 +195,14 @@ class App:
         from podcast.services.downloads import DownloadService
 
         return DownloadService(self.job_documents, self.files, self.outputs)
+
+    @cached_property
+    def shows(self) -> ShowService:
+        """Shows (in the jobs container) and their feeds (links into the output container).
+        Needs only Storage."""
+        from podcast.services.shows import ShowService
+
+        return ShowService(self.job_documents, self.outputs, self.settings.feeds)
 
     @cached_property
     def jobs(self) -> JobService:

@@ -53,7 +53,8 @@ can succeed, and never pay again for what cannot:
     ├── SupersededError                     409   no   a newer version of the document took over its narration
     ├── JobNotFoundError                    404   no   no narration job with this id
     │   └── NarrationNotFoundError          404   no   no stored narration (or file of it) with this id
-    └── JobStalledError                     503   no   a job made no progress, also after a re-enqueue
+    ├── JobStalledError                     503   no   a job made no progress, also after a re-enqueue
+    └── ShowNotFoundError                   404   no   no show with this name, or not its feed token
 
     AudioFormatError (a ValueError)        bytes that are not PCM16 mono: a bug, never a caller's
 
@@ -432,6 +433,24 @@ class JobStalledError(PodcastError):
         self, message: str = "the narration job stopped making progress; submit the request again"
     ) -> None:
         super().__init__(message)
+
+
+# --- Shows and feeds (podcast.services.shows) ---------------------------------------------------
+
+
+class ShowNotFoundError(PodcastError):
+    """No show has this slug, or a feed was asked for with a token that is not the show's
+    current one: 404, with one body for both so a feed URL is no oracle for which shows exist."""
+
+    code = "show_not_found"
+    http_status = 404
+
+    def __init__(self, field: str = "show") -> None:
+        super().__init__("there is no show with this name")
+        self.field = field
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"code": self.code, "message": self.message, "field": self.field}
 
 
 # --- Programming errors ----------------------------------------------------------------------

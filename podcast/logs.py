@@ -58,7 +58,8 @@ their children; the children are named too, in case something set their own leve
 # Names of secrets to mask (not secrets).
 _SECRET_NAMES: Final = (
     r"api[-_]?key|x-functions-key|ocp-apim-subscription-key|client[-_]?secret|password|"  # noqa: S105
-    r"access[-_]?token|refresh[-_]?token|id[-_]?token|x-identity-header|secret"
+    r"access[-_]?token|refresh[-_]?token|id[-_]?token|x-identity-header|secret|"
+    r"token"  # a show's feed token in its feed URL (?token=...)
 )
 _SEPARATOR: Final = r"""(?:["']?\s*[:=]\s*["']?|["']\s*,\s*["'])"""
 """``name: value``, ``name=value``, ``"name": "value"`` and a tuple's ``'name', 'value'``."""

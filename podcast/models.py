@@ -33,6 +33,7 @@ import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal, NoReturn, get_args
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -58,7 +59,7 @@ from podcast.settings import (
     RequestLimits,
 )
 from podcast.voices import DEFAULT_VOICE, REALTIME_VOICES, voice_error
-from podcast.wire import AudioFormat
+from podcast.wire import AudioFormat, ShowDetails
 
 __all__ = [
     "DEFAULT_MAX_SAS_EXPIRY_MINUTES",
@@ -81,6 +82,7 @@ __all__ = [
     "Style",
     "has_speakable_text",
     "parse_request",
+    "parse_show",
 ]
 
 Mode = Literal["read", "episode"]
@@ -98,6 +100,10 @@ _STYLES_BY_MODE: Final[Mapping[str, tuple[Style, ...]]] = {"read": READ_STYLES, 
 DEFAULT_TARGET_MINUTES: Final = 2.0
 MIN_TARGET_MINUTES: Final = 0.5
 MAX_TARGET_MINUTES: Final = 3.0
+
+SHOW_SLUG_PATTERN: Final = "^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$"
+"""A show's slug: 1 to 64 lower-case ASCII letters, digits and inner hyphens."""
+_SHOW_SLUG: Final = re.compile(SHOW_SLUG_PATTERN)
 
 LIMITS_CONTEXT_KEY: Final = "limits"
 """Key of the :class:`RequestLimits` in the validation context of ``model_validate``."""
@@ -307,6 +313,14 @@ class NarrationRequest(BaseModel):
         json_schema_extra={"x-ms-summary": "Link Lifetime (Minutes)", "x-ms-visibility": "advanced"},
     )
     """How long the returned SAS URL stays valid."""
+    show: str | None = Field(
+        default=None,
+        pattern=SHOW_SLUG_PATTERN,
+        description="A show (created with PUT /api/shows/{show}) whose podcast feed gets this narration "
+        "as an episode: lower-case letters, digits and inner hyphens, at most 64.",
+        json_schema_extra={"x-ms-summary": "Show", "x-ms-visibility": "advanced"},
+    )
+    """The show whose feed lists this narration, or ``None``."""
 
     @model_validator(mode="before")
     @classmethod
@@ -326,7 +340,7 @@ class NarrationRequest(BaseModel):
                     kind="unknown_field",
                 )
         prepared = {key: value for key, value in data.items() if value is not None or key == "text"}
-        for key in ("mode", "style", "voice", "language", "instructions", "title", "format"):
+        for key in ("mode", "style", "voice", "language", "instructions", "title", "format", "show"):
             value = prepared.get(key)
             if isinstance(value, str) and not value.strip():
                 del prepared[key]
@@ -428,6 +442,15 @@ class NarrationRequest(BaseModel):
             too_long_kind="invalid_request",
         )
 
+    @field_validator("show", mode="before")
+    @classmethod
+    def _check_show(cls, value: object) -> str:
+        slug = _require_string("show", value).strip()
+        problem = show_slug_problem(slug)
+        if problem is not None:
+            _fail("show", problem)
+        return slug
+
     @field_validator("sas_expiry_minutes", mode="before")
     @classmethod
     def _check_sas_expiry(cls, value: object, info: ValidationInfo) -> int:
@@ -467,8 +490,8 @@ class NarrationRequest(BaseModel):
     def fingerprint(self) -> str:
         """SHA-256 (hex) of everything that decides the audio, for idempotency and caching.
 
-        Covers text, mode, style, voice, language, instructions, the audio format and, in
-        episode mode, target_minutes; not title or sas_expiry_minutes. Stable across processes and
+        Covers text, mode, style, voice, language, instructions, the audio format, the show
+        and, in episode mode, target_minutes; not title or sas_expiry_minutes. Stable across processes and
         versions of this module unless the prompt contract changes (bump ``v`` then).
         """
         canonical = {
@@ -483,6 +506,8 @@ class NarrationRequest(BaseModel):
         }
         if self.format != "wav":  # keeps the fingerprints of WAV narrations made before formats existed
             canonical["format"] = self.format
+        if self.show is not None:  # a show's episode is reused only within that show (its feed has it)
+            canonical["show"] = self.show
         encoded = json.dumps(canonical, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
         return hashlib.sha256(encoded.encode("utf-8")).hexdigest()
 
@@ -676,3 +701,148 @@ class SubmitOptions:
     remember: bool = True
     """``False``: keep the result out of the reuse cache (``Cache-Control: no-store``)."""
     idempotency_key: str | None = None
+
+
+# --- shows ----------------------------------------------------------------------------------
+
+MAX_SHOW_DESCRIPTION_CHARACTERS: Final = 4_000
+_EMAIL: Final = re.compile(
+    r"[^@\s]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9-]{1,63})+"
+)
+
+
+def show_slug_problem(slug: str) -> str | None:
+    """Why ``slug`` is not a show's slug (:data:`SHOW_SLUG_PATTERN`), or ``None`` when it is one."""
+    if _SHOW_SLUG.fullmatch(slug):
+        return None
+    return (
+        f"show '{_shown(slug)}' is not a show name: use 1 to 64 lower-case letters, digits and "
+        "hyphens, starting and ending with a letter or digit (e.g. daily-digest)"
+    )
+
+
+def check_show_slug(slug: str) -> str:
+    """``slug`` when it is a show's slug; else :class:`RequestValidationError` naming ``show``."""
+    problem = show_slug_problem(slug)
+    if problem is not None:
+        raise RequestValidationError(problem, field="show", code="invalid_show")
+    return slug
+
+
+class ShowRequest(ShowDetails):
+    """A validated ``PUT /api/shows/{show}`` body: :class:`~podcast.wire.ShowDetails`, strict.
+
+    Text fields are cleaned like a narration's title (NFC, trimmed, no control characters;
+    the description may have line breaks); ``language`` is a normalized BCP 47 tag,
+    ``artwork_url`` an absolute ``https`` URL, ``owner_email`` an address. Unknown fields
+    are refused by name.
+    """
+
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", strict=True, hide_input_in_errors=True, defer_build=True
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _prepare(cls, data: Any) -> Any:
+        if not isinstance(data, Mapping):
+            _fail(None, f"the show must be a JSON object; got {_json_type(data)}", kind="invalid_json")
+        fields = tuple(cls.model_fields)
+        for key in data:
+            if key not in fields:
+                name = str(key)
+                hint = difflib.get_close_matches(name.lower(), fields, n=1, cutoff=0.6)
+                suggestion = f" (did you mean '{hint[0]}'?)" if hint else ""
+                _fail(
+                    name,
+                    f"unknown field '{_shown(name)}'{suggestion}; allowed fields: {', '.join(fields)}",
+                    kind="unknown_field",
+                )
+        prepared = {key: value for key, value in data.items() if value is not None}
+        for key, value in list(prepared.items()):
+            if isinstance(value, str) and not value.strip() and key != "title":
+                del prepared[key]
+        return prepared
+
+    @field_validator("title", "author", "category", mode="before")
+    @classmethod
+    def _check_line(cls, value: object, info: ValidationInfo) -> str:
+        field = str(info.field_name)
+        text = _clean_text(
+            field,
+            _require_string(field, value),
+            multiline=False,
+            limit=MAX_TITLE_CHARACTERS,
+            too_long_kind="invalid_request",
+        )
+        if not text:
+            _fail(field, f"{field} is empty")
+        return text
+
+    @field_validator("description", mode="before")
+    @classmethod
+    def _check_description(cls, value: object) -> str:
+        return _clean_text(
+            "description",
+            _require_string("description", value),
+            multiline=True,
+            limit=MAX_SHOW_DESCRIPTION_CHARACTERS,
+            too_long_kind="invalid_request",
+        )
+
+    @field_validator("language", mode="before")
+    @classmethod
+    def _check_language(cls, value: object) -> str:
+        return NarrationRequest._check_language(value)
+
+    @field_validator("artwork_url", mode="before")
+    @classmethod
+    def _check_artwork(cls, value: object) -> str:
+        url = _require_string("artwork_url", value).strip()
+        parts = urlsplit(url)
+        if parts.scheme != "https" or not parts.hostname or len(url) > 2_000 or _CONTROL.search(url):
+            _fail(
+                "artwork_url",
+                "artwork_url must be an absolute https URL of an image (at most 2,000 characters)",
+            )
+        if any(ch.isspace() for ch in url):
+            _fail("artwork_url", "artwork_url must not contain spaces; percent-encode them (%20)")
+        return url
+
+    @field_validator("owner_email", mode="before")
+    @classmethod
+    def _check_email(cls, value: object) -> str:
+        email = _require_string("owner_email", value).strip()
+        if len(email) > 254 or not _EMAIL.fullmatch(email):
+            _fail("owner_email", "owner_email must be an e-mail address such as podcasts@example.com")
+        return email
+
+    @field_validator("explicit", mode="before")
+    @classmethod
+    def _check_explicit(cls, value: object) -> bool:
+        if not isinstance(value, bool):
+            _fail("explicit", f"explicit must be true or false; got {_json_type(value)}")
+        return value
+
+
+def parse_show(body: bytes | str | Mapping[str, Any], limits: RequestLimits) -> ShowRequest:
+    """Validate a ``PUT /api/shows/{show}`` body like :func:`parse_request` validates a
+    narration's: one :class:`~podcast.errors.RequestValidationError` (400) naming the field
+    (``title`` is required), or :class:`RequestTooLargeError` (413) for a body over
+    ``limits.max_body_bytes``."""
+    data: object
+    if isinstance(body, bytes | bytearray | memoryview):
+        data = _load_json(_decode(bytes(body), limits))
+    elif isinstance(body, str):
+        data = _load_json(body.removeprefix("\ufeff"))
+    else:
+        data = body
+    if not isinstance(data, Mapping):
+        raise RequestValidationError(
+            f'the show must be a JSON object such as {{"title": "..."}}; got {_json_type(data)}',
+            code="invalid_json",
+        )
+    try:
+        return ShowRequest.model_validate(data)
+    except ValidationError as exc:
+        raise _to_request_error(exc) from None

@@ -71,6 +71,10 @@ MAX_DOCUMENT_CHARACTERS_SETTING: Final = "NARRATION_MAX_DOCUMENT_CHARACTERS"
 DOCUMENT_ATTEMPTS_SETTING: Final = "NARRATION_DOCUMENT_MAX_ATTEMPTS"
 DOCUMENT_CLAIM_SETTING: Final = "NARRATION_DOCUMENT_CLAIM_SECONDS"
 
+FEED_LINK_HOURS_SETTING: Final = "NARRATION_FEED_LINK_HOURS"
+FEED_MAX_ITEMS_SETTING: Final = "NARRATION_FEED_MAX_ITEMS"
+DEFAULT_FEED_MAX_ITEMS: Final = 100
+
 DEFAULT_DEPLOYMENT: Final = "gpt-realtime-mini"
 DEFAULT_OUTPUT_CONTAINER: Final = "narrations"
 DEFAULT_INPUT_CONTAINER: Final = "narration-input"
@@ -656,9 +660,23 @@ class DocumentSettings(_Section):
         return base.model_copy(update={"max_text_characters": self.max_characters})
 
 
+# --- Shows and podcast feeds ----------------------------------------------------------------------
+
+
+class FeedSettings(_Section):
+    """What ``GET /api/shows/{show}/feed.xml`` puts in a feed."""
+
+    link_hours: int = _whole(FEED_LINK_HOURS_SETTING, 168, 1, 168)
+    """Hours each link of a feed (enclosure, transcript, chapters) stays valid: long enough for
+    an app to download an episode it saw in the feed; at most 7 days, a user-delegation SAS's
+    limit. A feed answered ``304 Not Modified`` is at most half of this old."""
+    max_items: int = _whole(FEED_MAX_ITEMS_SETTING, DEFAULT_FEED_MAX_ITEMS, 1, 1000)
+    """The most episodes in a feed (the newest); ``?limit=`` may ask for fewer."""
+
+
 # --- All of them ------------------------------------------------------------------------------
 
-Section = Literal["realtime", "storage", "limits", "narration", "pipeline", "jobs", "documents"]
+Section = Literal["realtime", "storage", "limits", "narration", "pipeline", "jobs", "documents", "feeds"]
 
 
 class Settings:
@@ -680,6 +698,7 @@ class Settings:
         pipeline: PipelineSettings | None = None,
         jobs: JobSettings | None = None,
         documents: DocumentSettings | None = None,
+        feeds: FeedSettings | None = None,
         client_id: str | None = None,
         website_hostname: str | None = None,
         problems: Mapping[Section, ConfigurationError] | None = None,
@@ -690,6 +709,7 @@ class Settings:
         self._narration = narration or NarrationSettings()
         self._pipeline = pipeline or PipelineSettings()
         self._documents = documents or DocumentSettings()
+        self._feeds = feeds or FeedSettings()
         if jobs is None and storage is not None:
             jobs = JobSettings(jobs_container=JobSettings.default_jobs_container(storage.output_container))
         self._jobs = jobs
@@ -730,6 +750,7 @@ class Settings:
             pipeline=read("pipeline", lambda: PipelineSettings.from_env(env)),
             jobs=read("jobs", jobs),
             documents=read("documents", lambda: DocumentSettings.from_env(env)),
+            feeds=read("feeds", lambda: FeedSettings.from_env(env)),
             client_id=(env.get(f"{STORAGE_SETTING}__clientId", "") or env.get(CLIENT_ID_SETTING, "")).strip()
             or None,
             website_hostname=env.get(WEBSITE_HOSTNAME_SETTING, "").strip() or None,
@@ -777,3 +798,7 @@ class Settings:
     @property
     def documents(self) -> DocumentSettings:
         return self._get("documents", self._documents)
+
+    @property
+    def feeds(self) -> FeedSettings:
+        return self._get("feeds", self._feeds)

@@ -49,6 +49,8 @@ __all__ = [
     "CacheState",
     "DocumentClaim",
     "DocumentSource",
+    "EpisodeChapter",
+    "EpisodeEntry",
     "ErrorBody",
     "ErrorDetails",
     "IdempotencyEntry",
@@ -64,6 +66,10 @@ __all__ = [
     "ScriptDocument",
     "ScriptTurn",
     "SegmentReport",
+    "ShowDetails",
+    "ShowList",
+    "ShowRecord",
+    "ShowView",
     "Speaker",
     "TranscriptDocument",
     "Usage",
@@ -927,3 +933,139 @@ class DocumentClaim(BaseModel):
     sha256: str = Field(description="SHA-256 of that version's bytes.")
     attempt: str = Field(description="A random id of the claiming delivery.")
     expires_at: Timestamp = Field(description="When the claim lapses unless renewed (UTC).")
+
+
+# --- Shows and podcast feeds -------------------------------------------------------------------
+
+
+class ShowDetails(BaseModel):
+    """A show's own settings: what its feed's channel says about it (``PUT /api/shows/{show}``'s
+    body; :class:`podcast.models.ShowRequest` validates it)."""
+
+    model_config = _DOCUMENT
+
+    title: str = Field(
+        description="The show's title (at most 200 characters).",
+        json_schema_extra={"x-ms-summary": "Title", "x-ms-visibility": "important"},
+    )
+    description: str | None = Field(
+        default=None,
+        description="What the show is about (at most 4,000 characters; line breaks allowed).",
+        json_schema_extra={"x-ms-summary": "Description", "x-ms-visibility": "important"},
+    )
+    author: str | None = Field(
+        default=None,
+        description="Who makes the show (itunes:author; at most 200 characters).",
+        json_schema_extra={"x-ms-summary": "Author", "x-ms-visibility": "advanced"},
+    )
+    language: str | None = Field(
+        default=None,
+        description="The show's language, a BCP 47 tag such as en or es-MX.",
+        json_schema_extra={"x-ms-summary": "Language", "x-ms-visibility": "advanced"},
+    )
+    artwork_url: str | None = Field(
+        default=None,
+        description="An https URL of the show's square artwork (itunes:image; 1400 to 3000 pixels).",
+        json_schema_extra={"x-ms-summary": "Artwork URL", "x-ms-visibility": "advanced"},
+    )
+    explicit: bool = Field(
+        default=False,
+        description="Whether the show contains explicit content (itunes:explicit).",
+        json_schema_extra={"x-ms-summary": "Explicit", "x-ms-visibility": "advanced"},
+    )
+    category: str | None = Field(
+        default=None,
+        description="An Apple Podcasts category such as News or Technology (itunes:category).",
+        json_schema_extra={"x-ms-summary": "Category", "x-ms-visibility": "advanced"},
+    )
+    owner_email: str | None = Field(
+        default=None,
+        description="The owner's e-mail address (itunes:owner), which directories use to verify the show.",
+        json_schema_extra={"x-ms-summary": "Owner E-mail", "x-ms-visibility": "advanced"},
+    )
+
+
+class ShowRecord(BaseModel):
+    """``shows/<slug>/show.json`` in the jobs container: a show's settings and the SHA-256 of
+    its current feed token (the token itself is never stored)."""
+
+    model_config = _DOCUMENT
+
+    slug: str
+    details: ShowDetails
+    token_sha256: str
+    """Hex SHA-256 of the current feed token; rotating the token replaces it."""
+    created_at: Timestamp
+    updated_at: Timestamp
+
+
+class ShowView(ShowDetails):
+    """A show as ``PUT``/``GET /api/shows/{show}`` and the token rotation answer it."""
+
+    slug: str = Field(
+        description="The show's name in URLs and in narration requests' show field.",
+        json_schema_extra={"x-ms-summary": "Show"},
+    )
+    feed_url: str | None = Field(
+        description="The feed's URL with its token, for a podcast app: given when the show is "
+        "created and when its token is rotated, null otherwise (only the token's hash is kept).",
+        json_schema_extra={"x-ms-summary": "Feed URL"},
+    )
+    created_at: Timestamp = Field(
+        description="When the show was created (UTC).", json_schema_extra={"x-ms-summary": "Created At"}
+    )
+    updated_at: Timestamp = Field(
+        description="When the show's settings or token last changed (UTC).",
+        json_schema_extra={"x-ms-summary": "Updated At"},
+    )
+
+
+class ShowList(BaseModel):
+    """``GET /api/shows``: every show, by slug."""
+
+    model_config = _DOCUMENT
+
+    shows: list[ShowView] = Field(
+        description="The shows, by slug (without feed URLs).", json_schema_extra={"x-ms-summary": "Shows"}
+    )
+
+
+class EpisodeChapter(BaseModel):
+    """A chapter of an episode as its feed item lists it (Podlove Simple Chapters)."""
+
+    model_config = _DOCUMENT
+
+    title: str
+    start_seconds: Seconds
+
+
+class EpisodeEntry(BaseModel):
+    """``shows/<slug>/episodes/<inverted time>-<id>.json`` in the jobs container: one stored
+    narration of a show, all that its feed item needs without reading anything else.
+
+    Written once, after the narration's audio is committed; the same narration writes the
+    same name again (idempotent). Names sort newest first, so a feed lists one page by prefix.
+    """
+
+    model_config = _DOCUMENT
+
+    id: str
+    """The narration id: the item's GUID."""
+    title: str | None
+    description: str
+    """The start of the transcript (the item's description)."""
+    created_at: Timestamp
+    audio_blob_name: str
+    format: AudioFormat
+    bytes: int
+    """The audio's size (the enclosure's ``length``)."""
+    duration_seconds: Seconds
+    transcript_blob_name: str
+    captions_blob_name: str | None = None
+    srt_blob_name: str | None = None
+    chapters_blob_name: str | None = None
+    """A Podcasting 2.0 JSON chapters file beside the audio, when there is one."""
+    chapters: list[EpisodeChapter] = []
+    """The narration's chapters (those of its ID3 tag), at most
+    ``podcast.services.narrations.MAX_EPISODE_CHAPTERS``; empty
+    when it has none or the entry predates them."""

@@ -16,6 +16,7 @@ import azure.functions as func
 
 from podcast.app import App
 from podcast.errors import JobNotFoundError, NarrationNotFoundError, PodcastError
+from podcast.http import shows
 from podcast.http.files import file_response
 from podcast.http.headers import check_content_type, job_url, submit_options
 from podcast.http.health import health_report
@@ -49,6 +50,8 @@ async def create_narration(req: func.HttpRequest, app: App) -> func.HttpResponse
         request = parse_request(req.get_body(), app.settings.limits)
         options = submit_options(req.headers)
         narrations = app.narrations  # names a missing setting before anything is stored
+        if request.show is not None:  # 404 now, also for a request that would be queued
+            await app.shows.require(request.show)
         if not app.jobs.should_queue(request, options):
             return json_response(200, (await narrations.respond(request, options)).model_dump(mode="json"))
         record = await app.jobs.submit(request, options)
@@ -96,6 +99,26 @@ async def download_narration_file(req: func.HttpRequest, app: App, kind: FileKin
         return await file_response(req, file, downloads.read)
 
     return await _answer(handle)
+
+
+async def put_show(req: func.HttpRequest, app: App) -> func.HttpResponse:
+    """``PUT /api/shows/{show}``: see :func:`podcast.http.shows.put_show`."""
+    return await _answer(lambda: shows.put_show(req, app))
+
+
+async def get_show(req: func.HttpRequest, app: App) -> func.HttpResponse:
+    """``GET /api/shows/{show}``: see :func:`podcast.http.shows.get_show`."""
+    return await _answer(lambda: shows.get_show(req, app))
+
+
+async def rotate_show_token(req: func.HttpRequest, app: App) -> func.HttpResponse:
+    """``POST /api/shows/{show}/token``: see :func:`podcast.http.shows.rotate_token`."""
+    return await _answer(lambda: shows.rotate_token(req, app))
+
+
+async def get_show_feed(req: func.HttpRequest, app: App) -> func.HttpResponse:
+    """``GET /api/shows/{show}/feed.xml``: see :func:`podcast.http.shows.get_feed`."""
+    return await _answer(lambda: shows.get_feed(req, app))
 
 
 def _accepted(req: func.HttpRequest, app: App, record: JobRecord, *, collection: bool) -> func.HttpResponse:

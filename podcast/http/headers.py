@@ -103,3 +103,25 @@ def job_url(
         path = f"{path.rstrip('/')}/{job_id}"
     code = params.get("code") or dict(parse_qsl(parts.query)).get("code")
     return urlunsplit((scheme, netloc, path, urlencode({"code": code}) if code else "", ""))
+
+
+def feed_urls(
+    request_url: str,
+    *,
+    headers: Mapping[str, str],
+    slug: str,
+    token: str,
+    website_hostname: str | None = None,
+) -> tuple[str, str]:
+    """A show's feed URL with ``token`` (what a podcast app subscribes to), and its identity
+    without scheme and token (``podcast:guid``'s input), from any request under ``.../shows/``.
+
+    The host is found as for :func:`job_url`; the path is the request's up to ``/shows/``, so
+    a route prefix other than ``/api`` is kept. No function key is added: the feed is
+    anonymous at the Functions layer and its token is its access control.
+    """
+    base = urlsplit(job_url(request_url, headers=headers, params={}, website_hostname=website_hostname))
+    prefix = base.path.split("/shows/", 1)[0] if "/shows/" in base.path else "/api"
+    path = f"{prefix.rstrip('/')}/shows/{slug}/feed.xml"
+    url = urlunsplit((base.scheme, base.netloc, path, urlencode({"token": token}), ""))
+    return url, f"{base.netloc}{path}"

@@ -46,10 +46,13 @@ from podcast.models import (
     DEFAULT_MAX_SAS_EXPIRY_MINUTES,
     DEFAULT_MAX_TEXT_CHARACTERS,
     LIMITS_CONTEXT_KEY,
+    SHOW_SLUG_PATTERN,
     NarrationRequest,
     RequestLimits,
+    ShowRequest,
     parse_request,
 )
+from podcast.settings import DEFAULT_FEED_MAX_ITEMS
 from podcast.voices import DEFAULT_VOICE
 from podcast.wire import (
     JOB_ID_PATTERN,
@@ -57,6 +60,7 @@ from podcast.wire import (
     JobRecord,
     JobStatusDocument,
     NarrationResponse,
+    ShowView,
     Usage,
     iso_timestamp,
 )
@@ -90,12 +94,15 @@ DEFINITIONS: Final[Mapping[str, tuple[type[BaseModel], JsonSchemaMode]]] = {
     "NarrationJob": (JobStatusDocument, "serialization"),
     "Usage": (Usage, "serialization"),
     "Error": (ErrorBody, "serialization"),
+    "Show": (ShowRequest, "validation"),
+    "ShowResult": (ShowView, "serialization"),
 }
 """The models published under ``definitions``; any other model they use is inlined."""
 
 _DESCRIPTIONS: Final[Mapping[str, str]] = {
     "NarrationRequest": "Unknown fields are rejected by name. null, or an empty string for an "
     "optional field, counts as not given.",
+    "Show": "A show's settings (its feed's channel). Unknown fields are rejected by name.",
 }
 """Definition-level descriptions (model docstrings are written for Python readers)."""
 
@@ -563,6 +570,118 @@ def build_definition(host: str = DEFAULT_HOST, scheme: str = "https") -> dict[st
         "segment's timing, transcript and fidelity.",
         ["application/json"],
     )
+    show_parameter = {
+        "name": "show",
+        "in": "path",
+        "required": True,
+        "type": "string",
+        "pattern": SHOW_SLUG_PATTERN,
+        "x-ms-summary": "Show",
+        "description": "The show's name: lower-case letters, digits and inner hyphens (e.g. daily-digest).",
+    }
+    show_result = {"$ref": "#/definitions/ShowResult"}
+    no_show = {
+        "404": {
+            "description": "No show with this name (show_not_found); for the feed, also a wrong or "
+            "rotated token (the same answer).",
+            "schema": {"$ref": "#/definitions/Error"},
+        }
+    }
+    put_show = {
+        "operationId": "PutShow",
+        "summary": "Create or update a show",
+        "description": "Creates the show (201, with its feed URL and token, shown only now) or replaces "
+        "its settings (200; its token and feed URL stay). Narrations with this show in their show "
+        "field become episodes of its podcast feed.",
+        "x-ms-visibility": "advanced",
+        "consumes": ["application/json"],
+        "parameters": [
+            show_parameter,
+            {
+                "name": "body",
+                "in": "body",
+                "required": True,
+                "schema": {"$ref": "#/definitions/Show"},
+                "x-ms-summary": "Show",
+            },
+        ],
+        "responses": {
+            "200": {"description": "Updated (feed_url is null: the token stays).", "schema": show_result},
+            "201": {"description": "Created, with the feed URL.", "schema": show_result},
+            **_errors(400, 413, 503),
+        },
+    }
+    get_show = {
+        "operationId": "GetShow",
+        "summary": "Get a show",
+        "description": "The show's settings (feed_url is null: rotate the token for a new feed URL).",
+        "x-ms-visibility": "advanced",
+        "parameters": [show_parameter],
+        "responses": {
+            "200": {"description": "The show.", "schema": show_result},
+            **no_show,
+            **_errors(400, 503),
+        },
+    }
+    rotate = {
+        "operationId": "RotateShowToken",
+        "summary": "Rotate a show's feed token",
+        "description": "A new feed token and URL; the old feed URL stops working at once (404). Links "
+        "already in apps' copies of the feed expire on their own (NARRATION_FEED_LINK_HOURS).",
+        "x-ms-visibility": "advanced",
+        "parameters": [show_parameter],
+        "responses": {
+            "200": {"description": "The show with its new feed URL.", "schema": show_result},
+            **no_show,
+            **_errors(400, 503),
+        },
+    }
+    feed = {
+        "operationId": "GetShowFeed",
+        "summary": "Get a show's podcast feed",
+        "description": "RSS 2.0 with the iTunes and Podcasting 2.0 namespaces, newest episode first, "
+        "for podcast apps: no function key, the token in the URL is the access control. Unknown "
+        "shows and wrong tokens are both 404.",
+        "x-ms-visibility": "internal",
+        "security": [],
+        "produces": ["application/rss+xml"],
+        "parameters": [
+            show_parameter,
+            {
+                "name": "token",
+                "in": "query",
+                "required": True,
+                "type": "string",
+                "x-ms-summary": "Feed Token",
+                "description": "The show's feed token (from its feed URL).",
+            },
+            {
+                "name": "limit",
+                "in": "query",
+                "required": False,
+                "type": "integer",
+                "minimum": 1,
+                "maximum": DEFAULT_FEED_MAX_ITEMS,
+                "x-ms-summary": "Episodes",
+                "description": "At most this many episodes (default and maximum: NARRATION_FEED_MAX_ITEMS).",
+            },
+            {
+                "name": "If-None-Match",
+                "in": "header",
+                "required": False,
+                "type": "string",
+                "x-ms-visibility": "internal",
+                "x-ms-summary": "If-None-Match",
+                "description": "The ETag of a copy of the feed: 304 when it is still current.",
+            },
+        ],
+        "responses": {
+            "200": {"description": "The feed (RSS 2.0 XML).", "schema": {"type": "string"}},
+            "304": {"description": "The copy named by If-None-Match is current."},
+            **no_show,
+            **_errors(400, 503),
+        },
+    }
     health = {
         "operationId": "GetHealth",
         "summary": "Check the configuration",
@@ -614,6 +733,9 @@ def build_definition(host: str = DEFAULT_HOST, scheme: str = "https") -> dict[st
             "/narrations/{id}/captions.vtt": {"get": captions},
             "/narrations/{id}/captions.srt": {"get": srt},
             "/narrations/{id}/transcript.json": {"get": transcript},
+            "/shows/{show}": {"put": put_show, "get": get_show},
+            "/shows/{show}/token": {"post": rotate},
+            "/shows/{show}/feed.xml": {"get": feed},
             "/health": {"get": health},
             "/player": {"get": player},
         },

@@ -9,6 +9,9 @@
 - ``.json``: the same request schema as ``POST /api/narrations``, so a flow can choose
   the voice, style and instructions per file.
 
+A document under ``shows/<slug>/`` (any type) is published to that show's feed, like a
+request's ``show`` field; the show must exist (else the ``.error.json`` says ``show_not_found``).
+
 Every problem raises :class:`~podcast.errors.DocumentError` (a permanent
 :class:`~podcast.errors.RequestValidationError`): retrying cannot fix a document.
 
@@ -64,7 +67,7 @@ from podcast.errors import (
     RequestValidationError,
     SupersededError,
 )
-from podcast.models import MAX_TITLE_CHARACTERS, NarrationRequest, parse_request
+from podcast.models import MAX_TITLE_CHARACTERS, NarrationRequest, parse_request, show_slug_problem
 from podcast.services.narrations import NarrationService, StoredNarration
 from podcast.settings import (
     INPUT_CONTAINER_SETTING,
@@ -117,23 +120,47 @@ def request_from_document(
             field="document",
             code="document_too_large",
         )
+    show = show_of(name)
     text = decode_utf8(data)
     effective = limits.request_limits(request_limits)
     title = path.stem[:MAX_TITLE_CHARACTERS] or None
     try:
         if extension in JSON_EXTENSIONS:
             request = parse_request(text, effective)
-            return request if request.title else request.model_copy(update={"title": title})
+            if show is not None and request.show not in (None, show):
+                raise DocumentError(
+                    f"the document is under shows/{show}/ but its request names another show",
+                    field="show",
+                    code="show_conflict",
+                )
+            update = {"title": request.title or title, "show": request.show or show}
+            return request.model_copy(update=update)
         spoken = markdown_to_speech(text) if extension in MARKDOWN_EXTENSIONS else text
         if not spoken.strip():
             raise DocumentError(
                 "the document has no text to narrate", field="document", code="empty_document"
             )
-        return parse_request({"text": spoken, "title": title}, effective)
+        return parse_request({"text": spoken, "title": title, "show": show}, effective)
     except DocumentError:
         raise
     except RequestValidationError as error:
         raise DocumentError(error.message, field=error.field, code=error.code) from None
+
+
+SHOWS_FOLDER: Final = "shows"
+
+
+def show_of(name: str) -> str | None:
+    """The show a document is published to: ``shows/<slug>/<any name>`` names one (any
+    document type; a ``.json`` request may also name it in its ``show`` field), else ``None``.
+    Raises :class:`DocumentError` (field ``show``) for a folder that is not a show's slug."""
+    parts = PurePosixPath(name).parts
+    if len(parts) < 3 or parts[0] != SHOWS_FOLDER:
+        return None
+    problem = show_slug_problem(parts[1])
+    if problem is not None:
+        raise DocumentError(problem, field="show", code="invalid_show")
+    return parts[1]
 
 
 def decode_utf8(data: bytes) -> str:

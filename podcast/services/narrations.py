@@ -14,19 +14,20 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 from podcast.audio.captions import make_cues, srt, webvtt
-from podcast.audio.id3 import SegmentSpan, chapters, id3_tag
+from podcast.audio.id3 import Chapter, SegmentSpan, chapters, id3_tag
 from podcast.engine import audio
 from podcast.engine.longform import NarratedText, ProgressCallback, narrate_text
 from podcast.engine.realtime import Narrator
-from podcast.errors import PodcastError
+from podcast.errors import PodcastError, StorageError
 from podcast.models import NarrationRequest, SubmitOptions
 from podcast.services.downloads import index_name
 from podcast.services.reuse import ReuseCache
+from podcast.services.shows import ShowService, episode_name
 from podcast.settings import NarrationSettings, PipelineSettings
 from podcast.storage.blobs import BlobStore, WavBlockWriter, content_disposition
 from podcast.storage.documents import DocumentStore
@@ -36,6 +37,8 @@ from podcast.storage.names import blob_name as checked_name
 from podcast.storage.names import check_blob_segment
 from podcast.wire import (
     DocumentSource,
+    EpisodeChapter,
+    EpisodeEntry,
     NarrationIndex,
     NarrationResponse,
     SegmentReport,
@@ -50,6 +53,13 @@ CLEANUP_ATTEMPTS = 5
 """Tries to remove a failed narration's committed WAV (Storage may be failing right then),
 :data:`CLEANUP_BACKOFF_SECONDS` times the try number apart."""
 CLEANUP_BACKOFF_SECONDS = 0.5
+EPISODE_DESCRIPTION_CHARACTERS = 600
+"""How much of the transcript a show's feed item has as its description."""
+MAX_EPISODE_CHAPTERS = 100
+"""Most chapters a show's episode entry keeps for its feed item (the first ones)."""
+MAX_CHAPTER_TITLE_CHARACTERS = 120
+"""Longest chapter title an episode entry keeps; with :data:`MAX_EPISODE_CHAPTERS` an entry
+stays small (one that does not fit in its blob's metadata is read from the blob itself)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,12 +147,15 @@ class NarrationService:
         new_id: Callable[[], str] = lambda: uuid.uuid4().hex,
         index: DocumentStore | None = None,
         files: BlobFiles | None = None,
+        shows: ShowService | None = None,
     ) -> None:
         """``index`` (the jobs container) receives each stored narration's
         :class:`~podcast.wire.NarrationIndex`, so it can be found by its id (none when ``None``);
-        ``files`` stores the captions beside the audio (none when ``None``)."""
+        ``files`` stores the captions beside the audio (none when ``None``); ``shows`` receives
+        the episode entry of each narration with a ``show`` (needs ``files``; none when ``None``)."""
         self.index = index
         self.files = files
+        self.shows = shows if files is not None else None
         self.narrator = narrator
         self.outputs = outputs
         self.reuse = reuse
@@ -230,7 +243,9 @@ class NarrationService:
         blob_name = checked_name(f"{base}.{request.format}", field="document")
         transcript_blob_name = checked_name(f"{base}.json", field="document")
         # Fail before paying for a narration when Storage is unreachable (or the identity
-        # may not sign links): the container check and the link come first.
+        # may not sign links) or the show is unknown: these checks and the link come first.
+        if request.show is not None and self.shows is not None:
+            await self.shows.require(request.show)
         await self.outputs.ensure_container()
         url: str | None = None
         expires_at: datetime | None = None
@@ -270,6 +285,7 @@ class NarrationService:
             warnings=narration.warnings,
             loudness_lufs=narration.loudness_lufs,
         )
+        chapter_list = _chapters(narration)
         cues = make_cues(narration.words, narration.speech_onsets) if self.files is not None else []
         if cues:
             captions_url = None
@@ -285,6 +301,7 @@ class NarrationService:
             await before_commit()
         captions_written: list[str] = []
         indexed = False
+        episode: str | None = None
         try:
             metadata = {
                 "narration_id": narration_id,
@@ -296,7 +313,7 @@ class NarrationService:
             }
             download_name = request.download_name(f".{request.format}")
             if isinstance(writer, Mp3BlockWriter):
-                tags = self._id3(request, narration, narration_id, created_at)
+                tags = self._id3(request, narration, narration_id, created_at, chapter_list)
                 await writer.commit(download_name=download_name, metadata=metadata, id3=tags)
             else:
                 await writer.commit(download_name=download_name, metadata=metadata)
@@ -316,10 +333,13 @@ class NarrationService:
                 await self.index.put(index_name(narration_id), entry.model_dump(mode="json"))
             document = result.transcript_document(source).model_dump(mode="json")
             await self.outputs.upload_json(transcript_blob_name, document)
+            if request.show is not None and self.shows is not None:
+                episode = episode_name(request.show, narration_id, created_at)  # removed if this fails
+                await self._publish(request.show, result, base, chapter_list)
         except BaseException:
             # The commit may have taken effect even when it raised (a lost response).
             await self._discard(blob_name, transcript_blob_name, narration_id)
-            await self._discard_extras(captions_written, narration_id if indexed else None)
+            await self._discard_extras(captions_written, narration_id if indexed else None, episode)
             raise
         log.info(
             "narration %s stored: characters=%d segments=%d audio=%.2fs elapsed=%.2fs tokens=%d",
@@ -333,25 +353,66 @@ class NarrationService:
         return result
 
     def _id3(
-        self, request: NarrationRequest, narration: NarratedText, narration_id: str, created_at: datetime
+        self,
+        request: NarrationRequest,
+        narration: NarratedText,
+        narration_id: str,
+        created_at: datetime,
+        chapter_list: Sequence[Chapter],
     ) -> bytes:
-        """The ID3v2 tag of an MP3 narration, with chapters at headings and paragraph groups."""
-        spans = [
-            SegmentSpan(text, boundary, report.start_seconds, report.end_seconds)
-            for (text, boundary), report in zip(narration.sources, narration.segments, strict=True)
-        ]
+        """The ID3v2 tag of an MP3 narration, with ``chapter_list`` (:func:`_chapters`)."""
         return id3_tag(
             title=request.title or "Narration",
             show=self.narration_settings.show_name,
             narration_id=narration_id,
             created_at=created_at,
             duration_seconds=narration.duration_seconds,
-            chapter_list=chapters(spans, narration.duration_seconds),
+            chapter_list=chapter_list,
         )
 
-    async def _discard_extras(self, captions: list[str], indexed_id: str | None) -> None:
-        """Remove the captions and the index entry of a failed narration (best effort,
-        shielded from cancellation; never masks the real error)."""
+    async def _publish(
+        self, show: str, result: StoredNarration, base: str, chapter_list: Sequence[Chapter]
+    ) -> None:
+        """Add the stored narration to ``show``'s feed (:meth:`ShowService.add_episode`). The
+        audio is committed: its size is read back for the enclosure. The entry carries the
+        first :data:`MAX_EPISODE_CHAPTERS` of ``chapter_list`` (titles cut at
+        :data:`MAX_CHAPTER_TITLE_CHARACTERS`), so the feed lists them without another read."""
+        assert self.shows is not None
+        assert self.files is not None
+        audio = await self.files.info(result.blob_name)
+        if audio is None:
+            raise StorageError("the narration's audio vanished before its show's feed listed it")
+        chapters = getattr(result, "chapters_blob_name", None) or f"{base}.chapters.json"
+        entry = EpisodeEntry(
+            id=result.id,
+            title=result.request.title,
+            description=_excerpt(result.transcript, EPISODE_DESCRIPTION_CHARACTERS),
+            created_at=iso_timestamp(result.created_at),
+            audio_blob_name=result.blob_name,
+            format=result.request.format,
+            bytes=audio.size,
+            duration_seconds=result.duration_seconds,
+            transcript_blob_name=result.transcript_blob_name,
+            captions_blob_name=result.captions_blob_name,
+            srt_blob_name=result.srt_blob_name,
+            chapters_blob_name=chapters if await self.files.info(chapters) is not None else None,
+            chapters=[
+                EpisodeChapter(
+                    title=chapter.title[:MAX_CHAPTER_TITLE_CHARACTERS], start_seconds=chapter.start_seconds
+                )
+                for chapter in chapter_list[:MAX_EPISODE_CHAPTERS]
+            ],
+        )
+        await self.shows.add_episode(show, entry)
+
+    async def _discard_extras(
+        self, captions: list[str], indexed_id: str | None, episode: str | None = None
+    ) -> None:
+        """Remove the captions, the index entry and the show's episode entry of a failed
+        narration (best effort, shielded from cancellation; never masks the real error)."""
+        if episode is not None and self.shows is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self.shows.remove_episode(episode))
         for name in captions:
             with contextlib.suppress(Exception):
                 await asyncio.shield(self.outputs.delete_if_exists(name))
@@ -388,3 +449,22 @@ class NarrationService:
                     )
                     return
                 await asyncio.sleep(CLEANUP_BACKOFF_SECONDS * attempt)
+
+
+def _excerpt(text: str, limit: int) -> str:
+    """The start of ``text``, at most ``limit`` characters, cut at a word with an ellipsis."""
+    flat = " ".join(text.split())
+    if len(flat) <= limit:
+        return flat
+    cut = flat[: limit - 1].rsplit(" ", 1)[0]
+    return f"{cut}…"
+
+
+def _chapters(narration: NarratedText) -> list[Chapter]:
+    """The narration's chapters at headings and paragraph groups (:func:`~podcast.audio.id3.chapters`):
+    the MP3's ID3 chapters, and the feed item's (any format)."""
+    spans = [
+        SegmentSpan(text, boundary, report.start_seconds, report.end_seconds)
+        for (text, boundary), report in zip(narration.sources, narration.segments, strict=True)
+    ]
+    return chapters(spans, narration.duration_seconds)

@@ -128,6 +128,8 @@ def idempotency_hash(request: NarrationRequest) -> str:
     fields = request.model_dump(mode="json")
     if fields.get("format") == "wav":  # the hash of a WAV request stays what it was before formats
         del fields["format"]
+    if fields.get("show") is None:  # nor does that of a request without a show, from before shows
+        fields.pop("show", None)
     canonical = json.dumps(fields, sort_keys=True, ensure_ascii=False)
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 

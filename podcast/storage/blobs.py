@@ -27,7 +27,7 @@ import asyncio
 import logging
 import secrets
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final, cast
 from urllib.parse import quote
@@ -307,6 +307,40 @@ class BlobStore:
             key = await self._user_delegation_key(covering=expires_at)
             sas = generate_blob_sas(user_delegation_key=key, **common)
         return f"{blob_client.url}?{sas}", expires_at
+
+    async def read_urls(
+        self, blob_names: Sequence[str], *, start: datetime, expires_at: datetime
+    ) -> list[str]:
+        """Read-only SAS URLs for ``blob_names``, all valid from ``start`` to ``expires_at``
+        (UTC, whole seconds), in the same order: many links at once (a podcast feed), with
+        one delegation key for all and no client per blob. Fixed times make the links of one
+        period the same, so a feed's copy and its ETag agree. HTTPS only when the endpoint is;
+        a user-delegation SAS must end within 7 days of now. Does not check that blobs exist.
+        """
+        if expires_at <= start:
+            raise ValueError("expires_at must be after start")
+        base = self._container.client.url.rstrip("/")
+        protocol = "https" if base.lower().startswith("https:") else None
+        common: dict[str, Any] = {
+            "account_name": self._service.account_name,
+            "container_name": self.container,
+            "permission": BlobSasPermissions(read=True),
+            "start": start,
+            "expiry": expires_at,
+            "protocol": protocol,
+        }
+        account_key = self._account_key
+        if account_key is not None:
+            common["account_key"] = account_key
+        else:
+            if expires_at - self._clock() > MAX_USER_DELEGATION_LIFETIME:
+                raise ValueError("a user-delegation SAS can live at most 7 days")
+            common["user_delegation_key"] = await self._user_delegation_key(covering=expires_at)
+        urls = []
+        for name in blob_names:
+            sas = generate_blob_sas(blob_name=check_blob_name(name), **common)
+            urls.append(f"{base}/{quote(name, safe='~/')}?{sas}")
+        return urls
 
     async def _user_delegation_key(self, *, covering: datetime) -> UserDelegationKey:
         """A delegation key valid until at least ``covering`` and not about to expire."""

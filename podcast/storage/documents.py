@@ -185,6 +185,45 @@ class JsonDocuments:
                 raise storage_error(exc, f"writing {name!r}") from exc
         return None  # pragma: no cover - the loop always returns or raises
 
+    async def first(self, prefix: str, limit: int) -> list[tuple[str, str, dict[str, str]]]:
+        """The first ``limit`` names under ``prefix`` in name order, with their ETags and
+        metadata: one List Blobs call (one page of at most ``limit`` results); none without
+        a container."""
+        pages = self._container.client.list_blobs(
+            name_starts_with=prefix, include=["metadata"], results_per_page=limit
+        ).by_page()
+        found: list[tuple[str, str, dict[str, str]]] = []
+        try:
+            async for page in pages:
+                async for blob in page:
+                    found.append((str(blob.name), str(blob.etag), dict(blob.metadata or {})))
+                break
+        except ResourceNotFoundError:
+            return []
+        except AzureError as exc:
+            raise storage_error(exc, f"listing {prefix!r}") from exc
+        return found[:limit]
+
+    async def put_with_metadata(
+        self, name: str, document: Mapping[str, Any], metadata: Mapping[str, str]
+    ) -> None:
+        """Write ``document`` at ``name`` unconditionally, with ``metadata`` (ASCII values),
+        which :meth:`first` lists without reading the blob."""
+        check_blob_name(name)
+        await self._container.ensure()
+        body = json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        for attempt in (1, 2):
+            try:
+                await self._container.blob(name).upload_blob(
+                    body, overwrite=True, content_settings=_JSON_CONTENT, metadata=dict(metadata)
+                )
+                return
+            except ResourceNotFoundError as exc:
+                if attempt == 2 or not await self._container.recreate_if_gone(exc):
+                    raise storage_error(exc, f"writing {name!r}") from exc
+            except AzureError as exc:
+                raise storage_error(exc, f"writing {name!r}") from exc
+
     async def delete(self, name: str, *, etag: str | None = None) -> None:
         """See :meth:`DocumentStore.delete` (snapshots go with the blob)."""
         conditions: dict[str, Any] = {}

@@ -147,6 +147,7 @@ def test_the_request_schema_has_exactly_the_model_fields_and_defaults(definition
         "title": None,
         "format": "wav",
         "sas_expiry_minutes": 60,
+        "show": None,
     }
     types = {name: prop["type"] for name, prop in properties.items()}
     assert types == {
@@ -160,6 +161,7 @@ def test_the_request_schema_has_exactly_the_model_fields_and_defaults(definition
         "title": "string",
         "format": "string",
         "sas_expiry_minutes": "integer",
+        "show": "string",
     }
     assert all(prop["description"] and prop["x-ms-summary"] for prop in properties.values())
 

@@ -15,6 +15,7 @@ from podcast.settings import (
     STORAGE_SETTING,
     WEBSITE_HOSTNAME_SETTING,
     DocumentSettings,
+    FeedSettings,
     JobSettings,
     NarrationSettings,
     PipelineSettings,
@@ -98,6 +99,7 @@ def test_every_documented_setting_is_read_and_every_read_setting_is_documented()
         PipelineSettings,
         JobSettings,
         DocumentSettings,
+        FeedSettings,
     )
     read = {name for section in sections for name in section.setting_names()} | {CLIENT_ID_SETTING}
 
