@@ -36,7 +36,7 @@ from typing import Final
 
 import numpy as np
 
-from podcast.audio import SAMPLE_RATE
+from podcast.audio import ANALYSIS_LOCK, SAMPLE_RATE
 
 __all__ = [
     "MAX_CUE_SECONDS",
@@ -59,6 +59,7 @@ MIN_CUE_SECONDS: Final = 0.7
 MIN_PAUSE_SECONDS: Final = 0.12
 SNAP_SECONDS: Final = 0.15
 _FRAME_SECONDS: Final = 0.02
+_FRAMES_AT_A_TIME: Final = 4096
 _PAUSE_BELOW_SPEECH_DB: Final = 35.0
 _SENTENCE_END: Final = (".", "!", "?", "…", "。", "！", "？")
 _CLAUSE_END: Final = (",", ";", ":", "—", "–", "、", "，", "；", "：")
@@ -96,12 +97,17 @@ class Cue:
 def speech_regions(pcm: bytes | bytearray, sample_rate: int = SAMPLE_RATE) -> list[tuple[float, float]]:
     """Where there is speech in PCM16 mono ``pcm``: ``(start, end)`` seconds, in order,
     separated by pauses of at least :data:`MIN_PAUSE_SECONDS`."""
-    x = np.frombuffer(pcm, dtype="<i2").astype(np.float64)
+    samples = np.frombuffer(pcm, dtype="<i2")
     frame = max(1, round(_FRAME_SECONDS * sample_rate))
-    count = len(x) // frame
+    count = len(samples) // frame
     if count == 0:
         return []
-    energy = np.sqrt(np.mean(x[: count * frame].reshape(count, frame) ** 2, axis=1)) + 1e-9
+    frames = samples[: count * frame].reshape(count, frame)
+    energy = np.empty(count)
+    for first in range(0, count, _FRAMES_AT_A_TIME):  # floats for a few frames at a time
+        block = frames[first : first + _FRAMES_AT_A_TIME].astype(np.float64)
+        energy[first : first + len(block)] = np.sqrt(np.mean(block**2, axis=1))
+    energy += 1e-9
     level_db = 20 * np.log10(energy / 32768)
     speech_level = float(np.percentile(level_db, 95))
     voiced = level_db > max(-60.0, speech_level - _PAUSE_BELOW_SPEECH_DB)
@@ -196,7 +202,15 @@ def time_words(
     marks: Sequence[tuple[int, str]] = (),
     sample_rate: int = SAMPLE_RATE,
 ) -> TimedSpeech:
-    """The words of ``transcript`` with their times in ``pcm`` (see the module docstring)."""
+    """The words of ``transcript`` with their times in ``pcm`` (see the module docstring).
+    CPU-bound: call it in a worker thread (it holds :data:`~podcast.audio.ANALYSIS_LOCK`)."""
+    with ANALYSIS_LOCK:
+        return _time_words(pcm, transcript, marks, sample_rate)
+
+
+def _time_words(
+    pcm: bytes | bytearray, transcript: str, marks: Sequence[tuple[int, str]], sample_rate: int
+) -> TimedSpeech:
     words = transcript.split()
     if not words:
         return TimedSpeech((), ())
