@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, replace
+from datetime import timedelta
 from typing import Final, Literal, Protocol
 from urllib.parse import quote
 
@@ -27,6 +28,8 @@ from podcast.wire import JobRecord, NarrationIndex, NarrationResponse
 
 log = logging.getLogger(__name__)
 
+REDIRECT_LINK_MINUTES: Final = 15
+"""The lifetime of the link a download route redirects to."""
 FileKind = Literal["audio", "captions", "srt", "transcript"]
 """The files of a narration that can be downloaded."""
 _WHAT: Final[dict[FileKind, str]] = {
@@ -125,6 +128,12 @@ class DownloadService:
             kind
         ]
         return replace(info, content_disposition=attachment(result.title, suffix))
+
+    async def link(self, file: BlobFileInfo, *, minutes: int = REDIRECT_LINK_MINUTES) -> str:
+        """A fresh read-only link to ``file`` for a redirect, valid ``minutes`` (it is followed
+        at once; a later download asks the route again)."""
+        url, _ = await self.signer.read_url(file.name, expires_in=timedelta(minutes=minutes))
+        return url
 
     async def read(self, file: BlobFileInfo, offset: int = 0, length: int | None = None) -> bytes:
         """Bytes of ``file`` (see :meth:`~podcast.storage.files.BlobFiles.read`)."""
