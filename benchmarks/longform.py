@@ -84,6 +84,12 @@ SDK_MODULES: Final = (
     "pydantic_settings",
 )
 """The SDKs ``function_app`` stands on at import (its triggers, Storage clients, settings, models)."""
+ALLOCATOR_SETTINGS: Final = {
+    "MALLOC_ARENA_MAX": "2",
+    "MALLOC_MMAP_THRESHOLD_": "65536",
+    "MALLOC_TRIM_THRESHOLD_": "131072",
+}
+"""glibc's allocator settings of the deployed app (``infra/app/function.bicep``), for every worker."""
 RSS_TARGET_BYTES: Final = 30_000_000
 """Peak RSS of the longest narration at most this much above the shortest's."""
 TOKENS_FLATNESS_TARGET: Final = 1.10
@@ -238,6 +244,7 @@ def worker_env(
             "NARRATION_TIME_BUDGET_SECONDS": "3600",
             "NARRATION_MAX_TEXT_CHARACTERS": "1000000",
             "PYTHONPATH": str(REPO_ROOT),
+            **ALLOCATOR_SETTINGS,
         }
     )
     return env

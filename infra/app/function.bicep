@@ -158,6 +158,12 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     NARRATION_MAX_DOCUMENT_CHARACTERS: '50000'
     NARRATION_DOCUMENT_MAX_ATTEMPTS: '2'
     NARRATION_DOCUMENT_CLAIM_SECONDS: '60'
+    // glibc's allocator: few arenas, big blocks mapped and returned, freed memory trimmed. The
+    // worker analyses audio in threads; with the defaults each thread's arena kept its peak and a
+    // 60-minute narration ended some 300 MB higher (python -m benchmarks.longform, table 2).
+    MALLOC_ARENA_MAX: '2'
+    MALLOC_MMAP_THRESHOLD_: '65536'
+    MALLOC_TRIM_THRESHOLD_: '131072'
   }
 }
 
