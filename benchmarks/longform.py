@@ -12,8 +12,9 @@ are printed as six tables:
    concurrency) and to concurrency 1 measured in the same run. Target: at most 1.08x the
    ideal at concurrency 4 and 1.10x at 8.
 2. Peak RSS of the narrating process for ``--rss-minutes`` (5, 30, 60) minutes of audio at
-   ``--rss-concurrency`` (4, the app's default). Target: the longest at most 30 MB above
-   the shortest.
+   ``--rss-concurrency`` (4, the app's default), and for the shortest and longest again as
+   MP3 (``--no-rss-mp3`` skips those). Target: the longest at most 30 MB above the shortest,
+   for each format.
 3. Input tokens billed per minute of output audio: ours (one Realtime session per segment,
    summed from the result's usage) against one conversation for everything (the same
    segments as consecutive responses on one connection, which re-bills earlier audio).
@@ -83,6 +84,12 @@ SDK_MODULES: Final = (
     "pydantic_settings",
 )
 """The SDKs ``function_app`` stands on at import (its triggers, Storage clients, settings, models)."""
+ALLOCATOR_SETTINGS: Final = {
+    "MALLOC_ARENA_MAX": "2",
+    "MALLOC_MMAP_THRESHOLD_": "65536",
+    "MALLOC_TRIM_THRESHOLD_": "131072",
+}
+"""glibc's allocator settings of the deployed app (``infra/app/function.bicep``), for every worker."""
 RSS_TARGET_BYTES: Final = 30_000_000
 """Peak RSS of the longest narration at most this much above the shortest's."""
 TOKENS_FLATNESS_TARGET: Final = 1.10
@@ -177,6 +184,7 @@ class Run:
     concurrency: int
     data: dict[str, Any] = field(default_factory=dict)
     emulator_cpu_seconds: float | None = None
+    format: str = "wav"
 
     @property
     def speech_seconds(self) -> float:
@@ -236,6 +244,7 @@ def worker_env(
             "NARRATION_TIME_BUDGET_SECONDS": "3600",
             "NARRATION_MAX_TEXT_CHARACTERS": "1000000",
             "PYTHONPATH": str(REPO_ROOT),
+            **ALLOCATOR_SETTINGS,
         }
     )
     return env
@@ -279,8 +288,9 @@ def run_process(
 
 def run_worker(run: Run, emulator: EmulatorProcess, azurite: AzuriteServer) -> None:
     """Narrate ``run`` in a fresh process; fill in its measurements."""
+    extra = ("--format", run.format) if run.format != "wav" else ()
     run.data, run.emulator_cpu_seconds = run_process(
-        "benchmarks.worker", run.minutes, run.concurrency, emulator, azurite
+        "benchmarks.worker", run.minutes, run.concurrency, emulator, azurite, extra
     )
 
 
@@ -498,6 +508,8 @@ class Measured:
     wall_runs: list[Run]
     rss_runs: list[Run]
     conversations: list[Conversation] = field(default_factory=list)
+    mp3_rss_runs: list[Run] = field(default_factory=list)
+    """The shortest and longest RSS lengths again, narrated to MP3."""
     cpu: CpuRuns | None = None
     fleet: Fleet | None = None
     cold_start: ColdStart | None = None
@@ -609,6 +621,46 @@ def report(args: argparse.Namespace, measured: Measured) -> tuple[str, list[Chec
         f"(target <= {RSS_TARGET_BYTES / 1e6:.0f} MB)  {_verdict(passed)}"
     )
     out.append("   RSS before = after imports and a warm-up narration, before the measured one")
+    if len(measured.mp3_rss_runs) >= 2:
+        first, last = measured.mp3_rss_runs[0], measured.mp3_rss_runs[-1]
+        rows = [
+            [
+                f"{run.speech_seconds / 60:.1f} min",
+                str(run.data["segments"]),
+                _mb(run.max_rss_bytes),
+                f"{(run.max_rss_bytes - first.max_rss_bytes) / 1e6:+.1f}",
+                f"{(run.max_rss_bytes - shortest.max_rss_bytes) / 1e6:+.1f}",
+                f"{run.wall_seconds:.1f}",
+            ]
+            for run in measured.mp3_rss_runs
+        ]
+        out.append("   The same as MP3 (encoded while the narration streams, staged as blocks):")
+        out.append(
+            _table(
+                [
+                    "audio",
+                    "segments",
+                    "peak RSS (MB)",
+                    f"vs {first.minutes:g} min MP3 (MB)",
+                    f"vs {shortest.minutes:g} min WAV (MB)",
+                    "wall s",
+                ],
+                rows,
+            )
+        )
+        growth = last.max_rss_bytes - first.max_rss_bytes
+        passed = growth <= RSS_TARGET_BYTES
+        out.append(
+            f"   MP3 {last.minutes:g} min vs {first.minutes:g} min: {growth / 1e6:+.1f} MB "
+            f"(target <= {RSS_TARGET_BYTES / 1e6:.0f} MB)  {_verdict(passed)}"
+        )
+        checks.append(
+            Check(
+                f"MP3 peak RSS {last.minutes:g} vs {first.minutes:g} min",
+                passed,
+                f"{growth / 1e6:+.1f} MB (target <= {RSS_TARGET_BYTES / 1e6:.0f} MB)",
+            )
+        )
     checks.append(
         Check(
             f"peak RSS {longest.minutes:g} vs {shortest.minutes:g} min",
@@ -879,6 +931,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--rss-concurrency", type=int, default=4, help="concurrency of the RSS and token runs (default 4)"
     )
     parser.add_argument(
+        "--no-rss-mp3",
+        dest="rss_mp3",
+        action="store_false",
+        help="skip the MP3 peak RSS runs (by default the shortest and longest RSS lengths again as MP3)",
+    )
+    parser.add_argument(
         "--quick",
         action="store_true",
         help="a smaller run: 10 minutes timed, 2/5/10 minutes for RSS and tokens",
@@ -949,18 +1007,23 @@ def measure(
     """Fill in every run (each in a fresh worker process), then the CPU comparison, the fleet,
     the baseline conversations and the cold start."""
     measured = Measured(wall_runs, rss_runs)
+    if args.rss_mp3:
+        lengths = sorted({min(r.minutes for r in rss_runs), max(r.minutes for r in rss_runs)})
+        measured.mp3_rss_runs = [Run(m, args.rss_concurrency, format="mp3") for m in lengths]
     with (
         tempfile.TemporaryDirectory(prefix="podcast-bench-") as folder,
         services(Path(folder), args.speed) as (azurite, paced, instant),
     ):
-        done: dict[tuple[float, int], Run] = {}
-        for run in wall_runs + rss_runs:
-            key = (run.minutes, run.concurrency)
+        done: dict[tuple[float, int, str], Run] = {}
+        for run in wall_runs + rss_runs + measured.mp3_rss_runs:
+            key = (run.minutes, run.concurrency, run.format)
             if key in done:
                 run.data, run.emulator_cpu_seconds = done[key].data, done[key].emulator_cpu_seconds
                 continue
             print(
-                f"  narrating {run.minutes:g} min at concurrency {run.concurrency} ...", end=" ", flush=True
+                f"  narrating {run.minutes:g} min ({run.format}) at concurrency {run.concurrency} ...",
+                end=" ",
+                flush=True,
             )
             run_worker(run, paced, azurite)
             done[key] = run
@@ -1050,6 +1113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "speed": args.speed,
                     "wall": [{"concurrency": r.concurrency, **r.data} for r in wall_runs],
                     "rss": [{"concurrency": r.concurrency, **r.data} for r in rss_runs],
+                    "rss_mp3": [{"concurrency": r.concurrency, **r.data} for r in measured.mp3_rss_runs],
                     "one_conversation": [c.__dict__ for c in measured.conversations],
                     "cpu": None if cpu is None else cpu.__dict__,
                     "fleet": None if fleet is None else fleet.__dict__,

@@ -12,6 +12,8 @@ pay for lazy imports or the container check. Peak RSS is the whole process's
 benchmark compares lengths by their difference. ``narration_cpu_seconds`` is the CPU of the
 timed narration alone.
 
+``--format mp3`` narrates to MP3 (encoded while the narration streams) instead of WAV.
+
 ``--narrations N`` narrates N different texts of ``--minutes`` at once in the one process
 (one app, as a Function instance carries concurrent requests) and prints each one's wall
 time and segments instead.
@@ -55,7 +57,7 @@ def current_rss_kib() -> int | None:
     return None
 
 
-async def _narrate(text: str) -> tuple[StoredNarration, float, float, int | None]:
+async def _narrate(text: str, audio_format: str = "wav") -> tuple[StoredNarration, float, float, int | None]:
     """The timed narration: its result, wall and CPU seconds, and the RSS before it."""
     app = App.from_env()
     try:
@@ -63,21 +65,23 @@ async def _narrate(text: str) -> tuple[StoredNarration, float, float, int | None
         await app.narrations.narrate(parse_request(json.dumps({"text": WARM_UP_TEXT}).encode(), limits))
         ready_rss = current_rss_kib()
         started, started_cpu = time.perf_counter(), time.process_time()
-        request = parse_request(json.dumps({"text": text, "title": "Benchmark"}).encode(), limits)
-        result = await app.narrations.narrate(request)
+        body = {"text": text, "title": "Benchmark", "format": audio_format}
+        result = await app.narrations.narrate(parse_request(json.dumps(body).encode(), limits))
         return result, time.perf_counter() - started, time.process_time() - started_cpu, ready_rss
     finally:
         await app.aclose()
 
 
-def run(minutes: float, seed: int) -> dict[str, Any]:
-    """Narrate ``minutes`` of prose; return the measurements (see the module docstring)."""
+def run(minutes: float, seed: int, audio_format: str = "wav") -> dict[str, Any]:
+    """Narrate ``minutes`` of prose as ``audio_format``; return the measurements (see the
+    module docstring)."""
     text = prose_for_minutes(minutes, seed=seed)
     started_cpu = time.process_time()
-    result, wall, narration_cpu, ready_rss = asyncio.run(_narrate(text))
+    result, wall, narration_cpu, ready_rss = asyncio.run(_narrate(text, audio_format))
     speech = sum(s.end_seconds - s.start_seconds for s in result.segments)
     return {
         "minutes_requested": minutes,
+        "format": audio_format,
         "words": len(text.split()),
         "characters": len(text),
         "segments": len(result.segments),
@@ -148,12 +152,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.worker", description=__doc__)
     parser.add_argument("--minutes", type=float, required=True, help="minutes of speech to narrate")
     parser.add_argument("--seed", type=int, default=0, help="seed of the generated prose")
+    parser.add_argument("--format", choices=["wav", "mp3"], default="wav", help="audio format (default wav)")
     parser.add_argument(
         "--narrations", type=int, default=0, help="narrate this many texts at once instead (seeds 0, 1, ...)"
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(name)s %(levelname)s %(message)s")
-    result = run_many(args.minutes, args.narrations) if args.narrations else run(args.minutes, args.seed)
+    if args.narrations:
+        result = run_many(args.minutes, args.narrations)
+    else:
+        result = run(args.minutes, args.seed, args.format)
     print(json.dumps(result), flush=True)
     return 0
 

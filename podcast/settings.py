@@ -46,6 +46,7 @@ INPUT_CONTAINER_SETTING: Final = "NARRATION_INPUT_CONTAINER"
 
 MAX_TEXT_CHARACTERS_SETTING: Final = "NARRATION_MAX_TEXT_CHARACTERS"
 MAX_SAS_EXPIRY_SETTING: Final = "NARRATION_MAX_SAS_EXPIRY_MINUTES"
+DOWNLOAD_INLINE_SETTING: Final = "NARRATION_DOWNLOAD_INLINE_MAX_MB"
 
 SEGMENT_WORDS_SETTING: Final = "NARRATION_SEGMENT_WORDS"
 CONCURRENCY_SETTING: Final = "NARRATION_CONCURRENCY"
@@ -503,6 +504,9 @@ class RequestLimits(_Section):
     max_text_characters: int = _whole(MAX_TEXT_CHARACTERS_SETTING, DEFAULT_MAX_TEXT_CHARACTERS, 1, 1_000_000)
     max_sas_expiry_minutes: int = _whole(MAX_SAS_EXPIRY_SETTING, DEFAULT_MAX_SAS_EXPIRY_MINUTES, 1, 10_080)
     """At most 7 days, the longest a user-delegation SAS may live."""
+    download_inline_max_mb: int = _whole(DOWNLOAD_INLINE_SETTING, 64, 1, 1024)
+    """A download route answers with at most this many MiB itself (the worker holds the body
+    in memory); a larger answer is a redirect to a fresh read-only link."""
     default_voice: str = Field(default=DEFAULT_VOICE, validation_alias=VOICE_SETTING)
 
     @field_validator("default_voice")

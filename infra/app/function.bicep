@@ -134,6 +134,7 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     NARRATION_DEFAULT_VOICE: 'marin'
     NARRATION_MAX_TEXT_CHARACTERS: '20000'
     NARRATION_MAX_SAS_EXPIRY_MINUTES: '1440'
+    NARRATION_DOWNLOAD_INLINE_MAX_MB: '64'
     NARRATION_TIME_BUDGET_SECONDS: '200'
     // Long narrations.
     NARRATION_SEGMENT_WORDS: '300'
@@ -159,6 +160,12 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     NARRATION_DOCUMENT_CLAIM_SECONDS: '60'
     NARRATION_FEED_LINK_HOURS: '168'
     NARRATION_FEED_MAX_ITEMS: '100'
+    // glibc's allocator: few arenas, big blocks mapped and returned, freed memory trimmed. The
+    // worker analyses audio in threads; with the defaults each thread's arena kept its peak and a
+    // 60-minute narration ended some 300 MB higher (python -m benchmarks.longform, table 2).
+    MALLOC_ARENA_MAX: '2'
+    MALLOC_MMAP_THRESHOLD_: '65536'
+    MALLOC_TRIM_THRESHOLD_: '131072'
   }
 }
 

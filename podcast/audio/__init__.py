@@ -8,6 +8,7 @@ Everything here works on the PCM the Realtime API sends (signed 16-bit little-en
 
 from __future__ import annotations
 
+import threading
 from typing import Final
 
 SAMPLE_RATE: Final[int] = 24_000
@@ -16,3 +17,8 @@ MP3_BITRATES_KBPS: Final[tuple[int, ...]] = (32, 40, 48, 56, 64, 80, 96, 112, 12
 """The MPEG-2 Layer III bitrates (kbit/s) offered: below 32 speech is muffled at 24 kHz."""
 DEFAULT_BITRATE_KBPS: Final = 64
 """Speech, mono: transparent enough for a voice, 0.48 MB a minute (a sixth of the WAV)."""
+ANALYSIS_LOCK: Final = threading.Lock()
+"""Held while one segment's PCM is analysed as floats (leveling, caption timing): a few tens
+of bytes a sample, so one segment at a time per process keeps a narration's memory flat
+however many segments are narrated at once (the analysis is a few hundredths of the audio's
+duration in CPU, so the wait is short)."""

@@ -5,21 +5,30 @@ Each segment's words are timed in two steps (:func:`time_words`):
 1. **Where the transcript arrived.** The Realtime API sends the transcript as deltas
    interleaved with the audio deltas; each delta's words are first placed at the audio
    that had arrived before it (the marks collected by the narrator). Without marks, words
-   are spread over the speech in proportion to their characters.
+   are spread over the speech in proportion to their characters. These are estimates: a
+   delta says roughly, not exactly, where its words are (it leads the audio by up to a
+   delta, and the server's own word times are approximate).
 2. **Where the speech is.** Pauses are found in the PCM (20 ms frames more than 35 dB under
-   the segment's speech level, at least :data:`MIN_PAUSE_SECONDS` long); a word placed in
-   a pause moves to the speech that follows it, and a cue's start snaps to the nearest
-   speech onset within :data:`SNAP_SECONDS` (people read a caption as the voice starts).
+   the segment's speech level, at least :data:`MIN_PAUSE_SECONDS` long). Each pause is
+   given to the word boundary it most likely is (:func:`_assign_pauses`, a dynamic
+   programme over the pauses in order): one near the word's estimate, preferably after a
+   sentence end or a clause mark (a voice pauses there), or to none. A word that follows
+   its pause starts where the voice starts again; the words between two such anchors are
+   spread over the speech between them in proportion to their characters. Anchoring
+   removes the estimates' error wherever the voice pauses, which is where cues start.
 
 Cues (:func:`make_cues`) hold at most two lines of about 42 characters and at most
-:data:`MAX_CUE_SECONDS`; they end at sentence ends when they can. :func:`webvtt` and
-:func:`srt` write them.
+:data:`MAX_CUE_SECONDS`; they end at sentence ends when they can, and a cue's start snaps
+to the nearest speech onset within :data:`SNAP_SECONDS` (people read a caption as the
+voice starts). :func:`webvtt` and :func:`srt` write them.
 """
 
 from __future__ import annotations
 
 import bisect
 import difflib
+import itertools
+import math
 import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,7 +36,7 @@ from typing import Final
 
 import numpy as np
 
-from podcast.audio import SAMPLE_RATE
+from podcast.audio import ANALYSIS_LOCK, SAMPLE_RATE
 
 __all__ = [
     "MAX_CUE_SECONDS",
@@ -48,10 +57,23 @@ MAX_LINES: Final = 2
 MAX_CUE_SECONDS: Final = 7.0
 MIN_CUE_SECONDS: Final = 0.7
 MIN_PAUSE_SECONDS: Final = 0.12
-SNAP_SECONDS: Final = 0.5
+SNAP_SECONDS: Final = 0.15
 _FRAME_SECONDS: Final = 0.02
+_FRAMES_AT_A_TIME: Final = 4096
 _PAUSE_BELOW_SPEECH_DB: Final = 35.0
 _SENTENCE_END: Final = (".", "!", "?", "…", "。", "！", "？")
+_CLAUSE_END: Final = (",", ";", ":", "—", "–", "、", "，", "；", "：")
+_CLOSING: Final = "\"')]}»”’"
+# Costs of the pause assignment, in seconds of distance from a word's estimate (tuned
+# against Whisper's word times on Piper speech: ``python -m benchmarks.audio``).
+_PAUSE_BETWEEN_WORDS: Final = 0.3
+_PAUSE_AT_CLAUSE: Final = 0.1
+_NO_PAUSE_AT_CLAUSE: Final = 0.2
+_NO_PAUSE_AT_SENTENCE_END: Final = 0.3
+_UNASSIGNED_PAUSE: Final = 0.15
+_UNASSIGNED_PAUSE_PER_SECOND: Final = 2.0
+_LONG_PAUSE_GAIN: Final = 2.0
+_MAX_SHIFT_SECONDS: Final = 2.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,12 +97,17 @@ class Cue:
 def speech_regions(pcm: bytes | bytearray, sample_rate: int = SAMPLE_RATE) -> list[tuple[float, float]]:
     """Where there is speech in PCM16 mono ``pcm``: ``(start, end)`` seconds, in order,
     separated by pauses of at least :data:`MIN_PAUSE_SECONDS`."""
-    x = np.frombuffer(pcm, dtype="<i2").astype(np.float64)
+    samples = np.frombuffer(pcm, dtype="<i2")
     frame = max(1, round(_FRAME_SECONDS * sample_rate))
-    count = len(x) // frame
+    count = len(samples) // frame
     if count == 0:
         return []
-    energy = np.sqrt(np.mean(x[: count * frame].reshape(count, frame) ** 2, axis=1)) + 1e-9
+    frames = samples[: count * frame].reshape(count, frame)
+    energy = np.empty(count)
+    for first in range(0, count, _FRAMES_AT_A_TIME):  # floats for a few frames at a time
+        block = frames[first : first + _FRAMES_AT_A_TIME].astype(np.float64)
+        energy[first : first + len(block)] = np.sqrt(np.mean(block**2, axis=1))
+    energy += 1e-9
     level_db = 20 * np.log10(energy / 32768)
     speech_level = float(np.percentile(level_db, 95))
     voiced = level_db > max(-60.0, speech_level - _PAUSE_BELOW_SPEECH_DB)
@@ -175,33 +202,90 @@ def time_words(
     marks: Sequence[tuple[int, str]] = (),
     sample_rate: int = SAMPLE_RATE,
 ) -> TimedSpeech:
-    """The words of ``transcript`` with their times in ``pcm`` (see the module docstring)."""
+    """The words of ``transcript`` with their times in ``pcm`` (see the module docstring).
+    CPU-bound: call it in a worker thread (it holds :data:`~podcast.audio.ANALYSIS_LOCK`)."""
+    with ANALYSIS_LOCK:
+        return _time_words(pcm, transcript, marks, sample_rate)
+
+
+def _time_words(
+    pcm: bytes | bytearray, transcript: str, marks: Sequence[tuple[int, str]], sample_rate: int
+) -> TimedSpeech:
     words = transcript.split()
     if not words:
         return TimedSpeech((), ())
     duration = len(pcm) / (2 * sample_rate)
     regions = speech_regions(pcm, sample_rate) or [(0.0, duration)]
-    fallback = _proportional(words, regions)
-    estimates: list[float] = fallback
+    estimates = _proportional(words, regions)
     if marks and any(offset for offset, _ in marks):
         arrived = _from_marks(words, marks, sample_rate)
         if sum(t is not None for t in arrived) >= len(words) / 2:
-            estimates = _interpolate(arrived, fallback)
-    onsets = [start for start, _ in regions]
+            estimates = _interpolate(arrived, estimates)
+    assigned = _assign_pauses(words, estimates, regions)
+    # Anchors: (first word, first region) of each stretch of speech between assigned pauses.
+    anchors = [(0, 0), *sorted(assigned.items()), (len(words), len(regions))]
     starts: list[float] = []
-    for estimate in estimates:
-        estimate = min(max(estimate, 0.0), duration)
-        inside = next((r for r in regions if r[0] <= estimate < r[1]), None)
-        if inside is None:  # in a pause: the word is said when the voice starts again
-            later = bisect.bisect_left(onsets, estimate)
-            estimate = onsets[later] if later < len(onsets) else estimate
-        starts.append(max(estimate, starts[-1] if starts else 0.0))
+    for (first, region), (following, next_region) in itertools.pairwise(anchors):
+        starts += _proportional(words[first:following], regions[region:next_region])
     ends = [*starts[1:], regions[-1][1]]
     timed = tuple(
         Word(word, start, max(start, _speech_end_before(end, regions)))
         for word, start, end in zip(words, starts, ends, strict=True)
     )
-    return TimedSpeech(timed, tuple(onsets))
+    return TimedSpeech(timed, tuple(start for start, _ in regions))
+
+
+def _boundary_costs(previous: str) -> tuple[float, float, float]:
+    """``(cost of a pause here, cost of no pause here, gain per second of pause)`` for the
+    boundary after the word ``previous``: a voice pauses at sentence ends (longest) and
+    usually at clause marks, rarely between other words (and briefly: a short gap is as
+    likely a stop consonant inside a word)."""
+    bare = previous.rstrip(_CLOSING)
+    if bare.endswith(_SENTENCE_END):
+        return 0.0, _NO_PAUSE_AT_SENTENCE_END, _LONG_PAUSE_GAIN
+    if bare.endswith(_CLAUSE_END):
+        return _PAUSE_AT_CLAUSE, _NO_PAUSE_AT_CLAUSE, _LONG_PAUSE_GAIN
+    return _PAUSE_BETWEEN_WORDS, 0.0, 0.0
+
+
+def _assign_pauses(
+    words: Sequence[str], estimates: Sequence[float], regions: Sequence[tuple[float, float]]
+) -> dict[int, int]:
+    """Which word each pause comes before: ``{word index: index of the speech region it
+    starts}``, in order (both increase together), minimising the distance of each word's
+    estimate to its region's start plus the boundary costs (:func:`_boundary_costs`) and,
+    for each pause given to no word, a cost growing with its length."""
+    count = len(words)
+    costs = [_boundary_costs(word) for word in words[:-1]]
+    here = [0.0] + [pause - none for pause, none, _ in costs]  # relative to "no pause anywhere"
+    gain = [0.0] + [per_second for _, _, per_second in costs]
+    best = [0.0] + [math.inf] * (count - 1)  # best[i]: cost so far, the last pause before word i
+    steps: list[list[tuple[int, bool]]] = []  # per pause, per word: (previous last, assigned here)
+    for region in range(1, len(regions)):
+        onset = regions[region][0]
+        length = onset - regions[region - 1][1]
+        skip = _UNASSIGNED_PAUSE + _UNASSIGNED_PAUSE_PER_SECOND * length
+        new = [cost + skip for cost in best]
+        step = [(i, False) for i in range(count)]
+        lowest, lowest_at = best[0], 0
+        for i in range(1, count):
+            distance = abs(onset - estimates[i])
+            cost = lowest + distance + here[i] - gain[i] * length
+            if distance <= _MAX_SHIFT_SECONDS and cost < new[i]:
+                new[i] = cost
+                step[i] = (lowest_at, True)
+            if best[i] < lowest:
+                lowest, lowest_at = best[i], i
+        best = new
+        steps.append(step)
+    last = min(range(count), key=best.__getitem__)
+    assigned: dict[int, int] = {}
+    for region in range(len(regions) - 1, 0, -1):
+        previous, taken = steps[region - 1][last]
+        if taken:
+            assigned[last] = region
+        last = previous
+    return assigned
 
 
 def _interpolate(arrived: Sequence[float | None], fallback: Sequence[float]) -> list[float]:
@@ -228,9 +312,10 @@ def _interpolate(arrived: Sequence[float | None], fallback: Sequence[float]) -> 
 
 
 def _speech_end_before(moment: float, regions: Sequence[tuple[float, float]]) -> float:
-    """``moment``, or the end of the speech before it when it falls in a pause."""
+    """``moment``, or the end of the speech before it when it falls in a pause (or where
+    the speech starts again: a word ends before the pause, not after it)."""
     for start, end in regions:
-        if start <= moment <= end:
+        if start < moment <= end:
             return moment
         if start > moment:
             break

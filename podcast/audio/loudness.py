@@ -25,7 +25,7 @@ from numpy.typing import NDArray
 from scipy.ndimage import minimum_filter1d, uniform_filter1d
 from scipy.signal import firwin, upfirdn
 
-from podcast.audio import SAMPLE_RATE
+from podcast.audio import ANALYSIS_LOCK, SAMPLE_RATE
 
 __all__ = [
     "CEILING_DBTP",
@@ -54,6 +54,10 @@ _TOLERANCE_LU: Final = 0.1
 _INTERPOLATOR: Final = firwin(48, 1 / OVERSAMPLING, window=("kaiser", 6.0)) * OVERSAMPLING
 """A 48-tap (12 per phase) interpolating low-pass, the size BS.1770-4 Annex 2 uses."""
 _DELAY: Final = (len(_INTERPOLATOR) - 1) // 2
+_PEAK_BLOCK: Final = 1 << 15
+"""Samples oversampled at a time."""
+_PEAK_CONTEXT: Final = len(_INTERPOLATOR) // OVERSAMPLING + 2
+"""Input samples either side of a block that its oversampled values depend on."""
 
 
 def _oversampled(x: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -86,33 +90,54 @@ def _loudness(meter: pyloudnorm.Meter, x: NDArray[np.float64]) -> float | None:
     return value if math.isfinite(value) else None
 
 
+def _sample_peaks(x: NDArray[np.float64]) -> NDArray[np.float32]:
+    """Each sample's true peak: the largest of ``|x|`` and its 4× oversampled values there.
+    Computed in blocks with the interpolator's context on each side, so the values are those
+    of the whole signal oversampled at once, in a few blocks of memory."""
+    peaks = np.empty(len(x), dtype=np.float32)
+    for start in range(0, len(x), _PEAK_BLOCK):
+        end = min(len(x), start + _PEAK_BLOCK)
+        low, high = max(0, start - _PEAK_CONTEXT), min(len(x), end + _PEAK_CONTEXT)
+        over = np.abs(_oversampled(x[low:high])).reshape(high - low, OVERSAMPLING).max(axis=1)
+        peaks[start:end] = np.maximum(over[start - low : end - low], np.abs(x[start:end]))
+    return peaks
+
+
 def true_peak_dbtp(x: NDArray[np.float64]) -> float:
     """The true peak of ``x`` (floats, full scale 1.0) in dBTP, 4× oversampled."""
     if not len(x):
         return -math.inf
-    peak = float(max(np.max(np.abs(_oversampled(x))), np.max(np.abs(x))))
+    peak = float(np.max(_sample_peaks(x)))
     return 20 * math.log10(peak) if peak > 0 else -math.inf
+
+
+def _limiter_gain(
+    peaks: NDArray[np.float32], gain: float, ceiling_dbtp: float, sample_rate: int
+) -> NDArray[np.float32] | None:
+    """The limiter's smooth gain for a signal with these sample ``peaks`` raised by ``gain``
+    (``None`` when no peak goes over ``ceiling_dbtp``): what each sample needs, spread over
+    :data:`LOOKAHEAD_SECONDS` either side by a minimum filter, then smoothed by a moving
+    average no wider than that, so it never rises above what any sample needs and never jumps."""
+    ceiling = np.float32(10 ** (ceiling_dbtp / 20) / gain)
+    needed = np.minimum(np.float32(1.0), ceiling / np.maximum(peaks, np.float32(1e-12)))
+    if needed.min() >= 1.0:
+        return None
+    width = max(1, round(LOOKAHEAD_SECONDS * sample_rate))
+    spread = minimum_filter1d(needed, size=2 * width + 1, mode="nearest")
+    del needed
+    smoothed: NDArray[np.float32] = uniform_filter1d(spread, size=width, mode="nearest")
+    return smoothed
 
 
 def limit_true_peak(
     x: NDArray[np.float64], ceiling_dbtp: float, sample_rate: int = SAMPLE_RATE
 ) -> NDArray[np.float64]:
     """``x`` with a smooth gain that keeps every 4× oversampled peak at or under ``ceiling_dbtp``
-    (``x`` itself, the same object, when no peak is over).
-
-    The gain each sample needs is spread over :data:`LOOKAHEAD_SECONDS` either side by a
-    minimum filter, then smoothed by a moving average no wider than that, so it never rises
-    above what any sample needs and never jumps.
-    """
-    ceiling = 10 ** (ceiling_dbtp / 20)
-    over = np.abs(_oversampled(x))
-    peaks = np.maximum(over.reshape(len(x), OVERSAMPLING).max(axis=1), np.abs(x))
-    needed = np.minimum(1.0, ceiling / np.maximum(peaks, 1e-12))
-    if needed.min() >= 1.0:
+    (``x`` itself, the same object, when no peak is over); see :func:`_limiter_gain`."""
+    envelope = _limiter_gain(_sample_peaks(x), 1.0, ceiling_dbtp, sample_rate)
+    if envelope is None:
         return x
-    width = max(1, round(LOOKAHEAD_SECONDS * sample_rate))
-    spread = minimum_filter1d(needed, size=2 * width + 1, mode="nearest")
-    result: NDArray[np.float64] = x * uniform_filter1d(spread, size=width, mode="nearest")
+    result: NDArray[np.float64] = x * envelope
     return result
 
 
@@ -131,6 +156,13 @@ def level_in_place(
     :data:`_PASSES` times, until it is within 0.1 LU of the target. CPU-bound (a few
     hundredths of the audio's duration): call it in a worker thread.
     """
+    with ANALYSIS_LOCK:
+        return _level(buffer, target_lufs, ceiling_dbtp, sample_rate)
+
+
+def _level(buffer: bytearray, target_lufs: float, ceiling_dbtp: float, sample_rate: int) -> Leveled:
+    # Memory: the sample peaks and the limiter's gain (float32) and one float64 copy of the
+    # audio at a time, besides pyloudnorm's own while it measures.
     x = _samples(buffer)
     meter = pyloudnorm.Meter(sample_rate)
     measured = _loudness(meter, x)
@@ -138,26 +170,37 @@ def level_in_place(
     if measured is None:
         peak = true_peak_dbtp(x) if len(x) else None
         return Leveled(seconds, None, None, 0.0, peak)
+    peaks = _sample_peaks(x)
+    del x
     limiter_ceiling = ceiling_dbtp - LIMITER_MARGIN_DB
     # K-weighting is linear, so a gain moves the loudness by exactly that many dB; only the
     # limiter takes some away, and the next passes give it back (speech with sharp peaks
-    # needs three or four).
+    # needs three or four). Peaks scale with the gain, so they are found once.
     gain_db = target_lufs - measured
-    y = x
     level: float | None = None
+    y: NDArray[np.float64] | None = None
     for _ in range(_PASSES):
-        gained = x * 10 ** (gain_db / 20)
-        y = limit_true_peak(gained, limiter_ceiling, sample_rate)
-        if y is gained:  # nothing to limit: the loudness is what the gain made it
+        gain = 10 ** (gain_db / 20)
+        envelope = _limiter_gain(peaks, gain, limiter_ceiling, sample_rate)
+        y = _samples(buffer)
+        y *= gain
+        if envelope is None:  # nothing to limit: the loudness is what the gain made it
             level = measured + gain_db
             break
+        y *= envelope
+        del envelope
         level = _loudness(meter, y)
         if level is None or abs(level - target_lufs) <= _TOLERANCE_LU:
             break
         gain_db += target_lufs - level
-    pcm = np.clip(np.round(y * 32768.0), -32768, 32767).astype("<i2")
-    buffer[:] = pcm.tobytes()
-    return Leveled(seconds, measured, level, gain_db, true_peak_dbtp(y))
+    assert y is not None
+    del peaks
+    peak_dbtp = true_peak_dbtp(y)
+    y *= 32768.0
+    np.round(y, out=y)
+    np.clip(y, -32768, 32767, out=y)
+    buffer[:] = y.astype("<i2").tobytes()
+    return Leveled(seconds, measured, level, gain_db, peak_dbtp)
 
 
 def combined_lufs(parts: Iterable[Leveled]) -> float | None:

@@ -174,7 +174,16 @@ async def narrate_text(
             limiter.rate_limited()
             log.warning("rate limited: concurrency lowered to %d", limiter.limit)
 
+    # A segment holds its audio until it is leveled, timed and staged; at most `concurrency`
+    # do at once, so segments that arrive faster than they are analysed wait unnarrated
+    # instead of piling up in memory.
+    in_hand = asyncio.Semaphore(settings.concurrency)
+
     async def narrate_segment(segment: Segment) -> None:
+        async with in_hand:
+            await _segment(segment)
+
+    async def _segment(segment: Segment) -> None:
         nonlocal done
         async with limiter:
             piece = await _narrate_piece(

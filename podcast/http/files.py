@@ -1,8 +1,14 @@
-"""File download answers: a stored file, whole (200) or in ranges (206), or 416.
+"""File download answers: a stored file, whole (200) or in ranges (206), or 416, or a
+redirect (302) to a fresh read-only link when the answer would be larger than a limit.
 
-The body is read from Storage for each answer (only the requested bytes for a range);
-the Python Functions worker sends an ``HttpResponse`` body as a whole, so a full download
-holds the file in memory for the duration of the answer.
+The body is read from Storage for each answer (only the requested bytes for a range).
+The Python Functions worker sends an ``HttpResponse`` body as a whole (streaming needs the
+FastAPI HTTP-streams extension, which switches every HTTP function of the app to FastAPI
+types), so an answer is held in memory while it is sent: answers larger than
+``inline_max_bytes`` are a ``302 Found`` to the blob's own read-only link instead, which
+Storage serves with the same content type, file name and ``Range`` support. Ranges up to
+the limit are still answered here, so a client that does not follow redirects can fetch a
+large file in pieces.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from typing import Final
 import azure.functions as func
 
 from podcast.http.ranges import UNSATISFIABLE, WHOLE, content_range, multipart_body, select_ranges
+from podcast.http.responses import json_response
 from podcast.storage.files import BlobFileInfo
 
 __all__ = ["file_response"]
@@ -23,11 +30,22 @@ _DEFAULT_TYPE: Final = "application/octet-stream"
 
 Reader = Callable[[BlobFileInfo, int, "int | None"], Awaitable[bytes]]
 """``read(file, offset, length)``: bytes of a stored file."""
+Linker = Callable[[BlobFileInfo], Awaitable[str]]
+"""``link(file)``: a fresh read-only link to a stored file."""
 
 
-async def file_response(req: func.HttpRequest, file: BlobFileInfo, read: Reader) -> func.HttpResponse:
+async def file_response(
+    req: func.HttpRequest,
+    file: BlobFileInfo,
+    read: Reader,
+    *,
+    inline_max_bytes: int | None = None,
+    link: Linker | None = None,
+) -> func.HttpResponse:
     """The answer to a ``GET`` of ``file``: 200 with every byte, 206 with the ``Range`` asked
-    for (``multipart/byteranges`` for several), or 416 with ``Content-Range: bytes */size``."""
+    for (``multipart/byteranges`` for several), or 416 with ``Content-Range: bytes */size``;
+    with ``link``, a ``302`` to ``await link(file)`` instead of a 200 or 206 of more than
+    ``inline_max_bytes`` (the JSON body names the link too, for clients that read it)."""
     content_type = file.content_type or _DEFAULT_TYPE
     # Content-Type is a header of its own: the mimetype alone would gain a "; charset=utf-8".
     headers = {
@@ -47,6 +65,11 @@ async def file_response(req: func.HttpRequest, file: BlobFileInfo, read: Reader)
     if selection == UNSATISFIABLE:
         headers["Content-Range"] = f"bytes */{file.size}"
         return func.HttpResponse(b"", status_code=416, headers=headers, mimetype=content_type)
+    answer_bytes = file.size if selection == WHOLE else sum(last - first + 1 for first, last in selection)
+    if link is not None and inline_max_bytes is not None and answer_bytes > inline_max_bytes:
+        url = await link(file)
+        where = {"url": url, "size_bytes": file.size, "content_type": content_type}
+        return json_response(302, where, {"Location": url, "X-Content-Type-Options": "nosniff"})
     if selection == WHOLE:
         return func.HttpResponse(
             await read(file, 0, None), status_code=200, headers=headers, mimetype=content_type

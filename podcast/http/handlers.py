@@ -9,6 +9,7 @@ This package is the only code that imports ``azure.functions``.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -24,7 +25,7 @@ from podcast.http.openapi import openapi_document
 from podcast.http.player import player_response
 from podcast.http.responses import error_response, internal_error_response, json_response
 from podcast.models import parse_request
-from podcast.services.downloads import FileKind
+from podcast.services.downloads import REDIRECT_LINK_MINUTES, FileKind
 from podcast.services.records import JOB_ID, retry_after
 from podcast.settings import Settings
 from podcast.wire import JobRecord
@@ -90,13 +91,22 @@ async def get_narration(req: func.HttpRequest, app: App) -> func.HttpResponse:
 async def download_narration_file(req: func.HttpRequest, app: App, kind: FileKind) -> func.HttpResponse:
     """``GET /api/narrations/{id}/audio`` (and ``/captions.vtt``, ``/captions.srt``,
     ``/transcript.json``): the stored file with its content type and ``Content-Disposition``,
-    honouring ``Range`` and ``If-Range`` (206, 416; see :mod:`podcast.http.ranges`)."""
+    honouring ``Range`` and ``If-Range`` (206, 416; see :mod:`podcast.http.ranges`); an answer
+    over ``NARRATION_DOWNLOAD_INLINE_MAX_MB`` is a 302 to a fresh read-only link."""
 
     async def handle() -> func.HttpResponse:
         narration_id = req.route_params.get("id") or ""
         downloads = app.downloads
         file = await downloads.file(narration_id, kind)
-        return await file_response(req, file, downloads.read)
+        limits = app.settings.limits
+        minutes = min(REDIRECT_LINK_MINUTES, limits.max_sas_expiry_minutes)
+        return await file_response(
+            req,
+            file,
+            downloads.read,
+            inline_max_bytes=limits.download_inline_max_mb << 20,
+            link=functools.partial(downloads.link, minutes=minutes),
+        )
 
     return await _answer(handle)
 

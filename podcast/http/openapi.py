@@ -435,6 +435,13 @@ def _download(
                 "description": "The requested range (or ranges, as multipart/byteranges).",
                 "schema": file,
             },
+            "302": {
+                "description": (
+                    "The answer would be larger than NARRATION_DOWNLOAD_INLINE_MAX_MB: Location (and the "
+                    "body's url) is a fresh read-only link to the file, which also honours Range."
+                ),
+                "headers": {"Location": {"type": "string", "description": "The read-only link."}},
+            },
             "404": {
                 "description": "No narration, or no such file, with this id.",
                 "schema": {"$ref": "#/definitions/Error"},

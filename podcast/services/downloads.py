@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Final, Literal, Protocol
 from urllib.parse import quote
 
@@ -19,6 +19,8 @@ from pydantic import ValidationError
 
 from podcast.errors import NarrationNotFoundError
 from podcast.models import download_name, unicode_download_name
+from podcast.services import links
+from podcast.services.links import Signer
 from podcast.services.records import JOB_ID, record_name
 from podcast.storage.documents import DocumentStore
 from podcast.storage.files import BlobFileInfo
@@ -26,6 +28,8 @@ from podcast.wire import JobRecord, NarrationIndex, NarrationResponse
 
 log = logging.getLogger(__name__)
 
+REDIRECT_LINK_MINUTES: Final = 15
+"""The lifetime of the link a download route redirects to."""
 FileKind = Literal["audio", "captions", "srt", "transcript"]
 """The files of a narration that can be downloaded."""
 _WHAT: Final[dict[FileKind, str]] = {
@@ -59,12 +63,6 @@ class Files(Protocol):
     async def info(self, blob_name: str) -> BlobFileInfo | None: ...
 
     async def read(self, file: BlobFileInfo, offset: int = 0, length: int | None = None) -> bytes: ...
-
-
-class Signer(Protocol):
-    """Signs read-only links (:class:`~podcast.storage.blobs.BlobStore`)."""
-
-    async def read_url(self, blob_name: str, *, expires_in: timedelta) -> tuple[str, datetime]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,14 +110,7 @@ class DownloadService:
         found = await self.find(narration_id)
         if await self.files.info(found.result.blob_name) is None:
             raise NarrationNotFoundError()
-        expires_in = timedelta(minutes=found.sas_expiry_minutes)
-        url, expires_at = await self.signer.read_url(found.result.blob_name, expires_in=expires_in)
-        signed = found.result.with_link(url, expires_at)
-        captions = found.result.captions_blob_name
-        if captions is not None:
-            captions_url, _ = await self.signer.read_url(captions, expires_in=expires_in)
-            signed = signed.model_copy(update={"captions_url": captions_url})
-        return signed
+        return await links.signed(self.signer, found.result, found.sas_expiry_minutes)
 
     async def file(self, narration_id: str, kind: FileKind) -> BlobFileInfo:
         """The properties of one of the narration's files; 404 when there is no such file."""
@@ -137,6 +128,12 @@ class DownloadService:
             kind
         ]
         return replace(info, content_disposition=attachment(result.title, suffix))
+
+    async def link(self, file: BlobFileInfo, *, minutes: int = REDIRECT_LINK_MINUTES) -> str:
+        """A fresh read-only link to ``file`` for a redirect, valid ``minutes`` (it is followed
+        at once; a later download asks the route again)."""
+        url, _ = await self.signer.read_url(file.name, expires_in=timedelta(minutes=minutes))
+        return url
 
     async def read(self, file: BlobFileInfo, offset: int = 0, length: int | None = None) -> bytes:
         """Bytes of ``file`` (see :meth:`~podcast.storage.files.BlobFiles.read`)."""

@@ -21,6 +21,7 @@ from pydantic import ValidationError
 
 from podcast.errors import PodcastError
 from podcast.models import NarrationRequest
+from podcast.services import links
 from podcast.storage.documents import DocumentStore
 from podcast.storage.names import blob_name, check_blob_segment
 from podcast.wire import CacheEntry, NarrationResponse, job_timestamp
@@ -139,11 +140,5 @@ class ReuseCache:
                 await self.documents.delete(entry_name(key), etag=etag)
 
     async def signed(self, result: NarrationResponse, sas_expiry_minutes: int) -> NarrationResponse:
-        """A stored 200 body with fresh read-only links (audio, captions) valid for ``sas_expiry_minutes``."""
-        expires_in = timedelta(minutes=sas_expiry_minutes)
-        url, expires_at = await self.outputs.read_url(result.blob_name, expires_in=expires_in)
-        signed = result.with_link(url, expires_at)
-        if result.captions_blob_name is not None:
-            captions_url, _ = await self.outputs.read_url(result.captions_blob_name, expires_in=expires_in)
-            signed = signed.model_copy(update={"captions_url": captions_url})
-        return signed
+        """A stored 200 body with fresh read-only links (see :func:`~podcast.services.links.signed`)."""
+        return await links.signed(self.outputs, result, sas_expiry_minutes)

@@ -60,7 +60,7 @@ if TYPE_CHECKING:
 
     from azure.core.credentials_async import AsyncTokenCredential
 
-__all__ = ["BlobStore", "WavBlockWriter", "content_disposition"]
+__all__ = ["BlobStore", "BlockStaging", "WavBlockWriter", "content_disposition"]
 
 logger = logging.getLogger(__name__)
 
@@ -210,6 +210,11 @@ class BlobStore:
         """A writer that builds the WAV at ``blob_name`` from PCM pieces staged as blocks,
         with block ids of its own (see :class:`WavBlockWriter`)."""
         return WavBlockWriter(self, check_blob_name(blob_name))
+
+    def staging(self, blob_name: str) -> BlockStaging:
+        """The blocks of ``blob_name``, for a writer that stages them and commits them itself
+        (:class:`WavBlockWriter`, :class:`~podcast.storage.mp3.Mp3BlockWriter`)."""
+        return BlockStaging(self, check_blob_name(blob_name))
 
     def _blob_client(self, blob_name: str) -> BlobClient:
         """A client for ``blob_name`` (each one builds its own pipeline and serializers: keep it)."""
@@ -431,6 +436,40 @@ def _lost_blocks(blob_name: str) -> StorageUnavailableError:
     )
 
 
+class BlockStaging:
+    """Stages blocks of one blob and commits a list of them, with its content settings and
+    metadata; what a block writer needs of the store (one client for every call: building
+    one costs milliseconds). Errors are those of :class:`BlobStore`; a commit naming
+    blocks lost meanwhile raises :class:`StorageUnavailableError`."""
+
+    def __init__(self, store: BlobStore, blob_name: str) -> None:
+        self.blob_name = blob_name
+        self._store = store
+        self._client = store._blob_client(blob_name)
+
+    async def stage(self, block_id: str, data: bytes | bytearray) -> None:
+        """Stage ``data`` (sent without a copy) as the uncommitted block ``block_id``."""
+        await self._store.ensure_container()
+        await self._store._stage_block(self.blob_name, block_id, data, client=self._client)
+
+    async def staged_sizes(self) -> dict[str, int]:
+        """The uncommitted blocks: block id → size (empty when there are none)."""
+        return await self._store._staged_sizes(self.blob_name)
+
+    async def commit(
+        self, block_ids: list[str], *, content_type: str, download_name: str, metadata: Mapping[str, str]
+    ) -> None:
+        """Make ``block_ids`` the blob, in that order, with this content type, an
+        ``attachment`` disposition named ``download_name`` and ``metadata`` (values made
+        header-safe: see :func:`_ascii_metadata`)."""
+        settings = ContentSettings(
+            content_type=content_type, content_disposition=content_disposition(download_name)
+        )
+        await self._store._commit_blocks(
+            self.blob_name, block_ids, settings, _ascii_metadata(metadata), client=self._client
+        )
+
+
 class WavBlockWriter:
     """Writes one WAV blob from PCM pieces, in constant memory.
 
@@ -454,8 +493,7 @@ class WavBlockWriter:
             raise ValueError(f"attempt must be {self.ATTEMPT_HEX} letters or digits")
         self.blob_name = blob_name
         self.attempt = attempt or secrets.token_hex(self.ATTEMPT_HEX // 2)
-        self._store = store
-        self._client = store._blob_client(blob_name)  # one for every block: building one costs ms
+        self._blocks = BlockStaging(store, blob_name)
         self._sizes: dict[int, int] = {}
 
     def _block_id(self, kind: str, index: int) -> str:
@@ -476,8 +514,7 @@ class WavBlockWriter:
         if not pcm:
             self._sizes.pop(index, None)
             return
-        await self._store.ensure_container()
-        await self._store._stage_block(self.blob_name, self._block_id("pcm", index), pcm, client=self._client)
+        await self._blocks.stage(self._block_id("pcm", index), pcm)
         self._sizes[index] = len(pcm)
 
     async def commit(self, *, download_name: str, metadata: Mapping[str, str]) -> int:
@@ -487,20 +524,16 @@ class WavBlockWriter:
         """
         total = self.pcm_bytes
         header_id = self._block_id("hdr", 0)
-        await self._store.ensure_container()
         header = wav_header(total)
-        await self._store._stage_block(self.blob_name, header_id, header, client=self._client)
+        await self._blocks.stage(header_id, header)
         expected = {header_id: len(header)} | {self._block_id("pcm", i): n for i, n in self._sizes.items()}
-        staged = await self._store._staged_sizes(self.blob_name)
+        staged = await self._blocks.staged_sizes()
         if any(staged.get(block_id) != size for block_id, size in expected.items()):
             raise _lost_blocks(self.blob_name)
         if len(header) != WAV_HEADER_SIZE or sum(expected.values()) != WAV_HEADER_SIZE + total:
             raise ValueError("the WAV header disagrees with the staged audio")  # a bug, never input
         block_ids = [header_id] + [self._block_id("pcm", i) for i in sorted(self._sizes)]
-        settings = ContentSettings(
-            content_type=WAV_CONTENT_TYPE, content_disposition=content_disposition(download_name)
-        )
-        await self._store._commit_blocks(
-            self.blob_name, block_ids, settings, _ascii_metadata(metadata), client=self._client
+        await self._blocks.commit(
+            block_ids, content_type=WAV_CONTENT_TYPE, download_name=download_name, metadata=metadata
         )
         return total

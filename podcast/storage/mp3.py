@@ -19,10 +19,8 @@ import uuid
 from collections.abc import Mapping
 from typing import IO, Final
 
-from azure.storage.blob import ContentSettings
-
 from podcast.audio.mp3 import MP3_CONTENT_TYPE, Mp3Stream
-from podcast.storage.blobs import BlobStore, _ascii_metadata, content_disposition
+from podcast.storage.blobs import BlobStore
 
 __all__ = ["BLOCK_BYTES", "Mp3BlockWriter"]
 
@@ -42,7 +40,7 @@ class Mp3BlockWriter:
 
     def __init__(self, store: BlobStore, blob_name: str, *, bitrate_kbps: int) -> None:
         self.blob_name = blob_name
-        self._store = store
+        self._staging = store.staging(blob_name)
         self._stream = Mp3Stream(bitrate_kbps)
         self._attempt = uuid.uuid4().hex[:8]
         """Block ids of this writer differ from any earlier attempt's at the same blob name."""
@@ -88,13 +86,12 @@ class Mp3BlockWriter:
             self._buffer += await asyncio.to_thread(self._stream.flush)
             await self._stage_buffer()
             head_id = self._block_id("hdr", 0)
-            await self._store.ensure_container()
-            await self._store._stage_block(self.blob_name, head_id, id3 + self._stream.info_frame())
-            settings = ContentSettings(
-                content_type=MP3_CONTENT_TYPE, content_disposition=content_disposition(download_name)
-            )
-            await self._store._commit_blocks(
-                self.blob_name, [head_id, *self._blocks], settings, _ascii_metadata(metadata)
+            await self._staging.stage(head_id, id3 + self._stream.info_frame())
+            await self._staging.commit(
+                [head_id, *self._blocks],
+                content_type=MP3_CONTENT_TYPE,
+                download_name=download_name,
+                metadata=metadata,
             )
             self._close_spool()
             return self._stream.samples * 2
@@ -131,8 +128,7 @@ class Mp3BlockWriter:
         if not self._buffer:
             return
         block_id = self._block_id("mp3", len(self._blocks))
-        await self._store.ensure_container()
-        await self._store._stage_block(self.blob_name, block_id, self._buffer)
+        await self._staging.stage(block_id, self._buffer)
         self._blocks.append(block_id)
         self._buffer = bytearray()
 

@@ -170,3 +170,41 @@ async def test_a_narration_whose_audio_is_gone_is_404(
         answer = await get(route, result["id"])
         assert answer.status == 404, route
         assert answer.json()["error"]["code"] == code
+
+
+async def test_an_answer_over_the_inline_limit_is_a_redirect_to_a_fresh_link(
+    app_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NARRATION_DOWNLOAD_INLINE_MAX_MB", "1")
+    limit = 1 << 20
+    result = await narrate({"text": " ".join([TEXT] * 6), "title": "Long rivers"})
+    _, stored, _ = http("GET", result["audio_url"])
+    assert len(stored) > limit + 1  # about 30 s of WAV: over the limit
+
+    whole = await get("narrations/{id}/audio", result["id"])
+    assert whole.status == 302
+    location = whole.headers["Location"]
+    assert whole.json()["url"] == location
+    assert whole.json()["size_bytes"] == len(stored)
+    assert whole.headers["Cache-Control"] == "no-store"
+    assert "sp=r" in location  # a fresh read-only link
+    assert location != result["audio_url"]
+    code, body, headers = http("GET", location)
+    assert code == 200
+    assert body == stored
+    assert headers["content-type"] == "audio/wav"
+    assert 'filename="Long rivers.wav"' in headers["content-disposition"]
+
+    # Ranges up to the limit are still answered here, so a client can fetch the file in pieces.
+    at_limit = await get("narrations/{id}/audio", result["id"], {"Range": f"bytes=0-{limit - 1}"})
+    assert at_limit.status == 206
+    assert at_limit.body == stored[:limit]
+    over = await get("narrations/{id}/audio", result["id"], {"Range": f"bytes=0-{limit}"})
+    assert over.status == 302
+    rest = await get("narrations/{id}/audio", result["id"], {"Range": f"bytes={limit}-"})
+    assert rest.status == 206
+    assert at_limit.body + rest.body == stored
+    # Small files are unaffected.
+    captions = await get("narrations/{id}/captions.vtt", result["id"])
+    assert captions.status == 200
+    assert captions.body.startswith(b"WEBVTT")

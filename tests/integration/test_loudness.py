@@ -59,8 +59,8 @@ async def test_voices_and_segments_leave_at_podcast_loudness(
 
         assert abs(lufs - (-16.0)) <= 1.0, (voice, lufs)
         assert ffmpeg_true_peak_dbtp(data, f".{audio_format}") <= -1.0
-        # Reported from the PCM before encoding: MP3 takes a little of the quietest detail away.
-        assert result["loudness_lufs"] == pytest.approx(lufs, abs=0.5 if audio_format == "wav" else 0.75)
+        # Reported from the PCM before encoding; the MP3 encoder's loss is made up before encoding.
+        assert result["loudness_lufs"] == pytest.approx(lufs, abs=0.5)
         segments = document["segments"]
         assert len(segments) >= 4
         per_segment = [

@@ -13,6 +13,7 @@ import webvtt
 from podcast.audio.captions import (
     MAX_CUE_SECONDS,
     MAX_LINE_CHARACTERS,
+    SNAP_SECONDS,
     Cue,
     Word,
     make_cues,
@@ -77,6 +78,35 @@ def test_the_final_transcript_wins_over_the_deltas() -> None:
     words = time_words(pcm, "One two three.", marks).words
     assert [w.text for w in words] == ["One", "two", "three."]
     assert words[1].start == pytest.approx(1.4, abs=0.05)  # interpolated between its neighbours
+
+
+def test_a_sentence_starts_after_the_long_pause_not_at_a_gap_inside_a_word() -> None:
+    # "bend." has a stop inside it (a 0.13 s gap at 1.0 s); the sentence pause is 1.5-1.8 s.
+    # The delta of "Water" arrives early, nearer the gap than the pause.
+    pcm = bursts([(0.2, 1.0), (1.13, 1.5), (1.8, 2.8)], 3.2)
+    marks = [
+        (0, "Rivers"),
+        (int(0.5 * RATE) * 2, " bend."),
+        (int(1.2 * RATE) * 2, " Water"),
+        (int(2.3 * RATE) * 2, " flows."),
+    ]
+
+    timed = time_words(pcm, "Rivers bend. Water flows.", marks)
+
+    starts = [w.start for w in timed.words]
+    assert starts[2] == pytest.approx(1.8, abs=0.03)
+    assert starts[1] < 1.0 < timed.words[1].end <= 1.5 + 0.03  # "bend." spans the gap
+    assert starts[3] == pytest.approx(1.8 + 6 / 13, abs=0.05)  # by characters after its anchor
+
+
+def test_a_cue_inside_a_phrase_keeps_its_word_time() -> None:
+    # A cue that starts mid-phrase is not pulled to a speech onset farther than SNAP_SECONDS.
+    words = [Word("alpha", 0.0, 0.5), Word("beta", 0.5, 1.0)]
+    assert make_cues(words, onsets=[0.0, 0.5 + SNAP_SECONDS + 0.05])[0].start == 0.0
+    assert make_cues(words[1:], onsets=[0.0, 0.5 + SNAP_SECONDS + 0.05])[0].start == 0.5
+    assert make_cues(words[1:], onsets=[0.0, 0.5 + SNAP_SECONDS - 0.05])[0].start == pytest.approx(
+        0.5 + SNAP_SECONDS - 0.05
+    )
 
 
 def many_words(count: int, seconds_each: float) -> list[Word]:
