@@ -58,6 +58,10 @@ _REACH: Final = 6
 """Each oversampled value between samples ``n`` and ``n + 1`` is a sum over ``x[n - 6 : n + 7]``."""
 
 
+_Samples = NDArray[np.int16] | NDArray[np.float64]
+"""PCM16 as it is stored, or floats."""
+
+
 def _phase_matrix() -> NDArray[np.float64]:
     """``window @ matrix``: the :data:`OVERSAMPLING` interpolated values at a sample from
     the :data:`_REACH` samples either side of it (``window[s] = x[n - _REACH + s]``), exactly
@@ -79,6 +83,9 @@ _BLOCK_SECONDS: Final = 0.4
 _BLOCK_STEP: Final = 0.25
 """BS.1770-4 gating blocks: 400 ms, 75 % overlap (pyloudnorm's defaults)."""
 _ABSOLUTE_GATE_LUFS: Final = -70.0
+_CHUNK: Final = 1 << 16
+"""Whole-segment passes work this many samples at a time: memory stays small for any length."""
+_FULL_SCALE: Final = 32768.0
 _PEAK_HEADROOM: Final = 10 ** (1.5 / 20)
 """True peaks are found 1.5 dB under the ceiling, so later passes' gains need no new search."""
 _FILTER_TAIL_SECONDS: Final = 0.5
@@ -92,30 +99,38 @@ def _oversampled(x: NDArray[np.float64]) -> NDArray[np.float64]:
     return up[_DELAY : _DELAY + len(x) * OVERSAMPLING]
 
 
-def _peaks_at(x: NDArray[np.float64], at: NDArray[np.intp]) -> NDArray[np.float64]:
-    """The true peak at each sample ``at`` (sorted): the largest of ``|x[n]|`` and the
-    magnitudes of the oversampled values that follow it (as :func:`_oversampled` gives them)."""
-    inner = (at >= _REACH) & (at < len(x) - _REACH)
-    padded, shift = (x, -_REACH) if inner.all() else (np.pad(x, _REACH), 0)
-    windows = np.empty((len(_PHASES), len(at)))
-    for s in range(len(_PHASES)):
-        np.take(padded, at + (s + shift), out=windows[s])
-    peaks: NDArray[np.float64] = np.abs(_PHASES.T @ windows).max(axis=0)
-    return np.maximum(peaks, np.abs(x[at]))
+def _peaks_at(samples: _Samples, at: NDArray[np.intp], scale: float = 1.0) -> NDArray[np.float64]:
+    """The true peak at each sample ``at`` (sorted) of ``samples * scale``: the largest of
+    ``|x[n]|`` and the magnitudes of the oversampled values that follow it (as
+    :func:`_oversampled` gives them). Computed :data:`_CHUNK` samples at a time."""
+    length = len(samples)
+    inner = not len(at) or (at[0] >= _REACH and at[-1] < length - _REACH)
+    padded, shift = (samples, -_REACH) if inner else (np.pad(samples, _REACH), 0)
+    peaks = np.empty(len(at))
+    windows = np.empty((len(_PHASES), min(len(at), _CHUNK)))
+    for begin in range(0, len(at), _CHUNK):
+        part = at[begin : begin + _CHUNK]
+        rows = windows[:, : len(part)]
+        for s in range(len(_PHASES)):
+            rows[s] = padded[part + (s + shift)]
+        between = np.abs(_PHASES.T @ rows).max(axis=0)
+        peaks[begin : begin + len(part)] = np.maximum(between, np.abs(rows[_REACH]))
+    return peaks * scale if scale != 1.0 else peaks
 
 
-def _near(hot: NDArray[np.intp], length: int) -> NDArray[np.intp]:
-    """Every sample within :data:`_REACH` of one of ``hot`` (sorted, once each)."""
-    mask = np.zeros(length, dtype=bool)
-    for offset in range(-_REACH, _REACH + 1):
-        mask[np.clip(hot + offset, 0, length - 1)] = True
-    return np.flatnonzero(mask)
-
-
-def _candidates(magnitude: NDArray[np.float64], threshold: float) -> NDArray[np.intp]:
-    """The samples whose true peak may exceed ``threshold``: those within :data:`_REACH`
-    of a sample above ``threshold / _OVERSHOOT`` (no other true peak can reach it)."""
-    return _near(np.flatnonzero(magnitude > threshold / _OVERSHOOT), len(magnitude))
+def _candidates(samples: _Samples, threshold: float) -> NDArray[np.intp]:
+    """The samples whose true peak may exceed ``threshold`` (in the units of ``samples``):
+    those within :data:`_REACH` of a sample beyond ``threshold / _OVERSHOOT`` either way
+    (no other true peak can reach it). Sorted, once each."""
+    limit = threshold / _OVERSHOOT
+    length = len(samples)
+    near = np.zeros(length, dtype=bool)
+    for begin in range(0, length, _CHUNK):
+        part = samples[begin : begin + _CHUNK]
+        hot = np.flatnonzero((part > limit) | (part < -limit)) + begin
+        for offset in range(-_REACH, _REACH + 1):
+            near[np.clip(hot + offset, 0, length - 1)] = True
+    return np.flatnonzero(near)
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,12 +144,6 @@ class Leveled:
     """The loudness after gain and limiting (``None`` when not measurable)."""
     gain_db: float
     true_peak_dbtp: float | None
-
-
-def _samples(pcm: bytes | bytearray | memoryview) -> NDArray[np.float64]:
-    x = np.frombuffer(pcm, dtype="<i2").astype(np.float64)
-    x /= 32768.0
-    return x
 
 
 class _Meter:
@@ -157,10 +166,15 @@ class _Meter:
         self._scale = 1.0 / (_BLOCK_SECONDS * rate)
         self._tail = round(_FILTER_TAIL_SECONDS * rate)
 
-    def weighted(self, x: NDArray[np.float64]) -> NDArray[np.float64]:
-        """``x`` through the K-weighting filters (zero initial state)."""
-        out: NDArray[np.float64] = sosfilt(self._sos, x)
-        return out * self._gain if self._gain != 1.0 else out
+    def weighted(self, x: _Samples, scale: float = 1.0) -> NDArray[np.float64]:
+        """``x * scale`` through the K-weighting filters (zero initial state), a chunk at a time."""
+        out = np.empty(len(x))
+        state = np.zeros((len(self._sos), 2))
+        factor = scale * self._gain
+        for begin in range(0, len(x), _CHUNK):
+            part = x[begin : begin + _CHUNK] * factor
+            out[begin : begin + len(part)], state = sosfilt(self._sos, part, zi=state)
+        return out
 
     def _sums(self, values: NDArray[np.float64], offset: int = 0) -> NDArray[np.float64]:
         """Each block's sum of ``values`` (which start at sample ``offset``, zero elsewhere)."""
@@ -172,8 +186,23 @@ class _Meter:
         return sums
 
     def powers(self, weighted: NDArray[np.float64]) -> NDArray[np.float64]:
-        """Each block's mean square of the K-weighted audio ``weighted``."""
-        return self._sums(weighted * weighted) * self._scale
+        """Each block's mean square of the K-weighted audio ``weighted``: the difference of
+        the running sum of squares at its bounds (a chunk of squares at a time)."""
+        bounds = np.union1d(self._lower, self._upper)
+        running = np.zeros(len(bounds))
+        carried = 0.0
+        for begin in range(0, len(weighted), _CHUNK):
+            part = weighted[begin : begin + _CHUNK]
+            total = np.cumsum(part * part)
+            total += carried
+            first, last = np.searchsorted(bounds, (begin, begin + len(part)), side="right")
+            running[first:last] = total[bounds[first:last] - begin - 1]
+            carried = float(total[-1])
+        running[bounds > len(weighted)] = carried  # a last block reaching past the end
+        upper = running[np.searchsorted(bounds, self._upper)]
+        lower = running[np.searchsorted(bounds, self._lower)]
+        powers: NDArray[np.float64] = (upper - lower) * self._scale
+        return powers
 
     def changed_powers(
         self,
@@ -233,24 +262,20 @@ def _merged(
     return merged
 
 
-def _loudness(meter: _Meter, x: NDArray[np.float64]) -> float | None:
-    if len(x) < _MIN_SECONDS * meter._rate:
-        return None
-    return meter.integrated(meter.powers(meter.weighted(x)))
-
-
 def true_peak_dbtp(x: NDArray[np.float64]) -> float:
     """The true peak of ``x`` (floats, full scale 1.0) in dBTP, 4× oversampled."""
-    if not len(x):
+    return _true_peak_dbtp(x)
+
+
+def _true_peak_dbtp(samples: _Samples, scale: float = 1.0) -> float:
+    if not len(samples):
         return -math.inf
-    magnitude = np.abs(x)
-    sample_peak = float(magnitude.max())
+    sample_peak = max(float(samples.max()), -float(samples.min()))
     if sample_peak <= 0:
         return -math.inf
     # Only samples near those within the overshoot of the sample peak can hold the true peak.
-    at = _candidates(magnitude, sample_peak)
-    peak = max(sample_peak, float(_peaks_at(x, at).max())) if len(at) else sample_peak
-    return 20 * math.log10(peak)
+    at = _candidates(samples, sample_peak)
+    return 20 * math.log10(max(sample_peak * scale, float(_peaks_at(samples, at, scale).max())))
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,9 +288,10 @@ class _TruePeaks:
     peaks: NDArray[np.float64]
 
     @classmethod
-    def above(cls, x: NDArray[np.float64], magnitude: NDArray[np.float64], floor: float) -> _TruePeaks:
-        at = _candidates(magnitude, floor)
-        return cls(floor, at, _peaks_at(x, at) if len(at) else np.zeros(0))
+    def above(cls, samples: _Samples, floor: float, scale: float = 1.0) -> _TruePeaks:
+        """Those of ``samples * scale``."""
+        at = _candidates(samples, floor / scale)
+        return cls(floor, at, _peaks_at(samples, at, scale))
 
 
 def _limiter_gain(
@@ -304,28 +330,44 @@ def _limiter_gain(
 
 
 def _limited_true_peak(
-    y: NDArray[np.float64],
+    pcm: NDArray[np.int16],
     true_peaks: _TruePeaks,
     gain: float,
     spans: list[tuple[int, NDArray[np.float64]]],
 ) -> float:
-    """The true peak (dBTP) of ``y``: ``gain`` times the audio of ``true_peaks``, limited in
-    ``spans``. Away from the spans it is ``gain`` times those peaks (linear); near them it
-    is measured on ``y``; when that cannot show the peak is above every other sample's
-    (``gain * true_peaks.floor``), ``y`` is measured whole."""
-    length = len(y)
+    """The true peak (dBTP) of the leveled audio: ``pcm`` (of ``true_peaks``) at ``gain``,
+    limited in ``spans``. Away from the spans it is ``gain`` times those peaks (linear);
+    near them it is measured on the limited audio; when that cannot show the peak is above
+    every other sample's (``gain * true_peaks.floor``), the leveled audio is measured whole."""
+    length = len(pcm)
     near = np.zeros(length, dtype=bool)
+    best = 0.0
     for start, g in spans:
-        near[max(0, start - _REACH) : min(length, start + len(g) + _REACH)] = True
-    changed = np.flatnonzero(near)
+        stop = start + len(g)
+        near[max(0, start - _REACH) : min(length, stop + _REACH)] = True
+        begin, end = max(0, start - 2 * _REACH), min(length, stop + 2 * _REACH)
+        local = pcm[begin:end].astype(np.float64)
+        local *= gain / _FULL_SCALE
+        local[start - begin : stop - begin] *= g
+        inside = np.arange(max(0, start - _REACH), min(length, stop + _REACH)) - begin
+        best = max(best, float(_peaks_at(local, inside).max()))
     kept = ~near[true_peaks.at]
-    best = max(
-        float(gain * true_peaks.peaks[kept].max()) if kept.any() else 0.0,
-        float(_peaks_at(y, changed).max()) if len(changed) else 0.0,
-    )
+    if kept.any():
+        best = max(best, float(gain * true_peaks.peaks[kept].max()))
     if best < gain * true_peaks.floor:
-        return true_peak_dbtp(y)
+        return _true_peak_dbtp(_leveled(pcm, gain, spans))
     return 20 * math.log10(best)
+
+
+def _leveled(
+    pcm: NDArray[np.int16], gain: float, spans: list[tuple[int, NDArray[np.float64]]]
+) -> NDArray[np.float64]:
+    """``pcm`` as floats (full scale 1.0) at ``gain``, limited in ``spans``."""
+    y = pcm.astype(np.float64)
+    y *= gain / _FULL_SCALE
+    for start, g in spans:
+        y[start : start + len(g)] *= g
+    return y
 
 
 def limit_true_peak(
@@ -339,7 +381,7 @@ def limit_true_peak(
     above what any sample needs and never jumps.
     """
     ceiling = 10 ** (ceiling_dbtp / 20)
-    spans = _limiter_gain(_TruePeaks.above(x, np.abs(x), ceiling), len(x), 1.0, ceiling, sample_rate)
+    spans = _limiter_gain(_TruePeaks.above(x, ceiling), len(x), 1.0, ceiling, sample_rate)
     if not spans:
         return x
     result = x.copy()
@@ -364,18 +406,18 @@ def level_in_place(
     once; each pass works only where the limiter acts. CPU-bound (about a millisecond per
     ten seconds of audio): call it in a worker thread.
     """
-    x = _samples(buffer)
-    seconds = len(x) / sample_rate
-    meter = _Meter(len(x), sample_rate)
-    weighted = meter.weighted(x) if len(x) >= _MIN_SECONDS * sample_rate else None
+    pcm = np.frombuffer(buffer, dtype="<i2")  # read and written in place
+    length = len(pcm)
+    seconds = length / sample_rate
+    scale = 1 / _FULL_SCALE
+    meter = _Meter(length, sample_rate)
+    weighted = meter.weighted(pcm, scale) if length >= _MIN_SECONDS * sample_rate else None
     powers = meter.powers(weighted) if weighted is not None else None
     measured = meter.integrated(powers) if powers is not None else None
     if measured is None or weighted is None or powers is None:
-        peak = true_peak_dbtp(x) if len(x) else None
-        return Leveled(seconds, None, None, 0.0, peak)
+        return Leveled(seconds, None, None, 0.0, _true_peak_dbtp(pcm, scale) if length else None)
     ceiling = 10 ** ((ceiling_dbtp - LIMITER_MARGIN_DB) / 20)
-    magnitude = np.abs(x)
-    sample_peak = float(magnitude.max())
+    sample_peak = max(int(pcm.max()), -int(pcm.min())) * scale
     # K-weighting is linear, so a gain moves the loudness by exactly that many dB; only the
     # limiter takes some away, and the next passes give it back (speech with sharp peaks
     # needs three or four). Each pass measures again only around what the limiter changed.
@@ -388,25 +430,32 @@ def level_in_place(
         if true_peaks is None or gain * true_peaks.floor > ceiling:
             # Found once with room for the next passes' gains (they rarely add 1.5 dB), and
             # at least from the sample peak, so the largest found is the true peak.
-            true_peaks = _TruePeaks.above(x, magnitude, min(ceiling / gain / _PEAK_HEADROOM, sample_peak))
-        spans = _limiter_gain(true_peaks, len(x), gain, ceiling, sample_rate)
+            floor = min(ceiling / gain / _PEAK_HEADROOM, sample_peak)
+            true_peaks = _TruePeaks.above(pcm, floor, scale)
+        spans = _limiter_gain(true_peaks, length, gain, ceiling, sample_rate)
         if not spans:  # nothing to limit: the loudness is what the gain made it
             level = measured + gain_db
             break
-        changes = [(start, gain * x[start : start + len(g)] * (g - 1.0)) for start, g in spans]
+        changes = [(start, pcm[start : start + len(g)] * (gain * scale) * (g - 1.0)) for start, g in spans]
         level = meter.integrated(meter.changed_powers(powers, weighted, gain, changes))
         if level is None or abs(level - target_lufs) <= _TOLERANCE_LU:
             break
         gain_db += target_lufs - level
+    del weighted
     gain = 10 ** (gain_db / 20)
-    y = x * gain
-    for start, g in spans:
-        y[start : start + len(g)] *= g
-    peak = _limited_true_peak(y, true_peaks, gain, spans) if true_peaks is not None else true_peak_dbtp(y)
-    np.multiply(y, 32768.0, out=y)
-    np.rint(y, out=y)
-    np.clip(y, -32768, 32767, out=y)
-    buffer[:] = y.astype("<i2").tobytes()
+    assert true_peaks is not None
+    peak = _limited_true_peak(pcm, true_peaks, gain, spans)
+    for begin in range(0, length, _CHUNK):
+        end = min(length, begin + _CHUNK)
+        part = pcm[begin:end] * (gain * scale)
+        for start, g in spans:
+            low, high = max(begin, start), min(end, start + len(g))
+            if low < high:
+                part[low - begin : high - begin] *= g[low - start : high - start]
+        np.multiply(part, _FULL_SCALE, out=part)
+        np.rint(part, out=part)
+        np.clip(part, -32768, 32767, out=part)
+        pcm[begin:end] = part
     return Leveled(seconds, measured, level, gain_db, peak)
 
 
