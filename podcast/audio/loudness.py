@@ -442,8 +442,7 @@ def level_in_place(
             break
         gain_db += target_lufs - level
     del weighted
-    gain = 10 ** (gain_db / 20)
-    assert true_peaks is not None
+    assert true_peaks is not None  # the audio is at ``gain``, which made ``spans``
     peak = _limited_true_peak(pcm, true_peaks, gain, spans)
     for begin in range(0, length, _CHUNK):
         end = min(length, begin + _CHUNK)

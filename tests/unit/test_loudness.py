@@ -160,3 +160,19 @@ def test_the_limiter_keeps_every_oversampled_value_at_its_ceiling() -> None:
     assert _direct_true_peak(limited) <= -6.0 + 0.001
     assert _direct_true_peak(x) > -3.0  # there was plenty to limit
     assert limit_true_peak(x, 3.0) is x  # nothing over: the same object
+
+
+def test_audio_limited_in_every_pass_keeps_its_true_peak_under_the_limiter_ceiling() -> None:
+    """Heavy-tailed peaks over quiet speech: every pass limits (the level never quite gets
+    back), and the stored audio is the last pass's, its true peak at the limiter's ceiling."""
+    rng = np.random.default_rng(7)
+    speech = np.frombuffer(speechlike(8.0, 0.05, 4), "<i2")
+    buffer = bytearray(np.clip(speech + rng.standard_t(2, len(speech)) * 300, -32768, 32767).astype("<i2"))
+
+    result = level_in_place(buffer)
+
+    leveled = np.frombuffer(buffer, "<i2") / 32768
+    assert result.lufs is not None
+    assert abs(result.lufs - TARGET_LUFS) > 0.1  # it never got there
+    assert _direct_true_peak(leveled) <= CEILING_DBTP - 1.0 + 0.01
+    assert result.true_peak_dbtp == pytest.approx(CEILING_DBTP - 1.0, abs=0.01)
