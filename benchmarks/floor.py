@@ -13,6 +13,9 @@ breakdown: JSON parsing and base64 decoding (each timed around its own calls wit
 ``time.thread_time``), and the rest (the websocket layer: reading frames, unmasking, the
 event loop, and with ``--compression`` inflating), plus the bytes received on the socket
 and in the messages. An untimed warm-up response comes first, as in :mod:`benchmarks.worker`.
+With ``--level`` it keeps each session's audio and, after the timed part, levels it as the
+app does (:func:`podcast.audio.loudness.level_in_place`), timed on its own
+(``level_cpu_seconds``): the share of the client's CPU that loudness levelling takes.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import json
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -51,6 +54,9 @@ class Tally:
     pcm_bytes: int = 0
     json_seconds: float = 0.0
     base64_seconds: float = 0.0
+    audio: dict[str, list[bytes]] = field(default_factory=dict)
+    """Each session's PCM, kept only to level it afterwards (``--level``)."""
+    keep_audio: bool = False
 
 
 def _count_socket_bytes(connection: ClientConnection, tally: Tally) -> None:
@@ -115,13 +121,26 @@ async def receive_one(
                 tally.base64_seconds += clock() - parsed
                 tally.audio_deltas += 1
                 tally.pcm_bytes += len(pcm)
+                if tally.keep_audio:
+                    tally.audio.setdefault(text, []).append(pcm)
             elif kind == "response.done":
                 return
             elif kind == "error":
                 raise RuntimeError(f"the emulator sent an error: {event.get('error')}")
 
 
-async def receive_all(minutes: float, seed: int, compression: bool) -> dict[str, Any]:
+def level_seconds(tally: Tally) -> float:
+    """CPU seconds of the app's loudness levelling (:func:`podcast.audio.loudness.level_in_place`)
+    of each session's audio, one after another, as the app levels each segment."""
+    from podcast.audio.loudness import level_in_place
+
+    started = time.process_time()
+    for pieces in tally.audio.values():
+        level_in_place(bytearray().join(pieces))
+    return time.process_time() - started
+
+
+async def receive_all(minutes: float, seed: int, compression: bool, level: bool = False) -> dict[str, Any]:
     settings = Settings.from_env()
     realtime, narration = settings.realtime, settings.narration
     assert realtime.api_key, "the floor talks to the emulator with an API key"
@@ -135,7 +154,7 @@ async def receive_all(minutes: float, seed: int, compression: bool) -> dict[str,
     )
     segments = split_text(request.text, narration.segment_max_words, parallelism=narration.concurrency)
     slots = asyncio.Semaphore(narration.concurrency)
-    tally = Tally()
+    tally = Tally(keep_audio=level)
 
     async def one(text: str) -> None:
         async with slots:
@@ -147,6 +166,7 @@ async def receive_all(minutes: float, seed: int, compression: bool) -> dict[str,
             group.create_task(one(segment.text))
     cpu, wall = time.process_time() - started_cpu, time.perf_counter() - started
     return {
+        "level_cpu_seconds": level_seconds(tally) if level else None,
         "minutes_requested": minutes,
         "segments": len(segments),
         "compression": compression,
@@ -168,8 +188,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--minutes", type=float, required=True, help="minutes of speech to receive")
     parser.add_argument("--seed", type=int, default=0, help="seed of the generated prose")
     parser.add_argument("--compression", action="store_true", help="negotiate permessage-deflate")
+    parser.add_argument(
+        "--level", action="store_true", help="then level each session's audio as the app does (timed apart)"
+    )
     args = parser.parse_args(argv)
-    print(json.dumps(asyncio.run(receive_all(args.minutes, args.seed, args.compression))), flush=True)
+    result = asyncio.run(receive_all(args.minutes, args.seed, args.compression, args.level))
+    print(json.dumps(result), flush=True)
     return 0
 
 

@@ -218,11 +218,11 @@ class Conversation:
 
 
 def segments_makespan(durations: Sequence[float], concurrency: int) -> float:
-    """When the last of ``durations`` would end if each started, in order, on the first free
-    of ``concurrency`` slots, with no overhead at all: the best the narration can do with
-    these segments (the limiter hands out slots in segment order)."""
+    """When the last of ``durations`` would end if each started, longest first, on the first
+    free of ``concurrency`` slots, with no overhead at all: the best the narration can do
+    with these segments (the app hands out slots longest first, by words)."""
     slots = [0.0] * concurrency
-    for duration in durations:
+    for duration in sorted(durations, reverse=True):
         heapq.heappush(slots, heapq.heappop(slots) + duration)
     return max(slots)
 
@@ -579,8 +579,8 @@ def report(args: argparse.Namespace, measured: Measured) -> tuple[str, list[Chec
         )
     )
     out.append(
-        "   ideal = speech seconds / speed / concurrency; segments = when the segments, started in order\n"
-        "   on the first free slot with no overhead, would end (the best these segments allow);\n"
+        "   ideal = speech seconds / speed / concurrency; segments = when the segments, started\n"
+        "   longest first on the first free slot with no overhead, would end (the best they allow);\n"
         "   client CPU = the narrating process; emulator CPU = its share of one core during the run"
     )
 
@@ -749,7 +749,13 @@ def _cpu_report(cpu: CpuRuns, speed: float, checks: list[Check]) -> list[str]:
     minutes = float(floor["speech_seconds"]) / 60
     framing = float(floor["cpu_seconds"]) - float(floor["json_seconds"]) - float(floor["base64_seconds"])
     rows = [
-        ["client (the app: SDK, fast path, fidelity, Storage)", _ms(client_pm), f"{ratio:.2f}x", "", ""],
+        [
+            "client (the app: SDK, fast path, fidelity, levelling, captions, Storage)",
+            _ms(client_pm),
+            f"{ratio:.2f}x",
+            "",
+            "",
+        ],
         [
             "floor: receive + parse + decode",
             _ms(floor_pm),
@@ -779,6 +785,19 @@ def _cpu_report(cpu: CpuRuns, speed: float, checks: list[Check]) -> list[str]:
             f"{float(floor['base64_seconds']) / float(floor['cpu_seconds']):.0%}",
         ],
     ]
+    levelled = [float(f["level_cpu_seconds"]) for f in cpu.floor if f.get("level_cpu_seconds") is not None]
+    if levelled:
+        level_pm = min(levelled) / minutes
+        rows.insert(
+            1,
+            [
+                "  of the client: loudness levelling (the same audio, alone)",
+                _ms(level_pm),
+                f"{level_pm / floor_pm:.2f}x",
+                "",
+                f"{level_pm / client_pm:.0%}",
+            ],
+        )
     if cpu.floor_compressed:
         compressed = cpu.best(cpu.floor_compressed)
         compressed_pm = cpu.floor_per_minute(cpu.floor_compressed)
@@ -1039,7 +1058,7 @@ def measure(
             for _ in range(args.cpu_repeats):
                 for module, extra, into in (
                     ("benchmarks.worker", (), cpu.client),
-                    ("benchmarks.floor", (), cpu.floor),
+                    ("benchmarks.floor", ("--level",), cpu.floor),
                     ("benchmarks.floor", ("--compression",), cpu.floor_compressed),
                 ):
                     into.append(run_process(module, cpu.minutes, cpu.concurrency, paced, azurite, extra)[0])

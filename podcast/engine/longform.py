@@ -2,14 +2,14 @@
 
 The text is split into segments (:mod:`podcast.segments`), each narrated in its own
 Realtime session (a fresh context: earlier audio is never billed again as input), up to
-``concurrency`` at once. Each segment's transcript is compared with its source
-(:mod:`podcast.fidelity`); below the threshold the segment is narrated again with firmer
-instructions. A segment that ends ``incomplete`` for ``max_output_tokens`` is split in two
-and each half narrated. Finished segments go straight to a :class:`PieceSink` (in Blob
-Storage, a block each), faded at the edges and followed by a pause, so memory depends on
-the concurrency and the segment size, never on the length of the text. Each segment is brought to podcast
-loudness (-16 LUFS, true peak under -1 dBTP: :mod:`podcast.audio.loudness`) before it is
-stored, so segments, sessions and voices match.
+``concurrency`` at once, the longest first (so the slots finish together). Each segment's
+transcript is compared with its source (:mod:`podcast.fidelity`); below the threshold the
+segment is narrated again with firmer instructions. A segment that ends ``incomplete`` for
+``max_output_tokens`` is split in two and each half narrated. Finished segments go straight
+to a :class:`PieceSink` (in Blob Storage, a block each), faded at the edges and followed by
+a pause, so memory depends on the concurrency and the segment size, never on the length of
+the text. Each segment is brought to podcast loudness (-16 LUFS, true peak under -1 dBTP:
+:mod:`podcast.audio.loudness`) before it is stored, so segments, sessions and voices match.
 
 Rate limiting lowers the concurrency (halved on a 429, raised again by one after a run of
 successes) instead of failing the narration while retries remain.
@@ -49,6 +49,9 @@ FIRMER_RULES: Final = (
     "EXACTLY as written, in order, from the first word to the last. Do not change, add, skip "
     "or rephrase a single word.\n\n"
 )
+FINISHING_THREADS: Final = 2
+"""Segments of one narration levelled and timed at once (CPU-bound, in worker threads): more
+than the cores would only hold more audio and more working arrays in memory at once."""
 MAX_SPLIT_DEPTH: Final = 3
 """A segment cut short by the output-token cap is halved at most this many times."""
 
@@ -163,6 +166,7 @@ async def narrate_text(
     instructions = build_instructions(request)
     deadline = time.monotonic() + budget_seconds
     limiter = AdaptiveLimiter(settings.concurrency)
+    finishing = asyncio.Semaphore(FINISHING_THREADS)
     sizes: dict[int, tuple[int, int]] = {}  # index -> (speech bytes, pause bytes)
     pieces: dict[int, _Piece] = {}
     levels: dict[int, loudness.Leveled] = {}
@@ -193,10 +197,11 @@ async def narrate_text(
         # Faded in place: the narration's own buffer is staged, never copied whole again.
         speech = piece.pcm if isinstance(piece.pcm, bytearray) else bytearray(piece.pcm)
         piece.pcm = b""
-        levels[segment.index] = await asyncio.to_thread(loudness.level_in_place, speech)
-        timed[segment.index] = await asyncio.to_thread(
-            captions.time_words, speech, piece.transcript, piece.marks
-        )
+        async with finishing:
+            levels[segment.index] = await asyncio.to_thread(loudness.level_in_place, speech)
+            timed[segment.index] = await asyncio.to_thread(
+                captions.time_words, speech, piece.transcript, piece.marks
+            )
         audio.fade_edges_in_place(speech, settings.fade_seconds)
         pause = audio.silence(settings.pause_after(segment.boundary))
         # Piece 2i is segment i's speech, piece 2i + 1 the pause after it.
@@ -209,7 +214,10 @@ async def narrate_text(
         if on_progress is not None:
             await on_progress(done, len(segments))
 
-    await _all_or_first_error([narrate_segment(s) for s in segments])
+    # Longest first: the last round of sessions is then the shortest segments, so the slots
+    # finish close together (each segment still goes to its own place in the audio).
+    longest_first = sorted(segments, key=lambda s: size_in_words(s.text), reverse=True)
+    await _all_or_first_error([narrate_segment(s) for s in longest_first])
 
     reports: list[SegmentReport] = []
     words: list[captions.Word] = []

@@ -1,5 +1,6 @@
 """Loudness leveling (podcast.audio.loudness) on signals of known level, measured with
-pyloudnorm and an independent 4x true-peak estimate (scipy's resample_poly)."""
+pyloudnorm and an independent 4x true-peak estimate (scipy's resample_poly), and the fast
+paths (vectorised meter, true peaks only where they can matter) against the direct ones."""
 
 from __future__ import annotations
 
@@ -10,7 +11,18 @@ import pyloudnorm
 import pytest
 from scipy.signal import resample_poly
 
-from podcast.audio.loudness import CEILING_DBTP, TARGET_LUFS, Leveled, combined_lufs, level_in_place
+from podcast.audio.loudness import (
+    CEILING_DBTP,
+    TARGET_LUFS,
+    Leveled,
+    _Meter,
+    _oversampled,
+    _peaks_at,
+    combined_lufs,
+    level_in_place,
+    limit_true_peak,
+    true_peak_dbtp,
+)
 
 RATE = 24_000
 
@@ -86,3 +98,81 @@ def test_combined_loudness_is_the_power_mean_by_duration() -> None:
     assert combined_lufs([Leveled(1.0, None, None, 0.0, None)]) is None
     mixed = combined_lufs([Leveled(1.0, -20, -20.0, 0, -3), Leveled(1.0, -10, -10.0, 0, -3)])
     assert mixed == pytest.approx(10 * math.log10((10**-2 + 10**-1) / 2))
+
+
+# --- The fast paths against the direct computations ------------------------------------------
+
+
+def _direct_true_peak(x: np.ndarray) -> float:
+    """The 4x true peak from every oversampled value (the interpolator, whole)."""
+    return 20 * math.log10(max(np.max(np.abs(_oversampled(x))), np.max(np.abs(x))))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_meter_measures_what_pyloudnorm_measures(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    x = np.frombuffer(speechlike(rng.uniform(0.4, 9.0), rng.uniform(0.01, 0.9), seed), "<i2") / 32768
+    x = x * (rng.uniform(0, 1, len(x)) > 0.3 * seed / 3)  # drop-outs: blocks under the gates too
+    meter = _Meter(len(x), RATE)
+
+    ours = meter.integrated(meter.powers(meter.weighted(x)))
+
+    assert ours == pytest.approx(pyloudnorm.Meter(RATE).integrated_loudness(x), abs=1e-9)
+
+
+def test_a_change_is_measured_from_what_it_changes() -> None:
+    """Block powers of ``gain * x + d`` from those of ``x``, equal to measuring it whole."""
+    x = np.frombuffer(speechlike(5.0, 0.4, 3), "<i2") / 32768
+    meter = _Meter(len(x), RATE)
+    weighted = meter.weighted(x)
+    rng = np.random.default_rng(3)
+    changes = [(start, rng.normal(0, 0.05, 300)) for start in (10, 2_000, 50_000, len(x) - 300)]
+    changed = 1.7 * x
+    for start, values in changes:
+        changed[start : start + len(values)] += values
+
+    ours = meter.changed_powers(meter.powers(weighted), weighted, 1.7, changes)
+
+    np.testing.assert_allclose(ours, meter.powers(meter.weighted(changed)), rtol=1e-9, atol=1e-15)
+
+
+@pytest.mark.parametrize("level", [0.001, 0.3, 0.999])
+def test_true_peaks_are_those_of_every_oversampled_value(level: float) -> None:
+    rng = np.random.default_rng(int(level * 1000))
+    voiced = np.frombuffer(speechlike(2.0, level, 1), "<i2") / 32768
+    noise = np.clip(rng.normal(0, level / 3, 4_000), -1, 1)  # energy up to Nyquist: big overshoots
+    edges = np.concatenate(([level, -level], voiced[:50], noise, [level]))  # peaks at both ends
+    for x in (voiced, noise, edges):
+        assert true_peak_dbtp(x) == pytest.approx(_direct_true_peak(x), abs=1e-9)
+        at = np.arange(len(x))
+        direct = np.maximum(np.abs(_oversampled(x)).reshape(len(x), 4).max(axis=1), np.abs(x))
+        np.testing.assert_allclose(_peaks_at(x, at), direct, rtol=0, atol=1e-12)
+
+
+def test_the_limiter_keeps_every_oversampled_value_at_its_ceiling() -> None:
+    """Limited only where the true peaks are (found without oversampling everything), yet
+    every oversampled value ends up at the ceiling (within 0.001 dB: the gain glides
+    between samples, which the interpolated values between them see)."""
+    x = np.frombuffer(speechlike(3.0, 0.9, 2), "<i2") / 32768
+    x = x + np.clip(np.random.default_rng(2).normal(0, 0.05, len(x)), -1, 1)  # sharp peaks
+    limited = limit_true_peak(x, -6.0)
+
+    assert _direct_true_peak(limited) <= -6.0 + 0.001
+    assert _direct_true_peak(x) > -3.0  # there was plenty to limit
+    assert limit_true_peak(x, 3.0) is x  # nothing over: the same object
+
+
+def test_audio_limited_in_every_pass_keeps_its_true_peak_under_the_limiter_ceiling() -> None:
+    """Heavy-tailed peaks over quiet speech: every pass limits (the level never quite gets
+    back), and the stored audio is the last pass's, its true peak at the limiter's ceiling."""
+    rng = np.random.default_rng(7)
+    speech = np.frombuffer(speechlike(8.0, 0.05, 4), "<i2")
+    buffer = bytearray(np.clip(speech + rng.standard_t(2, len(speech)) * 300, -32768, 32767).astype("<i2"))
+
+    result = level_in_place(buffer)
+
+    leveled = np.frombuffer(buffer, "<i2") / 32768
+    assert result.lufs is not None
+    assert abs(result.lufs - TARGET_LUFS) > 0.1  # it never got there
+    assert _direct_true_peak(leveled) <= CEILING_DBTP - 1.0 + 0.01
+    assert result.true_peak_dbtp == pytest.approx(CEILING_DBTP - 1.0, abs=0.01)
