@@ -18,7 +18,7 @@ MP3_BITRATES_KBPS: Final[tuple[int, ...]] = (32, 40, 48, 56, 64, 80, 96, 112, 12
 DEFAULT_BITRATE_KBPS: Final = 64
 """Speech, mono: transparent enough for a voice, 0.48 MB a minute (a sixth of the WAV)."""
 ANALYSIS_LOCK: Final = threading.Lock()
-"""Held while one segment's PCM is analysed as floats (leveling, caption timing): a few tens
-of bytes a sample, so one segment at a time per process keeps a narration's memory flat
-however many segments are narrated at once (the analysis is a few hundredths of the audio's
-duration in CPU, so the wait is short)."""
+"""Held while one segment's PCM is timed as floats (caption timing, a few tens of bytes a
+sample), so one segment at a time per process keeps a narration's memory flat however many
+segments are narrated at once. Leveling does not take it: it works on the PCM16 buffer in
+place, 64 k samples at a time (:mod:`podcast.audio.loudness`)."""
