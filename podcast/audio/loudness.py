@@ -91,6 +91,12 @@ _PEAK_HEADROOM: Final = 10 ** (1.5 / 20)
 _FILTER_TAIL_SECONDS: Final = 0.5
 """After this long the K-weighting filter's response to a sample is below 1e-50 of it
 (its slowest poles have radius 0.990 at 24 kHz): a change to the audio is followed this far."""
+_DENORMAL_GUARD: Final = 1e-20
+"""Added to every sample the K-weighting filters take. Their recursive states decay towards
+zero through digital silence (pauses, the zeros between limited spans) into subnormal floats,
+which the CPU handles some 30 times slower (measured: 218 against 7.7 ns a sample; espeak's
+speech took 0.93 s a minute to level instead of 0.04 s). The guard keeps the states normal;
+what it adds to a block's power (about 1e-40) is far below a float's resolution of it."""
 
 
 def _oversampled(x: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -173,6 +179,7 @@ class _Meter:
         factor = scale * self._gain
         for begin in range(0, len(x), _CHUNK):
             part = x[begin : begin + _CHUNK] * factor
+            part += _DENORMAL_GUARD
             out[begin : begin + len(part)], state = sosfilt(self._sos, part, zi=state)
         return out
 
