@@ -18,9 +18,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
-from podcast.audio.captions import make_cues, srt, webvtt
-from podcast.audio.id3 import SegmentSpan, chapters, id3_tag
+from podcast.audio.captions import Cue, make_cues, srt, webvtt
+from podcast.audio.id3 import Chapter, SegmentSpan, chapters, id3_tag
 from podcast.engine import audio
+from podcast.engine.conversation import VoicedScript, voice_script
 from podcast.engine.longform import NarratedText, ProgressCallback, narrate_text
 from podcast.engine.realtime import Narrator
 from podcast.errors import PodcastError
@@ -38,8 +39,11 @@ from podcast.wire import (
     DocumentSource,
     NarrationIndex,
     NarrationResponse,
+    ScriptDocument,
     SegmentReport,
+    Speaker,
     TranscriptDocument,
+    TurnReport,
     Usage,
     iso_timestamp,
 )
@@ -77,6 +81,10 @@ class StoredNarration:
     captions_blob_name: str | None = None
     srt_blob_name: str | None = None
     captions_url: str | None = None
+    speakers: tuple[Speaker, ...] | None = None
+    """A script's speakers (``None`` for other modes)."""
+    turns: tuple[TurnReport, ...] | None = None
+    """A script's voiced turns, in order (``None`` for other modes)."""
 
     def to_response(self) -> NarrationResponse:
         """The body of a successful ``POST /api/narrations``."""
@@ -116,6 +124,8 @@ class StoredNarration:
             min_fidelity=self.min_fidelity,
             segments=self.segments,
             source=source,
+            speakers=self.speakers,
+            turns=self.turns,
         )
 
 
@@ -179,8 +189,13 @@ class NarrationService:
         narration_id: str | None = None,
         on_progress: ProgressCallback | None = None,
         time_budget_seconds: float | None = None,
+        script: ScriptDocument | None = None,
     ) -> StoredNarration:
         """Narrate ``request``, store the WAV and its transcript document, return a read link.
+
+        ``script`` (default: a script-mode request's own, :meth:`NarrationRequest.script_document`)
+        is voiced turn by turn (:func:`podcast.engine.conversation.voice_script`) instead of
+        ``request.text`` being read: what conversation mode passes once it has written one.
 
         Blobs are named ``<yyyy>/<mm>/<dd>/<id>.wav`` (or ``.mp3``) and ``.json`` (``narration_id``
         defaults to a new random id). ``on_progress(done, total)`` is awaited as segments
@@ -198,6 +213,7 @@ class NarrationService:
             link_expires_in=timedelta(minutes=request.sas_expiry_minutes),
             on_progress=on_progress,
             time_budget_seconds=time_budget_seconds,
+            script=script,
         )
 
     async def produce(
@@ -212,6 +228,7 @@ class NarrationService:
         on_progress: ProgressCallback | None = None,
         time_budget_seconds: float | None = None,
         before_commit: Callable[[], Awaitable[None]] | None = None,
+        script: ScriptDocument | None = None,
     ) -> StoredNarration:
         """Narrate, then store ``<base>.wav``, its index entry and then ``<base>.json`` (the
         completion mark).
@@ -225,7 +242,10 @@ class NarrationService:
         :data:`CLEANUP_ATTEMPTS` times), and with it a JSON left beside it (an older one
         describes audio that is gone), before the error propagates. Raises
         :class:`~podcast.errors.BlobNameError` before any Storage call for an unsafe ``base``.
+        ``script`` as in :meth:`narrate`.
         """
+        if script is None and request.mode == "script":
+            script = request.script_document()
         started = time.monotonic()
         blob_name = checked_name(f"{base}.{request.format}", field="document")
         transcript_blob_name = checked_name(f"{base}.json", field="document")
@@ -244,14 +264,28 @@ class NarrationService:
             )
         else:
             writer = self.outputs.wav_writer(blob_name)
-        narration = await narrate_text(
-            self.narrator,
-            request,
-            writer,
-            self.narration_settings,
-            budget_seconds=time_budget_seconds or self.pipeline_settings.time_budget_seconds,
-            on_progress=on_progress,
-        )
+        budget = time_budget_seconds or self.pipeline_settings.time_budget_seconds
+        voiced: VoicedScript | None = None
+        if script is not None:
+            voiced = await voice_script(
+                self.narrator,
+                request,
+                script,
+                writer,
+                self.narration_settings,
+                budget_seconds=budget,
+                on_progress=on_progress,
+            )
+            narration = voiced.narrated
+        else:
+            narration = await narrate_text(
+                self.narrator,
+                request,
+                writer,
+                self.narration_settings,
+                budget_seconds=budget,
+                on_progress=on_progress,
+            )
         result = StoredNarration(
             id=narration_id,
             audio_url=url,
@@ -259,7 +293,7 @@ class NarrationService:
             container=self.outputs.container,
             blob_name=blob_name,
             transcript_blob_name=transcript_blob_name,
-            transcript=narration.transcript,
+            transcript=narration.transcript if voiced is None else voiced.transcript,
             duration_seconds=narration.duration_seconds,
             request=request,
             usage=narration.usage,
@@ -269,8 +303,16 @@ class NarrationService:
             min_fidelity=self.narration_settings.min_fidelity,
             warnings=narration.warnings,
             loudness_lufs=narration.loudness_lufs,
+            speakers=None if script is None else tuple(script.speakers),
+            turns=None if voiced is None else voiced.turns,
         )
-        cues = make_cues(narration.words, narration.speech_onsets) if self.files is not None else []
+        cues: list[Cue] = []
+        if self.files is not None:
+            cues = (
+                list(voiced.cues)
+                if voiced is not None
+                else make_cues(narration.words, narration.speech_onsets)
+            )
         if cues:
             captions_url = None
             if link_expires_in is not None:
@@ -296,7 +338,7 @@ class NarrationService:
             }
             download_name = request.download_name(f".{request.format}")
             if isinstance(writer, Mp3BlockWriter):
-                tags = self._id3(request, narration, narration_id, created_at)
+                tags = self._id3(request, narration, narration_id, created_at, voiced)
                 await writer.commit(download_name=download_name, metadata=metadata, id3=tags)
             else:
                 await writer.commit(download_name=download_name, metadata=metadata)
@@ -333,20 +375,29 @@ class NarrationService:
         return result
 
     def _id3(
-        self, request: NarrationRequest, narration: NarratedText, narration_id: str, created_at: datetime
+        self,
+        request: NarrationRequest,
+        narration: NarratedText,
+        narration_id: str,
+        created_at: datetime,
+        voiced: VoicedScript | None = None,
     ) -> bytes:
-        """The ID3v2 tag of an MP3 narration, with chapters at headings and paragraph groups."""
+        """The ID3v2 tag of an MP3 narration, with chapters at headings and paragraph groups
+        (a script's: its own chapters)."""
         spans = [
             SegmentSpan(text, boundary, report.start_seconds, report.end_seconds)
             for (text, boundary), report in zip(narration.sources, narration.segments, strict=True)
         ]
+        chapter_list: list[Chapter] = (
+            chapters(spans, narration.duration_seconds) if voiced is None else list(voiced.chapters)
+        )
         return id3_tag(
             title=request.title or "Narration",
             show=self.narration_settings.show_name,
             narration_id=narration_id,
             created_at=created_at,
             duration_seconds=narration.duration_seconds,
-            chapter_list=chapters(spans, narration.duration_seconds),
+            chapter_list=chapter_list,
         )
 
     async def _discard_extras(self, captions: list[str], indexed_id: str | None) -> None:
