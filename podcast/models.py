@@ -30,7 +30,7 @@ import json
 import math
 import re
 import unicodedata
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal, NoReturn, get_args
 
@@ -231,6 +231,17 @@ def _limits(info: ValidationInfo) -> RequestLimits:
     return RequestLimits()
 
 
+def _without_default(extra: dict[str, Any]) -> Callable[[dict[str, Any]], None]:
+    """A ``json_schema_extra`` that adds ``extra`` and drops the schema's ``default``: ``text``
+    defaults to ``""`` only so that a script can stand in for it, which is no value to send."""
+
+    def update(schema: dict[str, Any]) -> None:
+        schema.pop("default", None)
+        schema.update(extra)
+
+    return update
+
+
 def _require_list(field: str, value: object, what: str) -> list[Any]:
     if not isinstance(value, list | tuple):
         _fail(field, f"{field} must be {what}; got {_json_type(value)}")
@@ -344,34 +355,11 @@ class NarrationRequest(BaseModel):
         description="The text to narrate. Trimmed; at most NARRATION_MAX_TEXT_CHARACTERS characters "
         f"(default {DEFAULT_MAX_TEXT_CHARACTERS:,}); no control characters except newline and tab. "
         "Required unless a script is given (never both).",
-        json_schema_extra={"x-ms-summary": "Text", "x-ms-visibility": "important"},
+        json_schema_extra=_without_default({"x-ms-summary": "Text", "x-ms-visibility": "important"}),
     )
     """The text to read or to make an episode about: trimmed, NFC, ``\\n`` line breaks. In
     script mode it is derived (never sent): the turns' texts joined by blank lines, so the
     character count and the length estimate of a script work as for a text."""
-    speakers: tuple[Speaker, ...] | None = Field(
-        default=None,
-        description=f"1 to {MAX_SPEAKERS} speakers of a script: a unique name (at most "
-        f"{MAX_SPEAKER_NAME_CHARACTERS} characters; it labels the transcript and the captions), a Realtime "
-        f"voice and an optional description (at most {MAX_SPEAKER_DESCRIPTION_CHARACTERS} characters).",
-        json_schema_extra={"x-ms-summary": "Speakers", "x-ms-visibility": "advanced"},
-    )
-    """The speakers of a script (names unique case-insensitively), or ``None``."""
-    script: tuple[ScriptTurn, ...] | None = Field(
-        default=None,
-        description=f"A conversation to voice verbatim instead of text: up to {MAX_SCRIPT_TURNS:,} turns "
-        f"of {{speaker, text}}, at most {MAX_SCRIPT_CHARACTERS:,} characters of text together; each "
-        "speaker is one of speakers. Sets mode to script.",
-        json_schema_extra={"x-ms-summary": "Script", "x-ms-visibility": "advanced"},
-    )
-    """The turns, each ``speaker`` spelled as in :attr:`speakers`, each text cleaned like ``text``."""
-    chapters: tuple[ScriptChapter, ...] | None = Field(
-        default=None,
-        description="Chapters of a script: {title, turn}, turn the index (from 0) of the turn that opens "
-        "the chapter, in increasing order. MP3 narrations carry them as ID3 chapters.",
-        json_schema_extra={"x-ms-summary": "Chapters", "x-ms-visibility": "advanced"},
-    )
-    """Chapters of a script (turns strictly increasing and inside the script), or ``None``."""
     mode: Mode = Field(
         default="read",
         description="read: the text is read verbatim. episode: a short podcast episode about the text. "
@@ -439,6 +427,29 @@ class NarrationRequest(BaseModel):
         json_schema_extra={"x-ms-summary": "Link Lifetime (Minutes)", "x-ms-visibility": "advanced"},
     )
     """How long the returned SAS URL stays valid."""
+    speakers: tuple[Speaker, ...] | None = Field(
+        default=None,
+        description=f"1 to {MAX_SPEAKERS} speakers of a script: a unique name (at most "
+        f"{MAX_SPEAKER_NAME_CHARACTERS} characters; it labels the transcript and the captions), a Realtime "
+        f"voice and an optional description (at most {MAX_SPEAKER_DESCRIPTION_CHARACTERS} characters).",
+        json_schema_extra={"x-ms-summary": "Speakers", "x-ms-visibility": "advanced"},
+    )
+    """The speakers of a script (names unique case-insensitively), or ``None``."""
+    script: tuple[ScriptTurn, ...] | None = Field(
+        default=None,
+        description=f"A conversation to voice verbatim instead of text: up to {MAX_SCRIPT_TURNS:,} turns "
+        f"of {{speaker, text}}, at most {MAX_SCRIPT_CHARACTERS:,} characters of text together; each "
+        "speaker is one of speakers. Sets mode to script.",
+        json_schema_extra={"x-ms-summary": "Script", "x-ms-visibility": "advanced"},
+    )
+    """The turns, each ``speaker`` spelled as in :attr:`speakers`, each text cleaned like ``text``."""
+    chapters: tuple[ScriptChapter, ...] | None = Field(
+        default=None,
+        description="Chapters of a script: {title, turn}, turn the index (from 0) of the turn that opens "
+        "the chapter, in increasing order. MP3 narrations carry them as ID3 chapters.",
+        json_schema_extra={"x-ms-summary": "Chapters", "x-ms-visibility": "advanced"},
+    )
+    """Chapters of a script (turns strictly increasing and inside the script), or ``None``."""
 
     @model_validator(mode="before")
     @classmethod
@@ -699,6 +710,8 @@ class NarrationRequest(BaseModel):
             _fail("chapters", "chapters apply to a script only; remove them or send a script")
         if self.script is None:
             return
+        if "target_minutes" in self.model_fields_set:
+            _fail("target_minutes", "target_minutes does not apply to a script: its length is its turns'")
         if self.speakers is None:
             _fail("speakers", "speakers is required with a script: 1 to 4 {name, voice} the turns name")
         names = {speaker.name.casefold(): speaker.name for speaker in self.speakers}

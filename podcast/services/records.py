@@ -128,6 +128,9 @@ def idempotency_hash(request: NarrationRequest) -> str:
     fields = request.model_dump(mode="json")
     if fields.get("format") == "wav":  # the hash of a WAV request stays what it was before formats
         del fields["format"]
+    for name in ("speakers", "script", "chapters"):  # nor does a text request's since scripts came
+        if fields.get(name) is None:
+            del fields[name]
     canonical = json.dumps(fields, sort_keys=True, ensure_ascii=False)
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 

@@ -129,7 +129,7 @@ def test_the_request_schema_has_exactly_the_model_fields_and_defaults(definition
     properties = schema["properties"]
 
     assert list(properties) == list(NarrationRequest.model_fields)
-    assert schema["required"] == ["text"]
+    assert "required" not in schema, "text or script: neither is required alone"
     assert schema["additionalProperties"] is False
     assert properties["mode"]["enum"] == list(MODES)
     assert properties["style"]["enum"] == list(get_args(Style))
@@ -147,6 +147,9 @@ def test_the_request_schema_has_exactly_the_model_fields_and_defaults(definition
         "title": None,
         "format": "wav",
         "sas_expiry_minutes": 60,
+        "speakers": None,
+        "script": None,
+        "chapters": None,
     }
     types = {name: prop["type"] for name, prop in properties.items()}
     assert types == {
@@ -160,6 +163,9 @@ def test_the_request_schema_has_exactly_the_model_fields_and_defaults(definition
         "title": "string",
         "format": "string",
         "sas_expiry_minutes": "integer",
+        "speakers": "array",
+        "script": "array",
+        "chapters": "array",
     }
     assert all(prop["description"] and prop["x-ms-summary"] for prop in properties.values())
 
