@@ -3,8 +3,10 @@
 :func:`voice_script` plans the script as segments of the long-form engine
 (:func:`podcast.engine.longform.narrate_segments`): a turn is one segment, or several when it
 is longer than ``segment_max_words`` (split at paragraphs and sentences, all in the turn's
-voice). So every turn gets what any segment of a text gets: its own fresh Realtime session
-(nothing earlier in the conversation is billed again), the verbatim guard (word similarity,
+voice). So every turn gets what any segment of a text gets: a fresh context (an out-of-band
+response in a session of its speaker's voice, :class:`~podcast.engine.realtime.VoiceSessions`:
+a session voices several turns of one speaker one after another, and nothing said before is
+billed again), the verbatim guard (word similarity,
 retried with firmer rules, halved at the output-token cap), loudness leveling to the same
 -16 LUFS whichever the voice, staging straight into the audio's block writer in script order
 (constant memory), and parallelism bounded by the concurrency setting. Between turns is
@@ -23,7 +25,7 @@ from dataclasses import dataclass
 from podcast.audio import captions
 from podcast.audio.id3 import Chapter
 from podcast.engine.longform import NarratedText, PieceSink, ProgressCallback, narrate_segments
-from podcast.engine.realtime import Narrator
+from podcast.engine.realtime import Narrator, VoiceSessions
 from podcast.engine.segments import Segment, split_text
 from podcast.models import NarrationRequest
 from podcast.settings import NarrationSettings
@@ -94,17 +96,19 @@ async def voice_script(
     for chapter in script.chapters:
         if not 0 <= chapter.turn < len(script.script):
             raise IndexError(f"chapter '{chapter.title}' names turn {chapter.turn}, not in the script")
-    narrated = await narrate_segments(
-        narrator,
-        request,
-        planned.segments,
-        sink,
-        settings,
-        verbatim=True,
-        budget_seconds=budget_seconds,
-        voices=planned.voices,
-        on_progress=on_progress,
-    )
+    async with VoiceSessions() as sessions:
+        narrated = await narrate_segments(
+            narrator,
+            request,
+            planned.segments,
+            sink,
+            settings,
+            verbatim=True,
+            budget_seconds=budget_seconds,
+            voices=planned.voices,
+            sessions=sessions,
+            on_progress=on_progress,
+        )
     turns = _turns(script, narrated, planned.turn_of_segment, planned.voices)
     transcript = "\n\n".join(f"{turn.speaker}: {turn.text}" for turn in turns)
     return VoicedScript(

@@ -29,7 +29,7 @@ from podcast.audio import captions, loudness
 from podcast.engine import audio
 from podcast.engine.fidelity import similarity
 from podcast.engine.instructions import build_instructions, strip_scaffolding, user_message
-from podcast.engine.realtime import Narrator
+from podcast.engine.realtime import Narrator, VoiceSessions
 from podcast.engine.responses import SpokenText
 from podcast.engine.segments import Segment, size_in_words, split_text
 from podcast.errors import (
@@ -182,12 +182,14 @@ async def narrate_segments(
     verbatim: bool,
     budget_seconds: float,
     voices: Sequence[str] | None = None,
+    sessions: VoiceSessions | None = None,
     on_progress: ProgressCallback | None = None,
 ) -> NarratedText:
     """Narrate ``segments`` (indexed 0 to n-1, in order) into ``sink`` as :func:`narrate_text`
     does, each in ``voices[i]`` (default: the request's voice), each checked against its text
     when ``verbatim`` (retried, halved at the token cap); the pause after segment ``i`` is
-    ``settings.pause_after(segments[i].boundary)``."""
+    ``settings.pause_after(segments[i].boundary)``. With ``sessions``, segments of one voice
+    share Realtime sessions as out-of-band responses (:class:`~podcast.engine.realtime.VoiceSessions`)."""
     instructions = build_instructions(request)
     deadline = time.monotonic() + budget_seconds
     limiter = AdaptiveLimiter(settings.concurrency)
@@ -217,6 +219,7 @@ async def narrate_segments(
                 deadline,
                 on_retry,
                 0,
+                sessions,
             )
         await limiter.succeeded()
         # Faded in place: the narration's own buffer is staged, never copied whole again.
@@ -303,6 +306,7 @@ async def _narrate_piece(
     deadline: float,
     on_retry: Callable[[PodcastError], None],
     depth: int,
+    sessions: VoiceSessions | None = None,
 ) -> _Piece:
     """Narrate ``text`` until it is faithful enough (read mode), halving it when it is too long."""
     best: tuple[SpokenText, float] | None = None
@@ -317,6 +321,7 @@ async def _narrate_piece(
                 instructions=instructions if attempt == 1 else FIRMER_RULES + instructions,
                 budget_seconds=deadline - time.monotonic(),
                 on_retry=on_retry,
+                sessions=sessions,
             )
         except ResponseIncompleteError as error:
             usage += error.billed_usage
@@ -336,6 +341,7 @@ async def _narrate_piece(
                     deadline,
                     on_retry,
                     depth + 1,
+                    sessions,
                 )
                 for half in halves
             ]

@@ -126,7 +126,9 @@ async def test_a_three_speaker_script_is_voiced_turn_by_turn(
     document = stored_json(azurite, container_name, body["transcript_blob_name"])
     _, wav, _ = http("GET", body["audio_url"])
     check_voiced(body, document, wav, emulator)
-    assert len({s.id for s in emulator.sessions}) == len(SCRIPT), "a fresh session per turn"
+    for session in emulator.sessions:  # a session keeps its voice and never grows a conversation
+        assert len({r.voice for r in session.responses}) == 1
+        assert all(r.conversation == "none" for r in session.responses)
 
     code, vtt, _ = http("GET", body["captions_url"])
     assert code == 200
@@ -149,6 +151,33 @@ async def test_a_three_speaker_script_is_voiced_turn_by_turn(
 def stored_json_text(azurite: AzuriteServer, container: str, name: str) -> str:
     with BlobServiceClient.from_connection_string(azurite.connection_string) as service:
         return service.get_blob_client(container, name).download_blob().readall().decode()
+
+
+async def test_one_session_voices_a_speakers_turns_out_of_band(
+    app_env: dict[str, str],
+    azurite: AzuriteServer,
+    container_name: str,
+    emulator: RealtimeEmulator,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("NARRATION_CONCURRENCY", "1")
+    answer = await post({"speakers": SPEAKERS, "script": SCRIPT})
+    assert answer.status == 200, answer.body
+    body = answer.json()
+    document = stored_json(azurite, container_name, body["transcript_blob_name"])
+    _, wav, _ = http("GET", body["audio_url"])
+    check_voiced(body, document, wav, emulator)
+    by_voice = {s.responses[0].voice: s for s in emulator.sessions}
+    assert len(emulator.sessions) == len(by_voice) == 3, "one session per speaker"
+    assert [r.transcript for r in by_voice["marin"].responses] == [SCRIPT[0]["text"], SCRIPT[3]["text"]]
+    assert [r.transcript for r in by_voice["cedar"].responses] == [SCRIPT[1]["text"], SCRIPT[4]["text"]]
+    updates = [e for e in by_voice["marin"].client_events if e["type"] == "session.update"]
+    assert len(updates) == 1, "the session is configured once"
+    assert not [e for e in by_voice["marin"].client_events if e["type"] == "conversation.item.create"]
+    first, second = (r.usage or {} for r in by_voice["marin"].responses)
+    # Out of band: the second turn's input is its own text, not the first turn's audio again.
+    assert second["input_tokens"] < first["input_tokens"] + first["output_tokens"]
+    assert second["input_token_details"]["audio_tokens"] == 0
 
 
 async def test_mp3_script_carries_the_scripts_chapters(
