@@ -332,8 +332,9 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"3. Piper, {wer['audio_seconds']:.0f} s in {wer['turns']} turns ({wer['sessions']} sessions, "
             f"{wer['responses']} responses): {wer['in_order']} in order, {wer['verbatim']} verbatim, "
-            f"{wer['right_voice_by_pitch']} right voice by pitch, {wer['right_voice_by_emulator_log']} by the "
-            f"emulator log; Whisper WER stitched {wer['stitched_wer']:.4f}, direct {wer['direct_wer']:.4f}, "
+            f"{wer['right_voice_by_pitch']} right voice by pitch, "
+            f"{wer['right_voice_by_emulator_log']} by the emulator log; "
+            f"Whisper WER stitched {wer['stitched_wer']:.4f}, direct {wer['direct_wer']:.4f}, "
             f"difference {wer['wer_difference']:+.4f} (target <= {WER_MARGIN})"
         )
     misses = _misses(result)
