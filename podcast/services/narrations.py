@@ -216,6 +216,34 @@ class NarrationService:
             script=script,
         )
 
+    async def voice_script(
+        self,
+        request: NarrationRequest,
+        script: ScriptDocument,
+        *,
+        narration_id: str | None = None,
+        on_progress: ProgressCallback | None = None,
+        time_budget_seconds: float | None = None,
+        usage: Usage | None = None,
+    ) -> StoredNarration:
+        """The voice stage's entry point for a script written elsewhere (conversation mode):
+        :meth:`narrate` ``request`` with ``script`` voiced turn by turn, ``usage`` (what
+        writing the script cost) added to the stored narration's. Same guarantees and errors
+        as :meth:`narrate`."""
+        created_at = self.clock()
+        narration_id = check_blob_segment(narration_id or self.new_id(), field="narration id")
+        return await self.produce(
+            request,
+            narration_id=narration_id,
+            base=f"{created_at:%Y/%m/%d}/{narration_id}",
+            created_at=created_at,
+            link_expires_in=timedelta(minutes=request.sas_expiry_minutes),
+            on_progress=on_progress,
+            time_budget_seconds=time_budget_seconds,
+            script=script,
+            script_usage=usage,
+        )
+
     async def produce(
         self,
         request: NarrationRequest,
@@ -229,6 +257,7 @@ class NarrationService:
         time_budget_seconds: float | None = None,
         before_commit: Callable[[], Awaitable[None]] | None = None,
         script: ScriptDocument | None = None,
+        script_usage: Usage | None = None,
     ) -> StoredNarration:
         """Narrate, then store ``<base>.wav``, its index entry and then ``<base>.json`` (the
         completion mark).
@@ -242,7 +271,7 @@ class NarrationService:
         :data:`CLEANUP_ATTEMPTS` times), and with it a JSON left beside it (an older one
         describes audio that is gone), before the error propagates. Raises
         :class:`~podcast.errors.BlobNameError` before any Storage call for an unsafe ``base``.
-        ``script`` as in :meth:`narrate`.
+        ``script`` as in :meth:`narrate`; ``script_usage`` is added to the narration's usage.
         """
         if script is None and request.mode == "script":
             script = request.script_document()
@@ -296,7 +325,7 @@ class NarrationService:
             transcript=narration.transcript if voiced is None else voiced.transcript,
             duration_seconds=narration.duration_seconds,
             request=request,
-            usage=narration.usage,
+            usage=narration.usage if script_usage is None else narration.usage + script_usage,
             created_at=created_at,
             segments=narration.segments,
             fidelity=narration.fidelity,

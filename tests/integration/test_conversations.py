@@ -180,6 +180,28 @@ async def test_one_session_voices_a_speakers_turns_out_of_band(
     assert second["input_token_details"]["audio_tokens"] == 0
 
 
+async def test_a_script_written_elsewhere_is_voiced_with_its_writing_usage_added(
+    app_env: dict[str, str], azurite: AzuriteServer, container_name: str, emulator: RealtimeEmulator
+) -> None:
+    """The entry point conversation mode calls once it has written a script."""
+    from podcast.models import parse_request
+    from podcast.wire import ScriptDocument, Usage
+
+    app = function_app.graph.get()
+    request = parse_request({"text": "A source text the script was written from."}, app.settings.limits)
+    script = ScriptDocument.model_validate({"speakers": SPEAKERS, "script": SCRIPT})
+    writing = Usage(input_tokens=1000, output_tokens=200)
+    stored = await app.narrations.voice_script(request, script, usage=writing)
+    document = stored_json(azurite, container_name, stored.transcript_blob_name)
+    assert [(t["speaker"], t["voice"]) for t in document["turns"]] == [
+        (t["speaker"], VOICE_OF[t["speaker"]]) for t in SCRIPT
+    ]
+    assert stored.transcript.startswith("Maya: Welcome back")
+    voiced = sum((r.usage or {}).get("output_tokens", 0) for s in emulator.sessions for r in s.responses)
+    assert document["usage"]["output_tokens"] == voiced + 200
+    assert document["usage"]["input_tokens"] >= 1000
+
+
 async def test_mp3_script_carries_the_scripts_chapters(
     app_env: dict[str, str], azurite: AzuriteServer, container_name: str, emulator: RealtimeEmulator
 ) -> None:
