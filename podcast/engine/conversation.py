@@ -52,25 +52,33 @@ class _Planned:
     segments: list[Segment]
     voices: list[str]
     turn_of_segment: list[int]
+    speakers: list[str]
+    """Each turn's speaker, named as in the script's speakers."""
 
 
 def plan(script: ScriptDocument, max_words: int) -> _Planned:
     """Segments of ``script`` in order: each turn split to at most ``max_words`` (a turn's last
     segment ends at a ``turn`` boundary, the script's last at ``end``), with each segment's
-    voice and turn."""
-    voice_of = {speaker.name: speaker.voice for speaker in script.speakers}
+    voice and turn. A turn's speaker is matched to the speakers without case; ``KeyError``
+    for one that is none of them."""
+    by_name = {speaker.name.casefold(): speaker for speaker in script.speakers}
+    speakers: list[str] = []
     segments: list[Segment] = []
     voices: list[str] = []
     turn_of_segment: list[int] = []
     for number, turn in enumerate(script.script):
+        speaker = by_name.get(turn.speaker.casefold())
+        if speaker is None:
+            raise KeyError(f"turn {number}'s speaker is not one of the script's speakers")
+        speakers.append(speaker.name)
         parts = split_text(turn.text, max_words) or [Segment(0, turn.text, "end")]
         last = number == len(script.script) - 1
         for position, part in enumerate(parts):
             boundary = part.boundary if position < len(parts) - 1 else ("end" if last else "turn")
             segments.append(Segment(len(segments), part.text, boundary))
-            voices.append(voice_of[turn.speaker])
+            voices.append(speaker.voice)
             turn_of_segment.append(number)
-    return _Planned(segments, voices, turn_of_segment)
+    return _Planned(segments, voices, turn_of_segment, speakers)
 
 
 async def voice_script(
@@ -87,9 +95,9 @@ async def voice_script(
     as :func:`~podcast.engine.longform.narrate_text` stages them), and describe the result.
 
     ``request`` gives the delivery (``style``, ``language``, ``instructions``); its text and
-    voice are not used. Every turn's speaker must be one of ``script.speakers`` (by exact
-    name: :class:`~podcast.models.NarrationRequest` normalizes them) and chapters must name
-    turns of the script, else ``KeyError``/``IndexError`` before anything is narrated. Raises
+    voice are not used. Every turn's speaker must be one of ``script.speakers`` (matched
+    without case; labels use the speakers' spelling) and chapters must name turns of the
+    script, else ``KeyError``/``IndexError`` before anything is narrated. Raises
     the first segment's :class:`~podcast.errors.PodcastError` (the others are cancelled).
     """
     planned = plan(script, settings.segment_max_words)
@@ -109,7 +117,7 @@ async def voice_script(
             sessions=sessions,
             on_progress=on_progress,
         )
-    turns = _turns(script, narrated, planned.turn_of_segment, planned.voices)
+    turns = _turns(planned, narrated)
     transcript = "\n\n".join(f"{turn.speaker}: {turn.text}" for turn in turns)
     return VoicedScript(
         narrated=narrated,
@@ -120,20 +128,18 @@ async def voice_script(
     )
 
 
-def _turns(
-    script: ScriptDocument, narrated: NarratedText, turn_of_segment: Sequence[int], voices: Sequence[str]
-) -> tuple[TurnReport, ...]:
+def _turns(planned: _Planned, narrated: NarratedText) -> tuple[TurnReport, ...]:
     grouped: dict[int, list[int]] = {}
-    for segment, owner in enumerate(turn_of_segment):
+    for segment, owner in enumerate(planned.turn_of_segment):
         grouped.setdefault(owner, []).append(segment)
     reports: list[TurnReport] = []
-    for number, turn in enumerate(script.script):
+    for number, speaker in enumerate(planned.speakers):
         members = [narrated.segments[i] for i in grouped[number]]
         reports.append(
             TurnReport(
                 index=number,
-                speaker=turn.speaker,
-                voice=voices[grouped[number][0]],
+                speaker=speaker,
+                voice=planned.voices[grouped[number][0]],
                 start=members[0].start_seconds,
                 end=members[-1].end_seconds,
                 text=" ".join(segment.transcript.strip() for segment in members).strip(),

@@ -180,3 +180,32 @@ def test_the_voice_of_the_emulators_speech_is_told_by_its_pitch() -> None:
     voices = ["marin", "cedar", "echo", "shimmer"]
     assert [identify_voice(engine.synthesize(text, voice), voices) for voice in voices] == voices
     assert identify_voice(b"\x00\x00" * 24_000, voices) is None
+
+
+def test_the_plan_matches_speakers_without_case_and_refuses_strangers() -> None:
+    from podcast.wire import ScriptDocument
+
+    speakers = [{"name": "Maya", "voice": "marin"}, {"name": "Leo", "voice": "cedar"}]
+    written = ScriptDocument.model_validate(
+        {
+            "speakers": speakers,
+            "script": [{"speaker": "MAYA", "text": "Hi."}, {"speaker": "leo", "text": "Hey."}],
+        }
+    )
+    planned = plan(written, max_words=300)
+    assert (planned.speakers, planned.voices) == (["Maya", "Leo"], ["marin", "cedar"])
+    stranger = written.model_copy(
+        update={"script": [*written.script, written.script[0].model_copy(update={"speaker": "Zoe"})]}
+    )
+    with pytest.raises(KeyError):
+        plan(stranger, max_words=300)
+
+
+def test_a_script_goes_to_the_job_path_by_the_length_of_its_turns() -> None:
+    from podcast.services.records import estimate_audio_seconds
+
+    turns = [{"speaker": "Maya" if n % 2 else "Leo", "text": "word " * 150} for n in range(20)]
+    request = parse_request(script_request(script=turns), LIMITS)
+    assert estimate_audio_seconds(request) == pytest.approx(
+        20 * 60.0, rel=0.01
+    )  # 3,000 words at 150 a minute
