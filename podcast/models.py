@@ -283,6 +283,9 @@ def _speaker(field: str, value: object) -> Speaker:
     name = re.sub(r"\s+", " ", name)
     if not has_speakable_text(name):
         _fail(f"{field}.name", f"{field}.name must have a letter or a digit")
+    invisible = next((ch for ch in name if unicodedata.category(ch)[0] == "C"), None)
+    if invisible is not None:  # direction marks, zero-width characters: a label must read as it shows
+        _fail(f"{field}.name", f"{field}.name contains the invisible character U+{ord(invisible):04X}")
     forbidden = _SPEAKER_NAME_FORBIDDEN.search(name)
     if forbidden:
         _fail(

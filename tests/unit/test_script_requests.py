@@ -49,6 +49,17 @@ def test_a_script_request_is_script_mode_with_the_turns_as_its_text() -> None:
     assert [(c.title, c.turn) for c in document.chapters] == [("Hello", 0)]
 
 
+def test_names_in_any_script_are_fine() -> None:
+    body = script_request(
+        speakers=[{"name": "Zoë O'Brien-Núñez", "voice": "marin"}, {"name": "話者 2", "voice": "cedar"}],
+        script=[
+            {"speaker": "zoë o'brien-núñez", "text": "Hola."},
+            {"speaker": "話者 2", "text": "こんにちは。"},
+        ],
+    )
+    assert [t.speaker for t in parse_request(body, LIMITS).script or ()] == ["Zoë O'Brien-Núñez", "話者 2"]
+
+
 def test_names_and_voices_are_matched_without_case_and_normalized() -> None:
     body = script_request(
         speakers=[{"name": "  Maya  ", "voice": "MARIN"}, {"name": "Leo", "voice": "Cedar"}],
@@ -99,6 +110,9 @@ BAD: list[tuple[dict[str, Any], str]] = [
     (script_request(speakers=[SPEAKERS[0], {"name": "Leo:", "voice": "cedar"}]), "speakers[1].name"),
     (script_request(speakers=[SPEAKERS[0], {"name": "Le\no", "voice": "cedar"}]), "speakers[1].name"),
     (script_request(speakers=[SPEAKERS[0], {"name": "L" * 41, "voice": "cedar"}]), "speakers[1].name"),
+    (script_request(speakers=[SPEAKERS[0], {"name": "Le\u202eo", "voice": "cedar"}]), "speakers[1].name"),
+    (script_request(speakers=[SPEAKERS[0], {"name": "Le\u200bo", "voice": "cedar"}]), "speakers[1].name"),
+    (script_request(speakers=[SPEAKERS[0], {"name": "\U0001f600", "voice": "cedar"}]), "speakers[1].name"),
     (script_request(speakers=[SPEAKERS[0], {"name": "Leo", "voice": "cedar", "age": 3}]), "speakers[1].age"),
     (script_request(speakers=[*FOUR, {"name": "Leo", "voice": "cedar"}]), "speakers"),
     (script_request(speakers=[]), "speakers"),
