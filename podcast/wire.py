@@ -26,7 +26,7 @@ This is a bottom layer: it imports nothing from ``podcast`` but :mod:`podcast.vo
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any, Final, Literal, Protocol, Self
 
@@ -72,6 +72,7 @@ __all__ = [
     "ShowView",
     "Speaker",
     "TranscriptDocument",
+    "TurnReport",
     "Usage",
     "Visibility",
     "iso_timestamp",
@@ -83,7 +84,7 @@ JOB_ID_PATTERN: Final = "^[0-9a-f]{32}$"
 
 Visibility = Literal["important", "advanced", "internal"]
 """``x-ms-visibility``: how prominently Power Automate shows a field."""
-NarrationMode = Literal["read", "episode"]
+NarrationMode = Literal["read", "episode", "script"]
 """The same values as :data:`podcast.models.Mode` (a test keeps them equal)."""
 JobStatus = Literal["queued", "running", "succeeded", "failed"]
 CacheState = Literal["pending", "succeeded"]
@@ -485,6 +486,19 @@ class TranscriptDocument(BaseModel):
     captions_blob_name: _CaptionsBlobName = None
     srt_blob_name: _SrtBlobName = None
     loudness_lufs: _Loudness = None
+    speakers: tuple[Speaker, ...] | None = Field(
+        default=None,
+        exclude_if=_is_none,
+        description="A script's speakers (absent for other modes).",
+        json_schema_extra={"x-ms-summary": "Speakers"},
+    )
+    turns: tuple[TurnReport, ...] | None = Field(
+        default=None,
+        exclude_if=_is_none,
+        description="A script's turns in order: speaker, voice, start and end in the audio, what was said "
+        "(absent for other modes).",
+        json_schema_extra={"x-ms-summary": "Turns"},
+    )
 
     @classmethod
     def from_response(
@@ -495,8 +509,11 @@ class TranscriptDocument(BaseModel):
         min_fidelity: float | None,
         segments: tuple[SegmentReport, ...] | list[SegmentReport],
         source: DocumentSource | Mapping[str, Any] | None = None,
+        speakers: Sequence[Speaker] | None = None,
+        turns: Sequence[TurnReport] | None = None,
     ) -> TranscriptDocument:
-        """The transcript document of ``response`` (whose link, if any, is left out)."""
+        """The transcript document of ``response`` (whose link, if any, is left out); a
+        script's ``speakers`` and ``turns``."""
         fields = response.model_dump(exclude={"audio_url", "expires_at", "captions_url"})
         return cls.model_validate(
             {
@@ -505,6 +522,8 @@ class TranscriptDocument(BaseModel):
                 "created_at": iso_timestamp(created_at) if isinstance(created_at, datetime) else created_at,
                 "min_fidelity": min_fidelity,
                 "source": source,
+                "speakers": None if speakers is None else tuple(speakers),
+                "turns": None if turns is None else tuple(turns),
             }
         )
 
@@ -553,6 +572,30 @@ class ScriptChapter(BaseModel):
         ge=0,
         description="Index (from 0) of the script turn that opens the chapter.",
         json_schema_extra={"x-ms-summary": "First Turn"},
+    )
+
+
+class TurnReport(BaseModel):
+    """One voiced turn of a script: who said it, where it sits in the audio, what was said."""
+
+    model_config = _DOCUMENT
+
+    index: int = Field(
+        description="Position of the turn in the script, from 0.", json_schema_extra={"x-ms-summary": "Index"}
+    )
+    speaker: str = Field(description="The speaker's name.", json_schema_extra={"x-ms-summary": "Speaker"})
+    voice: _Voice
+    start: Seconds = Field(
+        description="Where the turn's speech starts in the audio (seconds).",
+        json_schema_extra={"x-ms-summary": "Start (Seconds)"},
+    )
+    end: Seconds = Field(
+        description="Where the turn's speech ends in the audio (seconds; the pause after it follows).",
+        json_schema_extra={"x-ms-summary": "End (Seconds)"},
+    )
+    text: str = Field(
+        description="What was said in the turn, as the model transcribed its own audio.",
+        json_schema_extra={"x-ms-summary": "Text"},
     )
 
 

@@ -20,6 +20,12 @@ Two ways to use it:
 - :meth:`Narrator.stream` yields :class:`AudioDelta` and :class:`TranscriptDelta` as they
   arrive and a final :class:`ResponseDone`, in one attempt, so a caller can keep memory
   flat; errors are raised, never returned as a short result.
+
+Given :class:`VoiceSessions`, :meth:`Narrator.narrate` keeps a session open once its
+response is done and voices a later text of the same voice in it, as an out-of-band
+response (``response.create`` with ``conversation: "none"``, the instructions and the text
+as its ``input``): the conversation never grows, so nothing said before is billed again,
+and the handshake and ``session.update`` are paid once per session instead of once per text.
 """
 
 from __future__ import annotations
@@ -120,6 +126,55 @@ class RetryPolicy:
         return max(backoff, retry_after or 0.0)
 
 
+# --- Sessions kept for reuse ---------------------------------------------------------------------
+
+
+@dataclass
+class _OpenSession:
+    manager: Any
+    connection: Any
+    session_id: str | None
+
+
+class VoiceSessions:
+    """Open Realtime sessions that finished a response, kept by voice until :meth:`aclose`.
+
+    A session's voice is fixed once it has spoken, so a session is only ever taken again
+    for its own voice; each serves one response at a time (taken, then given back once that
+    response is done, closed instead after any failure). Create one per narration and close
+    it when the narration ends (``async with``), well within a session's 30 to 60 minutes.
+    """
+
+    def __init__(self) -> None:
+        self._idle: dict[str, list[_OpenSession]] = {}
+        self.opened = 0
+        """Sessions opened for responses narrated with this pool."""
+        self.reused = 0
+        """Responses voiced in a session that had voiced one before."""
+
+    def _take(self, voice: str) -> _OpenSession | None:
+        idle = self._idle.get(voice)
+        return idle.pop() if idle else None
+
+    def _give_back(self, voice: str, session: _OpenSession) -> None:
+        self._idle.setdefault(voice, []).append(session)
+
+    async def aclose(self) -> None:
+        """Close every idle session (each waits at most :data:`CLOSE_TIMEOUT_SECONDS`)."""
+        sessions = [session for idle in self._idle.values() for session in idle]
+        self._idle.clear()
+        for session in sessions:
+            with contextlib.suppress(Exception, asyncio.TimeoutError):
+                async with asyncio.timeout(CLOSE_TIMEOUT_SECONDS):
+                    await session.connection.close()
+
+    async def __aenter__(self) -> VoiceSessions:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+
 # --- The narrator ------------------------------------------------------------------------------
 
 
@@ -191,8 +246,13 @@ class Narrator:
         max_output_tokens: MaxOutputTokens = MAX_OUTPUT_TOKENS_LIMIT,
         budget_seconds: float | None = None,
         on_retry: Callable[[PodcastError], None] | None = None,
+        sessions: VoiceSessions | None = None,
     ) -> SpokenText:
         """Narrate ``text`` and return all its audio, retrying transient failures.
+
+        With ``sessions``, an idle session of ``voice`` is used if there is one (else a new
+        one is opened), the text is sent as an out-of-band response, and the session is
+        given back once the response is done (see the module docstring).
 
         ``budget_seconds`` bounds the whole call, retries and waits included (each attempt
         gets what is left, up to the response timeout); no retry starts that could not
@@ -221,6 +281,7 @@ class Narrator:
                     _remaining(deadline, self.settings.response_timeout_seconds),
                     pcm,
                     marks,
+                    sessions,
                 )
             except PodcastError as error:
                 billed += error.billed_usage
@@ -276,6 +337,7 @@ class Narrator:
         time_limit: float,
         pcm: list[bytes],
         marks: list[tuple[int, str]],
+        sessions: VoiceSessions | None = None,
     ) -> ResponseDone:
         """One attempt drained into ``pcm`` (pieces, joined once: no regrowing buffer) and
         each transcript delta, with the audio bytes before it, into ``marks``; return its
@@ -285,7 +347,14 @@ class Narrator:
         limit = _time_limit(time_limit, self.settings.response_timeout_seconds)
         deadline = asyncio.get_running_loop().time() + limit
         events = self._events(
-            text, voice, instructions, max_output_tokens, limit, deadline, per_message=False
+            text,
+            voice,
+            instructions,
+            max_output_tokens,
+            limit,
+            deadline,
+            per_message=False,
+            sessions=sessions,
         )
         received = 0
         try:
@@ -351,6 +420,7 @@ class Narrator:
         deadline: float,
         *,
         per_message: bool,
+        sessions: VoiceSessions | None = None,
     ) -> AsyncGenerator[StreamEvent, None]:
         """The events of one attempt (see :meth:`stream`). With ``per_message`` every await
         here is bounded by ``deadline`` (the event loop's clock) on its own; without it the
@@ -358,23 +428,45 @@ class Narrator:
         caller's to translate."""
         state = ResponseState(voice=voice)
         started = time.monotonic()
-        manager = self._client.realtime.connect(
-            model=self.settings.deployment,
-            websocket_connection_options=cast(
-                Any,
-                {
-                    "open_timeout": min(self._open_timeout, limit),
-                    "close_timeout": CLOSE_TIMEOUT_SECONDS,
-                    "compression": self._compression,
-                },
-            ),
-        )
+        kept = sessions._take(voice) if sessions is not None else None
+        if kept is not None:
+            assert sessions is not None
+            sessions.reused += 1
+            manager, state.session_id = kept.manager, kept.session_id
+        else:
+            manager = self._client.realtime.connect(
+                model=self.settings.deployment,
+                websocket_connection_options=cast(
+                    Any,
+                    {
+                        "open_timeout": min(self._open_timeout, limit),
+                        "close_timeout": CLOSE_TIMEOUT_SECONDS,
+                        "compression": self._compression,
+                    },
+                ),
+            )
         try:
-            async with asyncio.timeout_at(deadline):
-                connection = await manager.enter()
+            if kept is not None:
+                connection = kept.connection
+                opening: tuple[Any, ...] = (out_of_band_response(text, instructions, max_output_tokens),)
+            else:
+                async with asyncio.timeout_at(deadline):
+                    connection = await manager.enter()
+                if sessions is not None:
+                    sessions.opened += 1
+                    opening = (
+                        {
+                            "type": "session.update",
+                            "session": _session_config(voice, instructions, max_output_tokens),
+                        },
+                        out_of_band_response(text, instructions, max_output_tokens),
+                    )
+                else:
+                    opening = opening_events(text, voice, instructions, max_output_tokens)
+            reusable = False
             try:
                 async with asyncio.timeout_at(deadline):
-                    for event in opening_events(text, voice, instructions, max_output_tokens):
+                    for event in opening:
                         # What connection.send(event) sends: the SDK's transform of these
                         # typed dicts is the identity (a test checks), and costs about 1 ms.
                         await connection.send_raw(json.dumps(event))
@@ -395,10 +487,15 @@ class Narrator:
                         message = await receive()
                     for item in state.handle(parse_message(message, parse)):
                         yield item
+                reusable = sessions is not None
             finally:
-                with contextlib.suppress(Exception, asyncio.TimeoutError):
-                    async with asyncio.timeout(CLOSE_TIMEOUT_SECONDS):
-                        await connection.close()
+                if reusable and sessions is not None:
+                    # The response is over (whatever its status): the session can voice another.
+                    sessions._give_back(voice, _OpenSession(manager, connection, state.session_id))
+                else:
+                    with contextlib.suppress(Exception, asyncio.TimeoutError):
+                        async with asyncio.timeout(CLOSE_TIMEOUT_SECONDS):
+                            await connection.close()
         except TimeoutError:
             raise _timed_out(limit) from None
         except InvalidStatus as exc:
@@ -462,6 +559,23 @@ def opening_events(
         },
         {"type": "response.create"},
     )
+
+
+def out_of_band_response(
+    text: str, instructions: str, max_output_tokens: MaxOutputTokens
+) -> ResponseCreateEventParam:
+    """``response.create`` for ``text`` outside the conversation: ``conversation: "none"``, the
+    text as its only ``input``, the instructions (and token cap) for this response alone."""
+    return {
+        "type": "response.create",
+        "response": {
+            "conversation": "none",
+            "instructions": instructions,
+            "max_output_tokens": max_output_tokens,
+            "output_modalities": ["audio"],
+            "input": [{"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]}],
+        },
+    }
 
 
 def _session_config(

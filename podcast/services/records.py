@@ -130,6 +130,9 @@ def idempotency_hash(request: NarrationRequest) -> str:
         del fields["format"]
     if fields.get("show") is None:  # nor does that of a request without a show, from before shows
         fields.pop("show", None)
+    for name in ("speakers", "script", "chapters"):  # nor does a text request's since scripts came
+        if fields.get(name) is None:
+            del fields[name]
     canonical = json.dumps(fields, sort_keys=True, ensure_ascii=False)
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 

@@ -129,7 +129,7 @@ def test_the_request_schema_has_exactly_the_model_fields_and_defaults(definition
     properties = schema["properties"]
 
     assert list(properties) == list(NarrationRequest.model_fields)
-    assert schema["required"] == ["text"]
+    assert "required" not in schema, "text or script: neither is required alone"
     assert schema["additionalProperties"] is False
     assert properties["mode"]["enum"] == list(MODES)
     assert properties["style"]["enum"] == list(get_args(Style))
@@ -148,6 +148,9 @@ def test_the_request_schema_has_exactly_the_model_fields_and_defaults(definition
         "format": "wav",
         "sas_expiry_minutes": 60,
         "show": None,
+        "speakers": None,
+        "script": None,
+        "chapters": None,
     }
     types = {name: prop["type"] for name, prop in properties.items()}
     assert types == {
@@ -162,6 +165,9 @@ def test_the_request_schema_has_exactly_the_model_fields_and_defaults(definition
         "format": "string",
         "sas_expiry_minutes": "integer",
         "show": "string",
+        "speakers": "array",
+        "script": "array",
+        "chapters": "array",
     }
     assert all(prop["description"] and prop["x-ms-summary"] for prop in properties.values())
 
