@@ -58,15 +58,18 @@ from podcast.settings import (
     RequestLimits,
 )
 from podcast.voices import DEFAULT_VOICE, REALTIME_VOICES, voice_error
-from podcast.wire import AudioFormat
+from podcast.wire import AudioFormat, Speaker
 
 __all__ = [
+    "CONVERSATION_STYLES",
     "DEFAULT_MAX_SAS_EXPIRY_MINUTES",
     "DEFAULT_MAX_TEXT_CHARACTERS",
     "DEFAULT_SAS_EXPIRY_MINUTES",
+    "DEFAULT_SPEAKERS",
     "DEFAULT_TARGET_MINUTES",
     "EPISODE_STYLES",
     "LIMITS_CONTEXT_KEY",
+    "MAX_CONVERSATION_MINUTES",
     "MAX_INSTRUCTIONS_CHARACTERS",
     "MAX_SAS_EXPIRY_SETTING",
     "MAX_TARGET_MINUTES",
@@ -78,13 +81,17 @@ __all__ = [
     "Mode",
     "NarrationRequest",
     "RequestLimits",
+    "ScriptRequest",
     "Style",
     "has_speakable_text",
     "parse_request",
+    "parse_script_request",
+    "parse_speakers",
 ]
 
-Mode = Literal["read", "episode"]
-"""``read``: the text is read verbatim. ``episode``: a short episode is made about it."""
+Mode = Literal["read", "episode", "conversation"]
+"""``read``: the text is read verbatim. ``episode``: a short episode is made about it.
+``conversation``: the model writes a dialogue about it for the speakers, which is then voiced."""
 Style = Literal["podcast", "narration", "lecture", "summary"]
 """Delivery presets; which ones are allowed depends on the mode (see :data:`READ_STYLES`)."""
 
@@ -93,11 +100,24 @@ READ_STYLES: Final[tuple[Style, ...]] = ("podcast", "narration", "lecture")
 """Styles for ``read``: warm podcast host, neutral audiobook narrator, measured lecturer."""
 EPISODE_STYLES: Final[tuple[Style, ...]] = ("podcast", "summary", "lecture")
 """Styles for ``episode``: podcast episode, spoken briefing, explainer."""
-_STYLES_BY_MODE: Final[Mapping[str, tuple[Style, ...]]] = {"read": READ_STYLES, "episode": EPISODE_STYLES}
+CONVERSATION_STYLES: Final[tuple[Style, ...]] = EPISODE_STYLES
+"""Styles for ``conversation``: hosts chatting, a briefing dialogue, an explainer dialogue."""
+_STYLES_BY_MODE: Final[Mapping[str, tuple[Style, ...]]] = {
+    "read": READ_STYLES,
+    "episode": EPISODE_STYLES,
+    "conversation": CONVERSATION_STYLES,
+}
 
 DEFAULT_TARGET_MINUTES: Final = 2.0
 MIN_TARGET_MINUTES: Final = 0.5
 MAX_TARGET_MINUTES: Final = 3.0
+"""The longest ``episode`` (one Realtime response speaks it)."""
+MAX_CONVERSATION_MINUTES: Final = 30.0
+"""The longest ``conversation``: written as an outline and sections, voiced turn by turn."""
+_MAX_MINUTES_BY_MODE: Final[Mapping[str, float]] = {
+    "episode": MAX_TARGET_MINUTES,
+    "conversation": MAX_CONVERSATION_MINUTES,
+}
 
 LIMITS_CONTEXT_KEY: Final = "limits"
 """Key of the :class:`RequestLimits` in the validation context of ``model_validate``."""
@@ -243,18 +263,21 @@ class NarrationRequest(BaseModel):
     """The text to read or to make an episode about: trimmed, NFC, ``\\n`` line breaks."""
     mode: Mode = Field(
         default="read",
-        description="read: the text is read verbatim. episode: a short podcast episode about the text.",
+        description="read: the text is read verbatim. episode: a short podcast episode about the text. "
+        "conversation: a dialogue about the text between the speakers.",
         json_schema_extra={"x-ms-summary": "Mode", "x-ms-visibility": "important"},
     )
     target_minutes: float = Field(
         default=DEFAULT_TARGET_MINUTES,
         ge=MIN_TARGET_MINUTES,
-        le=MAX_TARGET_MINUTES,
-        description=f"Length of an episode, {MIN_TARGET_MINUTES:g} to {MAX_TARGET_MINUTES:g} minutes; "
-        "episode mode only.",
+        le=MAX_CONVERSATION_MINUTES,
+        description=f"Length of an episode, {MIN_TARGET_MINUTES:g} to {MAX_TARGET_MINUTES:g} minutes, or of "
+        f"a conversation, {MIN_TARGET_MINUTES:g} to {MAX_CONVERSATION_MINUTES:g}; episode and conversation "
+        "modes only.",
         json_schema_extra={"x-ms-summary": "Episode Length (Minutes)", "x-ms-visibility": "advanced"},
     )
-    """Length of an episode in minutes (0.5 to 3). Ignored, and never given, in read mode."""
+    """Length in minutes of an episode (0.5 to 3) or a conversation (0.5 to 30). Ignored, and
+    never given, in read mode."""
     style: Style = Field(
         default="podcast",
         description="read mode: podcast, narration or lecture. episode mode: podcast, summary or lecture.",
@@ -370,13 +393,18 @@ class NarrationRequest(BaseModel):
 
     @field_validator("target_minutes", mode="before")
     @classmethod
-    def _check_target_minutes(cls, value: object) -> float:
-        allowed = f"a number of minutes from {MIN_TARGET_MINUTES:g} to {MAX_TARGET_MINUTES:g}"
+    def _check_target_minutes(cls, value: object, info: ValidationInfo) -> float:
+        # ``mode`` is declared before ``target_minutes``, so it is validated (or missing) by now.
+        mode = info.data.get("mode", "read")
+        maximum = _MAX_MINUTES_BY_MODE.get(mode, MAX_TARGET_MINUTES)
+        allowed = f"a number of minutes from {MIN_TARGET_MINUTES:g} to {maximum:g}"
+        if mode in _MAX_MINUTES_BY_MODE:
+            allowed += f" in {mode} mode"
         if isinstance(value, bool) or not isinstance(value, int | float):
             _fail("target_minutes", f"target_minutes must be {allowed}; got {_json_type(value)}")
         if isinstance(value, float) and not math.isfinite(value):
             _fail("target_minutes", f"target_minutes must be {allowed}; NaN and Infinity are not allowed")
-        if not MIN_TARGET_MINUTES <= value <= MAX_TARGET_MINUTES:
+        if not MIN_TARGET_MINUTES <= value <= maximum:
             _fail("target_minutes", f"target_minutes must be {allowed}; got {_number(value)}")
         return float(value)
 
@@ -453,7 +481,8 @@ class NarrationRequest(BaseModel):
         if self.mode == "read" and "target_minutes" in self.model_fields_set:
             _fail(
                 "target_minutes",
-                "target_minutes applies to episode mode only; remove it or set mode to 'episode'",
+                "target_minutes applies to episode and conversation modes only; remove it or set mode "
+                "to 'episode' or 'conversation'",
             )
         allowed = _STYLES_BY_MODE[self.mode]
         if self.style not in allowed:
@@ -468,14 +497,15 @@ class NarrationRequest(BaseModel):
         """SHA-256 (hex) of everything that decides the audio, for idempotency and caching.
 
         Covers text, mode, style, voice, language, instructions, the audio format and, in
-        episode mode, target_minutes; not title or sas_expiry_minutes. Stable across processes and
-        versions of this module unless the prompt contract changes (bump ``v`` then).
+        episode and conversation modes, target_minutes; not title or sas_expiry_minutes.
+        Stable across processes and versions of this module unless the prompt contract
+        changes (bump ``v`` then).
         """
         canonical = {
             "v": 1,
             "text": self.text,
             "mode": self.mode,
-            "target_minutes": self.target_minutes if self.mode == "episode" else None,
+            "target_minutes": self.target_minutes if self.mode in _MAX_MINUTES_BY_MODE else None,
             "style": self.style,
             "voice": self.voice,
             "language": self.language,
@@ -676,3 +706,146 @@ class SubmitOptions:
     remember: bool = True
     """``False``: keep the result out of the reuse cache (``Cache-Control: no-store``)."""
     idempotency_key: str | None = None
+
+
+# --- conversation speakers (the script writer's half) --------------------------------------------
+
+MAX_SPEAKERS: Final = 4
+MAX_SPEAKER_NAME_CHARACTERS: Final = 40
+MAX_SPEAKER_DESCRIPTION_CHARACTERS: Final = 300
+
+DEFAULT_SPEAKERS: Final[tuple[Speaker, ...]] = (
+    Speaker(
+        name="Maya",
+        voice="marin",
+        description="The host: curious and warm; she guides the conversation, asks the questions a "
+        "listener would ask and keeps it moving.",
+    ),
+    Speaker(
+        name="Theo",
+        voice="cedar",
+        description="The co-host: calm and knowledgeable; he explains the details of the source with "
+        "its own examples, and sometimes asks back.",
+    ),
+)
+"""The two hosts of a conversation whose request names no ``speakers``."""
+
+
+def parse_speakers(value: object, *, field: str = "speakers") -> tuple[Speaker, ...]:
+    """Validate a request's ``speakers``: a list of 1 to :data:`MAX_SPEAKERS` objects
+    ``{name, voice, description?}``, names unique (ignoring case) and single-line, voices
+    Realtime voices (any case), descriptions optional. Raises
+    :class:`~podcast.errors.RequestValidationError` naming the field and index
+    (``speakers[1].voice``); messages echo at most a short prefix of a value."""
+    if not isinstance(value, list):
+        raise RequestValidationError(
+            f"{field} must be a list of 1 to {MAX_SPEAKERS} speakers {{name, voice, description}}; "
+            f"got {_json_type(value)}",
+            field=field,
+        )
+    if not 1 <= len(value) <= MAX_SPEAKERS:
+        raise RequestValidationError(
+            f"{field} must have 1 to {MAX_SPEAKERS} speakers; got {len(value)}", field=field
+        )
+    speakers: list[Speaker] = []
+    seen: set[str] = set()
+    for index, entry in enumerate(value):
+        where = f"{field}[{index}]"
+        if not isinstance(entry, Mapping):
+            raise RequestValidationError(
+                f"{where} must be an object {{name, voice}}; got {_json_type(entry)}", field=where
+            )
+        unknown = [str(key) for key in entry if key not in ("name", "voice", "description")]
+        if unknown:
+            raise RequestValidationError(
+                f"{where} has the unknown field '{_shown(unknown[0])}'; allowed: name, voice, description",
+                field=f"{where}.{_shown(unknown[0])}",
+            )
+        name = _speaker_text(entry.get("name"), f"{where}.name", MAX_SPEAKER_NAME_CHARACTERS, required=True)
+        assert name is not None
+        if name.casefold() in seen:
+            raise RequestValidationError(
+                f"{where}.name repeats the name of an earlier speaker; each speaker needs a name of its own",
+                field=f"{where}.name",
+                code="duplicate_speaker",
+            )
+        seen.add(name.casefold())
+        voice = entry.get("voice")
+        if not isinstance(voice, str) or not voice.strip():
+            raise RequestValidationError(
+                f"{where}.voice is required: one of {', '.join(REALTIME_VOICES)}", field=f"{where}.voice"
+            )
+        if voice.strip().lower() not in REALTIME_VOICES:
+            raise RequestValidationError(
+                f"{where}.voice {voice_error(_shown(voice.strip()))}", field=f"{where}.voice"
+            )
+        description = _speaker_text(
+            entry.get("description"),
+            f"{where}.description",
+            MAX_SPEAKER_DESCRIPTION_CHARACTERS,
+            required=False,
+        )
+        speakers.append(Speaker(name=name, voice=voice.strip().lower(), description=description))
+    return tuple(speakers)
+
+
+def _speaker_text(value: object, field: str, limit: int, *, required: bool) -> str | None:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        if required:
+            raise RequestValidationError(f"{field} is required and must not be empty", field=field)
+        return None
+    if not isinstance(value, str):
+        raise RequestValidationError(f"{field} must be a string; got {_json_type(value)}", field=field)
+    try:
+        return _clean_text(field, value, multiline=False, limit=limit, too_long_kind="invalid_request")
+    except PydanticCustomError as exc:
+        raise RequestValidationError(str(exc), field=field) from None
+
+
+@dataclass(frozen=True, slots=True)
+class ScriptRequest:
+    """A request to write a conversation script (``POST /api/scripts``, and ``mode:
+    "conversation"``): the narration request and its speakers (:data:`DEFAULT_SPEAKERS`
+    when it names none)."""
+
+    request: NarrationRequest
+    speakers: tuple[Speaker, ...] = DEFAULT_SPEAKERS
+
+    def fingerprint(self) -> str:
+        """SHA-256 (hex) of what decides the script: the request's fingerprint and the speakers."""
+        speakers = [speaker.model_dump(mode="json") for speaker in self.speakers]
+        encoded = json.dumps(
+            {"v": 1, "request": self.request.fingerprint(), "speakers": speakers},
+            sort_keys=True,
+            ensure_ascii=False,
+            separators=(",", ":"),
+        )
+        return hashlib.sha256(encoded.encode("utf-8")).hexdigest()
+
+
+def parse_script_request(body: bytes | str | Mapping[str, Any], limits: RequestLimits) -> ScriptRequest:
+    """Validate a script request: the fields of a conversation narration request
+    (:func:`parse_request`; ``mode`` defaults to, and must be, ``conversation``) plus
+    ``speakers`` (:func:`parse_speakers`). Raises as :func:`parse_request` does."""
+    data: object
+    if isinstance(body, bytes | bytearray | memoryview):
+        data = _load_json(_decode(bytes(body), limits))
+    elif isinstance(body, str):
+        data = _load_json(body.removeprefix("\ufeff"))
+    else:
+        data = body
+    if not isinstance(data, Mapping):
+        raise RequestValidationError(
+            f'the request body must be a JSON object such as {{"text": "..."}}; got {_json_type(data)}',
+            code="invalid_json",
+        )
+    fields = dict(data)
+    raw_speakers = fields.pop("speakers", None)
+    mode = fields.get("mode")
+    if mode is None or (isinstance(mode, str) and not mode.strip()):
+        fields["mode"] = "conversation"
+    request = parse_request(fields, limits)
+    if request.mode != "conversation":
+        raise RequestValidationError("mode must be 'conversation' for a script (or left out)", field="mode")
+    speakers = DEFAULT_SPEAKERS if raw_speakers is None else parse_speakers(raw_speakers)
+    return ScriptRequest(request, speakers)

@@ -77,7 +77,7 @@ JOB_ID_PATTERN: Final = "^[0-9a-f]{32}$"
 
 Visibility = Literal["important", "advanced", "internal"]
 """``x-ms-visibility``: how prominently Power Automate shows a field."""
-NarrationMode = Literal["read", "episode"]
+NarrationMode = Literal["read", "episode", "conversation"]
 """The same values as :data:`podcast.models.Mode` (a test keeps them equal)."""
 JobStatus = Literal["queued", "running", "succeeded", "failed"]
 CacheState = Literal["pending", "succeeded"]
@@ -253,7 +253,7 @@ _DurationSeconds = Annotated[
 ]
 _Voice = Annotated[Voice, Field(description="The voice used.", json_schema_extra={"x-ms-summary": "Voice"})]
 _Mode = Annotated[
-    NarrationMode, Field(description="read or episode.", json_schema_extra={"x-ms-summary": "Mode"})
+    NarrationMode, Field(description="read, episode or conversation.", json_schema_extra={"x-ms-summary": "Mode"})
 ]
 _Style = Annotated[str, Field(description="The delivery style.", json_schema_extra={"x-ms-summary": "Style"})]
 _Language = Annotated[
