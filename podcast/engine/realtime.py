@@ -17,6 +17,9 @@ Two ways to use it:
 - :meth:`Narrator.narrate` returns a :class:`SpokenText` with all the audio, retrying
   transient failures (429, 5xx, dropped connections, time-outs) with exponential
   backoff and jitter.
+- :meth:`Narrator.write_text` asks the same deployment for a text-only response
+  (``output_modalities: ["text"]``, e.g. a script to be voiced later) and returns its text,
+  with the same retries, errors and billing as :meth:`Narrator.narrate`.
 - :meth:`Narrator.stream` yields :class:`AudioDelta` and :class:`TranscriptDelta` as they
   arrive and a final :class:`ResponseDone`, in one attempt, so a caller can keep memory
   flat; errors are raised, never returned as a short result.
@@ -93,6 +96,8 @@ MAX_UPSTREAM_MESSAGE_CHARACTERS: Final = 300
 """How much of a handshake error body's message an error carries."""
 
 MaxOutputTokens: TypeAlias = int | Literal["inf"]
+Output: TypeAlias = Literal["audio", "text"]
+"""What a response produces: speech (with its transcript), or text alone."""
 TokenProvider: TypeAlias = Callable[[], Awaitable[str]]
 
 
@@ -191,8 +196,12 @@ class Narrator:
         max_output_tokens: MaxOutputTokens = MAX_OUTPUT_TOKENS_LIMIT,
         budget_seconds: float | None = None,
         on_retry: Callable[[PodcastError], None] | None = None,
+        output: Output = "audio",
     ) -> SpokenText:
         """Narrate ``text`` and return all its audio, retrying transient failures.
+
+        With ``output="text"`` the response is text only (see :meth:`write_text`): the
+        result's ``transcript`` is the text and its ``audio`` is empty.
 
         ``budget_seconds`` bounds the whole call, retries and waits included (each attempt
         gets what is left, up to the response timeout); no retry starts that could not
@@ -221,6 +230,7 @@ class Narrator:
                     _remaining(deadline, self.settings.response_timeout_seconds),
                     pcm,
                     marks,
+                    output,
                 )
             except PodcastError as error:
                 billed += error.billed_usage
@@ -276,6 +286,7 @@ class Narrator:
         time_limit: float,
         pcm: list[bytes],
         marks: list[tuple[int, str]],
+        output: Output = "audio",
     ) -> ResponseDone:
         """One attempt drained into ``pcm`` (pieces, joined once: no regrowing buffer) and
         each transcript delta, with the audio bytes before it, into ``marks``; return its
@@ -285,7 +296,7 @@ class Narrator:
         limit = _time_limit(time_limit, self.settings.response_timeout_seconds)
         deadline = asyncio.get_running_loop().time() + limit
         events = self._events(
-            text, voice, instructions, max_output_tokens, limit, deadline, per_message=False
+            text, voice, instructions, max_output_tokens, limit, deadline, per_message=False, output=output
         )
         received = 0
         try:
@@ -301,6 +312,27 @@ class Narrator:
         except TimeoutError:
             raise _timed_out(limit) from None
         raise ConnectionLostError("the narration stream ended without a result")
+
+    async def write_text(
+        self,
+        message: str,
+        *,
+        instructions: str,
+        max_output_tokens: MaxOutputTokens = MAX_OUTPUT_TOKENS_LIMIT,
+        budget_seconds: float | None = None,
+    ) -> SpokenText:
+        """Send ``message`` with ``instructions`` for a text-only response and return it
+        (``transcript`` is the model's text, ``audio`` empty), retrying transient failures
+        exactly as :meth:`narrate` does. A response cut by ``max_output_tokens`` raises
+        :class:`~podcast.errors.ResponseIncompleteError`; raised errors carry ``billed_usage``.
+        """
+        return await self.narrate(
+            message,
+            instructions=instructions,
+            max_output_tokens=max_output_tokens,
+            budget_seconds=budget_seconds,
+            output="text",
+        )
 
     def _retryable(self, state: RetryCallState) -> bool:
         """Whether the failed attempt may be retried: a transient :class:`PodcastError`, a
@@ -351,12 +383,13 @@ class Narrator:
         deadline: float,
         *,
         per_message: bool,
+        output: Output = "audio",
     ) -> AsyncGenerator[StreamEvent, None]:
         """The events of one attempt (see :meth:`stream`). With ``per_message`` every await
         here is bounded by ``deadline`` (the event loop's clock) on its own; without it the
         caller bounds the whole iteration by ``deadline`` and its ``TimeoutError`` is the
         caller's to translate."""
-        state = ResponseState(voice=voice)
+        state = ResponseState(voice=voice, expects_audio=output == "audio")
         started = time.monotonic()
         manager = self._client.realtime.connect(
             model=self.settings.deployment,
@@ -374,7 +407,7 @@ class Narrator:
                 connection = await manager.enter()
             try:
                 async with asyncio.timeout_at(deadline):
-                    for event in opening_events(text, voice, instructions, max_output_tokens):
+                    for event in opening_events(text, voice, instructions, max_output_tokens, output):
                         # What connection.send(event) sends: the SDK's transform of these
                         # typed dicts is the identity (a test checks), and costs about 1 ms.
                         await connection.send_raw(json.dumps(event))
@@ -450,12 +483,21 @@ def _entra_token_provider(provider: Callable[[], Awaitable[str]]) -> TokenProvid
 
 
 def opening_events(
-    text: str, voice: str, instructions: str, max_output_tokens: MaxOutputTokens
+    text: str,
+    voice: str,
+    instructions: str,
+    max_output_tokens: MaxOutputTokens,
+    output: Output = "audio",
 ) -> tuple[SessionUpdateEventParam, ConversationItemCreateEventParam, ResponseCreateEventParam]:
-    """What a narration sends, in order: the GA ``session.update`` for audio-only narration,
-    ``text`` as one user message, and ``response.create``."""
+    """What a narration sends, in order: the GA ``session.update`` for audio-only narration
+    (text-only with ``output="text"``), ``text`` as one user message, and ``response.create``."""
+    session = (
+        _session_config(voice, instructions, max_output_tokens)
+        if output == "audio"
+        else _text_session_config(instructions, max_output_tokens)
+    )
     return (
-        {"type": "session.update", "session": _session_config(voice, instructions, max_output_tokens)},
+        {"type": "session.update", "session": session},
         {
             "type": "conversation.item.create",
             "item": {"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]},
@@ -477,6 +519,19 @@ def _session_config(
             "input": {"turn_detection": None},
             "output": {"voice": voice, "format": {"type": "audio/pcm", "rate": audio.SAMPLE_RATE}},
         },
+    }
+
+
+def _text_session_config(
+    instructions: str, max_output_tokens: MaxOutputTokens
+) -> RealtimeSessionCreateRequestParam:
+    """The GA ``session.update`` session for a text-only response (no voice is ever used)."""
+    return {
+        "type": "realtime",
+        "output_modalities": ["text"],
+        "instructions": instructions,
+        "max_output_tokens": max_output_tokens,
+        "audio": {"input": {"turn_detection": None}},
     }
 
 
