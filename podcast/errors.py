@@ -401,6 +401,15 @@ class ScriptInvalidError(NarrationError):
         self.problem = problem
         self.attempts = attempts
 
+    @classmethod
+    def replayed(cls, message: str, attempts: int) -> ScriptInvalidError:
+        """The failure as it was first answered (``message`` and ``attempts`` of its body),
+        for answering a repeated request from the script cache."""
+        error = cls.__new__(cls)
+        PodcastError.__init__(error, message)
+        error.what, error.problem, error.attempts = "script", "", attempts
+        return error
+
     def to_dict(self) -> dict[str, Any]:
         return {**super().to_dict(), "attempts": self.attempts}
 

@@ -60,6 +60,7 @@ __all__ = [
     "NarrationIndex",
     "NarrationMode",
     "NarrationResponse",
+    "ScriptCacheEntry",
     "ScriptChapter",
     "ScriptDocument",
     "ScriptTurn",
@@ -253,7 +254,8 @@ _DurationSeconds = Annotated[
 ]
 _Voice = Annotated[Voice, Field(description="The voice used.", json_schema_extra={"x-ms-summary": "Voice"})]
 _Mode = Annotated[
-    NarrationMode, Field(description="read, episode or conversation.", json_schema_extra={"x-ms-summary": "Mode"})
+    NarrationMode,
+    Field(description="read, episode or conversation.", json_schema_extra={"x-ms-summary": "Mode"}),
 ]
 _Style = Annotated[str, Field(description="The delivery style.", json_schema_extra={"x-ms-summary": "Style"})]
 _Language = Annotated[
@@ -927,3 +929,27 @@ class DocumentClaim(BaseModel):
     sha256: str = Field(description="SHA-256 of that version's bytes.")
     attempt: str = Field(description="A random id of the claiming delivery.")
     expires_at: Timestamp = Field(description="When the claim lapses unless renewed (UTC).")
+
+
+class ScriptCacheEntry(BaseModel):
+    """``scripts/<content key>.json`` in the jobs container: the script written for a content
+    key (``succeeded``), or the failure a caller's retry is answered with instead of being
+    billed again (``failed``, with the status and body; see :mod:`podcast.services.scripts`)."""
+
+    model_config = _DOCUMENT
+
+    state: Literal["succeeded", "failed"] = Field(description="succeeded or failed.")
+    updated_at: Timestamp = Field(description="When the entry was written (UTC).")
+    usage: Usage = Field(description="The tokens writing it cost (every reply, rejected ones included).")
+    script: ScriptDocument | None = Field(
+        default=None, exclude_if=_is_none, description="The script (succeeded)."
+    )
+    error: JobError | None = Field(default=None, exclude_if=_is_none, description="The failure (failed).")
+
+    @model_validator(mode="after")
+    def _outcome(self) -> Self:
+        if (self.script is None) == (self.error is None):
+            raise ValueError("a script cache entry has exactly one of script and error")
+        if (self.state == "succeeded") != (self.script is not None):
+            raise ValueError("a succeeded script cache entry has a script, a failed one an error")
+        return self

@@ -36,6 +36,7 @@ import asyncio
 import json
 import math
 import re
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Final, Protocol, TypeVar
@@ -45,7 +46,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from podcast.engine.instructions import fenced, outline_instructions, script_instructions, word_budget
 from podcast.engine.responses import SpokenText
 from podcast.engine.segments import size_in_words, split_text
-from podcast.errors import PodcastError, ResponseIncompleteError, ScriptInvalidError
+from podcast.errors import NarrationTimeoutError, PodcastError, ResponseIncompleteError, ScriptInvalidError
 from podcast.models import NarrationRequest, has_speakable_text
 from podcast.wire import ScriptChapter, ScriptDocument, ScriptTurn, Speaker, Usage
 
@@ -163,8 +164,8 @@ class ScriptWriter:
     ) -> WrittenScript:
         """The script of ``request`` (a ``conversation`` request) for ``speakers``.
 
-        ``budget_seconds`` bounds each reply's attempts (see
-        :meth:`~podcast.engine.realtime.Narrator.narrate`). Raises
+        ``budget_seconds`` bounds the whole script, every reply and retry included (no
+        reply starts without time left: :class:`~podcast.errors.NarrationTimeoutError`). Raises
         :class:`~podcast.errors.ScriptInvalidError` when a reply stays invalid, or the
         model's own :class:`~podcast.errors.PodcastError`; either carries ``billed_usage``,
         the tokens of every reply so far.
@@ -175,7 +176,7 @@ class ScriptWriter:
         source_words = max(1, size_in_words(request.text))
         part_words = max(MIN_PART_WORDS, min(MAX_PART_WORDS, source_words // max(1, 2 * sections_needed)))
         parts = tuple(" ".join(segment.text.split()) for segment in split_text(request.text, part_words))
-        ledger = _Ledger()
+        ledger = _Ledger(None if budget_seconds is None else time.monotonic() + budget_seconds)
         script_rules = script_instructions(request, speakers)
         try:
             if sections_needed == 1:
@@ -190,7 +191,6 @@ class ScriptWriter:
                     outline_instructions(request),
                     lambda text: _parse_outline(text, len(parts), sections_needed),
                     ledger,
-                    budget_seconds,
                 )
                 title = request.title or (outline.title.strip() or None)
                 briefs = _briefs(outline, words)
@@ -204,7 +204,6 @@ class ScriptWriter:
                         script_rules,
                         lambda text: _parse_script(text, names),
                         ledger,
-                        budget_seconds,
                     )
 
             written = await _gather_all([section(brief) for brief in briefs])
@@ -231,7 +230,6 @@ class ScriptWriter:
         instructions: str,
         parse: Callable[[str], T],
         ledger: _Ledger,
-        budget_seconds: float | None,
     ) -> T:
         """One reply, asked for again while it is invalid (at most ``attempts`` in all)."""
         problem: str | None = None
@@ -242,7 +240,7 @@ class ScriptWriter:
                     message(problem),
                     instructions=instructions,
                     max_output_tokens=MAX_OUTPUT_TOKENS,
-                    budget_seconds=budget_seconds,
+                    budget_seconds=ledger.remaining(),
                 )
             except ResponseIncompleteError as error:
                 ledger.usage += error.billed_usage
@@ -265,9 +263,19 @@ class ScriptWriter:
 class _Ledger:
     """The tokens and replies of one script, shared by its parallel sections."""
 
-    def __init__(self) -> None:
+    def __init__(self, deadline: float | None) -> None:
         self.usage = Usage()
         self.replies = 0
+        self.deadline = deadline
+
+    def remaining(self) -> float | None:
+        """Seconds left for the next reply (``None``: unbounded); raises when none are."""
+        if self.deadline is None:
+            return None
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise NarrationTimeoutError("no time was left to write the rest of the script")
+        return left
 
 
 async def _gather_all(calls: Sequence[Awaitable[T]]) -> list[T]:

@@ -46,6 +46,7 @@ from podcast.models import (
     DEFAULT_MAX_SAS_EXPIRY_MINUTES,
     DEFAULT_MAX_TEXT_CHARACTERS,
     LIMITS_CONTEXT_KEY,
+    MAX_SPEAKERS,
     NarrationRequest,
     RequestLimits,
     parse_request,
@@ -57,6 +58,8 @@ from podcast.wire import (
     JobRecord,
     JobStatusDocument,
     NarrationResponse,
+    ScriptDocument,
+    Speaker,
     Usage,
     iso_timestamp,
 )
@@ -90,12 +93,16 @@ DEFINITIONS: Final[Mapping[str, tuple[type[BaseModel], JsonSchemaMode]]] = {
     "NarrationJob": (JobStatusDocument, "serialization"),
     "Usage": (Usage, "serialization"),
     "Error": (ErrorBody, "serialization"),
+    "Script": (ScriptDocument, "serialization"),
 }
 """The models published under ``definitions``; any other model they use is inlined."""
 
 _DESCRIPTIONS: Final[Mapping[str, str]] = {
     "NarrationRequest": "Unknown fields are rejected by name. null, or an empty string for an "
     "optional field, counts as not given.",
+    "ScriptRequest": "A conversation narration request (mode conversation, the default here) with "
+    "its speakers. Unknown fields are rejected by name.",
+    "Script": "A conversation script: send it back as speakers and script to have it voiced verbatim.",
 }
 """Definition-level descriptions (model docstrings are written for Python readers)."""
 
@@ -260,7 +267,24 @@ def definition_schemas() -> dict[str, Any]:
         if name in examples:
             schema["example"] = examples[name].model_dump(mode="json")
         definitions[name] = _ordered(schema)
+    definitions["ScriptRequest"] = _script_request(definitions["NarrationRequest"], references)
     return definitions
+
+
+def _script_request(narration: Mapping[str, Any], references: Mapping[str, str]) -> dict[str, Any]:
+    """``POST /scripts``' body: the narration request's fields plus ``speakers`` (1 to 4)."""
+    speaker = swagger_schema(Speaker, mode="validation", references=references)
+    speakers = {
+        "type": "array",
+        "minItems": 1,
+        "maxItems": MAX_SPEAKERS,
+        "items": speaker,
+        "description": "1 to 4 speakers, names unique; default: Maya (marin) and Theo (cedar).",
+        "x-ms-summary": "Speakers",
+        "x-ms-visibility": "important",
+    }
+    properties = {**narration["properties"], "speakers": speakers}
+    return _ordered({**narration, "properties": properties, "description": _DESCRIPTIONS["ScriptRequest"]})
 
 
 # --- Samples: real model objects, the definitions' examples ---------------------------------
@@ -375,7 +399,8 @@ def _errors(*statuses: int) -> dict[str, Any]:
         "narration_incomplete (over the output limit), or idempotency_key_reused.",
         429: "Azure OpenAI is rate limiting; Retry-After says when to try again.",
         502: "Azure OpenAI or Storage refused the narration (credentials, deployment, an error "
-        "event): the operator must fix it; no Retry-After.",
+        "event): the operator must fix it; no Retry-After. script_invalid: the model's script stayed "
+        "invalid after its retries; the same request is answered with the same error, not billed again.",
         503: "Azure OpenAI or Storage unreachable or the connection dropped (Retry-After: worth "
         "retrying), a setting missing, or a queued job stalled.",
         504: "The narration did not finish in time (Retry-After: worth retrying).",
@@ -563,6 +588,39 @@ def build_definition(host: str = DEFAULT_HOST, scheme: str = "https") -> dict[st
         "segment's timing, transcript and fidelity.",
         ["application/json"],
     )
+    script = {
+        "operationId": "CreateScript",
+        "summary": "Write a conversation script",
+        "description": "Writes the dialogue that mode conversation would voice (the speakers talk "
+        "about the text, for target_minutes up to 30) and returns it without voicing it, to review "
+        "or edit and send back as script. An identical request gets the same script from Storage.",
+        "x-ms-visibility": "important",
+        "consumes": ["application/json"],
+        "parameters": [
+            {
+                "name": "Cache-Control",
+                "in": "header",
+                "required": False,
+                "type": "string",
+                "enum": ["no-cache", "no-store"],
+                "x-ms-visibility": "advanced",
+                "x-ms-summary": "Reuse Control",
+                "description": "An identical request gets the stored script (or its stored failure). "
+                "no-cache writes afresh; no-store also keeps the result from being stored.",
+            },
+            {
+                "name": "body",
+                "in": "body",
+                "required": True,
+                "schema": {"$ref": "#/definitions/ScriptRequest"},
+                "x-ms-summary": "Script Request",
+            },
+        ],
+        "responses": {
+            "200": {"description": "The script.", "schema": {"$ref": "#/definitions/Script"}},
+            **_errors(400, 402, 413, 422, 429, 502, 503, 504),
+        },
+    }
     health = {
         "operationId": "GetHealth",
         "summary": "Check the configuration",
@@ -605,6 +663,7 @@ def build_definition(host: str = DEFAULT_HOST, scheme: str = "https") -> dict[st
             "/narrations/{id}/captions.vtt": {"get": captions},
             "/narrations/{id}/captions.srt": {"get": srt},
             "/narrations/{id}/transcript.json": {"get": transcript},
+            "/scripts": {"post": script},
             "/health": {"get": health},
         },
         "definitions": definition_schemas(),

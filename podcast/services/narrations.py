@@ -17,16 +17,18 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
 from podcast.audio.captions import make_cues, srt, webvtt
 from podcast.audio.id3 import SegmentSpan, chapters, id3_tag
 from podcast.engine import audio
 from podcast.engine.longform import NarratedText, ProgressCallback, narrate_text
 from podcast.engine.realtime import Narrator
-from podcast.errors import PodcastError
-from podcast.models import NarrationRequest, SubmitOptions
+from podcast.errors import PodcastError, RequestValidationError
+from podcast.models import NarrationRequest, ScriptRequest, SubmitOptions
 from podcast.services.downloads import index_name
 from podcast.services.reuse import ReuseCache
+from podcast.services.scripts import ScriptService
 from podcast.settings import NarrationSettings, PipelineSettings
 from podcast.storage.blobs import BlobStore, WavBlockWriter, content_disposition
 from podcast.storage.documents import DocumentStore
@@ -38,6 +40,7 @@ from podcast.wire import (
     DocumentSource,
     NarrationIndex,
     NarrationResponse,
+    ScriptDocument,
     SegmentReport,
     TranscriptDocument,
     Usage,
@@ -119,6 +122,23 @@ class StoredNarration:
         )
 
 
+class ScriptVoicer(Protocol):
+    """The voice stage of a conversation: reads every turn of ``script`` with its speaker's
+    voice and stores the narration as :meth:`NarrationService.narrate` does. ``usage`` is
+    what writing the script cost, to be added to the narration's."""
+
+    async def voice_script(
+        self,
+        request: NarrationRequest,
+        script: ScriptDocument,
+        *,
+        narration_id: str | None,
+        on_progress: ProgressCallback | None,
+        time_budget_seconds: float | None,
+        usage: Usage,
+    ) -> StoredNarration: ...
+
+
 class NarrationService:
     """Narrates requests with one :class:`Narrator` and stores results in one :class:`BlobStore`.
 
@@ -137,10 +157,16 @@ class NarrationService:
         new_id: Callable[[], str] = lambda: uuid.uuid4().hex,
         index: DocumentStore | None = None,
         files: BlobFiles | None = None,
+        scripts: ScriptService | None = None,
+        voicer: ScriptVoicer | None = None,
     ) -> None:
         """``index`` (the jobs container) receives each stored narration's
         :class:`~podcast.wire.NarrationIndex`, so it can be found by its id (none when ``None``);
-        ``files`` stores the captions beside the audio (none when ``None``)."""
+        ``files`` stores the captions beside the audio (none when ``None``); ``scripts`` writes
+        the script of a ``conversation`` and ``voicer`` voices it (without both, that mode is
+        refused before anything is written)."""
+        self.scripts = scripts
+        self.voicer = voicer
         self.index = index
         self.files = files
         self.narrator = narrator
@@ -188,6 +214,13 @@ class NarrationService:
         not bound by HTTP's 230 seconds). Raises a :class:`~podcast.errors.PodcastError`;
         when it does, nothing of this narration is left in Storage.
         """
+        if request.mode == "conversation":
+            return await self.narrate_conversation(
+                request,
+                narration_id=narration_id,
+                on_progress=on_progress,
+                time_budget_seconds=time_budget_seconds,
+            )
         created_at = self.clock()
         narration_id = check_blob_segment(narration_id or self.new_id(), field="narration id")
         return await self.produce(
@@ -198,6 +231,41 @@ class NarrationService:
             link_expires_in=timedelta(minutes=request.sas_expiry_minutes),
             on_progress=on_progress,
             time_budget_seconds=time_budget_seconds,
+        )
+
+    async def narrate_conversation(
+        self,
+        request: NarrationRequest,
+        *,
+        narration_id: str | None = None,
+        on_progress: ProgressCallback | None = None,
+        time_budget_seconds: float | None = None,
+    ) -> StoredNarration:
+        """``mode: "conversation"``: write the script (:class:`ScriptService`: stored per
+        content, so a job's second delivery does not pay for it again), then hand it to the
+        voice stage (:meth:`ScriptVoicer.voice_script`), which stores the narration.
+
+        The writer's half ends here: the request's speakers are the default hosts until
+        requests carry ``speakers`` (and a caller's own ``script`` skips the writing).
+        Raises :class:`~podcast.errors.RequestValidationError` (``mode``) before anything is
+        written when this service has no voice stage.
+        """
+        if self.scripts is None or self.voicer is None:
+            raise RequestValidationError(
+                "mode 'conversation' cannot be voiced by this service (it has no voice stage)",
+                field="mode",
+                code="mode_unavailable",
+            )
+        written = await self.scripts.write(
+            ScriptRequest(request), SubmitOptions(), budget_seconds=time_budget_seconds
+        )
+        return await self.voicer.voice_script(
+            request,
+            written.document,
+            narration_id=narration_id,
+            on_progress=on_progress,
+            time_budget_seconds=time_budget_seconds,
+            usage=written.usage,
         )
 
     async def produce(
