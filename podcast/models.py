@@ -661,19 +661,8 @@ def _to_request_error(exc: ValidationError) -> RequestValidationError:
     return RequestValidationError(f"{field or 'request'}: {error['msg']}", field=field)
 
 
-def parse_request(body: bytes | str | Mapping[str, Any], limits: RequestLimits) -> NarrationRequest:
-    """Validate a request body (raw bytes, a JSON string, or an already-parsed mapping).
-
-    Bytes must be UTF-8 JSON (a UTF-8 byte-order mark is tolerated) and no larger than
-    ``limits.max_body_bytes``; the document must be one JSON object without duplicate
-    keys. Raises :class:`~podcast.errors.TextTooLongError` (413) for text over
-    ``limits.max_text_characters`` or an oversized body (:class:`RequestTooLargeError`),
-    otherwise :class:`~podcast.errors.RequestValidationError` (400) whose ``field`` is the
-    field at fault (``None`` for body-level problems) and whose message names it and
-    says what is allowed. ``code`` is ``invalid_json``, ``duplicate_field``,
-    ``unknown_field``, ``missing_field``, ``no_speakable_text`` (a text without a letter or
-    digit: see :func:`has_speakable_text`) or ``invalid_request``.
-    """
+def _document(body: bytes | str | Mapping[str, Any], limits: RequestLimits) -> Mapping[str, Any]:
+    """The JSON object of a request body (see :func:`parse_request` for the rules)."""
     data: object
     if isinstance(body, bytes | bytearray | memoryview):
         data = _load_json(_decode(bytes(body), limits))
@@ -690,6 +679,23 @@ def parse_request(body: bytes | str | Mapping[str, Any], limits: RequestLimits) 
             f'the request body must be a JSON object such as {{"text": "..."}}; got {_json_type(data)}',
             code="invalid_json",
         )
+    return data
+
+
+def parse_request(body: bytes | str | Mapping[str, Any], limits: RequestLimits) -> NarrationRequest:
+    """Validate a request body (raw bytes, a JSON string, or an already-parsed mapping).
+
+    Bytes must be UTF-8 JSON (a UTF-8 byte-order mark is tolerated) and no larger than
+    ``limits.max_body_bytes``; the document must be one JSON object without duplicate
+    keys. Raises :class:`~podcast.errors.TextTooLongError` (413) for text over
+    ``limits.max_text_characters`` or an oversized body (:class:`RequestTooLargeError`),
+    otherwise :class:`~podcast.errors.RequestValidationError` (400) whose ``field`` is the
+    field at fault (``None`` for body-level problems) and whose message names it and
+    says what is allowed. ``code`` is ``invalid_json``, ``duplicate_field``,
+    ``unknown_field``, ``missing_field``, ``no_speakable_text`` (a text without a letter or
+    digit: see :func:`has_speakable_text`) or ``invalid_request``.
+    """
+    data = _document(body, limits)
     try:
         return NarrationRequest.model_validate(data, context={LIMITS_CONTEXT_KEY: limits})
     except ValidationError as exc:
@@ -828,19 +834,7 @@ def parse_script_request(body: bytes | str | Mapping[str, Any], limits: RequestL
     """Validate a script request: the fields of a conversation narration request
     (:func:`parse_request`; ``mode`` defaults to, and must be, ``conversation``) plus
     ``speakers`` (:func:`parse_speakers`). Raises as :func:`parse_request` does."""
-    data: object
-    if isinstance(body, bytes | bytearray | memoryview):
-        data = _load_json(_decode(bytes(body), limits))
-    elif isinstance(body, str):
-        data = _load_json(body.removeprefix("\ufeff"))
-    else:
-        data = body
-    if not isinstance(data, Mapping):
-        raise RequestValidationError(
-            f'the request body must be a JSON object such as {{"text": "..."}}; got {_json_type(data)}',
-            code="invalid_json",
-        )
-    fields = dict(data)
+    fields = dict(_document(body, limits))
     raw_speakers = fields.pop("speakers", None)
     mode = fields.get("mode")
     if mode is None or (isinstance(mode, str) and not mode.strip()):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from podcast.errors import RequestValidationError
+from podcast.errors import RequestTooLargeError, RequestValidationError
 from podcast.models import (
     DEFAULT_SPEAKERS,
     MAX_CONVERSATION_MINUTES,
@@ -70,3 +70,17 @@ def test_speakers_are_normalized() -> None:
     assert parse_speakers([{"name": "  Ana  ", "voice": " CORAL ", "description": "  Calm.  "}]) == (
         Speaker(name="Ana", voice="coral", description="Calm."),
     )
+
+
+def test_a_script_request_body_is_checked_like_a_narration_body() -> None:
+    small = RequestLimits(max_text_characters=100)
+    with pytest.raises(RequestTooLargeError):
+        parse_script_request(b'{"text": "' + b"x" * small.max_body_bytes + b'"}', small)
+    with pytest.raises(RequestTooLargeError):
+        parse_script_request('{"text": "' + "x" * small.max_body_bytes + '"}', small)
+    with pytest.raises(RequestValidationError) as broken:
+        parse_script_request(b'{"text": "Hi.", "speakers": [}', LIMITS)
+    assert broken.value.code == "invalid_json"
+    with pytest.raises(RequestValidationError) as twice:
+        parse_script_request(b'{"text": "Hi.", "speakers": [], "speakers": []}', LIMITS)
+    assert (twice.value.code, twice.value.field) == ("duplicate_field", "speakers")
