@@ -67,14 +67,18 @@ from podcast.voices import DEFAULT_VOICE, REALTIME_VOICES, voice_error
 from podcast.wire import AudioFormat, ScriptChapter, ScriptDocument, ScriptTurn, ShowDetails, Speaker
 
 __all__ = [
+    "CONVERSATION_STYLES",
     "DEFAULT_MAX_SAS_EXPIRY_MINUTES",
     "DEFAULT_MAX_TEXT_CHARACTERS",
     "DEFAULT_SAS_EXPIRY_MINUTES",
+    "DEFAULT_SPEAKERS",
     "DEFAULT_TARGET_MINUTES",
     "EPISODE_STYLES",
     "LIMITS_CONTEXT_KEY",
+    "MAX_CONVERSATION_MINUTES",
     "MAX_INSTRUCTIONS_CHARACTERS",
     "MAX_SAS_EXPIRY_SETTING",
+    "MAX_SPEAKERS",
     "MAX_TARGET_MINUTES",
     "MAX_TEXT_CHARACTERS_SETTING",
     "MAX_TITLE_CHARACTERS",
@@ -84,15 +88,19 @@ __all__ = [
     "Mode",
     "NarrationRequest",
     "RequestLimits",
+    "ScriptRequest",
     "Style",
     "has_speakable_text",
     "parse_request",
+    "parse_script_request",
     "parse_show",
 ]
 
-Mode = Literal["read", "episode", "script"]
+Mode = Literal["read", "episode", "script", "conversation"]
 """``read``: the text is read verbatim. ``episode``: a short episode is made about it.
-``script``: a conversation ``script`` is voiced verbatim, each turn by its speaker's voice."""
+``script``: a conversation ``script`` is voiced verbatim, each turn by its speaker's voice.
+``conversation``: the model writes a dialogue about the text for the speakers, then it is voiced
+as a script is."""
 Style = Literal["podcast", "narration", "lecture", "summary"]
 """Delivery presets; which ones are allowed depends on the mode (see :data:`READ_STYLES`)."""
 
@@ -101,13 +109,17 @@ READ_STYLES: Final[tuple[Style, ...]] = ("podcast", "narration", "lecture")
 """Styles for ``read``: warm podcast host, neutral audiobook narrator, measured lecturer."""
 EPISODE_STYLES: Final[tuple[Style, ...]] = ("podcast", "summary", "lecture")
 """Styles for ``episode``: podcast episode, spoken briefing, explainer."""
+CONVERSATION_STYLES: Final[tuple[Style, ...]] = EPISODE_STYLES
+"""Styles for ``conversation``: hosts chatting, a briefing dialogue, an explainer dialogue."""
 _STYLES_BY_MODE: Final[Mapping[str, tuple[Style, ...]]] = {
     "read": READ_STYLES,
     "episode": EPISODE_STYLES,
     "script": READ_STYLES,
+    "conversation": CONVERSATION_STYLES,
 }
-SPEAKER_MODES: Final[tuple[Mode, ...]] = ("script",)
-"""The modes that take ``speakers`` (each turn or part is voiced by one of them)."""
+SPEAKER_MODES: Final[tuple[Mode, ...]] = ("script", "conversation")
+"""The modes that take ``speakers`` (each turn is voiced by one of them); ``conversation``
+without them has :data:`DEFAULT_SPEAKERS`."""
 _SPEAKER_NAME_FORBIDDEN: Final = re.compile(r"[<>&:\[\]{}]")
 """Characters a speaker's name may not hold: it labels ``Name: ...`` transcript lines and
 WebVTT ``<v Name>`` voice tags, which these would break."""
@@ -115,6 +127,13 @@ WebVTT ``<v Name>`` voice tags, which these would break."""
 DEFAULT_TARGET_MINUTES: Final = 2.0
 MIN_TARGET_MINUTES: Final = 0.5
 MAX_TARGET_MINUTES: Final = 3.0
+"""The longest ``episode`` (one Realtime response speaks it)."""
+MAX_CONVERSATION_MINUTES: Final = 30.0
+"""The longest ``conversation``: written as an outline and sections, voiced turn by turn."""
+_MAX_MINUTES_BY_MODE: Final[Mapping[str, float]] = {
+    "episode": MAX_TARGET_MINUTES,
+    "conversation": MAX_CONVERSATION_MINUTES,
+}
 
 SHOW_SLUG_PATTERN: Final = "^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$"
 """A show's slug: 1 to 64 lower-case ASCII letters, digits and inner hyphens."""
@@ -318,12 +337,19 @@ def _speaker(field: str, value: object) -> Speaker:
 
 def _check_text_or_script(prepared: dict[str, Any]) -> bool:
     """Exactly one of ``text`` and ``script``; a script sets mode ``script`` (the only mode it
-    takes), and mode ``script`` needs one. Returns whether there is a script."""
+    takes: with ``conversation``, which writes its own, the error names ``script``), and mode
+    ``script`` needs one. Returns whether there is a script."""
     has_script = prepared.get("script") is not None
     if "text" in prepared and has_script:
         _fail("script", "send either text or script, not both (a script's turns are the text to read)")
     if has_script:
         mode = prepared.setdefault("mode", "script")
+        if isinstance(mode, str) and mode.strip().lower() == "conversation":
+            _fail(
+                "script",
+                "mode 'conversation' writes its own script from text; to voice this script as "
+                "written, remove mode (or set it to 'script'), else send text instead of script",
+            )
         if not (isinstance(mode, str) and mode.strip().lower() == "script"):
             _fail("mode", "a script is voiced in script mode; remove mode or set it to 'script'")
         if "voice" in prepared:
@@ -372,18 +398,22 @@ class NarrationRequest(BaseModel):
     mode: Mode = Field(
         default="read",
         description="read: the text is read verbatim. episode: a short podcast episode about the text. "
-        "script: the script is voiced verbatim (the default when a script is given).",
+        "script: the script is voiced verbatim (the default when a script is given). "
+        "conversation: a dialogue about the text between the speakers (default: two hosts) is "
+        "written, then voiced.",
         json_schema_extra={"x-ms-summary": "Mode", "x-ms-visibility": "important"},
     )
     target_minutes: float = Field(
         default=DEFAULT_TARGET_MINUTES,
         ge=MIN_TARGET_MINUTES,
-        le=MAX_TARGET_MINUTES,
-        description=f"Length of an episode, {MIN_TARGET_MINUTES:g} to {MAX_TARGET_MINUTES:g} minutes; "
-        "episode mode only.",
+        le=MAX_CONVERSATION_MINUTES,
+        description=f"Length of an episode, {MIN_TARGET_MINUTES:g} to {MAX_TARGET_MINUTES:g} minutes, or of "
+        f"a conversation, {MIN_TARGET_MINUTES:g} to {MAX_CONVERSATION_MINUTES:g}; episode and conversation "
+        "modes only.",
         json_schema_extra={"x-ms-summary": "Episode Length (Minutes)", "x-ms-visibility": "advanced"},
     )
-    """Length of an episode in minutes (0.5 to 3). Ignored, and never given, in read mode."""
+    """Length in minutes of an episode (0.5 to 3) or a conversation (0.5 to 30). Ignored, and
+    never given, in read mode."""
     style: Style = Field(
         default="podcast",
         description="read mode: podcast, narration or lecture. episode mode: podcast, summary or lecture.",
@@ -446,12 +476,13 @@ class NarrationRequest(BaseModel):
     """The show whose feed lists this narration, or ``None``."""
     speakers: tuple[Speaker, ...] | None = Field(
         default=None,
-        description=f"1 to {MAX_SPEAKERS} speakers of a script: a unique name (at most "
+        description=f"1 to {MAX_SPEAKERS} speakers of a script or a conversation (default in "
+        "conversation mode: Maya (marin) and Theo (cedar)): a unique name (at most "
         f"{MAX_SPEAKER_NAME_CHARACTERS} characters; it labels the transcript and the captions), a Realtime "
         f"voice and an optional description (at most {MAX_SPEAKER_DESCRIPTION_CHARACTERS} characters).",
         json_schema_extra={"x-ms-summary": "Speakers", "x-ms-visibility": "advanced"},
     )
-    """The speakers of a script (names unique case-insensitively), or ``None``."""
+    """The speakers of a script or conversation (names unique case-insensitively), or ``None``."""
     script: tuple[ScriptTurn, ...] | None = Field(
         default=None,
         description=f"A conversation to voice verbatim instead of text: up to {MAX_SCRIPT_TURNS:,} turns "
@@ -623,13 +654,18 @@ class NarrationRequest(BaseModel):
 
     @field_validator("target_minutes", mode="before")
     @classmethod
-    def _check_target_minutes(cls, value: object) -> float:
-        allowed = f"a number of minutes from {MIN_TARGET_MINUTES:g} to {MAX_TARGET_MINUTES:g}"
+    def _check_target_minutes(cls, value: object, info: ValidationInfo) -> float:
+        # ``mode`` is declared before ``target_minutes``, so it is validated (or missing) by now.
+        mode = info.data.get("mode", "read")
+        maximum = _MAX_MINUTES_BY_MODE.get(mode, MAX_TARGET_MINUTES)
+        allowed = f"a number of minutes from {MIN_TARGET_MINUTES:g} to {maximum:g}"
+        if mode in _MAX_MINUTES_BY_MODE:
+            allowed += f" in {mode} mode"
         if isinstance(value, bool) or not isinstance(value, int | float):
             _fail("target_minutes", f"target_minutes must be {allowed}; got {_json_type(value)}")
         if isinstance(value, float) and not math.isfinite(value):
             _fail("target_minutes", f"target_minutes must be {allowed}; NaN and Infinity are not allowed")
-        if not MIN_TARGET_MINUTES <= value <= MAX_TARGET_MINUTES:
+        if not MIN_TARGET_MINUTES <= value <= maximum:
             _fail("target_minutes", f"target_minutes must be {allowed}; got {_number(value)}")
         return float(value)
 
@@ -715,7 +751,8 @@ class NarrationRequest(BaseModel):
         if self.mode == "read" and "target_minutes" in self.model_fields_set:
             _fail(
                 "target_minutes",
-                "target_minutes applies to episode mode only; remove it or set mode to 'episode'",
+                "target_minutes applies to episode and conversation modes only; remove it or set mode "
+                "to 'episode' or 'conversation'",
             )
         allowed = _STYLES_BY_MODE[self.mode]
         if self.style not in allowed:
@@ -778,15 +815,16 @@ class NarrationRequest(BaseModel):
     def fingerprint(self) -> str:
         """SHA-256 (hex) of everything that decides the audio, for idempotency and caching.
 
-        Covers text, mode, style, voice, language, instructions, the audio format, the show
-        and, in episode mode, target_minutes; not title or sas_expiry_minutes. Stable across processes and
-        versions of this module unless the prompt contract changes (bump ``v`` then).
+        Covers text, mode, style, voice, language, instructions, the audio format, the show,
+        a conversation's or script's speakers, a script's turns and chapters and, in episode and
+        conversation modes, target_minutes; not title or sas_expiry_minutes. Stable across
+        processes and versions of this module unless the prompt contract changes (bump ``v`` then).
         """
         canonical = {
             "v": 1,
             "text": self.text,
             "mode": self.mode,
-            "target_minutes": self.target_minutes if self.mode == "episode" else None,
+            "target_minutes": self.target_minutes if self.mode in _MAX_MINUTES_BY_MODE else None,
             "style": self.style,
             "voice": self.voice,
             "language": self.language,
@@ -800,6 +838,9 @@ class NarrationRequest(BaseModel):
             canonical["speakers"] = [[s.name, s.voice] for s in self.speakers or ()]
             canonical["script"] = [[turn.speaker, turn.text] for turn in self.script]
             canonical["chapters"] = [[c.title, c.turn] for c in self.chapters or ()]
+        elif self.mode == "conversation":  # its hosts (personas too) shape the script it writes
+            hosts = self.speakers or DEFAULT_SPEAKERS
+            canonical["speakers"] = [[s.name, s.voice, s.description] for s in hosts]
         encoded = json.dumps(canonical, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
         return hashlib.sha256(encoded.encode("utf-8")).hexdigest()
 
@@ -947,19 +988,8 @@ def _to_request_error(exc: ValidationError) -> RequestValidationError:
     return RequestValidationError(f"{field or 'request'}: {error['msg']}", field=field)
 
 
-def parse_request(body: bytes | str | Mapping[str, Any], limits: RequestLimits) -> NarrationRequest:
-    """Validate a request body (raw bytes, a JSON string, or an already-parsed mapping).
-
-    Bytes must be UTF-8 JSON (a UTF-8 byte-order mark is tolerated) and no larger than
-    ``limits.max_body_bytes``; the document must be one JSON object without duplicate
-    keys. Raises :class:`~podcast.errors.TextTooLongError` (413) for text over
-    ``limits.max_text_characters`` or an oversized body (:class:`RequestTooLargeError`),
-    otherwise :class:`~podcast.errors.RequestValidationError` (400) whose ``field`` is the
-    field at fault (``None`` for body-level problems) and whose message names it and
-    says what is allowed. ``code`` is ``invalid_json``, ``duplicate_field``,
-    ``unknown_field``, ``missing_field``, ``no_speakable_text`` (a text without a letter or
-    digit: see :func:`has_speakable_text`) or ``invalid_request``.
-    """
+def _document(body: bytes | str | Mapping[str, Any], limits: RequestLimits) -> Mapping[str, Any]:
+    """The JSON object of a request body (see :func:`parse_request` for the rules)."""
     data: object
     if isinstance(body, bytes | bytearray | memoryview):
         data = _load_json(_decode(bytes(body), limits))
@@ -976,6 +1006,23 @@ def parse_request(body: bytes | str | Mapping[str, Any], limits: RequestLimits) 
             f'the request body must be a JSON object such as {{"text": "..."}}; got {_json_type(data)}',
             code="invalid_json",
         )
+    return data
+
+
+def parse_request(body: bytes | str | Mapping[str, Any], limits: RequestLimits) -> NarrationRequest:
+    """Validate a request body (raw bytes, a JSON string, or an already-parsed mapping).
+
+    Bytes must be UTF-8 JSON (a UTF-8 byte-order mark is tolerated) and no larger than
+    ``limits.max_body_bytes``; the document must be one JSON object without duplicate
+    keys. Raises :class:`~podcast.errors.TextTooLongError` (413) for text over
+    ``limits.max_text_characters`` or an oversized body (:class:`RequestTooLargeError`),
+    otherwise :class:`~podcast.errors.RequestValidationError` (400) whose ``field`` is the
+    field at fault (``None`` for body-level problems) and whose message names it and
+    says what is allowed. ``code`` is ``invalid_json``, ``duplicate_field``,
+    ``unknown_field``, ``missing_field``, ``no_speakable_text`` (a text without a letter or
+    digit: see :func:`has_speakable_text`) or ``invalid_request``.
+    """
+    data = _document(body, limits)
     try:
         return NarrationRequest.model_validate(data, context={LIMITS_CONTEXT_KEY: limits})
     except ValidationError as exc:
@@ -1138,3 +1185,59 @@ def parse_show(body: bytes | str | Mapping[str, Any], limits: RequestLimits) -> 
         return ShowRequest.model_validate(data)
     except ValidationError as exc:
         raise _to_request_error(exc) from None
+
+
+# --- conversation scripts (the script writer) ---------------------------------------------------
+
+DEFAULT_SPEAKERS: Final[tuple[Speaker, ...]] = (
+    Speaker(
+        name="Maya",
+        voice="marin",
+        description="The host: curious and warm; she guides the conversation, asks the questions a "
+        "listener would ask and keeps it moving.",
+    ),
+    Speaker(
+        name="Theo",
+        voice="cedar",
+        description="The co-host: calm and knowledgeable; he explains the details of the source with "
+        "its own examples, and sometimes asks back.",
+    ),
+)
+"""The two hosts of a conversation whose request names no ``speakers``."""
+
+
+@dataclass(frozen=True, slots=True)
+class ScriptRequest:
+    """A request to write a conversation script (``POST /api/scripts``, and ``mode:
+    "conversation"``): the narration request and its speakers (:data:`DEFAULT_SPEAKERS`
+    when it names none)."""
+
+    request: NarrationRequest
+    speakers: tuple[Speaker, ...] = DEFAULT_SPEAKERS
+
+    def fingerprint(self) -> str:
+        """SHA-256 (hex) of what decides the script: the request's fingerprint and the speakers."""
+        speakers = [speaker.model_dump(mode="json") for speaker in self.speakers]
+        encoded = json.dumps(
+            {"v": 1, "request": self.request.fingerprint(), "speakers": speakers},
+            sort_keys=True,
+            ensure_ascii=False,
+            separators=(",", ":"),
+        )
+        return hashlib.sha256(encoded.encode("utf-8")).hexdigest()
+
+
+def parse_script_request(body: bytes | str | Mapping[str, Any], limits: RequestLimits) -> ScriptRequest:
+    """Validate a script request (``POST /api/scripts``): the fields of a conversation
+    narration request (:func:`parse_request`; ``mode`` defaults to, and must be,
+    ``conversation``), its ``speakers`` validated as a narration request's (errors name the
+    field and index, ``speakers[1].voice``) and :data:`DEFAULT_SPEAKERS` when it names none.
+    Raises as :func:`parse_request` does."""
+    fields = dict(_document(body, limits))
+    mode = fields.get("mode")
+    if mode is None or (isinstance(mode, str) and not mode.strip()):
+        fields["mode"] = "conversation"
+    request = parse_request(fields, limits)
+    if request.mode != "conversation":
+        raise RequestValidationError("mode must be 'conversation' for a script (or left out)", field="mode")
+    return ScriptRequest(request, request.speakers or DEFAULT_SPEAKERS)

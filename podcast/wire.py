@@ -62,6 +62,7 @@ __all__ = [
     "NarrationIndex",
     "NarrationMode",
     "NarrationResponse",
+    "ScriptCacheEntry",
     "ScriptChapter",
     "ScriptDocument",
     "ScriptTurn",
@@ -84,7 +85,7 @@ JOB_ID_PATTERN: Final = "^[0-9a-f]{32}$"
 
 Visibility = Literal["important", "advanced", "internal"]
 """``x-ms-visibility``: how prominently Power Automate shows a field."""
-NarrationMode = Literal["read", "episode", "script"]
+NarrationMode = Literal["read", "episode", "script", "conversation"]
 """The same values as :data:`podcast.models.Mode` (a test keeps them equal)."""
 JobStatus = Literal["queued", "running", "succeeded", "failed"]
 CacheState = Literal["pending", "succeeded"]
@@ -260,7 +261,8 @@ _DurationSeconds = Annotated[
 ]
 _Voice = Annotated[Voice, Field(description="The voice used.", json_schema_extra={"x-ms-summary": "Voice"})]
 _Mode = Annotated[
-    NarrationMode, Field(description="read or episode.", json_schema_extra={"x-ms-summary": "Mode"})
+    NarrationMode,
+    Field(description="read, episode or conversation.", json_schema_extra={"x-ms-summary": "Mode"}),
 ]
 _Style = Annotated[str, Field(description="The delivery style.", json_schema_extra={"x-ms-summary": "Style"})]
 _Language = Annotated[
@@ -1112,3 +1114,27 @@ class EpisodeEntry(BaseModel):
     """The narration's chapters (those of its ID3 tag), at most
     ``podcast.services.narrations.MAX_EPISODE_CHAPTERS``; empty
     when it has none or the entry predates them."""
+
+
+class ScriptCacheEntry(BaseModel):
+    """``scripts/<content key>.json`` in the jobs container: the script written for a content
+    key (``succeeded``), or the failure a caller's retry is answered with instead of being
+    billed again (``failed``, with the status and body; see :mod:`podcast.services.scripts`)."""
+
+    model_config = _DOCUMENT
+
+    state: Literal["succeeded", "failed"] = Field(description="succeeded or failed.")
+    updated_at: Timestamp = Field(description="When the entry was written (UTC).")
+    usage: Usage = Field(description="The tokens writing it cost (every reply, rejected ones included).")
+    script: ScriptDocument | None = Field(
+        default=None, exclude_if=_is_none, description="The script (succeeded)."
+    )
+    error: JobError | None = Field(default=None, exclude_if=_is_none, description="The failure (failed).")
+
+    @model_validator(mode="after")
+    def _outcome(self) -> Self:
+        if (self.script is None) == (self.error is None):
+            raise ValueError("a script cache entry has exactly one of script and error")
+        if (self.state == "succeeded") != (self.script is not None):
+            raise ValueError("a succeeded script cache entry has a script, a failed one an error")
+        return self

@@ -17,6 +17,9 @@ Two ways to use it:
 - :meth:`Narrator.narrate` returns a :class:`SpokenText` with all the audio, retrying
   transient failures (429, 5xx, dropped connections, time-outs) with exponential
   backoff and jitter.
+- :meth:`Narrator.write_text` asks the same deployment for a text-only response
+  (``output_modalities: ["text"]``, e.g. a script to be voiced later) and returns its text,
+  with the same retries, errors and billing as :meth:`Narrator.narrate`.
 - :meth:`Narrator.stream` yields :class:`AudioDelta` and :class:`TranscriptDelta` as they
   arrive and a final :class:`ResponseDone`, in one attempt, so a caller can keep memory
   flat; errors are raised, never returned as a short result.
@@ -99,6 +102,8 @@ MAX_UPSTREAM_MESSAGE_CHARACTERS: Final = 300
 """How much of a handshake error body's message an error carries."""
 
 MaxOutputTokens: TypeAlias = int | Literal["inf"]
+Output: TypeAlias = Literal["audio", "text"]
+"""What a response produces: speech (with its transcript), or text alone."""
 TokenProvider: TypeAlias = Callable[[], Awaitable[str]]
 
 
@@ -247,12 +252,17 @@ class Narrator:
         budget_seconds: float | None = None,
         on_retry: Callable[[PodcastError], None] | None = None,
         sessions: VoiceSessions | None = None,
+        output: Output = "audio",
     ) -> SpokenText:
         """Narrate ``text`` and return all its audio, retrying transient failures.
 
         With ``sessions``, an idle session of ``voice`` is used if there is one (else a new
         one is opened), the text is sent as an out-of-band response, and the session is
         given back once the response is done (see the module docstring).
+
+        With ``output="text"`` the response is text only (see :meth:`write_text`): the
+        result's ``transcript`` is the text and its ``audio`` is empty (``sessions`` are for
+        audio only).
 
         ``budget_seconds`` bounds the whole call, retries and waits included (each attempt
         gets what is left, up to the response timeout); no retry starts that could not
@@ -282,6 +292,7 @@ class Narrator:
                     pcm,
                     marks,
                     sessions,
+                    output,
                 )
             except PodcastError as error:
                 billed += error.billed_usage
@@ -338,6 +349,7 @@ class Narrator:
         pcm: list[bytes],
         marks: list[tuple[int, str]],
         sessions: VoiceSessions | None = None,
+        output: Output = "audio",
     ) -> ResponseDone:
         """One attempt drained into ``pcm`` (pieces, joined once: no regrowing buffer) and
         each transcript delta, with the audio bytes before it, into ``marks``; return its
@@ -355,6 +367,7 @@ class Narrator:
             deadline,
             per_message=False,
             sessions=sessions,
+            output=output,
         )
         received = 0
         try:
@@ -370,6 +383,27 @@ class Narrator:
         except TimeoutError:
             raise _timed_out(limit) from None
         raise ConnectionLostError("the narration stream ended without a result")
+
+    async def write_text(
+        self,
+        message: str,
+        *,
+        instructions: str,
+        max_output_tokens: MaxOutputTokens = MAX_OUTPUT_TOKENS_LIMIT,
+        budget_seconds: float | None = None,
+    ) -> SpokenText:
+        """Send ``message`` with ``instructions`` for a text-only response and return it
+        (``transcript`` is the model's text, ``audio`` empty), retrying transient failures
+        exactly as :meth:`narrate` does. A response cut by ``max_output_tokens`` raises
+        :class:`~podcast.errors.ResponseIncompleteError`; raised errors carry ``billed_usage``.
+        """
+        return await self.narrate(
+            message,
+            instructions=instructions,
+            max_output_tokens=max_output_tokens,
+            budget_seconds=budget_seconds,
+            output="text",
+        )
 
     def _retryable(self, state: RetryCallState) -> bool:
         """Whether the failed attempt may be retried: a transient :class:`PodcastError`, a
@@ -421,12 +455,13 @@ class Narrator:
         *,
         per_message: bool,
         sessions: VoiceSessions | None = None,
+        output: Output = "audio",
     ) -> AsyncGenerator[StreamEvent, None]:
         """The events of one attempt (see :meth:`stream`). With ``per_message`` every await
         here is bounded by ``deadline`` (the event loop's clock) on its own; without it the
         caller bounds the whole iteration by ``deadline`` and its ``TimeoutError`` is the
         caller's to translate."""
-        state = ResponseState(voice=voice)
+        state = ResponseState(voice=voice, expects_audio=output == "audio")
         started = time.monotonic()
         kept = sessions._take(voice) if sessions is not None else None
         if kept is not None:
@@ -462,7 +497,7 @@ class Narrator:
                         out_of_band_response(text, instructions, max_output_tokens),
                     )
                 else:
-                    opening = opening_events(text, voice, instructions, max_output_tokens)
+                    opening = opening_events(text, voice, instructions, max_output_tokens, output)
             reusable = False
             try:
                 async with asyncio.timeout_at(deadline):
@@ -547,12 +582,21 @@ def _entra_token_provider(provider: Callable[[], Awaitable[str]]) -> TokenProvid
 
 
 def opening_events(
-    text: str, voice: str, instructions: str, max_output_tokens: MaxOutputTokens
+    text: str,
+    voice: str,
+    instructions: str,
+    max_output_tokens: MaxOutputTokens,
+    output: Output = "audio",
 ) -> tuple[SessionUpdateEventParam, ConversationItemCreateEventParam, ResponseCreateEventParam]:
-    """What a narration sends, in order: the GA ``session.update`` for audio-only narration,
-    ``text`` as one user message, and ``response.create``."""
+    """What a narration sends, in order: the GA ``session.update`` for audio-only narration
+    (text-only with ``output="text"``), ``text`` as one user message, and ``response.create``."""
+    session = (
+        _session_config(voice, instructions, max_output_tokens)
+        if output == "audio"
+        else _text_session_config(instructions, max_output_tokens)
+    )
     return (
-        {"type": "session.update", "session": _session_config(voice, instructions, max_output_tokens)},
+        {"type": "session.update", "session": session},
         {
             "type": "conversation.item.create",
             "item": {"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]},
@@ -591,6 +635,19 @@ def _session_config(
             "input": {"turn_detection": None},
             "output": {"voice": voice, "format": {"type": "audio/pcm", "rate": audio.SAMPLE_RATE}},
         },
+    }
+
+
+def _text_session_config(
+    instructions: str, max_output_tokens: MaxOutputTokens
+) -> RealtimeSessionCreateRequestParam:
+    """The GA ``session.update`` session for a text-only response (no voice is ever used)."""
+    return {
+        "type": "realtime",
+        "output_modalities": ["text"],
+        "instructions": instructions,
+        "max_output_tokens": max_output_tokens,
+        "audio": {"input": {"turn_detection": None}},
     }
 
 

@@ -24,10 +24,11 @@ from podcast.engine import audio
 from podcast.engine.conversation import VoicedScript, voice_script
 from podcast.engine.longform import NarratedText, ProgressCallback, narrate_text
 from podcast.engine.realtime import Narrator
-from podcast.errors import PodcastError, StorageError
-from podcast.models import NarrationRequest, SubmitOptions
+from podcast.errors import PodcastError, RequestValidationError, StorageError
+from podcast.models import DEFAULT_SPEAKERS, NarrationRequest, ScriptRequest, SubmitOptions
 from podcast.services.downloads import index_name
 from podcast.services.reuse import ReuseCache
+from podcast.services.scripts import ScriptService
 from podcast.services.shows import ShowService, episode_name
 from podcast.settings import NarrationSettings, PipelineSettings
 from podcast.storage.blobs import BlobStore, WavBlockWriter, content_disposition
@@ -158,11 +159,15 @@ class NarrationService:
         index: DocumentStore | None = None,
         files: BlobFiles | None = None,
         shows: ShowService | None = None,
+        scripts: ScriptService | None = None,
     ) -> None:
         """``index`` (the jobs container) receives each stored narration's
         :class:`~podcast.wire.NarrationIndex`, so it can be found by its id (none when ``None``);
         ``files`` stores the captions beside the audio (none when ``None``); ``shows`` receives
-        the episode entry of each narration with a ``show`` (needs ``files``; none when ``None``)."""
+        the episode entry of each narration with a ``show`` (needs ``files``; none when ``None``);
+        ``scripts`` writes the script of a ``conversation`` (without it, that mode is refused
+        before anything is written)."""
+        self.scripts = scripts
         self.index = index
         self.files = files
         self.shows = shows if files is not None else None
@@ -216,6 +221,13 @@ class NarrationService:
         not bound by HTTP's 230 seconds). Raises a :class:`~podcast.errors.PodcastError`;
         when it does, nothing of this narration is left in Storage.
         """
+        if request.mode == "conversation" and script is None:
+            return await self.narrate_conversation(
+                request,
+                narration_id=narration_id,
+                on_progress=on_progress,
+                time_budget_seconds=time_budget_seconds,
+            )
         created_at = self.clock()
         narration_id = check_blob_segment(narration_id or self.new_id(), field="narration id")
         return await self.produce(
@@ -255,6 +267,43 @@ class NarrationService:
             time_budget_seconds=time_budget_seconds,
             script=script,
             script_usage=usage,
+        )
+
+    async def narrate_conversation(
+        self,
+        request: NarrationRequest,
+        *,
+        narration_id: str | None = None,
+        on_progress: ProgressCallback | None = None,
+        time_budget_seconds: float | None = None,
+    ) -> StoredNarration:
+        """``mode: "conversation"``: write the script (:class:`ScriptService`: stored per
+        content, so a job's second delivery does not pay for it again) for the request's
+        ``speakers`` (:data:`~podcast.models.DEFAULT_SPEAKERS` when it names none), then voice
+        it (:meth:`voice_script`), which stores the narration with the writing's usage added.
+
+        Raises :class:`~podcast.errors.RequestValidationError` (``mode``) before anything is
+        written when this service has no script writer, and
+        :class:`~podcast.errors.ScriptInvalidError` (502) when no valid script was written.
+        """
+        if self.scripts is None:
+            raise RequestValidationError(
+                "mode 'conversation' is not available from this service (it has no script writer)",
+                field="mode",
+                code="mode_unavailable",
+            )
+        written = await self.scripts.write(
+            ScriptRequest(request, request.speakers or DEFAULT_SPEAKERS),
+            SubmitOptions(),
+            budget_seconds=time_budget_seconds,
+        )
+        return await self.voice_script(
+            request,
+            written.document,
+            narration_id=narration_id,
+            on_progress=on_progress,
+            time_budget_seconds=time_budget_seconds,
+            usage=written.usage,
         )
 
     async def produce(

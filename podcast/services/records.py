@@ -76,9 +76,9 @@ iso = job_timestamp
 
 
 def estimate_audio_seconds(request: NarrationRequest) -> float:
-    """Expected audio length: ``target_minutes`` for an episode; for ``read``, the words at
-    150 a minute (a text without spaces counts six characters as a word)."""
-    if request.mode == "episode":
+    """Expected audio length: ``target_minutes`` for an episode or a conversation; for
+    ``read``, the words at 150 a minute (a text without spaces counts six characters as a word)."""
+    if request.mode in ("episode", "conversation"):
         return request.target_minutes * 60.0
     words = max(len(request.text.split()), math.ceil(len(request.text) / CHARACTERS_PER_WORD))
     return words * 60.0 / WORDS_PER_MINUTE
