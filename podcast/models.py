@@ -1216,10 +1216,12 @@ class ScriptRequest:
     speakers: tuple[Speaker, ...] = DEFAULT_SPEAKERS
 
     def fingerprint(self) -> str:
-        """SHA-256 (hex) of what decides the script: the request's fingerprint and the speakers."""
+        """SHA-256 (hex) of what decides the script: the request's fingerprint and the speakers,
+        but not the audio's format nor the show it goes to (the same script serves them all)."""
         speakers = [speaker.model_dump(mode="json") for speaker in self.speakers]
+        content = self.request.model_copy(update={"format": "wav", "show": None})
         encoded = json.dumps(
-            {"v": 1, "request": self.request.fingerprint(), "speakers": speakers},
+            {"v": 1, "request": content.fingerprint(), "speakers": speakers},
             sort_keys=True,
             ensure_ascii=False,
             separators=(",", ":"),

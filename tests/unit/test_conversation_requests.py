@@ -126,3 +126,11 @@ def test_a_script_request_body_is_checked_like_a_narration_body() -> None:
     with pytest.raises(RequestValidationError) as twice:
         parse_script_request(b'{"text": "Hi.", "speakers": [], "speakers": []}', LIMITS)
     assert (twice.value.code, twice.value.field) == ("duplicate_field", "speakers")
+
+
+def test_the_script_fingerprint_ignores_the_audio_format_and_the_show() -> None:
+    def fingerprint(extra: dict[str, object]) -> str:
+        return parse_script_request({"text": "Hi.", **extra}, LIMITS).fingerprint()
+
+    assert fingerprint({}) == fingerprint({"format": "mp3", "show": "daily-digest"})
+    assert fingerprint({}) != fingerprint({"style": "lecture"})
