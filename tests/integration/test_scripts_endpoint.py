@@ -139,7 +139,12 @@ async def test_a_script_that_stays_invalid_is_a_502_that_a_retry_gets_again_with
         (
             {"text": TEXT, "speakers": [{"name": "Ana", "voice": "ash"}, {"name": " ana", "voice": "sage"}]},
             "speakers[1].name",
-            "repeats the name",
+            "is the name of speakers[0]",
+        ),
+        (
+            {"speakers": [{"name": "Ana", "voice": "ash"}], "script": [{"speaker": "Ana", "text": "Hi."}]},
+            "script",
+            "writes its own script",
         ),
         (
             {"text": TEXT, "speakers": [{"name": "Ana", "voice": "nova"}]},
