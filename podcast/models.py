@@ -768,7 +768,11 @@ class NarrationRequest(BaseModel):
         """Speakers only in the modes that voice them; every turn by a known speaker (its name
         spelled as in ``speakers``); chapters only with a script, each at one of its turns."""
         if self.speakers is not None and self.mode not in SPEAKER_MODES:
-            _fail("speakers", f"speakers apply to a script; remove them or send a script (mode {self.mode})")
+            _fail(
+                "speakers",
+                "speakers apply to a script or a conversation; remove them, send a script or set mode "
+                f"to 'conversation' (mode {self.mode})",
+            )
         if self.chapters is not None and self.script is None:
             _fail("chapters", "chapters apply to a script only; remove them or send a script")
         if self.script is None:
