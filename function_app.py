@@ -30,6 +30,14 @@ async def create_narration(req: func.HttpRequest) -> func.HttpResponse:
     return await handlers.create_narration(req, graph.get())
 
 
+@app.function_name("create_script")
+@app.route(route="scripts", methods=["POST"])
+async def create_script(req: func.HttpRequest) -> func.HttpResponse:
+    """``POST /api/scripts``: write the conversation script of the JSON request and answer with
+    it (200), without voicing it."""
+    return await handlers.create_script(req, graph.get())
+
+
 @app.function_name("get_narration")
 @app.route(route="narrations/{id}", methods=["GET"])
 async def get_narration(req: func.HttpRequest) -> func.HttpResponse:

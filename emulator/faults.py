@@ -52,6 +52,9 @@ class FaultKind(enum.StrEnum):
     through the audio; nothing more for that response."""
     INSUFFICIENT_QUOTA = "insufficient_quota"
     """``response.done`` "failed" with ``insufficient_quota``, no audio."""
+    INVALID_SCRIPT = "invalid_script"
+    """A script-writing (text-only) response completes with a reply that is not the JSON
+    asked for: ``message`` when given (e.g. JSON naming an unknown speaker), else prose."""
 
     @property
     def is_handshake(self) -> bool:

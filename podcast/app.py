@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from podcast.services.jobs import JobService
     from podcast.services.narrations import NarrationService, StoredNarration
     from podcast.services.reuse import ReuseCache
+    from podcast.services.scripts import ScriptService
     from podcast.services.shows import ShowService
     from podcast.storage.blobs import BlobStore
     from podcast.storage.documents import JsonDocuments
@@ -180,6 +181,22 @@ class App:
             index=self.job_documents,
             files=self.files,
             shows=self.shows,
+            scripts=self.scripts,
+        )
+
+    @cached_property
+    def scripts(self) -> ScriptService:
+        """Conversation scripts, written by the Realtime deployment's text output and kept in
+        the jobs container. Needs the Realtime and Storage settings."""
+        from podcast.engine.scriptwriter import ScriptWriter
+        from podcast.services.scripts import ScriptService
+
+        narrator = self.narrator  # names a missing Azure OpenAI setting before Storage's
+        return ScriptService(
+            ScriptWriter(narrator, concurrency=self.settings.narration.concurrency),
+            self.job_documents,
+            deployment=self.settings.realtime.deployment,
+            budget_seconds=self.settings.pipeline.time_budget_seconds,
         )
 
     @cached_property

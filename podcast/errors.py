@@ -20,6 +20,8 @@ can succeed, and never pay again for what cannot:
   credentials, an unknown deployment, Storage refusing, an upstream refusal of unknown
   cause): 500, 502 or 503 without ``Retry-After``. The operator fixes these, not the caller;
   most fail before any token is spent, so a default retry costs nothing but time.
+  The one token-costing 502, :class:`ScriptInvalidError` (the issue asks for a 502), is
+  remembered by content key and answered again from Storage, so a default retry is not billed.
 
 ::
 
@@ -47,7 +49,9 @@ can succeed, and never pay again for what cannot:
     │   ├── ResponseFailedError         503 / 502 yes / no  status "failed": transient if server_error
     │   ├── ResponseCancelledError          502   no   status "cancelled"
     │   ├── EmptyAudioError                 503   yes  "completed" without any audio
-    │   └── FidelityError                   422   no   the transcript kept straying from the text
+    │   ├── FidelityError                   422   no   the transcript kept straying from the text
+    │   └── ScriptInvalidError              502   no   the model's script kept being unusable (answered
+    │                                              again from the script cache, never re-billed)
     ├── StorageError                        502   no   Blob Storage refused an operation
     │   └── StorageUnavailableError         503   yes  Storage unreachable or busy
     ├── SupersededError                     409   no   a newer version of the document took over its narration
@@ -371,6 +375,44 @@ class FidelityError(NarrationError):
 
     code = "fidelity_too_low"
     http_status = 422
+
+
+class ScriptInvalidError(NarrationError):
+    """The model's reply to a script-writing request (an outline or a section) was not a
+    valid script on every attempt: not the JSON asked for, a speaker that is not one of the
+    request's, an empty turn, or cut off by the output token cap.
+
+    502 (the issue's contract: the upstream model failed us), not transient. A caller's
+    default retry policy repeats 5xx, so the failure is remembered in the script cache
+    (:mod:`podcast.services.scripts`) under the request's content key: an identical request
+    soon after is answered with this same body without calling the model, so it is billed
+    once. ``attempts`` is how many replies were tried; ``problem`` what was wrong with the last.
+    """
+
+    code = "script_invalid"
+
+    def __init__(self, what: str, problem: str, *, attempts: int) -> None:
+        super().__init__(
+            f"Azure OpenAI did not write a valid {what} in {attempts} attempts (last problem: {problem}); "
+            "repeating the same request is answered from the script cache without being billed again; "
+            "change the request (e.g. target_minutes, speakers) or send 'Cache-Control: no-cache' "
+            "to have it written afresh"
+        )
+        self.what = what
+        self.problem = problem
+        self.attempts = attempts
+
+    @classmethod
+    def replayed(cls, message: str, attempts: int) -> ScriptInvalidError:
+        """The failure as it was first answered (``message`` and ``attempts`` of its body),
+        for answering a repeated request from the script cache."""
+        error = cls.__new__(cls)
+        PodcastError.__init__(error, message)
+        error.what, error.problem, error.attempts = "script", "", attempts
+        return error
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**super().to_dict(), "attempts": self.attempts}
 
 
 class SupersededError(PodcastError):

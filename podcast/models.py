@@ -30,7 +30,7 @@ import json
 import math
 import re
 import unicodedata
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal, NoReturn, get_args
 from urllib.parse import urlsplit
@@ -54,22 +54,31 @@ from podcast.settings import (
     DEFAULT_SAS_EXPIRY_MINUTES,
     MAX_INSTRUCTIONS_CHARACTERS,
     MAX_SAS_EXPIRY_SETTING,
+    MAX_SCRIPT_CHARACTERS,
+    MAX_SCRIPT_TURNS,
+    MAX_SPEAKER_DESCRIPTION_CHARACTERS,
+    MAX_SPEAKER_NAME_CHARACTERS,
+    MAX_SPEAKERS,
     MAX_TEXT_CHARACTERS_SETTING,
     MAX_TITLE_CHARACTERS,
     RequestLimits,
 )
 from podcast.voices import DEFAULT_VOICE, REALTIME_VOICES, voice_error
-from podcast.wire import AudioFormat, ShowDetails
+from podcast.wire import AudioFormat, ScriptChapter, ScriptDocument, ScriptTurn, ShowDetails, Speaker
 
 __all__ = [
+    "CONVERSATION_STYLES",
     "DEFAULT_MAX_SAS_EXPIRY_MINUTES",
     "DEFAULT_MAX_TEXT_CHARACTERS",
     "DEFAULT_SAS_EXPIRY_MINUTES",
+    "DEFAULT_SPEAKERS",
     "DEFAULT_TARGET_MINUTES",
     "EPISODE_STYLES",
     "LIMITS_CONTEXT_KEY",
+    "MAX_CONVERSATION_MINUTES",
     "MAX_INSTRUCTIONS_CHARACTERS",
     "MAX_SAS_EXPIRY_SETTING",
+    "MAX_SPEAKERS",
     "MAX_TARGET_MINUTES",
     "MAX_TEXT_CHARACTERS_SETTING",
     "MAX_TITLE_CHARACTERS",
@@ -79,14 +88,19 @@ __all__ = [
     "Mode",
     "NarrationRequest",
     "RequestLimits",
+    "ScriptRequest",
     "Style",
     "has_speakable_text",
     "parse_request",
+    "parse_script_request",
     "parse_show",
 ]
 
-Mode = Literal["read", "episode"]
-"""``read``: the text is read verbatim. ``episode``: a short episode is made about it."""
+Mode = Literal["read", "episode", "script", "conversation"]
+"""``read``: the text is read verbatim. ``episode``: a short episode is made about it.
+``script``: a conversation ``script`` is voiced verbatim, each turn by its speaker's voice.
+``conversation``: the model writes a dialogue about the text for the speakers, then it is voiced
+as a script is."""
 Style = Literal["podcast", "narration", "lecture", "summary"]
 """Delivery presets; which ones are allowed depends on the mode (see :data:`READ_STYLES`)."""
 
@@ -95,11 +109,31 @@ READ_STYLES: Final[tuple[Style, ...]] = ("podcast", "narration", "lecture")
 """Styles for ``read``: warm podcast host, neutral audiobook narrator, measured lecturer."""
 EPISODE_STYLES: Final[tuple[Style, ...]] = ("podcast", "summary", "lecture")
 """Styles for ``episode``: podcast episode, spoken briefing, explainer."""
-_STYLES_BY_MODE: Final[Mapping[str, tuple[Style, ...]]] = {"read": READ_STYLES, "episode": EPISODE_STYLES}
+CONVERSATION_STYLES: Final[tuple[Style, ...]] = EPISODE_STYLES
+"""Styles for ``conversation``: hosts chatting, a briefing dialogue, an explainer dialogue."""
+_STYLES_BY_MODE: Final[Mapping[str, tuple[Style, ...]]] = {
+    "read": READ_STYLES,
+    "episode": EPISODE_STYLES,
+    "script": READ_STYLES,
+    "conversation": CONVERSATION_STYLES,
+}
+SPEAKER_MODES: Final[tuple[Mode, ...]] = ("script", "conversation")
+"""The modes that take ``speakers`` (each turn is voiced by one of them); ``conversation``
+without them has :data:`DEFAULT_SPEAKERS`."""
+_SPEAKER_NAME_FORBIDDEN: Final = re.compile(r"[<>&:\[\]{}]")
+"""Characters a speaker's name may not hold: it labels ``Name: ...`` transcript lines and
+WebVTT ``<v Name>`` voice tags, which these would break."""
 
 DEFAULT_TARGET_MINUTES: Final = 2.0
 MIN_TARGET_MINUTES: Final = 0.5
 MAX_TARGET_MINUTES: Final = 3.0
+"""The longest ``episode`` (one Realtime response speaks it)."""
+MAX_CONVERSATION_MINUTES: Final = 30.0
+"""The longest ``conversation``: written as an outline and sections, voiced turn by turn."""
+_MAX_MINUTES_BY_MODE: Final[Mapping[str, float]] = {
+    "episode": MAX_TARGET_MINUTES,
+    "conversation": MAX_CONVERSATION_MINUTES,
+}
 
 SHOW_SLUG_PATTERN: Final = "^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$"
 """A show's slug: 1 to 64 lower-case ASCII letters, digits and inner hyphens."""
@@ -222,6 +256,116 @@ def _limits(info: ValidationInfo) -> RequestLimits:
     return RequestLimits()
 
 
+def _without_default(extra: dict[str, Any]) -> Callable[[dict[str, Any]], None]:
+    """A ``json_schema_extra`` that adds ``extra`` and drops the schema's ``default``: ``text``
+    defaults to ``""`` only so that a script can stand in for it, which is no value to send."""
+
+    def update(schema: dict[str, Any]) -> None:
+        schema.pop("default", None)
+        schema.update(extra)
+
+    return update
+
+
+def _require_list(field: str, value: object, what: str) -> list[Any]:
+    if not isinstance(value, list | tuple):
+        _fail(field, f"{field} must be {what}; got {_json_type(value)}")
+    return list(value)
+
+
+def _object(
+    field: str, value: object, allowed: tuple[str, ...], *, required: tuple[str, ...]
+) -> Mapping[str, Any]:
+    """``value`` as a JSON object with only ``allowed`` keys and every ``required`` one
+    (``null`` counts as absent); errors name ``field.key``."""
+    if isinstance(value, Speaker | ScriptTurn | ScriptChapter):
+        value = value.model_dump()
+    if not isinstance(value, Mapping):
+        _fail(field, f"{field} must be an object with {', '.join(allowed)}; got {_json_type(value)}")
+    for key in value:
+        if key not in allowed:
+            _fail(
+                f"{field}.{_shown(str(key))}",
+                f"{field} has the unknown field '{_shown(str(key))}'; allowed fields: {', '.join(allowed)}",
+                kind="unknown_field",
+            )
+    present = {key: item for key, item in value.items() if item is not None}
+    for key in required:
+        if key not in present:
+            _fail(f"{field}.{key}", f"{field}.{key} is required", kind="missing_field")
+    return present
+
+
+def _speaker(field: str, value: object) -> Speaker:
+    entry = _object(field, value, ("name", "voice", "description"), required=("name", "voice"))
+    name = _clean_text(
+        f"{field}.name",
+        _require_string(f"{field}.name", entry["name"]),
+        multiline=False,
+        limit=MAX_SPEAKER_NAME_CHARACTERS,
+        too_long_kind="invalid_request",
+    )
+    name = re.sub(r"\s+", " ", name)
+    if not has_speakable_text(name):
+        _fail(f"{field}.name", f"{field}.name must have a letter or a digit")
+    invisible = next((ch for ch in name if unicodedata.category(ch)[0] == "C"), None)
+    if invisible is not None:  # direction marks, zero-width characters: a label must read as it shows
+        _fail(f"{field}.name", f"{field}.name contains the invisible character U+{ord(invisible):04X}")
+    forbidden = _SPEAKER_NAME_FORBIDDEN.search(name)
+    if forbidden:
+        _fail(
+            f"{field}.name",
+            f"{field}.name may not contain '{forbidden.group()}' (names label transcript lines and captions)",
+        )
+    voice = _require_string(f"{field}.voice", entry["voice"]).strip()
+    if voice.lower() not in REALTIME_VOICES:
+        _fail(f"{field}.voice", f"{field}.voice {voice_error(_shown(voice))}")
+    description = None
+    if "description" in entry:
+        description = (
+            _clean_text(
+                f"{field}.description",
+                _require_string(f"{field}.description", entry["description"]),
+                multiline=False,
+                limit=MAX_SPEAKER_DESCRIPTION_CHARACTERS,
+                too_long_kind="invalid_request",
+            )
+            or None
+        )
+    return Speaker(name=name, voice=voice.lower(), description=description)
+
+
+def _check_text_or_script(prepared: dict[str, Any]) -> bool:
+    """Exactly one of ``text`` and ``script``; a script sets mode ``script`` (the only mode it
+    takes: with ``conversation``, which writes its own, the error names ``script``), and mode
+    ``script`` needs one. Returns whether there is a script."""
+    has_script = prepared.get("script") is not None
+    if "text" in prepared and has_script:
+        _fail("script", "send either text or script, not both (a script's turns are the text to read)")
+    if has_script:
+        mode = prepared.setdefault("mode", "script")
+        if isinstance(mode, str) and mode.strip().lower() == "conversation":
+            _fail(
+                "script",
+                "mode 'conversation' writes its own script from text; to voice this script as "
+                "written, remove mode (or set it to 'script'), else send text instead of script",
+            )
+        if not (isinstance(mode, str) and mode.strip().lower() == "script"):
+            _fail("mode", "a script is voiced in script mode; remove mode or set it to 'script'")
+        if "voice" in prepared:
+            _fail("voice", "voice does not apply to a script; give each of the speakers a voice")
+        return True
+    if isinstance(prepared.get("mode"), str) and prepared["mode"].strip().lower() == "script":
+        _fail(
+            "script",
+            "script is required in script mode: a list of turns {speaker, text}",
+            kind="missing_field",
+        )
+    if "text" not in prepared:
+        _fail("text", "text is required; send the text to narrate as a JSON string", kind="missing_field")
+    return False
+
+
 # --- the model ----------------------------------------------------------------------------
 
 
@@ -241,26 +385,35 @@ class NarrationRequest(BaseModel):
     # publishes (podcast.http.openapi); the bounds that are settings (text's maximum length,
     # sas_expiry_minutes' maximum) are added there from the defaults.
     text: str = Field(
+        default="",
         min_length=1,
         description="The text to narrate. Trimmed; at most NARRATION_MAX_TEXT_CHARACTERS characters "
-        f"(default {DEFAULT_MAX_TEXT_CHARACTERS:,}); no control characters except newline and tab.",
-        json_schema_extra={"x-ms-summary": "Text", "x-ms-visibility": "important"},
+        f"(default {DEFAULT_MAX_TEXT_CHARACTERS:,}); no control characters except newline and tab. "
+        "Required unless a script is given (never both).",
+        json_schema_extra=_without_default({"x-ms-summary": "Text", "x-ms-visibility": "important"}),
     )
-    """The text to read or to make an episode about: trimmed, NFC, ``\\n`` line breaks."""
+    """The text to read or to make an episode about: trimmed, NFC, ``\\n`` line breaks. In
+    script mode it is derived (never sent): the turns' texts joined by blank lines, so the
+    character count and the length estimate of a script work as for a text."""
     mode: Mode = Field(
         default="read",
-        description="read: the text is read verbatim. episode: a short podcast episode about the text.",
+        description="read: the text is read verbatim. episode: a short podcast episode about the text. "
+        "script: the script is voiced verbatim (the default when a script is given). "
+        "conversation: a dialogue about the text between the speakers (default: two hosts) is "
+        "written, then voiced.",
         json_schema_extra={"x-ms-summary": "Mode", "x-ms-visibility": "important"},
     )
     target_minutes: float = Field(
         default=DEFAULT_TARGET_MINUTES,
         ge=MIN_TARGET_MINUTES,
-        le=MAX_TARGET_MINUTES,
-        description=f"Length of an episode, {MIN_TARGET_MINUTES:g} to {MAX_TARGET_MINUTES:g} minutes; "
-        "episode mode only.",
+        le=MAX_CONVERSATION_MINUTES,
+        description=f"Length of an episode, {MIN_TARGET_MINUTES:g} to {MAX_TARGET_MINUTES:g} minutes, or of "
+        f"a conversation, {MIN_TARGET_MINUTES:g} to {MAX_CONVERSATION_MINUTES:g}; episode and conversation "
+        "modes only.",
         json_schema_extra={"x-ms-summary": "Episode Length (Minutes)", "x-ms-visibility": "advanced"},
     )
-    """Length of an episode in minutes (0.5 to 3). Ignored, and never given, in read mode."""
+    """Length in minutes of an episode (0.5 to 3) or a conversation (0.5 to 30). Ignored, and
+    never given, in read mode."""
     style: Style = Field(
         default="podcast",
         description="read mode: podcast, narration or lecture. episode mode: podcast, summary or lecture.",
@@ -321,6 +474,30 @@ class NarrationRequest(BaseModel):
         json_schema_extra={"x-ms-summary": "Show", "x-ms-visibility": "advanced"},
     )
     """The show whose feed lists this narration, or ``None``."""
+    speakers: tuple[Speaker, ...] | None = Field(
+        default=None,
+        description=f"1 to {MAX_SPEAKERS} speakers of a script or a conversation (default in "
+        "conversation mode: Maya (marin) and Theo (cedar)): a unique name (at most "
+        f"{MAX_SPEAKER_NAME_CHARACTERS} characters; it labels the transcript and the captions), a Realtime "
+        f"voice and an optional description (at most {MAX_SPEAKER_DESCRIPTION_CHARACTERS} characters).",
+        json_schema_extra={"x-ms-summary": "Speakers", "x-ms-visibility": "advanced"},
+    )
+    """The speakers of a script or conversation (names unique case-insensitively), or ``None``."""
+    script: tuple[ScriptTurn, ...] | None = Field(
+        default=None,
+        description=f"A conversation to voice verbatim instead of text: up to {MAX_SCRIPT_TURNS:,} turns "
+        f"of {{speaker, text}}, at most {MAX_SCRIPT_CHARACTERS:,} characters of text together; each "
+        "speaker is one of speakers. Sets mode to script.",
+        json_schema_extra={"x-ms-summary": "Script", "x-ms-visibility": "advanced"},
+    )
+    """The turns, each ``speaker`` spelled as in :attr:`speakers`, each text cleaned like ``text``."""
+    chapters: tuple[ScriptChapter, ...] | None = Field(
+        default=None,
+        description="Chapters of a script: {title, turn}, turn the index (from 0) of the turn that opens "
+        "the chapter, in increasing order. MP3 narrations carry them as ID3 chapters.",
+        json_schema_extra={"x-ms-summary": "Chapters", "x-ms-visibility": "advanced"},
+    )
+    """Chapters of a script (turns strictly increasing and inside the script), or ``None``."""
 
     @model_validator(mode="before")
     @classmethod
@@ -344,8 +521,11 @@ class NarrationRequest(BaseModel):
             value = prepared.get(key)
             if isinstance(value, str) and not value.strip():
                 del prepared[key]
+        if prepared.get("chapters") == []:  # flows send [] for an unset list
+            del prepared["chapters"]
         limits = _limits(info)
-        prepared.setdefault("voice", limits.default_voice)
+        if not _check_text_or_script(prepared):  # a script's voices are its speakers'
+            prepared.setdefault("voice", limits.default_voice)
         prepared.setdefault("sas_expiry_minutes", limits.default_sas_expiry_minutes)
         return prepared
 
@@ -372,6 +552,96 @@ class NarrationRequest(BaseModel):
             )
         return text
 
+    @field_validator("speakers", mode="before")
+    @classmethod
+    def _check_speakers(cls, value: object) -> tuple[Speaker, ...]:
+        items = _require_list("speakers", value, f"a list of 1 to {MAX_SPEAKERS} speakers")
+        if not 1 <= len(items) <= MAX_SPEAKERS:
+            _fail("speakers", f"speakers must have 1 to {MAX_SPEAKERS} speakers; got {len(items)}")
+        speakers: list[Speaker] = []
+        seen: dict[str, int] = {}
+        for index, item in enumerate(items):
+            speaker = _speaker(f"speakers[{index}]", item)
+            key = speaker.name.casefold()
+            if key in seen:
+                _fail(
+                    f"speakers[{index}].name",
+                    f"speakers[{index}].name '{_shown(speaker.name)}' is the name of speakers[{seen[key]}] "
+                    "too (names are compared without case); give each speaker a different name",
+                )
+            seen[key] = index
+            speakers.append(speaker)
+        return tuple(speakers)
+
+    @field_validator("script", mode="before")
+    @classmethod
+    def _check_script(cls, value: object) -> tuple[ScriptTurn, ...]:
+        items = _require_list("script", value, "a list of turns {speaker, text}")
+        if not items:
+            _fail("script", "script is empty; send at least one turn {speaker, text}")
+        if len(items) > MAX_SCRIPT_TURNS:
+            _fail(
+                "script",
+                f"script has {len(items):,} turns; the limit is {MAX_SCRIPT_TURNS:,}",
+                kind="script_too_long",
+            )
+        turns: list[ScriptTurn] = []
+        characters = 0
+        for index, item in enumerate(items):
+            field = f"script[{index}]"
+            entry = _object(field, item, ("speaker", "text"), required=("speaker", "text"))
+            speaker = _require_string(f"{field}.speaker", entry["speaker"]).strip()
+            if not speaker:
+                _fail(f"{field}.speaker", f"{field}.speaker is empty; name one of the speakers")
+            text = _clean_text(
+                f"{field}.text",
+                _require_string(f"{field}.text", entry["text"]),
+                multiline=True,
+                limit=MAX_SCRIPT_CHARACTERS,
+                too_long_kind="script_too_long",
+            )
+            if not has_speakable_text(text):
+                what = "is empty" if not text else "has nothing to say (no letter or digit)"
+                _fail(f"{field}.text", f"{field}.text {what}; every turn needs words to read")
+            characters += len(text)
+            if characters > MAX_SCRIPT_CHARACTERS:
+                _fail(
+                    "script",
+                    f"script has more than {MAX_SCRIPT_CHARACTERS:,} characters of text (the limit) by "
+                    f"{field}; shorten it or split it into several narrations",
+                    kind="script_too_long",
+                )
+            turns.append(ScriptTurn(speaker=speaker, text=text))
+        return tuple(turns)
+
+    @field_validator("chapters", mode="before")
+    @classmethod
+    def _check_chapters(cls, value: object) -> tuple[ScriptChapter, ...]:
+        items = _require_list("chapters", value, "a list of chapters {title, turn}")
+        chapters: list[ScriptChapter] = []
+        for index, item in enumerate(items):
+            field = f"chapters[{index}]"
+            entry = _object(field, item, ("title", "turn"), required=("title", "turn"))
+            title = _clean_text(
+                f"{field}.title",
+                _require_string(f"{field}.title", entry["title"]),
+                multiline=False,
+                limit=MAX_TITLE_CHARACTERS,
+                too_long_kind="invalid_request",
+            )
+            if not title:
+                _fail(f"{field}.title", f"{field}.title is empty")
+            turn = entry["turn"]
+            if isinstance(turn, bool) or not isinstance(turn, int) or turn < 0:
+                _fail(f"{field}.turn", f"{field}.turn must be the index (a whole number from 0) of a turn")
+            if chapters and turn <= chapters[-1].turn:
+                _fail(
+                    f"{field}.turn",
+                    f"{field}.turn must be after chapters[{index - 1}].turn ({chapters[-1].turn})",
+                )
+            chapters.append(ScriptChapter(title=title, turn=turn))
+        return tuple(chapters)
+
     @field_validator("mode", mode="before")
     @classmethod
     def _check_mode(cls, value: object) -> str:
@@ -384,13 +654,18 @@ class NarrationRequest(BaseModel):
 
     @field_validator("target_minutes", mode="before")
     @classmethod
-    def _check_target_minutes(cls, value: object) -> float:
-        allowed = f"a number of minutes from {MIN_TARGET_MINUTES:g} to {MAX_TARGET_MINUTES:g}"
+    def _check_target_minutes(cls, value: object, info: ValidationInfo) -> float:
+        # ``mode`` is declared before ``target_minutes``, so it is validated (or missing) by now.
+        mode = info.data.get("mode", "read")
+        maximum = _MAX_MINUTES_BY_MODE.get(mode, MAX_TARGET_MINUTES)
+        allowed = f"a number of minutes from {MIN_TARGET_MINUTES:g} to {maximum:g}"
+        if mode in _MAX_MINUTES_BY_MODE:
+            allowed += f" in {mode} mode"
         if isinstance(value, bool) or not isinstance(value, int | float):
             _fail("target_minutes", f"target_minutes must be {allowed}; got {_json_type(value)}")
         if isinstance(value, float) and not math.isfinite(value):
             _fail("target_minutes", f"target_minutes must be {allowed}; NaN and Infinity are not allowed")
-        if not MIN_TARGET_MINUTES <= value <= MAX_TARGET_MINUTES:
+        if not MIN_TARGET_MINUTES <= value <= maximum:
             _fail("target_minutes", f"target_minutes must be {allowed}; got {_number(value)}")
         return float(value)
 
@@ -476,7 +751,8 @@ class NarrationRequest(BaseModel):
         if self.mode == "read" and "target_minutes" in self.model_fields_set:
             _fail(
                 "target_minutes",
-                "target_minutes applies to episode mode only; remove it or set mode to 'episode'",
+                "target_minutes applies to episode and conversation modes only; remove it or set mode "
+                "to 'episode' or 'conversation'",
             )
         allowed = _STYLES_BY_MODE[self.mode]
         if self.style not in allowed:
@@ -485,20 +761,74 @@ class NarrationRequest(BaseModel):
                 f"style '{self.style}' is not available in {self.mode} mode; "
                 f"choose one of: {', '.join(allowed)}",
             )
+        self._check_conversation()
         return self
+
+    def _check_conversation(self) -> None:
+        """Speakers only in the modes that voice them; every turn by a known speaker (its name
+        spelled as in ``speakers``); chapters only with a script, each at one of its turns."""
+        if self.speakers is not None and self.mode not in SPEAKER_MODES:
+            _fail(
+                "speakers",
+                "speakers apply to a script or a conversation; remove them, send a script or set mode "
+                f"to 'conversation' (mode {self.mode})",
+            )
+        if self.chapters is not None and self.script is None:
+            _fail("chapters", "chapters apply to a script only; remove them or send a script")
+        if self.script is None:
+            return
+        if "target_minutes" in self.model_fields_set:
+            _fail("target_minutes", "target_minutes does not apply to a script: its length is its turns'")
+        if self.speakers is None:
+            _fail("speakers", "speakers is required with a script: 1 to 4 {name, voice} the turns name")
+        names = {speaker.name.casefold(): speaker.name for speaker in self.speakers}
+        turns: list[ScriptTurn] = []
+        for index, turn in enumerate(self.script):
+            name = names.get(turn.speaker.casefold())
+            if name is None:
+                _fail(
+                    f"script[{index}].speaker",
+                    f"script[{index}].speaker '{_shown(turn.speaker)}' is not one of the speakers; "
+                    f"choose one of: {', '.join(names.values())}",
+                )
+            turns.append(turn if name == turn.speaker else ScriptTurn(speaker=name, text=turn.text))
+        for index, chapter in enumerate(self.chapters or ()):
+            if chapter.turn >= len(self.script):
+                _fail(
+                    f"chapters[{index}].turn",
+                    f"chapters[{index}].turn is {chapter.turn}, but the script's turns are "
+                    f"0 to {len(self.script) - 1}",
+                )
+        # Derived fields, set without marking them as sent (model_dump(exclude_unset=True)
+        # gives back what the caller sent, so a stored request validates again).
+        object.__setattr__(self, "script", tuple(turns))
+        object.__setattr__(self, "text", "\n\n".join(turn.text for turn in turns))
+
+    def script_document(self) -> ScriptDocument:
+        """The script of a script-mode request as the voice stage takes it. Raises
+        ``ValueError`` for a request without a script."""
+        if self.script is None or self.speakers is None:
+            raise ValueError("the request has no script")
+        return ScriptDocument(
+            title=self.title,
+            speakers=list(self.speakers),
+            script=list(self.script),
+            chapters=list(self.chapters or ()),
+        )
 
     def fingerprint(self) -> str:
         """SHA-256 (hex) of everything that decides the audio, for idempotency and caching.
 
-        Covers text, mode, style, voice, language, instructions, the audio format, the show
-        and, in episode mode, target_minutes; not title or sas_expiry_minutes. Stable across processes and
-        versions of this module unless the prompt contract changes (bump ``v`` then).
+        Covers text, mode, style, voice, language, instructions, the audio format, the show,
+        a conversation's or script's speakers, a script's turns and chapters and, in episode and
+        conversation modes, target_minutes; not title or sas_expiry_minutes. Stable across
+        processes and versions of this module unless the prompt contract changes (bump ``v`` then).
         """
         canonical = {
             "v": 1,
             "text": self.text,
             "mode": self.mode,
-            "target_minutes": self.target_minutes if self.mode == "episode" else None,
+            "target_minutes": self.target_minutes if self.mode in _MAX_MINUTES_BY_MODE else None,
             "style": self.style,
             "voice": self.voice,
             "language": self.language,
@@ -508,6 +838,13 @@ class NarrationRequest(BaseModel):
             canonical["format"] = self.format
         if self.show is not None:  # a show's episode is reused only within that show (its feed has it)
             canonical["show"] = self.show
+        if self.script is not None:  # the voices and the turns decide the audio; chapters its tags
+            canonical["speakers"] = [[s.name, s.voice] for s in self.speakers or ()]
+            canonical["script"] = [[turn.speaker, turn.text] for turn in self.script]
+            canonical["chapters"] = [[c.title, c.turn] for c in self.chapters or ()]
+        elif self.mode == "conversation":  # its hosts (personas too) shape the script it writes
+            hosts = self.speakers or DEFAULT_SPEAKERS
+            canonical["speakers"] = [[s.name, s.voice, s.description] for s in hosts]
         encoded = json.dumps(canonical, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
         return hashlib.sha256(encoded.encode("utf-8")).hexdigest()
 
@@ -655,19 +992,8 @@ def _to_request_error(exc: ValidationError) -> RequestValidationError:
     return RequestValidationError(f"{field or 'request'}: {error['msg']}", field=field)
 
 
-def parse_request(body: bytes | str | Mapping[str, Any], limits: RequestLimits) -> NarrationRequest:
-    """Validate a request body (raw bytes, a JSON string, or an already-parsed mapping).
-
-    Bytes must be UTF-8 JSON (a UTF-8 byte-order mark is tolerated) and no larger than
-    ``limits.max_body_bytes``; the document must be one JSON object without duplicate
-    keys. Raises :class:`~podcast.errors.TextTooLongError` (413) for text over
-    ``limits.max_text_characters`` or an oversized body (:class:`RequestTooLargeError`),
-    otherwise :class:`~podcast.errors.RequestValidationError` (400) whose ``field`` is the
-    field at fault (``None`` for body-level problems) and whose message names it and
-    says what is allowed. ``code`` is ``invalid_json``, ``duplicate_field``,
-    ``unknown_field``, ``missing_field``, ``no_speakable_text`` (a text without a letter or
-    digit: see :func:`has_speakable_text`) or ``invalid_request``.
-    """
+def _document(body: bytes | str | Mapping[str, Any], limits: RequestLimits) -> Mapping[str, Any]:
+    """The JSON object of a request body (see :func:`parse_request` for the rules)."""
     data: object
     if isinstance(body, bytes | bytearray | memoryview):
         data = _load_json(_decode(bytes(body), limits))
@@ -684,6 +1010,23 @@ def parse_request(body: bytes | str | Mapping[str, Any], limits: RequestLimits) 
             f'the request body must be a JSON object such as {{"text": "..."}}; got {_json_type(data)}',
             code="invalid_json",
         )
+    return data
+
+
+def parse_request(body: bytes | str | Mapping[str, Any], limits: RequestLimits) -> NarrationRequest:
+    """Validate a request body (raw bytes, a JSON string, or an already-parsed mapping).
+
+    Bytes must be UTF-8 JSON (a UTF-8 byte-order mark is tolerated) and no larger than
+    ``limits.max_body_bytes``; the document must be one JSON object without duplicate
+    keys. Raises :class:`~podcast.errors.TextTooLongError` (413) for text over
+    ``limits.max_text_characters`` or an oversized body (:class:`RequestTooLargeError`),
+    otherwise :class:`~podcast.errors.RequestValidationError` (400) whose ``field`` is the
+    field at fault (``None`` for body-level problems) and whose message names it and
+    says what is allowed. ``code`` is ``invalid_json``, ``duplicate_field``,
+    ``unknown_field``, ``missing_field``, ``no_speakable_text`` (a text without a letter or
+    digit: see :func:`has_speakable_text`) or ``invalid_request``.
+    """
+    data = _document(body, limits)
     try:
         return NarrationRequest.model_validate(data, context={LIMITS_CONTEXT_KEY: limits})
     except ValidationError as exc:
@@ -846,3 +1189,61 @@ def parse_show(body: bytes | str | Mapping[str, Any], limits: RequestLimits) -> 
         return ShowRequest.model_validate(data)
     except ValidationError as exc:
         raise _to_request_error(exc) from None
+
+
+# --- conversation scripts (the script writer) ---------------------------------------------------
+
+DEFAULT_SPEAKERS: Final[tuple[Speaker, ...]] = (
+    Speaker(
+        name="Maya",
+        voice="marin",
+        description="The host: curious and warm; she guides the conversation, asks the questions a "
+        "listener would ask and keeps it moving.",
+    ),
+    Speaker(
+        name="Theo",
+        voice="cedar",
+        description="The co-host: calm and knowledgeable; he explains the details of the source with "
+        "its own examples, and sometimes asks back.",
+    ),
+)
+"""The two hosts of a conversation whose request names no ``speakers``."""
+
+
+@dataclass(frozen=True, slots=True)
+class ScriptRequest:
+    """A request to write a conversation script (``POST /api/scripts``, and ``mode:
+    "conversation"``): the narration request and its speakers (:data:`DEFAULT_SPEAKERS`
+    when it names none)."""
+
+    request: NarrationRequest
+    speakers: tuple[Speaker, ...] = DEFAULT_SPEAKERS
+
+    def fingerprint(self) -> str:
+        """SHA-256 (hex) of what decides the script: the request's fingerprint and the speakers,
+        but not the audio's format nor the show it goes to (the same script serves them all)."""
+        speakers = [speaker.model_dump(mode="json") for speaker in self.speakers]
+        content = self.request.model_copy(update={"format": "wav", "show": None})
+        encoded = json.dumps(
+            {"v": 1, "request": content.fingerprint(), "speakers": speakers},
+            sort_keys=True,
+            ensure_ascii=False,
+            separators=(",", ":"),
+        )
+        return hashlib.sha256(encoded.encode("utf-8")).hexdigest()
+
+
+def parse_script_request(body: bytes | str | Mapping[str, Any], limits: RequestLimits) -> ScriptRequest:
+    """Validate a script request (``POST /api/scripts``): the fields of a conversation
+    narration request (:func:`parse_request`; ``mode`` defaults to, and must be,
+    ``conversation``), its ``speakers`` validated as a narration request's (errors name the
+    field and index, ``speakers[1].voice``) and :data:`DEFAULT_SPEAKERS` when it names none.
+    Raises as :func:`parse_request` does."""
+    fields = dict(_document(body, limits))
+    mode = fields.get("mode")
+    if mode is None or (isinstance(mode, str) and not mode.strip()):
+        fields["mode"] = "conversation"
+    request = parse_request(fields, limits)
+    if request.mode != "conversation":
+        raise RequestValidationError("mode must be 'conversation' for a script (or left out)", field="mode")
+    return ScriptRequest(request, request.speakers or DEFAULT_SPEAKERS)

@@ -55,6 +55,7 @@ FIDELITY_ATTEMPTS_SETTING: Final = "NARRATION_FIDELITY_ATTEMPTS"
 FIDELITY_POLICY_SETTING: Final = "NARRATION_FIDELITY_POLICY"
 PARAGRAPH_PAUSE_SETTING: Final = "NARRATION_PARAGRAPH_PAUSE_SECONDS"
 SENTENCE_PAUSE_SETTING: Final = "NARRATION_SENTENCE_PAUSE_SECONDS"
+TURN_PAUSE_SETTING: Final = "NARRATION_TURN_PAUSE_SECONDS"
 TIME_BUDGET_SETTING: Final = "NARRATION_TIME_BUDGET_SECONDS"
 MP3_BITRATE_SETTING: Final = "NARRATION_MP3_BITRATE_KBPS"
 SHOW_NAME_SETTING: Final = "NARRATION_SHOW_NAME"
@@ -90,6 +91,18 @@ COGNITIVE_SERVICES_SCOPE: Final = "https://cognitiveservices.azure.com/.default"
 
 MAX_INSTRUCTIONS_CHARACTERS: Final = 1_000
 MAX_TITLE_CHARACTERS: Final = 200
+MAX_SPEAKERS: Final = 4
+"""A conversation has 1 to 4 speakers."""
+MAX_SPEAKER_NAME_CHARACTERS: Final = 40
+MAX_SPEAKER_DESCRIPTION_CHARACTERS: Final = 300
+MAX_SCRIPT_TURNS: Final = 1_000
+"""The most turns a ``script`` may have."""
+MAX_SCRIPT_CHARACTERS: Final = 40_000
+"""The most characters a ``script``'s turns may hold together: about 45 minutes of speech, room
+for a 30-minute conversation (the text limit's order; one constant, so a script written by
+conversation mode can always be sent back)."""
+_SCRIPT_TURN_OVERHEAD_CHARACTERS: Final = 32 + MAX_SPEAKER_NAME_CHARACTERS
+"""A turn's JSON around its text: ``{"speaker": "<name>", "text": ""},``."""
 _JSON_ESCAPE_BYTES_PER_CHARACTER: Final = 12
 """Worst case JSON bytes per character: an astral character as ``\\ud83d\\ude00``."""
 _BODY_OVERHEAD_BYTES: Final = 16_384
@@ -526,7 +539,10 @@ class RequestLimits(_Section):
     @property
     def max_body_bytes(self) -> int:
         """Bytes enough for the longest valid request even if every character is ``\\u``-escaped."""
-        characters = self.max_text_characters + MAX_INSTRUCTIONS_CHARACTERS + MAX_TITLE_CHARACTERS
+        script = MAX_SCRIPT_CHARACTERS + MAX_SCRIPT_TURNS * _SCRIPT_TURN_OVERHEAD_CHARACTERS
+        characters = (
+            max(self.max_text_characters, script) + MAX_INSTRUCTIONS_CHARACTERS + MAX_TITLE_CHARACTERS
+        )
         return characters * _JSON_ESCAPE_BYTES_PER_CHARACTER + _BODY_OVERHEAD_BYTES
 
 
@@ -572,6 +588,8 @@ class NarrationSettings(_Section):
     """The show (artist and album) in MP3 narrations' ID3 tags."""
     paragraph_pause_seconds: float = _number(PARAGRAPH_PAUSE_SETTING, 0.75, 0.0, 5.0)
     sentence_pause_seconds: float = _number(SENTENCE_PAUSE_SETTING, 0.3, 0.0, 5.0)
+    turn_pause_seconds: float = _number(TURN_PAUSE_SETTING, 0.35, 0.0, 5.0)
+    """Silence between two turns of a conversation script."""
     fade_seconds: float = 0.005
 
     @field_validator("mp3_bitrate_kbps")
@@ -588,9 +606,12 @@ class NarrationSettings(_Section):
 
     def pause_after(self, boundary: str) -> float:
         """Seconds of silence after a segment that ends at ``boundary``."""
-        return {"paragraph": self.paragraph_pause_seconds, "sentence": self.sentence_pause_seconds}.get(
-            boundary, 0.0
-        )
+        pauses = {
+            "paragraph": self.paragraph_pause_seconds,
+            "sentence": self.sentence_pause_seconds,
+            "turn": self.turn_pause_seconds,
+        }
+        return pauses.get(boundary, 0.0)
 
 
 class PipelineSettings(_Section):

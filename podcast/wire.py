@@ -26,7 +26,7 @@ This is a bottom layer: it imports nothing from ``podcast`` but :mod:`podcast.vo
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any, Final, Literal, Protocol, Self
 
@@ -62,6 +62,7 @@ __all__ = [
     "NarrationIndex",
     "NarrationMode",
     "NarrationResponse",
+    "ScriptCacheEntry",
     "ScriptChapter",
     "ScriptDocument",
     "ScriptTurn",
@@ -72,6 +73,7 @@ __all__ = [
     "ShowView",
     "Speaker",
     "TranscriptDocument",
+    "TurnReport",
     "Usage",
     "Visibility",
     "iso_timestamp",
@@ -83,7 +85,7 @@ JOB_ID_PATTERN: Final = "^[0-9a-f]{32}$"
 
 Visibility = Literal["important", "advanced", "internal"]
 """``x-ms-visibility``: how prominently Power Automate shows a field."""
-NarrationMode = Literal["read", "episode"]
+NarrationMode = Literal["read", "episode", "script", "conversation"]
 """The same values as :data:`podcast.models.Mode` (a test keeps them equal)."""
 JobStatus = Literal["queued", "running", "succeeded", "failed"]
 CacheState = Literal["pending", "succeeded"]
@@ -259,7 +261,8 @@ _DurationSeconds = Annotated[
 ]
 _Voice = Annotated[Voice, Field(description="The voice used.", json_schema_extra={"x-ms-summary": "Voice"})]
 _Mode = Annotated[
-    NarrationMode, Field(description="read or episode.", json_schema_extra={"x-ms-summary": "Mode"})
+    NarrationMode,
+    Field(description="read, episode or conversation.", json_schema_extra={"x-ms-summary": "Mode"}),
 ]
 _Style = Annotated[str, Field(description="The delivery style.", json_schema_extra={"x-ms-summary": "Style"})]
 _Language = Annotated[
@@ -485,6 +488,19 @@ class TranscriptDocument(BaseModel):
     captions_blob_name: _CaptionsBlobName = None
     srt_blob_name: _SrtBlobName = None
     loudness_lufs: _Loudness = None
+    speakers: tuple[Speaker, ...] | None = Field(
+        default=None,
+        exclude_if=_is_none,
+        description="A script's speakers (absent for other modes).",
+        json_schema_extra={"x-ms-summary": "Speakers"},
+    )
+    turns: tuple[TurnReport, ...] | None = Field(
+        default=None,
+        exclude_if=_is_none,
+        description="A script's turns in order: speaker, voice, start and end in the audio, what was said "
+        "(absent for other modes).",
+        json_schema_extra={"x-ms-summary": "Turns"},
+    )
 
     @classmethod
     def from_response(
@@ -495,8 +511,11 @@ class TranscriptDocument(BaseModel):
         min_fidelity: float | None,
         segments: tuple[SegmentReport, ...] | list[SegmentReport],
         source: DocumentSource | Mapping[str, Any] | None = None,
+        speakers: Sequence[Speaker] | None = None,
+        turns: Sequence[TurnReport] | None = None,
     ) -> TranscriptDocument:
-        """The transcript document of ``response`` (whose link, if any, is left out)."""
+        """The transcript document of ``response`` (whose link, if any, is left out); a
+        script's ``speakers`` and ``turns``."""
         fields = response.model_dump(exclude={"audio_url", "expires_at", "captions_url"})
         return cls.model_validate(
             {
@@ -505,6 +524,8 @@ class TranscriptDocument(BaseModel):
                 "created_at": iso_timestamp(created_at) if isinstance(created_at, datetime) else created_at,
                 "min_fidelity": min_fidelity,
                 "source": source,
+                "speakers": None if speakers is None else tuple(speakers),
+                "turns": None if turns is None else tuple(turns),
             }
         )
 
@@ -553,6 +574,30 @@ class ScriptChapter(BaseModel):
         ge=0,
         description="Index (from 0) of the script turn that opens the chapter.",
         json_schema_extra={"x-ms-summary": "First Turn"},
+    )
+
+
+class TurnReport(BaseModel):
+    """One voiced turn of a script: who said it, where it sits in the audio, what was said."""
+
+    model_config = _DOCUMENT
+
+    index: int = Field(
+        description="Position of the turn in the script, from 0.", json_schema_extra={"x-ms-summary": "Index"}
+    )
+    speaker: str = Field(description="The speaker's name.", json_schema_extra={"x-ms-summary": "Speaker"})
+    voice: _Voice
+    start: Seconds = Field(
+        description="Where the turn's speech starts in the audio (seconds).",
+        json_schema_extra={"x-ms-summary": "Start (Seconds)"},
+    )
+    end: Seconds = Field(
+        description="Where the turn's speech ends in the audio (seconds; the pause after it follows).",
+        json_schema_extra={"x-ms-summary": "End (Seconds)"},
+    )
+    text: str = Field(
+        description="What was said in the turn, as the model transcribed its own audio.",
+        json_schema_extra={"x-ms-summary": "Text"},
     )
 
 
@@ -1069,3 +1114,27 @@ class EpisodeEntry(BaseModel):
     """The narration's chapters (those of its ID3 tag), at most
     ``podcast.services.narrations.MAX_EPISODE_CHAPTERS``; empty
     when it has none or the entry predates them."""
+
+
+class ScriptCacheEntry(BaseModel):
+    """``scripts/<content key>.json`` in the jobs container: the script written for a content
+    key (``succeeded``), or the failure a caller's retry is answered with instead of being
+    billed again (``failed``, with the status and body; see :mod:`podcast.services.scripts`)."""
+
+    model_config = _DOCUMENT
+
+    state: Literal["succeeded", "failed"] = Field(description="succeeded or failed.")
+    updated_at: Timestamp = Field(description="When the entry was written (UTC).")
+    usage: Usage = Field(description="The tokens writing it cost (every reply, rejected ones included).")
+    script: ScriptDocument | None = Field(
+        default=None, exclude_if=_is_none, description="The script (succeeded)."
+    )
+    error: JobError | None = Field(default=None, exclude_if=_is_none, description="The failure (failed).")
+
+    @model_validator(mode="after")
+    def _outcome(self) -> Self:
+        if (self.script is None) == (self.error is None):
+            raise ValueError("a script cache entry has exactly one of script and error")
+        if (self.state == "succeeded") != (self.script is not None):
+            raise ValueError("a succeeded script cache entry has a script, a failed one an error")
+        return self

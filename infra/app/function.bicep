@@ -144,6 +144,7 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     NARRATION_FIDELITY_POLICY: 'warn'
     NARRATION_PARAGRAPH_PAUSE_SECONDS: '0.75'
     NARRATION_SENTENCE_PAUSE_SECONDS: '0.3'
+    NARRATION_TURN_PAUSE_SECONDS: '0.35'
     // MP3 narrations (format: mp3): bitrate and the show in their ID3 tags.
     NARRATION_MP3_BITRATE_KBPS: '64'
     NARRATION_SHOW_NAME: 'Narrations'

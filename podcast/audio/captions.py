@@ -92,6 +92,8 @@ class Cue:
     lines: tuple[str, ...]
     start: float
     end: float
+    speaker: str | None = None
+    """Who says it (a conversation): a WebVTT ``<v speaker>`` voice tag, an SRT ``speaker: `` prefix."""
 
 
 def speech_regions(pcm: bytes | bytearray, sample_rate: int = SAMPLE_RATE) -> list[tuple[float, float]]:
@@ -384,17 +386,23 @@ def webvtt(cues: Sequence[Cue]) -> str:
     """A WebVTT file of ``cues`` (text escaped: ``&``, ``<``, ``>``)."""
     blocks = ["WEBVTT"]
     for cue in cues:
-        text = "\n".join(
-            line.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;") for line in cue.lines
-        )
+        text = "\n".join(_escaped(line) for line in cue.lines)
+        if cue.speaker is not None:
+            text = f"<v {_escaped(cue.speaker)}>{text}"
         blocks.append(f"{_timestamp(cue.start, '.')} --> {_timestamp(cue.end, '.')}\n{text}")
     return "\n\n".join(blocks) + "\n"
 
 
+def _escaped(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def srt(cues: Sequence[Cue]) -> str:
-    """A SubRip file of ``cues``."""
+    """A SubRip file of ``cues`` (a speaker's cue starts ``Name: ``)."""
     blocks = [
-        f"{number}\n{_timestamp(cue.start, ',')} --> {_timestamp(cue.end, ',')}\n" + "\n".join(cue.lines)
+        f"{number}\n{_timestamp(cue.start, ',')} --> {_timestamp(cue.end, ',')}\n"
+        + ("" if cue.speaker is None else f"{cue.speaker}: ")
+        + "\n".join(cue.lines)
         for number, cue in enumerate(cues, start=1)
     ]
     return "\n\n".join(blocks) + ("\n" if blocks else "")

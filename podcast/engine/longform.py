@@ -21,7 +21,7 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Final, Protocol
 
@@ -29,7 +29,7 @@ from podcast.audio import captions, loudness
 from podcast.engine import audio
 from podcast.engine.fidelity import similarity
 from podcast.engine.instructions import build_instructions, strip_scaffolding, user_message
-from podcast.engine.realtime import Narrator
+from podcast.engine.realtime import Narrator, VoiceSessions
 from podcast.engine.responses import SpokenText
 from podcast.engine.segments import Segment, size_in_words, split_text
 from podcast.errors import (
@@ -163,6 +163,36 @@ async def narrate_text(
         segments = split_text(request.text, settings.segment_max_words, parallelism=settings.concurrency)
     else:
         segments = [Segment(0, request.text, "end")]
+    return await narrate_segments(
+        narrator,
+        request,
+        segments,
+        sink,
+        settings,
+        verbatim=verbatim,
+        budget_seconds=budget_seconds,
+        on_progress=on_progress,
+    )
+
+
+async def narrate_segments(
+    narrator: Narrator,
+    request: NarrationRequest,
+    segments: Sequence[Segment],
+    sink: PieceSink,
+    settings: NarrationSettings,
+    *,
+    verbatim: bool,
+    budget_seconds: float,
+    voices: Sequence[str] | None = None,
+    sessions: VoiceSessions | None = None,
+    on_progress: ProgressCallback | None = None,
+) -> NarratedText:
+    """Narrate ``segments`` (indexed 0 to n-1, in order) into ``sink`` as :func:`narrate_text`
+    does, each in ``voices[i]`` (default: the request's voice), each checked against its text
+    when ``verbatim`` (retried, halved at the token cap); the pause after segment ``i`` is
+    ``settings.pause_after(segments[i].boundary)``. With ``sessions``, segments of one voice
+    share Realtime sessions as out-of-band responses (:class:`~podcast.engine.realtime.VoiceSessions`)."""
     instructions = build_instructions(request)
     deadline = time.monotonic() + budget_seconds
     limiter = AdaptiveLimiter(settings.concurrency)
@@ -189,9 +219,20 @@ async def narrate_text(
 
     async def _segment(segment: Segment) -> None:
         nonlocal done
+        voice = request.voice if voices is None else voices[segment.index]
         async with limiter:
             piece = await _narrate_piece(
-                narrator, request, segment.text, instructions, settings, verbatim, deadline, on_retry, 0
+                narrator,
+                request,
+                segment.text,
+                voice,
+                instructions,
+                settings,
+                verbatim,
+                deadline,
+                on_retry,
+                0,
+                sessions,
             )
         await limiter.succeeded()
         # Faded in place: the narration's own buffer is staged, never copied whole again.
@@ -245,7 +286,9 @@ async def narrate_text(
         onsets += placed.onsets
         position += speech_bytes + pause_bytes
         transcript_parts.append(piece.transcript)
-        transcript_parts.append({"paragraph": "\n\n", "sentence": " "}.get(segment.boundary, ""))
+        transcript_parts.append(
+            {"paragraph": "\n\n", "turn": "\n\n", "sentence": " "}.get(segment.boundary, "")
+        )
         usage += piece.usage
         warnings += piece.warnings
     fidelity = None
@@ -273,12 +316,14 @@ async def _narrate_piece(
     narrator: Narrator,
     request: NarrationRequest,
     text: str,
+    voice: str,
     instructions: str,
     settings: NarrationSettings,
     verbatim: bool,
     deadline: float,
     on_retry: Callable[[PodcastError], None],
     depth: int,
+    sessions: VoiceSessions | None = None,
 ) -> _Piece:
     """Narrate ``text`` until it is faithful enough (read mode), halving it when it is too long."""
     best: tuple[SpokenText, float] | None = None
@@ -289,10 +334,11 @@ async def _narrate_piece(
         try:
             narration = await narrator.narrate(
                 user_message(request, text),
-                voice=request.voice,
+                voice=voice,
                 instructions=instructions if attempt == 1 else FIRMER_RULES + instructions,
                 budget_seconds=deadline - time.monotonic(),
                 on_retry=on_retry,
+                sessions=sessions,
             )
         except ResponseIncompleteError as error:
             usage += error.billed_usage
@@ -302,7 +348,17 @@ async def _narrate_piece(
             log.info("segment hit the output token cap; narrating it in two halves")
             parts = [
                 await _narrate_piece(
-                    narrator, request, half, instructions, settings, verbatim, deadline, on_retry, depth + 1
+                    narrator,
+                    request,
+                    half,
+                    voice,
+                    instructions,
+                    settings,
+                    verbatim,
+                    deadline,
+                    on_retry,
+                    depth + 1,
+                    sessions,
                 )
                 for half in halves
             ]

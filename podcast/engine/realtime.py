@@ -17,9 +17,18 @@ Two ways to use it:
 - :meth:`Narrator.narrate` returns a :class:`SpokenText` with all the audio, retrying
   transient failures (429, 5xx, dropped connections, time-outs) with exponential
   backoff and jitter.
+- :meth:`Narrator.write_text` asks the same deployment for a text-only response
+  (``output_modalities: ["text"]``, e.g. a script to be voiced later) and returns its text,
+  with the same retries, errors and billing as :meth:`Narrator.narrate`.
 - :meth:`Narrator.stream` yields :class:`AudioDelta` and :class:`TranscriptDelta` as they
   arrive and a final :class:`ResponseDone`, in one attempt, so a caller can keep memory
   flat; errors are raised, never returned as a short result.
+
+Given :class:`VoiceSessions`, :meth:`Narrator.narrate` keeps a session open once its
+response is done and voices a later text of the same voice in it, as an out-of-band
+response (``response.create`` with ``conversation: "none"``, the instructions and the text
+as its ``input``): the conversation never grows, so nothing said before is billed again,
+and the handshake and ``session.update`` are paid once per session instead of once per text.
 """
 
 from __future__ import annotations
@@ -93,6 +102,8 @@ MAX_UPSTREAM_MESSAGE_CHARACTERS: Final = 300
 """How much of a handshake error body's message an error carries."""
 
 MaxOutputTokens: TypeAlias = int | Literal["inf"]
+Output: TypeAlias = Literal["audio", "text"]
+"""What a response produces: speech (with its transcript), or text alone."""
 TokenProvider: TypeAlias = Callable[[], Awaitable[str]]
 
 
@@ -118,6 +129,55 @@ class RetryPolicy:
     def delay(self, retry_index: int, retry_after: float | None, jitter: float) -> float:
         backoff = min(self.max_delay, self.base_delay * 2.0**retry_index) * (0.5 + jitter / 2)
         return max(backoff, retry_after or 0.0)
+
+
+# --- Sessions kept for reuse ---------------------------------------------------------------------
+
+
+@dataclass
+class _OpenSession:
+    manager: Any
+    connection: Any
+    session_id: str | None
+
+
+class VoiceSessions:
+    """Open Realtime sessions that finished a response, kept by voice until :meth:`aclose`.
+
+    A session's voice is fixed once it has spoken, so a session is only ever taken again
+    for its own voice; each serves one response at a time (taken, then given back once that
+    response is done, closed instead after any failure). Create one per narration and close
+    it when the narration ends (``async with``), well within a session's 30 to 60 minutes.
+    """
+
+    def __init__(self) -> None:
+        self._idle: dict[str, list[_OpenSession]] = {}
+        self.opened = 0
+        """Sessions opened for responses narrated with this pool."""
+        self.reused = 0
+        """Responses voiced in a session that had voiced one before."""
+
+    def _take(self, voice: str) -> _OpenSession | None:
+        idle = self._idle.get(voice)
+        return idle.pop() if idle else None
+
+    def _give_back(self, voice: str, session: _OpenSession) -> None:
+        self._idle.setdefault(voice, []).append(session)
+
+    async def aclose(self) -> None:
+        """Close every idle session (each waits at most :data:`CLOSE_TIMEOUT_SECONDS`)."""
+        sessions = [session for idle in self._idle.values() for session in idle]
+        self._idle.clear()
+        for session in sessions:
+            with contextlib.suppress(Exception, asyncio.TimeoutError):
+                async with asyncio.timeout(CLOSE_TIMEOUT_SECONDS):
+                    await session.connection.close()
+
+    async def __aenter__(self) -> VoiceSessions:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
 
 
 # --- The narrator ------------------------------------------------------------------------------
@@ -191,8 +251,18 @@ class Narrator:
         max_output_tokens: MaxOutputTokens = MAX_OUTPUT_TOKENS_LIMIT,
         budget_seconds: float | None = None,
         on_retry: Callable[[PodcastError], None] | None = None,
+        sessions: VoiceSessions | None = None,
+        output: Output = "audio",
     ) -> SpokenText:
         """Narrate ``text`` and return all its audio, retrying transient failures.
+
+        With ``sessions``, an idle session of ``voice`` is used if there is one (else a new
+        one is opened), the text is sent as an out-of-band response, and the session is
+        given back once the response is done (see the module docstring).
+
+        With ``output="text"`` the response is text only (see :meth:`write_text`): the
+        result's ``transcript`` is the text and its ``audio`` is empty (``sessions`` are for
+        audio only).
 
         ``budget_seconds`` bounds the whole call, retries and waits included (each attempt
         gets what is left, up to the response timeout); no retry starts that could not
@@ -221,6 +291,8 @@ class Narrator:
                     _remaining(deadline, self.settings.response_timeout_seconds),
                     pcm,
                     marks,
+                    sessions,
+                    output,
                 )
             except PodcastError as error:
                 billed += error.billed_usage
@@ -276,6 +348,8 @@ class Narrator:
         time_limit: float,
         pcm: list[bytes],
         marks: list[tuple[int, str]],
+        sessions: VoiceSessions | None = None,
+        output: Output = "audio",
     ) -> ResponseDone:
         """One attempt drained into ``pcm`` (pieces, joined once: no regrowing buffer) and
         each transcript delta, with the audio bytes before it, into ``marks``; return its
@@ -285,7 +359,15 @@ class Narrator:
         limit = _time_limit(time_limit, self.settings.response_timeout_seconds)
         deadline = asyncio.get_running_loop().time() + limit
         events = self._events(
-            text, voice, instructions, max_output_tokens, limit, deadline, per_message=False
+            text,
+            voice,
+            instructions,
+            max_output_tokens,
+            limit,
+            deadline,
+            per_message=False,
+            sessions=sessions,
+            output=output,
         )
         received = 0
         try:
@@ -301,6 +383,27 @@ class Narrator:
         except TimeoutError:
             raise _timed_out(limit) from None
         raise ConnectionLostError("the narration stream ended without a result")
+
+    async def write_text(
+        self,
+        message: str,
+        *,
+        instructions: str,
+        max_output_tokens: MaxOutputTokens = MAX_OUTPUT_TOKENS_LIMIT,
+        budget_seconds: float | None = None,
+    ) -> SpokenText:
+        """Send ``message`` with ``instructions`` for a text-only response and return it
+        (``transcript`` is the model's text, ``audio`` empty), retrying transient failures
+        exactly as :meth:`narrate` does. A response cut by ``max_output_tokens`` raises
+        :class:`~podcast.errors.ResponseIncompleteError`; raised errors carry ``billed_usage``.
+        """
+        return await self.narrate(
+            message,
+            instructions=instructions,
+            max_output_tokens=max_output_tokens,
+            budget_seconds=budget_seconds,
+            output="text",
+        )
 
     def _retryable(self, state: RetryCallState) -> bool:
         """Whether the failed attempt may be retried: a transient :class:`PodcastError`, a
@@ -351,30 +454,54 @@ class Narrator:
         deadline: float,
         *,
         per_message: bool,
+        sessions: VoiceSessions | None = None,
+        output: Output = "audio",
     ) -> AsyncGenerator[StreamEvent, None]:
         """The events of one attempt (see :meth:`stream`). With ``per_message`` every await
         here is bounded by ``deadline`` (the event loop's clock) on its own; without it the
         caller bounds the whole iteration by ``deadline`` and its ``TimeoutError`` is the
         caller's to translate."""
-        state = ResponseState(voice=voice)
+        state = ResponseState(voice=voice, expects_audio=output == "audio")
         started = time.monotonic()
-        manager = self._client.realtime.connect(
-            model=self.settings.deployment,
-            websocket_connection_options=cast(
-                Any,
-                {
-                    "open_timeout": min(self._open_timeout, limit),
-                    "close_timeout": CLOSE_TIMEOUT_SECONDS,
-                    "compression": self._compression,
-                },
-            ),
-        )
+        kept = sessions._take(voice) if sessions is not None else None
+        if kept is not None:
+            assert sessions is not None
+            sessions.reused += 1
+            manager, state.session_id = kept.manager, kept.session_id
+        else:
+            manager = self._client.realtime.connect(
+                model=self.settings.deployment,
+                websocket_connection_options=cast(
+                    Any,
+                    {
+                        "open_timeout": min(self._open_timeout, limit),
+                        "close_timeout": CLOSE_TIMEOUT_SECONDS,
+                        "compression": self._compression,
+                    },
+                ),
+            )
         try:
-            async with asyncio.timeout_at(deadline):
-                connection = await manager.enter()
+            if kept is not None:
+                connection = kept.connection
+                opening: tuple[Any, ...] = (out_of_band_response(text, instructions, max_output_tokens),)
+            else:
+                async with asyncio.timeout_at(deadline):
+                    connection = await manager.enter()
+                if sessions is not None:
+                    sessions.opened += 1
+                    opening = (
+                        {
+                            "type": "session.update",
+                            "session": _session_config(voice, instructions, max_output_tokens),
+                        },
+                        out_of_band_response(text, instructions, max_output_tokens),
+                    )
+                else:
+                    opening = opening_events(text, voice, instructions, max_output_tokens, output)
+            reusable = False
             try:
                 async with asyncio.timeout_at(deadline):
-                    for event in opening_events(text, voice, instructions, max_output_tokens):
+                    for event in opening:
                         # What connection.send(event) sends: the SDK's transform of these
                         # typed dicts is the identity (a test checks), and costs about 1 ms.
                         await connection.send_raw(json.dumps(event))
@@ -395,10 +522,15 @@ class Narrator:
                         message = await receive()
                     for item in state.handle(parse_message(message, parse)):
                         yield item
+                reusable = sessions is not None
             finally:
-                with contextlib.suppress(Exception, asyncio.TimeoutError):
-                    async with asyncio.timeout(CLOSE_TIMEOUT_SECONDS):
-                        await connection.close()
+                if reusable and sessions is not None:
+                    # The response is over (whatever its status): the session can voice another.
+                    sessions._give_back(voice, _OpenSession(manager, connection, state.session_id))
+                else:
+                    with contextlib.suppress(Exception, asyncio.TimeoutError):
+                        async with asyncio.timeout(CLOSE_TIMEOUT_SECONDS):
+                            await connection.close()
         except TimeoutError:
             raise _timed_out(limit) from None
         except InvalidStatus as exc:
@@ -450,18 +582,44 @@ def _entra_token_provider(provider: Callable[[], Awaitable[str]]) -> TokenProvid
 
 
 def opening_events(
-    text: str, voice: str, instructions: str, max_output_tokens: MaxOutputTokens
+    text: str,
+    voice: str,
+    instructions: str,
+    max_output_tokens: MaxOutputTokens,
+    output: Output = "audio",
 ) -> tuple[SessionUpdateEventParam, ConversationItemCreateEventParam, ResponseCreateEventParam]:
-    """What a narration sends, in order: the GA ``session.update`` for audio-only narration,
-    ``text`` as one user message, and ``response.create``."""
+    """What a narration sends, in order: the GA ``session.update`` for audio-only narration
+    (text-only with ``output="text"``), ``text`` as one user message, and ``response.create``."""
+    session = (
+        _session_config(voice, instructions, max_output_tokens)
+        if output == "audio"
+        else _text_session_config(instructions, max_output_tokens)
+    )
     return (
-        {"type": "session.update", "session": _session_config(voice, instructions, max_output_tokens)},
+        {"type": "session.update", "session": session},
         {
             "type": "conversation.item.create",
             "item": {"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]},
         },
         {"type": "response.create"},
     )
+
+
+def out_of_band_response(
+    text: str, instructions: str, max_output_tokens: MaxOutputTokens
+) -> ResponseCreateEventParam:
+    """``response.create`` for ``text`` outside the conversation: ``conversation: "none"``, the
+    text as its only ``input``, the instructions (and token cap) for this response alone."""
+    return {
+        "type": "response.create",
+        "response": {
+            "conversation": "none",
+            "instructions": instructions,
+            "max_output_tokens": max_output_tokens,
+            "output_modalities": ["audio"],
+            "input": [{"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]}],
+        },
+    }
 
 
 def _session_config(
@@ -477,6 +635,19 @@ def _session_config(
             "input": {"turn_detection": None},
             "output": {"voice": voice, "format": {"type": "audio/pcm", "rate": audio.SAMPLE_RATE}},
         },
+    }
+
+
+def _text_session_config(
+    instructions: str, max_output_tokens: MaxOutputTokens
+) -> RealtimeSessionCreateRequestParam:
+    """The GA ``session.update`` session for a text-only response (no voice is ever used)."""
+    return {
+        "type": "realtime",
+        "output_modalities": ["text"],
+        "instructions": instructions,
+        "max_output_tokens": max_output_tokens,
+        "audio": {"input": {"turn_detection": None}},
     }
 
 

@@ -30,6 +30,8 @@ from openai.types.realtime import (
     ResponseAudioTranscriptDoneEvent,
     ResponseCreatedEvent,
     ResponseDoneEvent,
+    ResponseTextDeltaEvent,
+    ResponseTextDoneEvent,
     SessionCreatedEvent,
 )
 from openai.types.realtime.realtime_response_status import Error as ResponseStatusError
@@ -201,6 +203,9 @@ class ResponseState:
     """
 
     voice: str
+    expects_audio: bool = True
+    """``False`` for a text-only response (``output_modalities: ["text"]``): its text is
+    gathered as the transcript, and no audio is no failure."""
     session_id: str | None = None
     response_id: str | None = None
     requested_at: float = 0.0
@@ -221,6 +226,12 @@ class ResponseState:
                 return self._audio(event.response_id, event.delta)
             case ResponseAudioTranscriptDeltaEvent(type="response.output_audio_transcript.delta"):
                 return self._transcript(event.response_id, event.item_id, event.content_index, event.delta)
+            case ResponseTextDeltaEvent(type="response.output_text.delta"):
+                return self._transcript(event.response_id, event.item_id, event.content_index, event.delta)
+            case ResponseTextDoneEvent(type="response.output_text.done"):
+                text: object = event.text
+                if self._ours(event.response_id) and isinstance(text, str):
+                    self.transcript_parts[_key(event.item_id, event.content_index)] = [text]
             case ResponseAudioTranscriptDoneEvent(type="response.output_audio_transcript.done"):
                 transcript: object = event.transcript
                 if self._ours(event.response_id) and isinstance(transcript, str):
@@ -271,7 +282,7 @@ class ResponseState:
             error = ResponseCancelledError(details.reason)
         elif status != "completed":
             error = NarrationError(f"unexpected response status {status!r}")
-        elif self.audio_bytes == 0:
+        elif self.audio_bytes == 0 and self.expects_audio:
             error = EmptyAudioError("Azure OpenAI completed the response without any audio")
         else:
             transcript = "".join("".join(parts) for parts in self.transcript_parts.values())

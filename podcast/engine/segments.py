@@ -23,8 +23,9 @@ DEFAULT_MAX_WORDS: Final = DEFAULT_SEGMENT_WORDS
 PARAGRAPH_PREFERENCE: Final = 0.3
 """Balanced cuts take a paragraph break over a sentence break up to this share of a segment farther."""
 
-Boundary = Literal["paragraph", "sentence", "end"]
-"""What follows a segment: a paragraph break, a sentence (or clause) break, or nothing."""
+Boundary = Literal["paragraph", "sentence", "turn", "end"]
+"""What follows a segment: a paragraph break, a sentence (or clause) break, the end of a
+conversation turn (another speaker follows), or nothing."""
 
 _PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
 _SENTENCE_END = re.compile(r"(?<=[.!?…。！？])[\"'”’)\]]*\s+")
@@ -92,7 +93,7 @@ def split_text(text: str, max_words: int = DEFAULT_MAX_WORDS, *, parallelism: in
     return _without_silent_segments(segments)
 
 
-_SEPARATOR: Final[dict[Boundary, str]] = {"paragraph": "\n\n", "sentence": " ", "end": " "}
+_SEPARATOR: Final[dict[Boundary, str]] = {"paragraph": "\n\n", "sentence": " ", "turn": "\n\n", "end": " "}
 
 
 def _without_silent_segments(segments: list[Segment]) -> list[Segment]:

@@ -24,7 +24,7 @@ from podcast.http.health import health_report
 from podcast.http.openapi import openapi_document
 from podcast.http.player import player_response
 from podcast.http.responses import error_response, internal_error_response, json_response
-from podcast.models import parse_request
+from podcast.models import parse_request, parse_script_request
 from podcast.services.downloads import REDIRECT_LINK_MINUTES, FileKind
 from podcast.services.records import JOB_ID, retry_after
 from podcast.settings import Settings
@@ -57,6 +57,21 @@ async def create_narration(req: func.HttpRequest, app: App) -> func.HttpResponse
             return json_response(200, (await narrations.respond(request, options)).model_dump(mode="json"))
         record = await app.jobs.submit(request, options)
         return _accepted(req, app, record, collection=True)
+
+    return await _answer(handle)
+
+
+async def create_script(req: func.HttpRequest, app: App) -> func.HttpResponse:
+    """``POST /api/scripts``: the conversation script (200) that ``mode: "conversation"``
+    would voice, without voicing it, for a person to review, edit and send back as ``script``.
+    An identical request is answered from the script cache, its failure (502) included."""
+
+    async def handle() -> func.HttpResponse:
+        check_content_type(req.headers.get("Content-Type"))
+        request = parse_script_request(req.get_body(), app.settings.limits)
+        options = submit_options(req.headers)
+        written = await app.scripts.write(request, options)
+        return json_response(200, written.document.model_dump(mode="json"))
 
     return await _answer(handle)
 

@@ -46,6 +46,7 @@ from podcast.models import (
     DEFAULT_MAX_SAS_EXPIRY_MINUTES,
     DEFAULT_MAX_TEXT_CHARACTERS,
     LIMITS_CONTEXT_KEY,
+    MAX_SPEAKERS,
     SHOW_SLUG_PATTERN,
     NarrationRequest,
     RequestLimits,
@@ -60,7 +61,9 @@ from podcast.wire import (
     JobRecord,
     JobStatusDocument,
     NarrationResponse,
+    ScriptDocument,
     ShowView,
+    Speaker,
     Usage,
     iso_timestamp,
 )
@@ -96,6 +99,7 @@ DEFINITIONS: Final[Mapping[str, tuple[type[BaseModel], JsonSchemaMode]]] = {
     "Error": (ErrorBody, "serialization"),
     "Show": (ShowRequest, "validation"),
     "ShowResult": (ShowView, "serialization"),
+    "Script": (ScriptDocument, "serialization"),
 }
 """The models published under ``definitions``; any other model they use is inlined."""
 
@@ -103,6 +107,9 @@ _DESCRIPTIONS: Final[Mapping[str, str]] = {
     "NarrationRequest": "Unknown fields are rejected by name. null, or an empty string for an "
     "optional field, counts as not given.",
     "Show": "A show's settings (its feed's channel). Unknown fields are rejected by name.",
+    "ScriptRequest": "A conversation narration request (mode conversation, the default here) with "
+    "its speakers. Unknown fields are rejected by name.",
+    "Script": "A conversation script: send it back as speakers and script to have it voiced verbatim.",
 }
 """Definition-level descriptions (model docstrings are written for Python readers)."""
 
@@ -267,7 +274,27 @@ def definition_schemas() -> dict[str, Any]:
         if name in examples:
             schema["example"] = examples[name].model_dump(mode="json")
         definitions[name] = _ordered(schema)
+    definitions["ScriptRequest"] = _script_request(definitions["NarrationRequest"], references)
     return definitions
+
+
+def _script_request(narration: Mapping[str, Any], references: Mapping[str, str]) -> dict[str, Any]:
+    """``POST /scripts``' body: the narration request's fields but a script's own (``script``,
+    ``chapters``), ``speakers`` shown prominently with its default."""
+    speaker = swagger_schema(Speaker, mode="validation", references=references)
+    speakers = {
+        "type": "array",
+        "minItems": 1,
+        "maxItems": MAX_SPEAKERS,
+        "items": speaker,
+        "description": "1 to 4 speakers, names unique; default: Maya (marin) and Theo (cedar).",
+        "x-ms-summary": "Speakers",
+        "x-ms-visibility": "important",
+    }
+    own = {"script", "chapters"}
+    properties = {name: value for name, value in narration["properties"].items() if name not in own}
+    properties["speakers"] = speakers
+    return _ordered({**narration, "properties": properties, "description": _DESCRIPTIONS["ScriptRequest"]})
 
 
 # --- Samples: real model objects, the definitions' examples ---------------------------------
@@ -382,7 +409,8 @@ def _errors(*statuses: int) -> dict[str, Any]:
         "narration_incomplete (over the output limit), or idempotency_key_reused.",
         429: "Azure OpenAI is rate limiting; Retry-After says when to try again.",
         502: "Azure OpenAI or Storage refused the narration (credentials, deployment, an error "
-        "event): the operator must fix it; no Retry-After.",
+        "event): the operator must fix it; no Retry-After. script_invalid: the model's script stayed "
+        "invalid after its retries; the same request is answered with the same error, not billed again.",
         503: "Azure OpenAI or Storage unreachable or the connection dropped (Retry-After: worth "
         "retrying), a setting missing, or a queued job stalled.",
         504: "The narration did not finish in time (Retry-After: worth retrying).",
@@ -689,6 +717,39 @@ def build_definition(host: str = DEFAULT_HOST, scheme: str = "https") -> dict[st
             **_errors(400, 503),
         },
     }
+    script = {
+        "operationId": "CreateScript",
+        "summary": "Write a conversation script",
+        "description": "Writes the dialogue that mode conversation would voice (the speakers talk "
+        "about the text, for target_minutes up to 30) and returns it without voicing it, to review "
+        "or edit and send back as script. An identical request gets the same script from Storage.",
+        "x-ms-visibility": "important",
+        "consumes": ["application/json"],
+        "parameters": [
+            {
+                "name": "Cache-Control",
+                "in": "header",
+                "required": False,
+                "type": "string",
+                "enum": ["no-cache", "no-store"],
+                "x-ms-visibility": "advanced",
+                "x-ms-summary": "Reuse Control",
+                "description": "An identical request gets the stored script (or its stored failure). "
+                "no-cache writes afresh; no-store also keeps the result from being stored.",
+            },
+            {
+                "name": "body",
+                "in": "body",
+                "required": True,
+                "schema": {"$ref": "#/definitions/ScriptRequest"},
+                "x-ms-summary": "Script Request",
+            },
+        ],
+        "responses": {
+            "200": {"description": "The script.", "schema": {"$ref": "#/definitions/Script"}},
+            **_errors(400, 402, 413, 422, 429, 502, 503, 504),
+        },
+    }
     health = {
         "operationId": "GetHealth",
         "summary": "Check the configuration",
@@ -743,6 +804,7 @@ def build_definition(host: str = DEFAULT_HOST, scheme: str = "https") -> dict[st
             "/shows/{show}": {"put": put_show, "get": get_show},
             "/shows/{show}/token": {"post": rotate},
             "/shows/{show}/feed.xml": {"get": feed},
+            "/scripts": {"post": script},
             "/health": {"get": health},
             "/player": {"get": player},
         },

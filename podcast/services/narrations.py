@@ -18,15 +18,17 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
-from podcast.audio.captions import make_cues, srt, webvtt
+from podcast.audio.captions import Cue, make_cues, srt, webvtt
 from podcast.audio.id3 import Chapter, SegmentSpan, chapters, id3_tag
 from podcast.engine import audio
+from podcast.engine.conversation import VoicedScript, voice_script
 from podcast.engine.longform import NarratedText, ProgressCallback, narrate_text
 from podcast.engine.realtime import Narrator
-from podcast.errors import PodcastError, StorageError
-from podcast.models import NarrationRequest, SubmitOptions
+from podcast.errors import PodcastError, RequestValidationError, StorageError
+from podcast.models import DEFAULT_SPEAKERS, NarrationRequest, ScriptRequest, SubmitOptions
 from podcast.services.downloads import index_name
 from podcast.services.reuse import ReuseCache
+from podcast.services.scripts import ScriptService
 from podcast.services.shows import ShowService, episode_name
 from podcast.settings import NarrationSettings, PipelineSettings
 from podcast.storage.blobs import BlobStore, WavBlockWriter, content_disposition
@@ -41,8 +43,11 @@ from podcast.wire import (
     EpisodeEntry,
     NarrationIndex,
     NarrationResponse,
+    ScriptDocument,
     SegmentReport,
+    Speaker,
     TranscriptDocument,
+    TurnReport,
     Usage,
     iso_timestamp,
 )
@@ -87,6 +92,10 @@ class StoredNarration:
     captions_blob_name: str | None = None
     srt_blob_name: str | None = None
     captions_url: str | None = None
+    speakers: tuple[Speaker, ...] | None = None
+    """A script's speakers (``None`` for other modes)."""
+    turns: tuple[TurnReport, ...] | None = None
+    """A script's voiced turns, in order (``None`` for other modes)."""
 
     def to_response(self) -> NarrationResponse:
         """The body of a successful ``POST /api/narrations``."""
@@ -126,6 +135,8 @@ class StoredNarration:
             min_fidelity=self.min_fidelity,
             segments=self.segments,
             source=source,
+            speakers=self.speakers,
+            turns=self.turns,
         )
 
 
@@ -148,11 +159,15 @@ class NarrationService:
         index: DocumentStore | None = None,
         files: BlobFiles | None = None,
         shows: ShowService | None = None,
+        scripts: ScriptService | None = None,
     ) -> None:
         """``index`` (the jobs container) receives each stored narration's
         :class:`~podcast.wire.NarrationIndex`, so it can be found by its id (none when ``None``);
         ``files`` stores the captions beside the audio (none when ``None``); ``shows`` receives
-        the episode entry of each narration with a ``show`` (needs ``files``; none when ``None``)."""
+        the episode entry of each narration with a ``show`` (needs ``files``; none when ``None``);
+        ``scripts`` writes the script of a ``conversation`` (without it, that mode is refused
+        before anything is written)."""
+        self.scripts = scripts
         self.index = index
         self.files = files
         self.shows = shows if files is not None else None
@@ -192,8 +207,13 @@ class NarrationService:
         narration_id: str | None = None,
         on_progress: ProgressCallback | None = None,
         time_budget_seconds: float | None = None,
+        script: ScriptDocument | None = None,
     ) -> StoredNarration:
         """Narrate ``request``, store the WAV and its transcript document, return a read link.
+
+        ``script`` (default: a script-mode request's own, :meth:`NarrationRequest.script_document`)
+        is voiced turn by turn (:func:`podcast.engine.conversation.voice_script`) instead of
+        ``request.text`` being read: what conversation mode passes once it has written one.
 
         Blobs are named ``<yyyy>/<mm>/<dd>/<id>.wav`` (or ``.mp3``) and ``.json`` (``narration_id``
         defaults to a new random id). ``on_progress(done, total)`` is awaited as segments
@@ -201,6 +221,13 @@ class NarrationService:
         not bound by HTTP's 230 seconds). Raises a :class:`~podcast.errors.PodcastError`;
         when it does, nothing of this narration is left in Storage.
         """
+        if request.mode == "conversation" and script is None:
+            return await self.narrate_conversation(
+                request,
+                narration_id=narration_id,
+                on_progress=on_progress,
+                time_budget_seconds=time_budget_seconds,
+            )
         created_at = self.clock()
         narration_id = check_blob_segment(narration_id or self.new_id(), field="narration id")
         return await self.produce(
@@ -211,6 +238,72 @@ class NarrationService:
             link_expires_in=timedelta(minutes=request.sas_expiry_minutes),
             on_progress=on_progress,
             time_budget_seconds=time_budget_seconds,
+            script=script,
+        )
+
+    async def voice_script(
+        self,
+        request: NarrationRequest,
+        script: ScriptDocument,
+        *,
+        narration_id: str | None = None,
+        on_progress: ProgressCallback | None = None,
+        time_budget_seconds: float | None = None,
+        usage: Usage | None = None,
+    ) -> StoredNarration:
+        """The voice stage's entry point for a script written elsewhere (conversation mode):
+        :meth:`narrate` ``request`` with ``script`` voiced turn by turn, ``usage`` (what
+        writing the script cost) added to the stored narration's. Same guarantees and errors
+        as :meth:`narrate`."""
+        created_at = self.clock()
+        narration_id = check_blob_segment(narration_id or self.new_id(), field="narration id")
+        return await self.produce(
+            request,
+            narration_id=narration_id,
+            base=f"{created_at:%Y/%m/%d}/{narration_id}",
+            created_at=created_at,
+            link_expires_in=timedelta(minutes=request.sas_expiry_minutes),
+            on_progress=on_progress,
+            time_budget_seconds=time_budget_seconds,
+            script=script,
+            script_usage=usage,
+        )
+
+    async def narrate_conversation(
+        self,
+        request: NarrationRequest,
+        *,
+        narration_id: str | None = None,
+        on_progress: ProgressCallback | None = None,
+        time_budget_seconds: float | None = None,
+    ) -> StoredNarration:
+        """``mode: "conversation"``: write the script (:class:`ScriptService`: stored per
+        content, so a job's second delivery does not pay for it again) for the request's
+        ``speakers`` (:data:`~podcast.models.DEFAULT_SPEAKERS` when it names none), then voice
+        it (:meth:`voice_script`), which stores the narration with the writing's usage added.
+
+        Raises :class:`~podcast.errors.RequestValidationError` (``mode``) before anything is
+        written when this service has no script writer, and
+        :class:`~podcast.errors.ScriptInvalidError` (502) when no valid script was written.
+        """
+        if self.scripts is None:
+            raise RequestValidationError(
+                "mode 'conversation' is not available from this service (it has no script writer)",
+                field="mode",
+                code="mode_unavailable",
+            )
+        written = await self.scripts.write(
+            ScriptRequest(request, request.speakers or DEFAULT_SPEAKERS),
+            SubmitOptions(),
+            budget_seconds=time_budget_seconds,
+        )
+        return await self.voice_script(
+            request,
+            written.document,
+            narration_id=narration_id,
+            on_progress=on_progress,
+            time_budget_seconds=time_budget_seconds,
+            usage=written.usage,
         )
 
     async def produce(
@@ -225,6 +318,8 @@ class NarrationService:
         on_progress: ProgressCallback | None = None,
         time_budget_seconds: float | None = None,
         before_commit: Callable[[], Awaitable[None]] | None = None,
+        script: ScriptDocument | None = None,
+        script_usage: Usage | None = None,
     ) -> StoredNarration:
         """Narrate, then store ``<base>.wav``, its index entry and then ``<base>.json`` (the
         completion mark).
@@ -238,7 +333,10 @@ class NarrationService:
         :data:`CLEANUP_ATTEMPTS` times), and with it a JSON left beside it (an older one
         describes audio that is gone), before the error propagates. Raises
         :class:`~podcast.errors.BlobNameError` before any Storage call for an unsafe ``base``.
+        ``script`` as in :meth:`narrate`; ``script_usage`` is added to the narration's usage.
         """
+        if script is None and request.mode == "script":
+            script = request.script_document()
         started = time.monotonic()
         blob_name = checked_name(f"{base}.{request.format}", field="document")
         transcript_blob_name = checked_name(f"{base}.json", field="document")
@@ -259,14 +357,28 @@ class NarrationService:
             )
         else:
             writer = self.outputs.wav_writer(blob_name)
-        narration = await narrate_text(
-            self.narrator,
-            request,
-            writer,
-            self.narration_settings,
-            budget_seconds=time_budget_seconds or self.pipeline_settings.time_budget_seconds,
-            on_progress=on_progress,
-        )
+        budget = time_budget_seconds or self.pipeline_settings.time_budget_seconds
+        voiced: VoicedScript | None = None
+        if script is not None:
+            voiced = await voice_script(
+                self.narrator,
+                request,
+                script,
+                writer,
+                self.narration_settings,
+                budget_seconds=budget,
+                on_progress=on_progress,
+            )
+            narration = voiced.narrated
+        else:
+            narration = await narrate_text(
+                self.narrator,
+                request,
+                writer,
+                self.narration_settings,
+                budget_seconds=budget,
+                on_progress=on_progress,
+            )
         result = StoredNarration(
             id=narration_id,
             audio_url=url,
@@ -274,19 +386,27 @@ class NarrationService:
             container=self.outputs.container,
             blob_name=blob_name,
             transcript_blob_name=transcript_blob_name,
-            transcript=narration.transcript,
+            transcript=narration.transcript if voiced is None else voiced.transcript,
             duration_seconds=narration.duration_seconds,
             request=request,
-            usage=narration.usage,
+            usage=narration.usage if script_usage is None else narration.usage + script_usage,
             created_at=created_at,
             segments=narration.segments,
             fidelity=narration.fidelity,
             min_fidelity=self.narration_settings.min_fidelity,
             warnings=narration.warnings,
             loudness_lufs=narration.loudness_lufs,
+            speakers=None if script is None else tuple(script.speakers),
+            turns=None if voiced is None else voiced.turns,
         )
-        chapter_list = _chapters(narration)
-        cues = make_cues(narration.words, narration.speech_onsets) if self.files is not None else []
+        chapter_list = list(voiced.chapters) if voiced is not None else _chapters(narration)
+        cues: list[Cue] = []
+        if self.files is not None:
+            cues = (
+                list(voiced.cues)
+                if voiced is not None
+                else make_cues(narration.words, narration.speech_onsets)
+            )
         if cues:
             captions_url = None
             if link_expires_in is not None:

@@ -76,9 +76,9 @@ iso = job_timestamp
 
 
 def estimate_audio_seconds(request: NarrationRequest) -> float:
-    """Expected audio length: ``target_minutes`` for an episode; for ``read``, the words at
-    150 a minute (a text without spaces counts six characters as a word)."""
-    if request.mode == "episode":
+    """Expected audio length: ``target_minutes`` for an episode or a conversation; for
+    ``read``, the words at 150 a minute (a text without spaces counts six characters as a word)."""
+    if request.mode in ("episode", "conversation"):
         return request.target_minutes * 60.0
     words = max(len(request.text.split()), math.ceil(len(request.text) / CHARACTERS_PER_WORD))
     return words * 60.0 / WORDS_PER_MINUTE
@@ -130,6 +130,9 @@ def idempotency_hash(request: NarrationRequest) -> str:
         del fields["format"]
     if fields.get("show") is None:  # nor does that of a request without a show, from before shows
         fields.pop("show", None)
+    for name in ("speakers", "script", "chapters"):  # nor does a text request's since scripts came
+        if fields.get(name) is None:
+            del fields[name]
     canonical = json.dumps(fields, sort_keys=True, ensure_ascii=False)
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 

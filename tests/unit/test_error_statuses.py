@@ -61,6 +61,7 @@ def instances() -> list[PodcastError]:
         ResponseFailedError("failed", error_type="server_error"),
         ResponseFailedError("failed", error_type="invalid_request_error"),
         errors.ResponseCancelledError("client_cancelled"),
+        errors.ScriptInvalidError("script", "the reply is not JSON", attempts=3),
     ]
     covered = {type(error) for error in made}
     for cls in every_error_class():

@@ -449,7 +449,7 @@ def test_non_finite_numbers_in_json_are_rejected(literal: bytes) -> None:
 def test_target_minutes_with_read_mode_is_a_400_saying_it_is_for_episodes(mode_field: dict[str, str]) -> None:
     error = rejected(body(target_minutes=2, **mode_field))
 
-    assert_rejects(error, field="target_minutes", says="applies to episode mode only")
+    assert_rejects(error, field="target_minutes", says="applies to episode and conversation modes only")
 
 
 @pytest.mark.parametrize(

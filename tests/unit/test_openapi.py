@@ -21,8 +21,8 @@ from podcast.models import (
     DEFAULT_MAX_SAS_EXPIRY_MINUTES,
     DEFAULT_MAX_TEXT_CHARACTERS,
     EPISODE_STYLES,
+    MAX_CONVERSATION_MINUTES,
     MAX_INSTRUCTIONS_CHARACTERS,
-    MAX_TARGET_MINUTES,
     MAX_TITLE_CHARACTERS,
     MIN_TARGET_MINUTES,
     MODES,
@@ -129,7 +129,7 @@ def test_the_request_schema_has_exactly_the_model_fields_and_defaults(definition
     properties = schema["properties"]
 
     assert list(properties) == list(NarrationRequest.model_fields)
-    assert schema["required"] == ["text"]
+    assert "required" not in schema, "text or script: neither is required alone"
     assert schema["additionalProperties"] is False
     assert properties["mode"]["enum"] == list(MODES)
     assert properties["style"]["enum"] == list(get_args(Style))
@@ -148,6 +148,9 @@ def test_the_request_schema_has_exactly_the_model_fields_and_defaults(definition
         "format": "wav",
         "sas_expiry_minutes": 60,
         "show": None,
+        "speakers": None,
+        "script": None,
+        "chapters": None,
     }
     types = {name: prop["type"] for name, prop in properties.items()}
     assert types == {
@@ -162,6 +165,9 @@ def test_the_request_schema_has_exactly_the_model_fields_and_defaults(definition
         "format": "string",
         "sas_expiry_minutes": "integer",
         "show": "string",
+        "speakers": "array",
+        "script": "array",
+        "chapters": "array",
     }
     assert all(prop["description"] and prop["x-ms-summary"] for prop in properties.values())
 
@@ -182,7 +188,13 @@ BOUNDS: list[tuple[str, str, Any, dict[str, Any], Any]] = [
     ("text", "maxLength", DEFAULT_MAX_TEXT_CHARACTERS, {}, "x" * (DEFAULT_MAX_TEXT_CHARACTERS + 1)),
     ("instructions", "maxLength", MAX_INSTRUCTIONS_CHARACTERS, {}, "x" * (MAX_INSTRUCTIONS_CHARACTERS + 1)),
     ("title", "maxLength", MAX_TITLE_CHARACTERS, {}, "x" * (MAX_TITLE_CHARACTERS + 1)),
-    ("target_minutes", "maximum", MAX_TARGET_MINUTES, {"mode": "episode"}, MAX_TARGET_MINUTES + 0.5),
+    (
+        "target_minutes",
+        "maximum",
+        MAX_CONVERSATION_MINUTES,
+        {"mode": "conversation"},
+        MAX_CONVERSATION_MINUTES + 0.5,
+    ),
     ("target_minutes", "minimum", MIN_TARGET_MINUTES, {"mode": "episode"}, MIN_TARGET_MINUTES - 0.1),
     ("sas_expiry_minutes", "maximum", DEFAULT_MAX_SAS_EXPIRY_MINUTES, {}, DEFAULT_MAX_SAS_EXPIRY_MINUTES + 1),
     ("sas_expiry_minutes", "minimum", 1, {}, 0),

@@ -1,0 +1,136 @@
+"""Conversation requests: the mode's length limit, its styles, and what decides a script."""
+
+from __future__ import annotations
+
+import pytest
+
+from podcast.errors import RequestTooLargeError, RequestValidationError
+from podcast.models import (
+    DEFAULT_SPEAKERS,
+    MAX_CONVERSATION_MINUTES,
+    MAX_TARGET_MINUTES,
+    RequestLimits,
+    ScriptRequest,
+    parse_request,
+    parse_script_request,
+)
+from podcast.wire import NarrationMode, Speaker
+
+LIMITS = RequestLimits()
+
+
+@pytest.mark.parametrize(
+    ("mode", "maximum"), [("conversation", MAX_CONVERSATION_MINUTES), ("episode", MAX_TARGET_MINUTES)]
+)
+def test_each_mode_accepts_target_minutes_up_to_its_own_maximum(mode: NarrationMode, maximum: float) -> None:
+    assert (
+        parse_request({"text": "Hi.", "mode": mode, "target_minutes": maximum}, LIMITS).target_minutes
+        == maximum
+    )
+    with pytest.raises(RequestValidationError) as refused:
+        parse_request({"text": "Hi.", "mode": mode, "target_minutes": maximum + 0.01}, LIMITS)
+    assert refused.value.field == "target_minutes"
+    assert f"to {maximum:g} in {mode} mode" in refused.value.message
+
+
+def test_the_conversation_fingerprint_covers_its_length() -> None:
+    def fingerprint(minutes: float) -> str:
+        return parse_request(
+            {"text": "Hi.", "mode": "conversation", "target_minutes": minutes}, LIMITS
+        ).fingerprint()
+
+    assert fingerprint(10) != fingerprint(11)
+    assert fingerprint(10) == fingerprint(10.0)
+
+
+def test_the_script_fingerprint_covers_the_speakers_not_the_title() -> None:
+    def fingerprint(extra: dict[str, object]) -> str:
+        return parse_script_request({"text": "Hi.", **extra}, LIMITS).fingerprint()
+
+    base = fingerprint({})
+    assert base == fingerprint({"title": "Another"})
+    assert base == fingerprint({"speakers": [s.model_dump() for s in DEFAULT_SPEAKERS]})
+    assert base != fingerprint({"speakers": [{"name": "Maya", "voice": "marin"}]})
+    assert base != fingerprint(
+        {"speakers": [{"name": "Maya", "voice": "ash"}, {"name": "Theo", "voice": "cedar"}]}
+    )
+
+
+def test_the_default_hosts_are_two_named_realtime_voices_with_personas() -> None:
+    assert [(s.name, s.voice) for s in DEFAULT_SPEAKERS] == [("Maya", "marin"), ("Theo", "cedar")]
+    assert all(s.description for s in DEFAULT_SPEAKERS)
+    assert (
+        ScriptRequest(parse_request({"text": "Hi.", "mode": "conversation"}, LIMITS)).speakers
+        == DEFAULT_SPEAKERS
+    )
+
+
+def test_speakers_are_normalized() -> None:
+    request = parse_script_request(
+        {"text": "Hi.", "speakers": [{"name": "  Ana  ", "voice": " CORAL ", "description": "  Calm.  "}]},
+        LIMITS,
+    )
+    assert request.speakers == (Speaker(name="Ana", voice="coral", description="Calm."),)
+    assert request.request.speakers == request.speakers
+
+
+@pytest.mark.parametrize(
+    ("speakers", "field"),
+    [
+        ([{"name": "Ana", "voice": "coral"}, {"name": "Ben", "voice": "nope"}], "speakers[1].voice"),
+        ([{"name": "Ana", "voice": "coral"}, {"name": "ana", "voice": "ash"}], "speakers[1].name"),
+        ([{"name": "Ana"}], "speakers[0].voice"),
+        ([], "speakers"),
+        ([{"name": f"S{i}", "voice": "ash"} for i in range(5)], "speakers"),
+    ],
+)
+def test_a_script_request_names_the_bad_speaker_field(speakers: list[object], field: str) -> None:
+    with pytest.raises(RequestValidationError) as refused:
+        parse_script_request({"text": "Hi.", "speakers": speakers}, LIMITS)
+    assert refused.value.field == field
+
+
+def test_a_conversation_with_a_script_is_refused_naming_script() -> None:
+    body = {
+        "mode": "conversation",
+        "speakers": [{"name": "Ana", "voice": "coral"}],
+        "script": [{"speaker": "Ana", "text": "Hello."}],
+    }
+    with pytest.raises(RequestValidationError) as refused:
+        parse_request(body, LIMITS)
+    assert refused.value.field == "script"
+    with pytest.raises(RequestValidationError) as written:
+        parse_script_request({k: v for k, v in body.items() if k != "mode"}, LIMITS)
+    assert written.value.field in {"script", "mode"}
+    assert parse_request({k: v for k, v in body.items() if k != "mode"}, LIMITS).mode == "script"
+
+
+def test_a_conversation_fingerprint_covers_its_hosts() -> None:
+    def fingerprint(extra: dict[str, object]) -> str:
+        return parse_request({"text": "Hi.", "mode": "conversation", **extra}, LIMITS).fingerprint()
+
+    base = fingerprint({})
+    assert base == fingerprint({"speakers": [s.model_dump() for s in DEFAULT_SPEAKERS]})
+    assert base != fingerprint({"speakers": [{"name": "Ana", "voice": "coral"}]})
+
+
+def test_a_script_request_body_is_checked_like_a_narration_body() -> None:
+    small = RequestLimits(max_text_characters=100)
+    with pytest.raises(RequestTooLargeError):
+        parse_script_request(b'{"text": "' + b"x" * small.max_body_bytes + b'"}', small)
+    with pytest.raises(RequestTooLargeError):
+        parse_script_request('{"text": "' + "x" * small.max_body_bytes + '"}', small)
+    with pytest.raises(RequestValidationError) as broken:
+        parse_script_request(b'{"text": "Hi.", "speakers": [}', LIMITS)
+    assert broken.value.code == "invalid_json"
+    with pytest.raises(RequestValidationError) as twice:
+        parse_script_request(b'{"text": "Hi.", "speakers": [], "speakers": []}', LIMITS)
+    assert (twice.value.code, twice.value.field) == ("duplicate_field", "speakers")
+
+
+def test_the_script_fingerprint_ignores_the_audio_format_and_the_show() -> None:
+    def fingerprint(extra: dict[str, object]) -> str:
+        return parse_script_request({"text": "Hi.", **extra}, LIMITS).fingerprint()
+
+    assert fingerprint({}) == fingerprint({"format": "mp3", "show": "daily-digest"})
+    assert fingerprint({}) != fingerprint({"style": "lecture"})
