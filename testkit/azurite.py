@@ -186,8 +186,10 @@ class AzuriteServer:
             command += [f"--{service}Host", HOST, f"--{service}Port", str(self._ports.get(service, 0))]
         command += [
             "--inMemoryPersistence",
+            # A ceiling, not a reservation: one server lives for a whole test session, and the
+            # suite's WAVs, MP3s and captions (a 30-minute WAV alone is 86 MB) outgrew 256 MB.
             "--extentMemoryLimit",
-            "256",
+            "2048",
             "--disableTelemetry",
             "--skipApiVersionCheck",
             "--silent",

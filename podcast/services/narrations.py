@@ -228,14 +228,9 @@ class NarrationService:
                 on_progress=on_progress,
                 time_budget_seconds=time_budget_seconds,
             )
-        created_at = self.clock()
-        narration_id = check_blob_segment(narration_id or self.new_id(), field="narration id")
-        return await self.produce(
+        return await self._produce_new(
             request,
             narration_id=narration_id,
-            base=f"{created_at:%Y/%m/%d}/{narration_id}",
-            created_at=created_at,
-            link_expires_in=timedelta(minutes=request.sas_expiry_minutes),
             on_progress=on_progress,
             time_budget_seconds=time_budget_seconds,
             script=script,
@@ -255,6 +250,26 @@ class NarrationService:
         :meth:`narrate` ``request`` with ``script`` voiced turn by turn, ``usage`` (what
         writing the script cost) added to the stored narration's. Same guarantees and errors
         as :meth:`narrate`."""
+        return await self._produce_new(
+            request,
+            narration_id=narration_id,
+            on_progress=on_progress,
+            time_budget_seconds=time_budget_seconds,
+            script=script,
+            script_usage=usage,
+        )
+
+    async def _produce_new(
+        self,
+        request: NarrationRequest,
+        *,
+        narration_id: str | None,
+        on_progress: ProgressCallback | None,
+        time_budget_seconds: float | None,
+        script: ScriptDocument | None,
+        script_usage: Usage | None = None,
+    ) -> StoredNarration:
+        """:meth:`produce` under ``narration_id`` (default: a new id), dated now."""
         created_at = self.clock()
         narration_id = check_blob_segment(narration_id or self.new_id(), field="narration id")
         return await self.produce(
@@ -266,7 +281,7 @@ class NarrationService:
             on_progress=on_progress,
             time_budget_seconds=time_budget_seconds,
             script=script,
-            script_usage=usage,
+            script_usage=script_usage,
         )
 
     async def narrate_conversation(
