@@ -260,15 +260,23 @@ def download(url: str) -> bytes:
     return http_get(url, timeout=120)
 
 
-def transcribe_windows(model: Any, pcm: bytes, bounds: Sequence[float]) -> list[str]:
-    """What Whisper hears in each window ``bounds[i]..bounds[i + 1]`` (seconds), two at a time."""
+def transcribe_windows(
+    model: Any,
+    pcm: bytes,
+    bounds: Sequence[float],
+    *,
+    windows: Sequence[int] | None = None,
+    beam_size: int = 1,
+) -> list[str]:
+    """What Whisper hears in each window ``bounds[i]..bounds[i + 1]`` (seconds), or only in
+    ``windows``, decoded greedily or with ``beam_size`` beams."""
 
     def transcribe(window: int) -> str:
         begin, end = (round(bounds[window + k] * audio.SAMPLE_RATE) * audio.SAMPLE_WIDTH for k in (0, 1))
         wav = audio.pcm_to_wav(pcm[begin:end])
         segments, _ = model.transcribe(
             io.BytesIO(wav),
-            beam_size=1,
+            beam_size=beam_size,
             language="en",
             # Each window on its own: no run-on hallucinations, no repeated text from the last one.
             condition_on_previous_text=False,
@@ -281,7 +289,19 @@ def transcribe_windows(model: Any, pcm: bytes, bounds: Sequence[float]) -> list[
     import ctranslate2
 
     ctranslate2.set_random_seed(WHISPER_SEED)
-    return [transcribe(window) for window in range(len(bounds) - 1)]
+    return [transcribe(window) for window in (range(len(bounds) - 1) if windows is None else windows)]
+
+
+def window_problems(segment_text: str, markers: Sequence[str], hypothesis: str) -> tuple[int, list[str]]:
+    """The word errors (counted by jiwer, not the production code: an independent judge) of
+    what Whisper heard in a segment's window, and what is wrong with it."""
+    expected, got = words(segment_text), words(hypothesis)
+    measured = jiwer.process_words(" ".join(expected), " ".join(got))
+    distance = measured.substitutions + measured.deletions + measured.insertions
+    problems = [f"{problem}; heard {hypothesis!r}" for problem in place_problems(got, markers)]
+    if 1 - distance / len(expected) < MIN_WINDOW_SIMILARITY:
+        problems.append(f"similarity {1 - distance / len(expected):.2f}: {hypothesis!r}")
+    return distance, problems
 
 
 # --- The tests --------------------------------------------------------------------------------
@@ -380,22 +400,23 @@ async def test_thirty_minutes_through_http_is_one_wav_read_in_order_with_nothing
     bounds.append(info.duration_seconds)
     started = time.monotonic()
     heard = await asyncio.to_thread(transcribe_windows, whisper, pcm, bounds)
-    transcribed_in = time.monotonic() - started
 
-    problems: list[str] = []
-    errors = 0
-    for index, segment in enumerate(segments):
-        markers, hypothesis = marker_segments[index], heard[index]
-        expected, got = words(segment.text), words(hypothesis)
-        # jiwer, not the production code, counts the word errors: an independent judge.
-        measured = jiwer.process_words(" ".join(expected), " ".join(got))
-        distance = measured.substitutions + measured.deletions + measured.insertions
-        errors += distance
-        problems += [
-            f"segment {index}: {problem}; heard {hypothesis!r}" for problem in place_problems(got, markers)
-        ]
-        if 1 - distance / len(expected) < MIN_WINDOW_SIMILARITY:
-            problems.append(f"segment {index}: similarity {1 - distance / len(expected):.2f}: {hypothesis!r}")
+    # Greedy tiny.en now and then falls into a loop on one window of espeak's voice ("for the
+    # people who would follow, in Belgium, ... in Belgium"), hearing a fifth of its words. A
+    # window it mishears is heard again with a beam search: audio that really is wrong (a
+    # segment missing, repeated or out of place) fails both.
+    judged = [window_problems(s.text, marker_segments[i], heard[i]) for i, s in enumerate(segments)]
+    misheard = [index for index, (_, found) in enumerate(judged) if found]
+    if misheard:
+        again = await asyncio.to_thread(
+            transcribe_windows, whisper, pcm, bounds, windows=misheard, beam_size=5
+        )
+        for index, hypothesis in zip(misheard, again, strict=True):
+            heard[index] = hypothesis
+            judged[index] = window_problems(segments[index].text, marker_segments[index], hypothesis)
+    problems = [f"segment {index}: {problem}" for index, (_, found) in enumerate(judged) for problem in found]
+    errors = sum(distance for distance, _ in judged)
+    transcribed_in = time.monotonic() - started
     everything = [w for hypothesis in heard for w in words(hypothesis)]
     counts = collections.Counter(m for m in map(marker_of, everything) if m is not None)
     problems += [f"whole audio: {problem}" for problem in place_problems(everything, MARKERS)]
@@ -405,7 +426,8 @@ async def test_thirty_minutes_through_http_is_one_wav_read_in_order_with_nothing
     assert not problems, "\n".join(problems)
     print(  # shown with pytest -s: the numbers behind the bounds
         f"\n{info.duration_seconds / 60:.1f} min of audio, {len(segments)} segments: narrated in "
-        f"{narrated_in:.1f} s, transcribed in {transcribed_in:.1f} s; WER {word_error_rate:.3f}; "
+        f"{narrated_in:.1f} s, transcribed in {transcribed_in:.1f} s ({len(misheard)} windows heard "
+        f"again); WER {word_error_rate:.3f}; "
         f"mentions heard per place {min(counts.get(m, 0) for m in MARKERS)}-{max(counts.values())} "
         f"of {MENTIONS}"
     )
