@@ -21,11 +21,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from email.utils import format_datetime
-from typing import Final
-
-from lxml import etree
+from typing import TYPE_CHECKING, Final
 
 from podcast.wire import EpisodeEntry, ShowDetails
+
+if TYPE_CHECKING:
+    from lxml import etree
 
 ITUNES_NS: Final = "http://www.itunes.com/dtds/podcast-1.0.dtd"
 PODCAST_NS: Final = "https://podcastindex.org/namespace/1.0"
@@ -78,6 +79,8 @@ def duration(seconds: float) -> str:
 
 
 def _add(parent: etree._Element, tag: str, text: str | None = None, **attributes: str) -> etree._Element:
+    from lxml import etree
+
     element = etree.SubElement(parent, tag, {key: xml_text(value) for key, value in attributes.items()})
     if text is not None:
         element.text = xml_text(text)
@@ -111,6 +114,9 @@ def render_feed(
     """The feed document (UTF-8 XML with its declaration) of ``show`` with ``items`` in the
     order given (newest first). ``feed_url`` is the URL apps fetch (the channel's link and
     ``atom:link rel=self``); ``feed_identity`` is the token-less identity of ``podcast:guid``."""
+    # lxml is loaded on the first feed, not at the app's import (cold starts).
+    from lxml import etree
+
     rss = etree.Element("rss", {"version": "2.0"}, nsmap=_NSMAP)
     channel = _add(rss, "channel")
     _add(channel, "title", show.title)
