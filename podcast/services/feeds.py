@@ -79,9 +79,8 @@ def duration(seconds: float) -> str:
 
 
 def _add(parent: etree._Element, tag: str, text: str | None = None, **attributes: str) -> etree._Element:
-    from lxml import etree
-
-    element = etree.SubElement(parent, tag, {key: xml_text(value) for key, value in attributes.items()})
+    element = parent.makeelement(tag, {key: xml_text(value) for key, value in attributes.items()})
+    parent.append(element)
     if text is not None:
         element.text = xml_text(text)
     return element

@@ -289,29 +289,13 @@ class BlobStore:
         """
         if expires_in <= timedelta(0):
             raise ValueError("expires_in must be positive")
+        if self._account_key is None and expires_in > MAX_USER_DELEGATION_LIFETIME:
+            raise ValueError("a user-delegation SAS can live at most 7 days")
         now = self._clock()
-        start = _whole_seconds(now - SAS_START_SKEW)
         expires_at = _whole_seconds(now + expires_in)
-        blob_client = self._container.blob(blob_name)
-        protocol = "https" if blob_client.scheme.lower() == "https" else None
-        common: dict[str, Any] = {
-            "account_name": self._service.account_name,
-            "container_name": self.container,
-            "blob_name": blob_name,
-            "permission": BlobSasPermissions(read=True),
-            "start": start,
-            "expiry": expires_at,
-            "protocol": protocol,
-        }
-        account_key = self._account_key
-        if account_key is not None:
-            sas = generate_blob_sas(account_key=account_key, **common)
-        else:
-            if expires_in > MAX_USER_DELEGATION_LIFETIME:
-                raise ValueError("a user-delegation SAS can live at most 7 days")
-            key = await self._user_delegation_key(covering=expires_at)
-            sas = generate_blob_sas(user_delegation_key=key, **common)
-        return f"{blob_client.url}?{sas}", expires_at
+        start = _whole_seconds(now - SAS_START_SKEW)
+        [url] = await self.read_urls([blob_name], start=start, expires_at=expires_at)
+        return url, expires_at
 
     async def read_urls(
         self, blob_names: Sequence[str], *, start: datetime, expires_at: datetime
