@@ -197,6 +197,8 @@ class App:
             self.job_documents,
             deployment=self.settings.realtime.deployment,
             budget_seconds=self.settings.pipeline.time_budget_seconds,
+            claim_seconds=self.settings.pipeline.script_claim_seconds,
+            wait_seconds=self.settings.pipeline.script_wait_seconds,
         )
 
     @cached_property

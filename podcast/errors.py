@@ -55,6 +55,7 @@ can succeed, and never pay again for what cannot:
     ├── StorageError                        502   no   Blob Storage refused an operation
     │   └── StorageUnavailableError         503   yes  Storage unreachable or busy
     ├── SupersededError                     409   no   a newer version of the document took over its narration
+    ├── ScriptInProgressError               503   yes  an identical script is still being written elsewhere
     ├── JobNotFoundError                    404   no   no narration job with this id
     │   └── NarrationNotFoundError          404   no   no stored narration (or file of it) with this id
     ├── JobStalledError                     503   no   a job made no progress, also after a re-enqueue
@@ -422,6 +423,17 @@ class SupersededError(PodcastError):
 
     code = "superseded"
     http_status = 409
+
+
+class ScriptInProgressError(PodcastError):
+    """An identical script request is being written by another request (this instance or
+    another), and it did not finish while this one waited (:mod:`podcast.services.scripts`).
+    Transient (503 with ``Retry-After``): the retry is answered with that writer's outcome,
+    and nothing was billed for this request."""
+
+    code = "script_in_progress"
+    http_status = 503
+    transient = True
 
 
 # --- Asynchronous narration jobs (podcast.services.jobs) ------------------------------------------

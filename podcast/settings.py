@@ -57,6 +57,8 @@ PARAGRAPH_PAUSE_SETTING: Final = "NARRATION_PARAGRAPH_PAUSE_SECONDS"
 SENTENCE_PAUSE_SETTING: Final = "NARRATION_SENTENCE_PAUSE_SECONDS"
 TURN_PAUSE_SETTING: Final = "NARRATION_TURN_PAUSE_SECONDS"
 TIME_BUDGET_SETTING: Final = "NARRATION_TIME_BUDGET_SECONDS"
+SCRIPT_CLAIM_SETTING: Final = "NARRATION_SCRIPT_CLAIM_SECONDS"
+SCRIPT_WAIT_SETTING: Final = "NARRATION_SCRIPT_WAIT_SECONDS"
 MP3_BITRATE_SETTING: Final = "NARRATION_MP3_BITRATE_KBPS"
 SHOW_NAME_SETTING: Final = "NARRATION_SHOW_NAME"
 
@@ -615,10 +617,18 @@ class NarrationSettings(_Section):
 
 
 class PipelineSettings(_Section):
-    """The synchronous narration's time budget."""
+    """The synchronous narration's time budget, and how identical script requests wait for one writer."""
 
     time_budget_seconds: float = _number(TIME_BUDGET_SETTING, 200.0, 10.0, 3600.0)
     """The whole narration, retries included, must finish within this (HTTP allows 230 s)."""
+    script_claim_seconds: float = _number(SCRIPT_CLAIM_SETTING, 60.0, 0.5, 3600.0)
+    """How long a script writer's claim on its content lasts without renewal (renewed every
+    third of it while it writes): a writer that dies holds identical requests back this long
+    at most, then one of them takes over (:mod:`podcast.services.scripts`)."""
+    script_wait_seconds: float = _number(SCRIPT_WAIT_SETTING, 60.0, 0.0, 3600.0)
+    """How long a script request identical to one being written waits for that outcome
+    (never longer than its own time budget) before it is answered 503 ``script_in_progress``
+    with ``Retry-After``."""
 
 
 # --- Asynchronous jobs ---------------------------------------------------------------------------

@@ -1117,22 +1117,38 @@ class EpisodeEntry(BaseModel):
 
 
 class ScriptCacheEntry(BaseModel):
-    """``scripts/<content key>.json`` in the jobs container: the script written for a content
-    key (``succeeded``), or the failure a caller's retry is answered with instead of being
-    billed again (``failed``, with the status and body; see :mod:`podcast.services.scripts`)."""
+    """``scripts/<content key>.json`` in the jobs container: the claim of the one writer
+    writing that content now (``writing``, with its ``attempt`` and ``expires_at``), the
+    script written for it (``succeeded``), or the failure a caller's retry is answered with
+    instead of being billed again (``failed``, with the status and body; see
+    :mod:`podcast.services.scripts`)."""
 
     model_config = _DOCUMENT
 
-    state: Literal["succeeded", "failed"] = Field(description="succeeded or failed.")
+    state: Literal["writing", "succeeded", "failed"] = Field(description="writing, succeeded or failed.")
     updated_at: Timestamp = Field(description="When the entry was written (UTC).")
-    usage: Usage = Field(description="The tokens writing it cost (every reply, rejected ones included).")
+    usage: Usage = Field(
+        default_factory=Usage, description="The tokens writing it cost (every reply, rejected ones included)."
+    )
     script: ScriptDocument | None = Field(
         default=None, exclude_if=_is_none, description="The script (succeeded)."
     )
     error: JobError | None = Field(default=None, exclude_if=_is_none, description="The failure (failed).")
+    attempt: str | None = Field(
+        default=None, exclude_if=_is_none, description="A random id of the claiming writer (writing)."
+    )
+    expires_at: Timestamp | None = Field(
+        default=None,
+        exclude_if=_is_none,
+        description="When the claim lapses unless renewed (writing, UTC): then another writer takes over.",
+    )
 
     @model_validator(mode="after")
     def _outcome(self) -> Self:
+        if self.state == "writing":
+            if self.script is not None or self.error is not None or not self.attempt or not self.expires_at:
+                raise ValueError("a writing script cache entry has an attempt and expires_at, no outcome")
+            return self
         if (self.script is None) == (self.error is None):
             raise ValueError("a script cache entry has exactly one of script and error")
         if (self.state == "succeeded") != (self.script is not None):

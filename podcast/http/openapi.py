@@ -412,7 +412,8 @@ def _errors(*statuses: int) -> dict[str, Any]:
         "event): the operator must fix it; no Retry-After. script_invalid: the model's script stayed "
         "invalid after its retries; the same request is answered with the same error, not billed again.",
         503: "Azure OpenAI or Storage unreachable or the connection dropped (Retry-After: worth "
-        "retrying), a setting missing, or a queued job stalled.",
+        "retrying), a setting missing, or a queued job stalled. script_in_progress (Retry-After): an "
+        "identical script is being written; the retry is answered with it.",
         504: "The narration did not finish in time (Retry-After: worth retrying).",
     }
     responses: dict[str, Any] = {
