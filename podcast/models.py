@@ -123,6 +123,13 @@ without them has :data:`DEFAULT_SPEAKERS`."""
 _SPEAKER_NAME_FORBIDDEN: Final = re.compile(r"[<>&:\[\]{}]")
 """Characters a speaker's name may not hold: it labels ``Name: ...`` transcript lines and
 WebVTT ``<v Name>`` voice tags, which these would break."""
+_BLANK_LOOKALIKES: Final = re.compile(
+    "[\u034f\u115f\u1160\u17b4\u17b5\u180b-\u180f\u2800\u3164\ufe00-\ufe0f\uffa0\U000e0100-\U000e01ef]"
+)
+"""Characters that show as nothing although Unicode does not class them as invisible (C*):
+the Hangul fillers and the braille blank (letters and symbols by category), the combining
+grapheme joiner, Khmer's inherent vowels and the variation selectors (marks). They spoof a
+blank or look-alike speaker name, and a text of only them has nothing to say."""
 
 DEFAULT_TARGET_MINUTES: Final = 2.0
 MIN_TARGET_MINUTES: Final = 0.5
@@ -231,12 +238,13 @@ def has_speakable_text(text: str) -> bool:
     """Whether ``text`` has anything a narrator can say: a letter or a digit (Unicode
     categories L* and N*, in any script or direction).
 
-    Punctuation, symbols (emoji included), combining marks alone, spaces and invisible
-    format characters (zero-width spaces and joiners, direction marks) are not speakable:
+    Punctuation, symbols (emoji included), combining marks alone, spaces, invisible
+    format characters (zero-width spaces and joiners, direction marks) and the letters that
+    show as blanks (the Hangul fillers, :data:`_BLANK_LOOKALIKES`) are not speakable:
     text made only of them would be answered with silence or with words that are not in
     it (an emoji's name), which read mode cannot check and nobody asked for.
     """
-    return any(unicodedata.category(ch)[0] in "LN" for ch in text)
+    return any(unicodedata.category(ch)[0] in "LN" and not _BLANK_LOOKALIKES.match(ch) for ch in text)
 
 
 def _choice(field: str, value: str, allowed: Iterable[str], what: str) -> str:
@@ -308,7 +316,9 @@ def _speaker(field: str, value: object) -> Speaker:
     name = re.sub(r"\s+", " ", name)
     if not has_speakable_text(name):
         _fail(f"{field}.name", f"{field}.name must have a letter or a digit")
-    invisible = next((ch for ch in name if unicodedata.category(ch)[0] == "C"), None)
+    invisible = next(
+        (ch for ch in name if unicodedata.category(ch)[0] == "C" or _BLANK_LOOKALIKES.match(ch)), None
+    )
     if invisible is not None:  # direction marks, zero-width characters: a label must read as it shows
         _fail(f"{field}.name", f"{field}.name contains the invisible character U+{ord(invisible):04X}")
     forbidden = _SPEAKER_NAME_FORBIDDEN.search(name)
@@ -590,7 +600,8 @@ class NarrationRequest(BaseModel):
         for index, item in enumerate(items):
             field = f"script[{index}]"
             entry = _object(field, item, ("speaker", "text"), required=("speaker", "text"))
-            speaker = _require_string(f"{field}.speaker", entry["speaker"]).strip()
+            # Spaced as the speakers' names are, so a name with a no-break space still matches.
+            speaker = re.sub(r"\s+", " ", _require_string(f"{field}.speaker", entry["speaker"]).strip())
             if not speaker:
                 _fail(f"{field}.speaker", f"{field}.speaker is empty; name one of the speakers")
             text = _clean_text(
