@@ -124,8 +124,11 @@ class ScriptService:
         if options.reuse:
             leader = self._writing.get(key)
             if leader is not None:
+                wait = self.wait_seconds if budget is None else min(self.wait_seconds, budget)
                 try:
-                    return _retitled(await asyncio.shield(leader), request)
+                    return _retitled(await asyncio.wait_for(asyncio.shield(leader), wait), request)
+                except TimeoutError:
+                    raise _in_progress() from None
                 except ScriptInvalidError as error:
                     raise ScriptInvalidError.replayed(error.message, error.attempts) from None
                 except asyncio.CancelledError:
@@ -187,15 +190,14 @@ class ScriptService:
             written = await self.writer.write(request.request, request.speakers, budget_seconds=left)
         except ScriptInvalidError as error:
             if options.remember:
-                await self._put(
-                    key,
-                    ScriptCacheEntry(
-                        state="failed",
-                        updated_at=job_timestamp(self.clock()),
-                        usage=error.billed_usage,
-                        error=JobError(status=error.http_status, body=ErrorBody.from_error(error)),
-                    ),
+                failure = ScriptCacheEntry(
+                    state="failed",
+                    updated_at=job_timestamp(self.clock()),
+                    usage=error.billed_usage,
+                    error=JobError(status=error.http_status, body=ErrorBody.from_error(error)),
                 )
+                if not await self._put(key, failure) and claimed:
+                    await self._release(key, attempt)
             raise
         except BaseException:
             if claimed:
@@ -244,11 +246,7 @@ class ScriptService:
             if live and options.reuse:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    raise ScriptInProgressError(
-                        "an identical script request is being written; its outcome is answered "
-                        "to a retry without being billed again",
-                        retry_after=IN_PROGRESS_RETRY_AFTER_SECONDS,
-                    )
+                    raise _in_progress()
                 await asyncio.sleep(min(pause, remaining))
                 pause = min(MAX_POLL_SECONDS, pause * 2)
                 continue
@@ -330,6 +328,14 @@ class ScriptService:
             log.warning("could not store the script outcome (%s)", error.code)
             return False
         return True
+
+
+def _in_progress() -> ScriptInProgressError:
+    return ScriptInProgressError(
+        "an identical script request is being written; its outcome is answered to a retry "
+        "without being billed again",
+        retry_after=IN_PROGRESS_RETRY_AFTER_SECONDS,
+    )
 
 
 def _parse(timestamp: str) -> datetime:

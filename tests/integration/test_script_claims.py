@@ -183,32 +183,31 @@ async def test_identical_requests_at_once_on_two_instances_are_written_once(
     assert [e.state for e in entries(azurite, jobs_env["jobs_container"])] == ["succeeded"]
 
 
-async def test_a_waiter_on_another_instance_gets_a_503_with_retry_after_then_the_script(
-    instances: Instances,
-    emulator: RealtimeEmulator,
+@pytest.mark.parametrize("where", ["this instance", "another instance"])
+async def test_a_waiter_gets_a_503_with_retry_after_when_the_writer_is_slow_then_the_script(
+    instances: Instances, emulator: RealtimeEmulator, monkeypatch: pytest.MonkeyPatch, where: str
 ) -> None:
     here, _, _ = instances
-    impatient_instance = App(
-        Settings.from_env({**os.environ, "NARRATION_SCRIPT_WAIT_SECONDS": "0.3"}), blob_options=FAST_FAILING
-    )
+    monkeypatch.setenv("NARRATION_SCRIPT_WAIT_SECONDS", "0.3")  # both instances wait 0.3 s at most
+    impatient_instance = App(Settings.from_env(), blob_options=FAST_FAILING)
     claimed, gave_up = asyncio.Event(), asyncio.Event()
 
-    async def slow_writer() -> None:  # this instance's writer takes until the other gave up
+    async def slow_writer() -> None:  # this instance's writer takes until the waiter gave up
         claimed.set()
         await gave_up.wait()
 
     here.after(is_claim_written, slow_writer)
 
-    async def impatient() -> host.HttpAnswer:
+    async def waiting() -> host.HttpAnswer:
         await claimed.wait()
         try:
-            return await call_on(impatient_instance)
+            return await (call() if where == "this instance" else call_on(impatient_instance))
         finally:
             gave_up.set()
 
     try:
-        writer, waiter = await asyncio.gather(call(), impatient())
-        retry = await call_on(impatient_instance)
+        writer, waiter = await asyncio.gather(call(), waiting())
+        retry = await (call() if where == "this instance" else call_on(impatient_instance))
     finally:
         await impatient_instance.aclose()
 
