@@ -204,8 +204,9 @@ class ScriptService:
                 await asyncio.shield(self._release(key, attempt))
             raise
         finally:
-            if keeper is not None:
+            if keeper is not None:  # stopped before the outcome replaces the claim
                 keeper.cancel()
+                await asyncio.wait([keeper])
         if options.remember:
             stored = await self._put(
                 key,
