@@ -166,7 +166,8 @@ async def test_audio_that_keeps_coming_past_the_limit_still_times_out() -> None:
             started = time.monotonic()
             with pytest.raises(NarrationTimeoutError):
                 await narrator.narrate(long_text)
-            assert time.monotonic() - started < 3.0
+            # A per-message deadline would run the whole 30 s; the slack is for a loaded CI.
+            assert time.monotonic() - started < 6.0
             received: list[object] = []
 
             async def consume() -> None:
