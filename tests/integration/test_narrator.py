@@ -177,7 +177,7 @@ async def test_audio_that_keeps_coming_past_the_limit_still_times_out() -> None:
             with pytest.raises(NarrationTimeoutError):
                 await consume()
             assert any(isinstance(e, AudioDelta) for e in received), "audio was arriving at the limit"
-            assert time.monotonic() - started < 6.0
+            assert time.monotonic() - started < 12.0
 
 
 async def test_rate_limiting_beyond_the_retries_keeps_the_retry_after(emulator: RealtimeEmulator) -> None:
