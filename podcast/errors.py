@@ -68,9 +68,10 @@ Messages never contain secrets (keys, tokens, SAS signatures) or the user's text
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from podcast.wire import Usage
+if TYPE_CHECKING:
+    from podcast.wire import Usage
 
 
 class PodcastError(Exception):
@@ -86,8 +87,21 @@ class PodcastError(Exception):
     transient: bool = False
     message: str
     retry_after: float | None
-    billed_usage: Usage = Usage()
-    """Tokens Azure OpenAI billed for the work that failed (every attempt of it), if any."""
+    _billed_usage: Usage | None = None
+
+    @property
+    def billed_usage(self) -> Usage:
+        """Tokens Azure OpenAI billed for the work that failed (every attempt of it), if any."""
+        if self._billed_usage is None:
+            # Imported here: the error tree loads at cold start, the wire models on first use.
+            from podcast.wire import Usage
+
+            self._billed_usage = Usage()
+        return self._billed_usage
+
+    @billed_usage.setter
+    def billed_usage(self, usage: Usage) -> None:
+        self._billed_usage = usage
 
     def __init__(self, message: str, *, retry_after: float | None = None) -> None:
         super().__init__(message)

@@ -5,6 +5,11 @@ loop, calls one service and turns its answer (or its :class:`~podcast.errors.Pod
 into the response. Validation always comes first: an invalid request is answered 400
 before a setting it does not need is read, anything is stored or Azure OpenAI is contacted.
 This package is the only code that imports ``azure.functions``.
+
+A handler imports what only it needs (the request models, the wire models, the services'
+helpers, the OpenAPI document) when it is first called: ``import function_app``, which the
+Functions host does to index the functions, loads no more than every function needs (the
+settings, the error tree, the app graph's definition); see the README's cold start.
 """
 
 from __future__ import annotations
@@ -12,23 +17,20 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 import azure.functions as func
 
-from podcast.app import App
 from podcast.errors import JobNotFoundError, NarrationNotFoundError, PodcastError
-from podcast.http import shows
-from podcast.http.files import file_response
-from podcast.http.headers import check_content_type, job_url, submit_options
 from podcast.http.health import health_report
-from podcast.http.openapi import openapi_document
 from podcast.http.player import player_response
 from podcast.http.responses import error_response, internal_error_response, json_response
-from podcast.models import parse_request, parse_script_request
-from podcast.services.downloads import REDIRECT_LINK_MINUTES, FileKind
-from podcast.services.records import JOB_ID, retry_after
 from podcast.settings import Settings
-from podcast.wire import JobRecord
+
+if TYPE_CHECKING:
+    from podcast.app import App
+    from podcast.services.downloads import FileKind
+    from podcast.wire import JobRecord
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +47,9 @@ async def _answer(handler: Callable[[], Awaitable[func.HttpResponse]]) -> func.H
 
 async def create_narration(req: func.HttpRequest, app: App) -> func.HttpResponse:
     """``POST /api/narrations``: the narration (200), or the accepted job (202)."""
+
+    from podcast.http.headers import check_content_type, submit_options
+    from podcast.models import parse_request
 
     async def handle() -> func.HttpResponse:
         check_content_type(req.headers.get("Content-Type"))
@@ -66,6 +71,9 @@ async def create_script(req: func.HttpRequest, app: App) -> func.HttpResponse:
     would voice, without voicing it, for a person to review, edit and send back as ``script``.
     An identical request is answered from the script cache, its failure (502) included."""
 
+    from podcast.http.headers import check_content_type, submit_options
+    from podcast.models import parse_script_request
+
     async def handle() -> func.HttpResponse:
         check_content_type(req.headers.get("Content-Type"))
         request = parse_script_request(req.get_body(), app.settings.limits)
@@ -80,6 +88,8 @@ async def get_narration(req: func.HttpRequest, app: App) -> func.HttpResponse:
     """``GET /api/narrations/{id}``: 202 while queued or running, the 200 body (fresh link)
     once succeeded (and at once for a synchronous narration), the error body and status once
     failed, 404 for an unknown id."""
+
+    from podcast.services.records import JOB_ID
 
     async def handle() -> func.HttpResponse:
         job_id = req.route_params.get("id") or req.url.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
@@ -109,6 +119,9 @@ async def download_narration_file(req: func.HttpRequest, app: App, kind: FileKin
     honouring ``Range`` and ``If-Range`` (206, 416; see :mod:`podcast.http.ranges`); an answer
     over ``NARRATION_DOWNLOAD_INLINE_MAX_MB`` is a 302 to a fresh read-only link."""
 
+    from podcast.http.files import file_response
+    from podcast.services.downloads import REDIRECT_LINK_MINUTES
+
     async def handle() -> func.HttpResponse:
         narration_id = req.route_params.get("id") or ""
         downloads = app.downloads
@@ -128,26 +141,37 @@ async def download_narration_file(req: func.HttpRequest, app: App, kind: FileKin
 
 async def put_show(req: func.HttpRequest, app: App) -> func.HttpResponse:
     """``PUT /api/shows/{show}``: see :func:`podcast.http.shows.put_show`."""
+    from podcast.http import shows
+
     return await _answer(lambda: shows.put_show(req, app))
 
 
 async def get_show(req: func.HttpRequest, app: App) -> func.HttpResponse:
     """``GET /api/shows/{show}``: see :func:`podcast.http.shows.get_show`."""
+    from podcast.http import shows
+
     return await _answer(lambda: shows.get_show(req, app))
 
 
 async def rotate_show_token(req: func.HttpRequest, app: App) -> func.HttpResponse:
     """``POST /api/shows/{show}/token``: see :func:`podcast.http.shows.rotate_token`."""
+    from podcast.http import shows
+
     return await _answer(lambda: shows.rotate_token(req, app))
 
 
 async def get_show_feed(req: func.HttpRequest, app: App) -> func.HttpResponse:
     """``GET /api/shows/{show}/feed.xml``: see :func:`podcast.http.shows.get_feed`."""
+    from podcast.http import shows
+
     return await _answer(lambda: shows.get_feed(req, app))
 
 
 def _accepted(req: func.HttpRequest, app: App, record: JobRecord, *, collection: bool) -> func.HttpResponse:
     """202 with the job's absolute ``Location``, ``Retry-After`` and status document."""
+    from podcast.http.headers import job_url
+    from podcast.services.records import retry_after
+
     location = job_url(
         req.url,
         headers=req.headers,
@@ -161,6 +185,8 @@ def _accepted(req: func.HttpRequest, app: App, record: JobRecord, *, collection:
 
 def openapi(req: func.HttpRequest) -> func.HttpResponse:
     """``GET /api/openapi.json``: the OpenAPI 2.0 definition with the request's host."""
+    from podcast.http.openapi import openapi_document
+
     return json_response(200, openapi_document(request_url=req.url, headers=req.headers))
 
 

@@ -2,9 +2,9 @@
 
 Each check runs in a fresh interpreter under ``python -X importtime`` (every module it
 imports is listed on stderr), calls the functions as the Functions host does
-(``testkit.host``), and must not have imported the openai SDK, websockets, or the code
-that narrates. The job polled is a real one, queued (202) and then succeeded (200 with a
-fresh link), in Azurite.
+(``testkit.host``), and must not have imported the openai SDK, websockets, numpy and
+scipy (leveling), or the code that narrates. The job polled is a real one, queued (202) and
+then succeeded (200 with a fresh link), in Azurite.
 """
 
 from __future__ import annotations
@@ -28,6 +28,10 @@ REALTIME_STACK: Final = (
     "websockets",
     "tenacity",
     "rapidfuzz",
+    "numpy",
+    "scipy",
+    "lameenc",
+    "podcast.audio.loudness",
     "podcast.engine.realtime",
     "podcast.engine.receive",
     "podcast.engine.responses",

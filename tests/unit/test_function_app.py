@@ -1,11 +1,16 @@
 """The Functions entry points without any service: ``GET /api/health`` called as the host
-calls it, and the function index the host reads (routes, methods, auth levels, triggers)."""
+calls it, the function index the host reads (routes, methods, auth levels, triggers), and
+what indexing it (``import function_app``) and the light functions load."""
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
-from typing import Any
+from pathlib import Path
+from typing import Any, Final
 
 import pytest
 
@@ -108,3 +113,89 @@ def test_the_blob_trigger_binding_uses_event_grid_and_the_shared_connection() ->
     assert binding["path"] == "%NARRATION_INPUT_CONTAINER%/{name}"
     assert binding["connection"] == "NARRATION_STORAGE"
     assert binding["source"] == "EventGrid"
+
+
+# --- What a cold start loads ----------------------------------------------------------------------
+
+REPO_ROOT: Final = Path(__file__).resolve().parents[2]
+HANDLER_ONLY: Final = (
+    "podcast.wire",
+    "podcast.models",
+    "podcast.services",
+    "podcast.engine",
+    "podcast.http.openapi",
+    "podcast.http.shows",
+)
+"""Our modules that only some functions need: they load on a function's first call."""
+NARRATING_STACK: Final = (
+    "openai",
+    "websockets",
+    "tenacity",
+    "rapidfuzz",
+    "numpy",
+    "scipy",
+    "threadpoolctl",
+    "lameenc",
+    "lxml",
+    "podcast.engine.realtime",
+    "podcast.engine.receive",
+    "podcast.engine.longform",
+    "podcast.audio.loudness",
+    "podcast.audio.mp3",
+)
+"""What narrating (the Realtime connection, leveling, MP3) or a feed needs, and nothing else."""
+HEALTH_AND_OPENAPI: Final = """
+import asyncio
+import function_app
+from testkit import host
+
+async def main():
+    health = await host.call_http(function_app.health, host.http_request("GET", "health"))
+    openapi = await host.call_http(function_app.openapi, host.http_request("GET", "openapi.json"))
+    print(json.dumps([health.status, openapi.status]))
+
+asyncio.run(main())
+"""
+
+
+def loaded_after(code: str) -> tuple[list[str], set[str]]:
+    """The last line ``code`` printed (as JSON) and the modules loaded in a fresh interpreter
+    without any app setting (the probe's own ``json`` and ``sys`` are loaded first)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AZURE_", "NARRATION_"))}
+    probe = f"import json, sys\n{code}\nprint(json.dumps(sorted(sys.modules)))"
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=REPO_ROOT,
+        env={**env, "PYTHONPATH": str(REPO_ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    *printed, modules = done.stdout.strip().splitlines()
+    return printed, set(json.loads(modules))
+
+
+def under(modules: set[str], roots: tuple[str, ...]) -> list[str]:
+    return sorted(m for m in modules if any(m == r or m.startswith(r + ".") for r in roots))
+
+
+def test_indexing_the_functions_loads_only_what_every_function_needs() -> None:
+    _, modules = loaded_after("import function_app")
+    assert {"function_app", "podcast.settings", "podcast.app", "azure.storage.blob.aio"} <= modules
+    assert under(modules, HANDLER_ONLY + NARRATING_STACK) == []
+
+
+def test_health_and_openapi_load_neither_the_realtime_stack_nor_numpy() -> None:
+    printed, modules = loaded_after(HEALTH_AND_OPENAPI)
+    assert json.loads(printed[-1]) == [503, 200], "health names the missing settings; the definition"
+    assert "podcast.http.openapi" in modules, "the probe sees what a call loads"
+    assert under(modules, NARRATING_STACK) == []
+
+
+def test_the_probe_sees_the_narrating_stack_when_it_is_loaded() -> None:
+    """The checks above could fail: a narrating import shows up in the same probe."""
+    _, modules = loaded_after("import function_app, podcast.engine.realtime, podcast.audio.loudness")
+    assert {"openai", "websockets", "numpy", "podcast.wire"} <= set(
+        under(modules, NARRATING_STACK + HANDLER_ONLY)
+    )
