@@ -208,10 +208,13 @@ async def narrate_segments(
             limiter.rate_limited()
             log.warning("rate limited: concurrency lowered to %d", limiter.limit)
 
-    # A segment holds its audio until it is leveled, timed and staged; at most `concurrency`
-    # do at once, so segments that arrive faster than they are analysed wait unnarrated
-    # instead of piling up in memory.
-    in_hand = asyncio.Semaphore(settings.concurrency)
+    # A segment holds its audio until it is leveled, timed and staged. Its Realtime slot is
+    # free as soon as its response is done, so the next segment streams while this one is
+    # leveled (short turns would otherwise leave a slot idle for every leveling). At most
+    # `concurrency + FINISHING_THREADS` segments are in hand at once (as many streams as the
+    # slots, plus one per finishing thread), so segments that arrive faster than they are
+    # analysed wait unnarrated instead of piling up in memory.
+    in_hand = asyncio.Semaphore(settings.concurrency + FINISHING_THREADS)
 
     async def narrate_segment(segment: Segment) -> None:
         async with in_hand:
