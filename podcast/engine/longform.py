@@ -208,13 +208,17 @@ async def narrate_segments(
             limiter.rate_limited()
             log.warning("rate limited: concurrency lowered to %d", limiter.limit)
 
-    # A segment holds its audio until it is leveled, timed and staged. Its Realtime slot is
-    # free as soon as its response is done, so the next segment streams while this one is
-    # leveled (short turns would otherwise leave a slot idle for every leveling). At most
-    # `concurrency + FINISHING_THREADS` segments are in hand at once (as many streams as the
-    # slots, plus one per finishing thread), so segments that arrive faster than they are
-    # analysed wait unnarrated instead of piling up in memory.
-    in_hand = asyncio.Semaphore(settings.concurrency + FINISHING_THREADS)
+    # A segment holds its audio until it is leveled, timed and staged; its Realtime slot is
+    # free again as soon as its response is done. Segments in hand are `concurrency`, or more
+    # when they are short: as many as keep their words (so about their audio) within
+    # `concurrency` segments of `segment_max_words`. A long text's near-full segments stay
+    # `concurrency` in hand, as ever, while a script's short turns wait to be leveled as the
+    # next ones stream instead of idling a slot each. Segments that arrive faster than they
+    # are analysed wait unnarrated instead of piling up in memory.
+    longest = max((size_in_words(s.text) for s in segments), default=1)
+    in_hand = asyncio.Semaphore(
+        max(settings.concurrency, settings.concurrency * settings.segment_max_words // max(1, longest))
+    )
 
     async def narrate_segment(segment: Segment) -> None:
         async with in_hand:
