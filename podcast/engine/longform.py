@@ -252,9 +252,11 @@ async def narrate_segments(
             )
         audio.fade_edges_in_place(speech, settings.fade_seconds)
         pause = audio.silence(settings.pause_after(segment.boundary))
-        # Piece 2i is segment i's speech, piece 2i + 1 the pause after it.
-        await sink.stage(2 * segment.index, speech)
-        await sink.stage(2 * segment.index + 1, pause)
+        # Piece 2i is segment i's speech, piece 2i + 1 the pause after it: staged together,
+        # one round trip to Storage instead of two (a script has a pause after every turn).
+        async with asyncio.TaskGroup() as staging:
+            staging.create_task(sink.stage(2 * segment.index, speech))
+            staging.create_task(sink.stage(2 * segment.index + 1, pause))
         sizes[segment.index] = (len(speech), len(pause))
         del speech
         pieces[segment.index] = piece
