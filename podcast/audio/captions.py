@@ -335,7 +335,11 @@ def make_cues(words: Sequence[Word], onsets: Sequence[float] = ()) -> list[Cue]:
     for word in words:
         candidate = [*current, word]
         text = " ".join(w.text for w in candidate)
-        too_long = len(textwrap.wrap(text, MAX_LINE_CHARACTERS)) > MAX_LINES
+        # Up to a line's length (and no tab, which textwrap widens) it is one line: wrapping,
+        # the most of this loop's time, is needed only beyond that.
+        too_long = (len(text) > MAX_LINE_CHARACTERS or "\t" in text) and len(
+            textwrap.wrap(text, MAX_LINE_CHARACTERS)
+        ) > MAX_LINES
         too_slow = current and word.end - current[0].start > MAX_CUE_SECONDS
         if current and (too_long or too_slow):
             groups.append(current)

@@ -19,6 +19,7 @@ and chapters at the turns the script's chapters name.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -154,13 +155,14 @@ def _cues(
     """Captions made turn by turn (a word belongs to the turn it starts in), each with its speaker."""
     cues: list[captions.Cue] = []
     position = 0
+    ordered = sorted(onsets)
     for number, turn in enumerate(turns):
         limit = turns[number + 1].start if number + 1 < len(turns) else float("inf")
         mine: list[captions.Word] = []
         while position < len(words) and words[position].start < limit:
             mine.append(words[position])
             position += 1
-        inside = [onset for onset in onsets if turn.start - 0.01 <= onset < limit]
+        inside = ordered[bisect.bisect_left(ordered, turn.start - 0.01) : bisect.bisect_left(ordered, limit)]
         for cue in captions.make_cues(mine, inside):
             cues.append(captions.Cue(cue.lines, cue.start, min(cue.end, limit), speaker=turn.speaker))
     return tuple(cues)

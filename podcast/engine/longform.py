@@ -208,10 +208,17 @@ async def narrate_segments(
             limiter.rate_limited()
             log.warning("rate limited: concurrency lowered to %d", limiter.limit)
 
-    # A segment holds its audio until it is leveled, timed and staged; at most `concurrency`
-    # do at once, so segments that arrive faster than they are analysed wait unnarrated
-    # instead of piling up in memory.
-    in_hand = asyncio.Semaphore(settings.concurrency)
+    # A segment holds its audio until it is leveled, timed and staged; its Realtime slot is
+    # free again as soon as its response is done. Segments in hand are `concurrency`, or more
+    # when they are short: as many as keep their words (so about their audio) within
+    # `concurrency` segments of `segment_max_words`. A long text's near-full segments stay
+    # `concurrency` in hand, as ever, while a script's short turns wait to be leveled as the
+    # next ones stream instead of idling a slot each. Segments that arrive faster than they
+    # are analysed wait unnarrated instead of piling up in memory.
+    longest = max((size_in_words(s.text) for s in segments), default=1)
+    in_hand = asyncio.Semaphore(
+        max(settings.concurrency, settings.concurrency * settings.segment_max_words // max(1, longest))
+    )
 
     async def narrate_segment(segment: Segment) -> None:
         async with in_hand:
@@ -245,9 +252,11 @@ async def narrate_segments(
             )
         audio.fade_edges_in_place(speech, settings.fade_seconds)
         pause = audio.silence(settings.pause_after(segment.boundary))
-        # Piece 2i is segment i's speech, piece 2i + 1 the pause after it.
-        await sink.stage(2 * segment.index, speech)
-        await sink.stage(2 * segment.index + 1, pause)
+        # Piece 2i is segment i's speech, piece 2i + 1 the pause after it: staged together,
+        # one round trip to Storage instead of two (a script has a pause after every turn).
+        async with asyncio.TaskGroup() as staging:
+            staging.create_task(sink.stage(2 * segment.index, speech))
+            staging.create_task(sink.stage(2 * segment.index + 1, pause))
         sizes[segment.index] = (len(speech), len(pause))
         del speech
         pieces[segment.index] = piece

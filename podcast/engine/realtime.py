@@ -165,19 +165,24 @@ class VoiceSessions:
         self._idle.setdefault(voice, []).append(session)
 
     async def aclose(self) -> None:
-        """Close every idle session (each waits at most :data:`CLOSE_TIMEOUT_SECONDS`)."""
+        """Close every idle session, all at once (so closing takes one close handshake, at
+        most :data:`CLOSE_TIMEOUT_SECONDS`, however many sessions there are)."""
         sessions = [session for idle in self._idle.values() for session in idle]
         self._idle.clear()
-        for session in sessions:
-            with contextlib.suppress(Exception, asyncio.TimeoutError):
-                async with asyncio.timeout(CLOSE_TIMEOUT_SECONDS):
-                    await session.connection.close()
+        await asyncio.gather(*(_close_quietly(session.connection) for session in sessions))
 
     async def __aenter__(self) -> VoiceSessions:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
+
+
+async def _close_quietly(connection: Any) -> None:
+    """Close ``connection``, waiting at most :data:`CLOSE_TIMEOUT_SECONDS`; failures are moot."""
+    with contextlib.suppress(Exception, asyncio.TimeoutError):
+        async with asyncio.timeout(CLOSE_TIMEOUT_SECONDS):
+            await connection.close()
 
 
 # --- The narrator ------------------------------------------------------------------------------
@@ -528,9 +533,7 @@ class Narrator:
                     # The response is over (whatever its status): the session can voice another.
                     sessions._give_back(voice, _OpenSession(manager, connection, state.session_id))
                 else:
-                    with contextlib.suppress(Exception, asyncio.TimeoutError):
-                        async with asyncio.timeout(CLOSE_TIMEOUT_SECONDS):
-                            await connection.close()
+                    await _close_quietly(connection)
         except TimeoutError:
             raise _timed_out(limit) from None
         except InvalidStatus as exc:

@@ -16,10 +16,14 @@ import function_app
 from emulator import Fault, FaultKind, RealtimeEmulator
 from podcast.engine import audio
 from podcast.engine.fidelity import similarity, words
-from podcast.engine.longform import AdaptiveLimiter
-from podcast.engine.segments import size_in_words, split_text
+from podcast.engine.longform import AdaptiveLimiter, narrate_segments
+from podcast.engine.realtime import Narrator
+from podcast.engine.segments import Segment, size_in_words, split_text
+from podcast.models import RequestLimits, parse_request
+from podcast.settings import NarrationSettings, RealtimeSettings, realtime_base_url
 from testkit import host
 from testkit.azurite import AzuriteServer
+from tests.integration.conftest import EMULATOR_KEY
 
 PARAGRAPHS = [
     " ".join(
@@ -278,3 +282,47 @@ async def test_the_adaptive_limiter_halves_on_rate_limiting_and_grows_back() -> 
     assert peak <= 7
     assert limiter.limit > 2
     assert limiter.lowest == 2
+
+
+class _HeldUntilTheOtherSegmentIsStaged:
+    """A piece sink that holds the first segment's audio until the other segment's arrives:
+    only an engine that starts the next response while a finished segment is still being
+    leveled and stored gets past it."""
+
+    def __init__(self) -> None:
+        self.pieces: dict[int, bytes] = {}
+        self.first: int | None = None
+        self.other_staged = asyncio.Event()
+
+    async def stage(self, index: int, pcm: bytes | bytearray) -> None:
+        segment = index // 2
+        if self.first is None:
+            self.first = segment
+        if segment != self.first:
+            self.other_staged.set()
+        elif index % 2 == 0:
+            async with asyncio.timeout(10):
+                await self.other_staged.wait()
+        self.pieces[index] = bytes(pcm)
+
+
+async def test_a_slot_is_free_once_its_response_is_done_not_once_its_segment_is_stored(
+    emulator: RealtimeEmulator,
+) -> None:
+    sink = _HeldUntilTheOtherSegmentIsStaged()
+    segments = [Segment(0, PARAGRAPHS[0], "paragraph"), Segment(1, PARAGRAPHS[1], "end")]
+    settings = RealtimeSettings(endpoint=realtime_base_url(emulator.url), api_key=EMULATOR_KEY)
+    async with Narrator(settings) as narrator:
+        narrated = await narrate_segments(
+            narrator,
+            parse_request({"text": TEXT}, RequestLimits()),
+            segments,
+            sink,
+            NarrationSettings(concurrency=1),
+            verbatim=True,
+            budget_seconds=60,
+        )
+
+    assert [r.status for s in emulator.sessions for r in s.responses] == ["completed", "completed"]
+    assert sorted(sink.pieces) == [0, 1, 2, 3]
+    assert words(narrated.transcript) == words(PARAGRAPHS[0] + " " + PARAGRAPHS[1])
