@@ -648,17 +648,17 @@ def report(args: argparse.Namespace, measured: Measured) -> tuple[str, list[Chec
                 rows,
             )
         )
-        growth = last.max_rss_bytes - first.max_rss_bytes
-        passed = growth <= RSS_TARGET_BYTES
+        mp3_growth = last.max_rss_bytes - first.max_rss_bytes
+        mp3_passed = mp3_growth <= RSS_TARGET_BYTES
         out.append(
-            f"   MP3 {last.minutes:g} min vs {first.minutes:g} min: {growth / 1e6:+.1f} MB "
-            f"(target <= {RSS_TARGET_BYTES / 1e6:.0f} MB)  {_verdict(passed)}"
+            f"   MP3 {last.minutes:g} min vs {first.minutes:g} min: {mp3_growth / 1e6:+.1f} MB "
+            f"(target <= {RSS_TARGET_BYTES / 1e6:.0f} MB)  {_verdict(mp3_passed)}"
         )
         checks.append(
             Check(
                 f"MP3 peak RSS {last.minutes:g} vs {first.minutes:g} min",
-                passed,
-                f"{growth / 1e6:+.1f} MB (target <= {RSS_TARGET_BYTES / 1e6:.0f} MB)",
+                mp3_passed,
+                f"{mp3_growth / 1e6:+.1f} MB (target <= {RSS_TARGET_BYTES / 1e6:.0f} MB)",
             )
         )
     checks.append(
