@@ -3,6 +3,7 @@ deltas and pauses, cues within their limits, and WebVTT that an independent pars
 
 from __future__ import annotations
 
+import functools
 import itertools
 import tracemalloc
 from collections.abc import Callable
@@ -177,7 +178,7 @@ def test_timing_memory_does_not_grow_with_the_segment() -> None:
         spans = [(start + 0.1, start + 0.5) for start in np.arange(0, seconds - 1, 0.6)]
         pcm = bursts(spans, seconds)
         text = " ".join(f"word{i}," if i % 9 == 8 else f"word{i}" for i in range(len(spans)))
-        memory[seconds] = _traced_peak(lambda pcm=pcm, text=text: time_words(pcm, text))
+        memory[seconds] = _traced_peak(functools.partial(time_words, pcm, text))
 
     assert memory[120] <= memory[30] + 2_000_000, memory
     assert memory[120] < len(pcm), memory  # less than the segment's PCM itself
