@@ -3,10 +3,7 @@ deltas and pauses, cues within their limits, and WebVTT that an independent pars
 
 from __future__ import annotations
 
-import functools
 import itertools
-import tracemalloc
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -159,26 +156,3 @@ def test_webvtt_and_srt_read_back(tmp_path: Path) -> None:
         ("00:00:00.500", "00:00:02.250", "Rivers & "),  # SRT has no escapes: <...> reads as a tag
         ("01:01:01.000", "01:01:02.500", "line one\nline two"),
     ]
-
-
-def _traced_peak(work: Callable[[], object]) -> int:
-    tracemalloc.start()
-    try:
-        work()
-        return tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
-
-
-def test_timing_memory_does_not_grow_with_the_segment() -> None:
-    """The pauses are found 512 frames of floats at a time: a segment of two minutes needs
-    hardly more memory than one of 30 seconds (it used to hold 80 s of floats twice: 31 MB)."""
-    memory = {}
-    for seconds in (30, 120):
-        spans = [(start + 0.1, start + 0.5) for start in np.arange(0, seconds - 1, 0.6)]
-        pcm = bursts(spans, seconds)
-        text = " ".join(f"word{i}," if i % 9 == 8 else f"word{i}" for i in range(len(spans)))
-        memory[seconds] = _traced_peak(functools.partial(time_words, pcm, text))
-
-    assert memory[120] <= memory[30] + 2_000_000, memory
-    assert memory[120] < len(pcm), memory  # less than the segment's PCM itself

@@ -5,8 +5,6 @@ paths (vectorised meter, true peaks only where they can matter) against the dire
 from __future__ import annotations
 
 import math
-import tracemalloc
-from collections.abc import Callable
 
 import numpy as np
 import pyloudnorm
@@ -20,7 +18,6 @@ from podcast.audio.loudness import (
     _Meter,
     _oversampled,
     _peaks_at,
-    _TruePeaks,
     combined_lufs,
     level_in_place,
     limit_true_peak,
@@ -195,62 +192,3 @@ def test_filtering_through_digital_silence_stays_out_of_subnormal_floats() -> No
     # and the guard changes nothing that can be measured
     ours = meter.integrated(meter.powers(weighted))
     assert ours == pytest.approx(pyloudnorm.Meter(RATE).integrated_loudness(x), abs=1e-9)
-
-
-def _traced_peak(work: Callable[[], object]) -> int:
-    """The most memory ``work`` held at once (Python objects and numpy buffers), in bytes."""
-    tracemalloc.start()
-    try:
-        work()
-        return tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
-
-
-def syllables(seconds: float, seed: int = 0) -> bytearray:
-    """A tone in bursts of a few levels (speech's rhythm, peaks the limiter leaves alone)."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(seconds * RATE)) / RATE
-    levels = 10 ** (rng.uniform(-3, 0, int(seconds * 1.7) + 2) / 20)
-    envelope = np.clip(np.sin(2 * np.pi * 1.7 * t), 0, None) ** 2 * levels[(t * 1.7).astype(int)]
-    return bytearray(np.round(0.3 * np.sin(2 * np.pi * 190 * t) * envelope * 32767).astype("<i2"))
-
-
-def test_leveling_memory_does_not_grow_with_the_segment() -> None:
-    """Leveling holds a few chunks of floats, never the whole segment as floats (8 bytes a
-    sample: 23 MB for two minutes) nor a flag or an index per sample: a segment of two
-    minutes needs hardly more than one of 30 seconds (it used to need 2.5 times as much)."""
-    short, long = syllables(30.0, 1), syllables(120.0, 1)
-    short_peak = _traced_peak(lambda: level_in_place(short))
-    long_peak = _traced_peak(lambda: level_in_place(long))
-
-    assert long_peak <= short_peak + 2_000_000, (short_peak, long_peak)
-    assert long_peak < 4 * len(long)  # less than the segment as floats alone
-
-
-def test_true_peaks_are_found_in_pieces_as_over_the_whole() -> None:
-    """Candidates and true peaks come a chunk at a time (several chunks of candidates here,
-    peaks at both ends), exactly as the direct computation over every sample gives them."""
-    rng = np.random.default_rng(11)
-    x = np.clip(rng.normal(0, 0.3, 3 * 65_536 + 777), -1, 1)
-    x[0], x[-1] = 0.999, -0.999
-    assert true_peak_dbtp(x) == pytest.approx(_direct_true_peak(x), abs=1e-9)
-
-    floor = 0.5
-    peaks = _TruePeaks.above(x, floor)
-    direct = np.maximum(np.abs(_oversampled(x)).reshape(len(x), 4).max(axis=1), np.abs(x))
-    np.testing.assert_array_equal(peaks.at, np.flatnonzero(direct >= floor))
-    np.testing.assert_allclose(peaks.peaks, direct[direct >= floor], rtol=0, atol=1e-12)
-
-
-def test_the_weighted_audio_is_filtered_again_to_the_bit() -> None:
-    """The meter keeps only the filters' state per chunk; any stretch read from it is the
-    K-weighted audio exactly, and the block powers are those of the whole, to the bit."""
-    x = np.frombuffer(speechlike(9.0, 0.4, 5), "<i2")
-    meter = _Meter(len(x), RATE)
-    whole = meter.weighted(x, 1 / 32768)
-    powers, weighted = meter.analysed(x, 1 / 32768)
-
-    np.testing.assert_array_equal(powers, meter.powers(whole))
-    for start, stop in ((0, 10), (65_530, 65_542), (100_000, 200_000), (len(x) - 5, len(x)), (7, 7)):
-        np.testing.assert_array_equal(weighted[start:stop], whole[start:stop])
