@@ -513,6 +513,10 @@ def level_in_place(
     :data:`_PASSES` times, until it is within 0.1 LU of the target. The audio is filtered
     once; each pass works only where the limiter acts. CPU-bound (about a millisecond per
     ten seconds of audio): call it in a worker thread.
+
+    Memory: a few chunks of :data:`_CHUNK` floats, the filters' state per chunk and the true
+    peaks near the ceiling, whatever the length of the buffer (no float copy of it is made);
+    only the limiter's gain where it acts, and the changes it makes, are floats per sample.
     """
     pcm = np.frombuffer(buffer, dtype="<i2")  # read and written in place
     length = len(pcm)
