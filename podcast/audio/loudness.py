@@ -15,7 +15,7 @@ peaks a little, and the ceiling must hold for the decoded file too.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Final
 
@@ -118,33 +118,50 @@ def _peaks_at(samples: _Samples, at: NDArray[np.intp], scale: float = 1.0) -> ND
     ``|x[n]|`` and the magnitudes of the oversampled values that follow it (as
     :func:`_oversampled` gives them). Computed :data:`_CHUNK` samples at a time."""
     length = len(samples)
-    inner = not len(at) or (at[0] >= _REACH and at[-1] < length - _REACH)
-    padded, shift = (samples, -_REACH) if inner else (np.pad(samples, _REACH), 0)
     peaks = np.empty(len(at))
     windows = np.empty((len(_PHASES), min(len(at), _CHUNK)))
     for begin in range(0, len(at), _CHUNK):
         part = at[begin : begin + _CHUNK]
         rows = windows[:, : len(part)]
+        inner = part[0] >= _REACH and part[-1] < length - _REACH
         for s in range(len(_PHASES)):
-            rows[s] = padded[part + (s + shift)]
+            if inner:
+                rows[s] = samples[part + (s - _REACH)]
+            else:  # zeros beyond the ends (without padding a copy of the whole)
+                spots = part + (s - _REACH)
+                outside = (spots < 0) | (spots >= length)
+                rows[s] = samples[np.clip(spots, 0, length - 1)]
+                rows[s][outside] = 0.0
         between = np.abs(_PHASES.T @ rows).max(axis=0)
         peaks[begin : begin + len(part)] = np.maximum(between, np.abs(rows[_REACH]))
     return peaks * scale if scale != 1.0 else peaks
 
 
-def _candidates(samples: _Samples, threshold: float) -> NDArray[np.intp]:
+def _candidates(samples: _Samples, threshold: float) -> Iterator[NDArray[np.intp]]:
     """The samples whose true peak may exceed ``threshold`` (in the units of ``samples``):
     those within :data:`_REACH` of a sample beyond ``threshold / _OVERSHOOT`` either way
-    (no other true peak can reach it). Sorted, once each."""
+    (no other true peak can reach it). Sorted, once each, in pieces of :data:`_CHUNK` (the
+    last one shorter), found a chunk of samples at a time: memory for one piece, whatever
+    the length of the audio."""
     limit = threshold / _OVERSHOOT
     length = len(samples)
-    near = np.zeros(length, dtype=bool)
+    pending: list[NDArray[np.intp]] = []
+    count = 0
     for begin in range(0, length, _CHUNK):
-        part = samples[begin : begin + _CHUNK]
-        hot = np.flatnonzero((part > limit) | (part < -limit)) + begin
+        end = min(length, begin + _CHUNK)
+        low = max(0, begin - _REACH)
+        part = samples[low : min(length, end + _REACH)]
+        hot = np.flatnonzero((part > limit) | (part < -limit)) + (low - begin)
+        near = np.zeros(end - begin, dtype=bool)
         for offset in range(-_REACH, _REACH + 1):
-            near[np.clip(hot + offset, 0, length - 1)] = True
-    return np.flatnonzero(near)
+            spots = hot + offset
+            near[spots[(spots >= 0) & (spots < end - begin)]] = True
+        pending.append(np.flatnonzero(near) + begin)
+        count += len(pending[-1])
+        while count >= _CHUNK or (end == length and count):
+            joined = np.concatenate(pending)
+            yield joined[:_CHUNK]
+            pending, count = [joined[_CHUNK:]], len(joined) - min(_CHUNK, len(joined))
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,6 +208,25 @@ class _Meter:
             out[begin : begin + len(part)], state = sosfilt(self._sos, part, zi=state)
         return out
 
+    def analysed(self, x: _Samples, scale: float = 1.0) -> tuple[NDArray[np.float64], _Weighted]:
+        """The block powers of ``x * scale`` (as :meth:`powers` of :meth:`weighted` gives them,
+        to the bit) and its K-weighted audio as a :class:`_Weighted`: in one pass, holding
+        one chunk of floats at a time, never the whole (8 bytes a sample)."""
+        states = np.empty((len(x) // _CHUNK + 1, len(self._sos), 2))
+        factor = scale * self._gain
+
+        def chunks() -> Iterator[NDArray[np.float64]]:
+            state = np.zeros((len(self._sos), 2))
+            for begin in range(0, len(x), _CHUNK):
+                states[begin // _CHUNK] = state
+                part = x[begin : begin + _CHUNK] * factor
+                part += _DENORMAL_GUARD
+                out, state = sosfilt(self._sos, part, zi=state)
+                yield out
+
+        powers = self._powers(chunks(), len(x))
+        return powers, _Weighted(self._sos, x, factor, states)
+
     def _sums(self, values: NDArray[np.float64], offset: int = 0) -> NDArray[np.float64]:
         """Each block's sum of ``values`` (which start at sample ``offset``, zero elsewhere)."""
         total = np.concatenate(([0.0], np.cumsum(values)))
@@ -203,17 +239,23 @@ class _Meter:
     def powers(self, weighted: NDArray[np.float64]) -> NDArray[np.float64]:
         """Each block's mean square of the K-weighted audio ``weighted``: the difference of
         the running sum of squares at its bounds (a chunk of squares at a time)."""
+        chunks = (weighted[begin : begin + _CHUNK] for begin in range(0, len(weighted), _CHUNK))
+        return self._powers(chunks, len(weighted))
+
+    def _powers(self, chunks: Iterable[NDArray[np.float64]], length: int) -> NDArray[np.float64]:
+        """:meth:`powers` of the K-weighted audio given as consecutive chunks of :data:`_CHUNK`."""
         bounds = np.union1d(self._lower, self._upper)
         running = np.zeros(len(bounds))
         carried = 0.0
-        for begin in range(0, len(weighted), _CHUNK):
-            part = weighted[begin : begin + _CHUNK]
+        begin = 0
+        for part in chunks:
             total = np.cumsum(part * part)
             total += carried
             first, last = np.searchsorted(bounds, (begin, begin + len(part)), side="right")
             running[first:last] = total[bounds[first:last] - begin - 1]
             carried = float(total[-1])
-        running[bounds > len(weighted)] = carried  # a last block reaching past the end
+            begin += len(part)
+        running[bounds > length] = carried  # a last block reaching past the end
         upper = running[np.searchsorted(bounds, self._upper)]
         lower = running[np.searchsorted(bounds, self._lower)]
         powers: NDArray[np.float64] = (upper - lower) * self._scale
@@ -222,7 +264,7 @@ class _Meter:
     def changed_powers(
         self,
         powers: NDArray[np.float64],
-        weighted: NDArray[np.float64],
+        weighted: NDArray[np.float64] | _Weighted,
         gain: float,
         changes: list[tuple[int, NDArray[np.float64]]],
     ) -> NDArray[np.float64]:
@@ -230,7 +272,8 @@ class _Meter:
         K-weighted samples (``weighted``) and ``d``: nonzero only in ``changes``, each a
         start sample and the values from there. K-weighting is linear, so the weighted
         audio is ``gain * weighted`` plus the filtered ``d``, which dies out within
-        :data:`_FILTER_TAIL_SECONDS` of each change."""
+        :data:`_FILTER_TAIL_SECONDS` of each change: only those stretches of ``weighted`` are
+        read (a :class:`_Weighted` filters them again)."""
         result = powers * gain**2
         for start, values in _merged(changes, self._tail, self._length):
             filtered = self.weighted(values)
@@ -252,6 +295,43 @@ class _Meter:
             return None
         value = -0.691 + 10.0 * math.log10(float(np.mean(gated)))
         return value if math.isfinite(value) else None
+
+
+class _Weighted:
+    """The K-weighted audio of one segment without holding it (8 bytes a sample): the
+    filters' state at the start of every :data:`_CHUNK` (a few hundred bytes a minute).
+    ``weighted[start:stop]`` filters the chunks it falls in again from their states, exactly
+    as the whole was filtered, so it is the same to the bit (see :meth:`_Meter.analysed`).
+    The last chunk filtered is kept: the stretches a pass reads come in order, often
+    several in one chunk."""
+
+    def __init__(
+        self, sos: NDArray[np.float64], x: _Samples, factor: float, states: NDArray[np.float64]
+    ) -> None:
+        self._sos = sos
+        self._x = x
+        self._factor = factor
+        self._states = states
+        self._kept: tuple[int, NDArray[np.float64]] = (-1, np.empty(0))
+
+    def __len__(self) -> int:
+        return len(self._x)
+
+    def _chunk(self, index: int) -> NDArray[np.float64]:
+        if self._kept[0] != index:
+            part = self._x[index * _CHUNK : (index + 1) * _CHUNK] * self._factor
+            part += _DENORMAL_GUARD
+            self._kept = (index, sosfilt(self._sos, part, zi=self._states[index])[0])
+        return self._kept[1]
+
+    def __getitem__(self, key: slice) -> NDArray[np.float64]:
+        start, stop, _ = key.indices(len(self._x))
+        out = np.empty(max(0, stop - start))
+        for index in range(start // _CHUNK, (stop - 1) // _CHUNK + 1 if stop > start else 0):
+            begin = index * _CHUNK
+            low, high = max(start, begin), min(stop, begin + _CHUNK)
+            out[low - start : high - start] = self._chunk(index)[low - begin : high - begin]
+        return out
 
 
 def _merged(
@@ -289,14 +369,14 @@ def _true_peak_dbtp(samples: _Samples, scale: float = 1.0) -> float:
     if sample_peak <= 0:
         return -math.inf
     # Only samples near those within the overshoot of the sample peak can hold the true peak.
-    at = _candidates(samples, sample_peak)
-    return 20 * math.log10(max(sample_peak * scale, float(_peaks_at(samples, at, scale).max())))
+    found = [float(_peaks_at(samples, at, scale).max()) for at in _candidates(samples, sample_peak)]
+    return 20 * math.log10(max(sample_peak * scale, *found))
 
 
 @dataclass(frozen=True, slots=True)
 class _TruePeaks:
-    """The true peaks of some audio at every sample where they may exceed ``floor`` (``at``,
-    sorted); every other sample's true peak is at most ``floor``."""
+    """The true peaks of some audio at every sample where they reach ``floor`` (``at``,
+    sorted); every other sample's true peak is under ``floor``."""
 
     floor: float
     at: NDArray[np.intp]
@@ -304,9 +384,17 @@ class _TruePeaks:
 
     @classmethod
     def above(cls, samples: _Samples, floor: float, scale: float = 1.0) -> _TruePeaks:
-        """Those of ``samples * scale``."""
-        at = _candidates(samples, floor / scale)
-        return cls(floor, at, _peaks_at(samples, at, scale))
+        """Those of ``samples * scale``, measured a piece of candidates at a time: memory for
+        one piece and the peaks kept (a few near the ceiling), not for every candidate (a
+        sixth of speech's samples)."""
+        at: list[NDArray[np.intp]] = [np.empty(0, dtype=np.intp)]
+        peaks: list[NDArray[np.float64]] = [np.empty(0)]
+        for candidates in _candidates(samples, floor / scale):
+            found = _peaks_at(samples, candidates, scale)
+            reaching = found >= floor
+            at.append(candidates[reaching])
+            peaks.append(found[reaching])
+        return cls(floor, np.concatenate(at), np.concatenate(peaks))
 
 
 def _limiter_gain(
@@ -355,18 +443,23 @@ def _limited_true_peak(
     near them it is measured on the limited audio; when that cannot show the peak is above
     every other sample's (``gain * true_peaks.floor``), the leveled audio is measured whole."""
     length = len(pcm)
-    near = np.zeros(length, dtype=bool)
     best = 0.0
     for start, g in spans:
         stop = start + len(g)
-        near[max(0, start - _REACH) : min(length, stop + _REACH)] = True
         begin, end = max(0, start - 2 * _REACH), min(length, stop + 2 * _REACH)
         local = pcm[begin:end].astype(np.float64)
         local *= gain / _FULL_SCALE
         local[start - begin : stop - begin] *= g
         inside = np.arange(max(0, start - _REACH), min(length, stop + _REACH)) - begin
         best = max(best, float(_peaks_at(local, inside).max()))
-    kept = ~near[true_peaks.at]
+    # The true peaks not within _REACH of a span (spans are in order: the union of their
+    # reaches is where one starting at or before a sample still covers it).
+    kept = np.ones(len(true_peaks.at), dtype=bool)
+    if spans:
+        reach_starts = np.array([start - _REACH for start, _ in spans])
+        reach_ends = np.maximum.accumulate([start + len(g) + _REACH for start, g in spans])
+        last = np.searchsorted(reach_starts, true_peaks.at, side="right") - 1
+        kept = (last < 0) | (true_peaks.at >= reach_ends[np.maximum(last, 0)])
     if kept.any():
         best = max(best, float(gain * true_peaks.peaks[kept].max()))
     if best < gain * true_peaks.floor:
@@ -420,14 +513,20 @@ def level_in_place(
     :data:`_PASSES` times, until it is within 0.1 LU of the target. The audio is filtered
     once; each pass works only where the limiter acts. CPU-bound (about a millisecond per
     ten seconds of audio): call it in a worker thread.
+
+    Memory: a few chunks of :data:`_CHUNK` floats, the filters' state per chunk and the true
+    peaks near the ceiling, whatever the length of the buffer (no float copy of it is made);
+    only the limiter's gain where it acts, and the changes it makes, are floats per sample.
     """
     pcm = np.frombuffer(buffer, dtype="<i2")  # read and written in place
     length = len(pcm)
     seconds = length / sample_rate
     scale = 1 / _FULL_SCALE
     meter = _Meter(length, sample_rate)
-    weighted = meter.weighted(pcm, scale) if length >= _MIN_SECONDS * sample_rate else None
-    powers = meter.powers(weighted) if weighted is not None else None
+    weighted: _Weighted | None = None
+    powers: NDArray[np.float64] | None = None
+    if length >= _MIN_SECONDS * sample_rate:
+        powers, weighted = meter.analysed(pcm, scale)
     measured = meter.integrated(powers) if powers is not None else None
     if measured is None or weighted is None or powers is None:
         return Leveled(seconds, None, None, 0.0, _true_peak_dbtp(pcm, scale) if length else None)

@@ -285,7 +285,7 @@ class Narrator:
         async def attempt() -> SpokenText:
             nonlocal attempts, billed
             attempts += 1
-            pcm: list[bytes] = []
+            pcm = bytearray()
             marks: list[tuple[int, str]] = []
             try:
                 done = await self._collect(
@@ -304,7 +304,7 @@ class Narrator:
                 raise
             billed += done.usage
             return SpokenText(
-                audio=bytearray().join(pcm),
+                audio=pcm,
                 transcript=done.transcript,
                 status=done.status,
                 usage=done.usage,
@@ -351,15 +351,20 @@ class Narrator:
         instructions: str,
         max_output_tokens: MaxOutputTokens,
         time_limit: float,
-        pcm: list[bytes],
+        pcm: bytearray,
         marks: list[tuple[int, str]],
         sessions: VoiceSessions | None = None,
         output: Output = "audio",
     ) -> ResponseDone:
-        """One attempt drained into ``pcm`` (pieces, joined once: no regrowing buffer) and
-        each transcript delta, with the audio bytes before it, into ``marks``; return its
-        final event. Nothing is awaited between the stream's events here, so one
-        deadline covers the whole attempt instead of a timeout per message."""
+        """One attempt drained into ``pcm`` (each delta appended as it arrives) and each
+        transcript delta, with the audio bytes before it, into ``marks``; return its final
+        event. Nothing is awaited between the stream's events here, so one deadline covers
+        the whole attempt instead of a timeout per message.
+
+        One growing buffer, not a list of deltas joined at the end: the join held the segment
+        twice, and thousands of delta-sized blocks freed at once left the allocator's arenas
+        fragmented by about as much again, both growing with the segment (large buffers are
+        mapped, ``MALLOC_MMAP_THRESHOLD_``, so growing one remaps pages instead of copying)."""
         _check_arguments(text, voice, max_output_tokens)
         limit = _time_limit(time_limit, self.settings.response_timeout_seconds)
         deadline = asyncio.get_running_loop().time() + limit
@@ -379,7 +384,7 @@ class Narrator:
             async with asyncio.timeout_at(deadline), contextlib.aclosing(events):
                 async for event in events:
                     if isinstance(event, AudioDelta):
-                        pcm.append(event.pcm)
+                        pcm += event.pcm
                         received += len(event.pcm)
                     elif isinstance(event, TranscriptDelta):
                         marks.append((received, event.text))

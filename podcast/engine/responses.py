@@ -167,7 +167,7 @@ class SpokenText:
     """One text read by one Realtime response (after any retries): PCM16 24 kHz mono
     ``audio``, what was said, and what it cost.
 
-    ``audio`` is a buffer of its own (joined once from the deltas): its owner may change it
+    ``audio`` is a buffer of its own (the deltas appended as they came): its owner may change it
     in place, e.g. fade its edges, without copying the whole narration again."""
 
     audio: bytearray
