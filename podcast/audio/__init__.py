@@ -21,4 +21,4 @@ ANALYSIS_LOCK: Final = threading.Lock()
 """Held while one segment's PCM is timed as floats (caption timing, a few tens of bytes a
 sample), so one segment at a time per process keeps a narration's memory flat however many
 segments are narrated at once. Leveling does not take it: it works on the PCM16 buffer in
-place, 64 k samples at a time (:mod:`podcast.audio.loudness`)."""
+place, 8,000 samples at a time (:mod:`podcast.audio.loudness`)."""
