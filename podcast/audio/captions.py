@@ -347,7 +347,7 @@ def make_cues(words: Sequence[Word], onsets: Sequence[float] = ()) -> list[Cue]:
     for word in words:
         candidate = [*current, word]
         text = " ".join(w.text for w in candidate)
-        too_long = len(textwrap.wrap(text, MAX_LINE_CHARACTERS)) > MAX_LINES
+        too_long = _lines_over(text, MAX_LINES)
         too_slow = current and word.end - current[0].start > MAX_CUE_SECONDS
         if current and (too_long or too_slow):
             groups.append(current)
@@ -376,6 +376,17 @@ def make_cues(words: Sequence[Word], onsets: Sequence[float] = ()) -> list[Cue]:
             cues[-1] = Cue(cues[-1].lines, cues[-1].start, start)
         cues.append(Cue(lines, start, max(end, start + 0.001)))
     return cues
+
+
+def _lines_over(text: str, lines: int) -> bool:
+    """Whether ``textwrap.wrap(text, MAX_LINE_CHARACTERS)`` gives more than ``lines`` lines,
+    for words joined by single spaces: wrapping is only needed between the lengths that
+    surely fit on one line and those too long for ``lines`` full ones (and the spaces between)."""
+    if len(text) <= MAX_LINE_CHARACTERS:
+        return lines < 1
+    if len(text) > lines * (MAX_LINE_CHARACTERS + 1) - 1:
+        return True
+    return len(textwrap.wrap(text, MAX_LINE_CHARACTERS)) > lines
 
 
 def _snap(moment: float, onsets: Sequence[float]) -> float:
