@@ -209,9 +209,10 @@ async def narrate_segments(
             log.warning("rate limited: concurrency lowered to %d", limiter.limit)
 
     # A segment holds its audio until it is leveled, timed and staged; at most `concurrency`
-    # do at once, so segments that arrive faster than they are analysed wait unnarrated
-    # instead of piling up in memory.
-    in_hand = asyncio.Semaphore(settings.concurrency)
+    # and one more do at once, so segments that arrive faster than they are analysed wait
+    # unnarrated instead of piling up in memory, while the next segment streams as soon as
+    # a session is free (at concurrency 1, finishing one no longer delays the next).
+    in_hand = asyncio.Semaphore(settings.concurrency + 1)
 
     async def narrate_segment(segment: Segment) -> None:
         async with in_hand:
