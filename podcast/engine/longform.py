@@ -209,10 +209,10 @@ async def narrate_segments(
             log.warning("rate limited: concurrency lowered to %d", limiter.limit)
 
     # A segment holds its audio until it is leveled, timed and staged; at most `concurrency`
-    # and one more do at once, so segments that arrive faster than they are analysed wait
-    # unnarrated instead of piling up in memory, while the next segment streams as soon as
-    # a session is free (at concurrency 1, finishing one no longer delays the next).
-    in_hand = asyncio.Semaphore(settings.concurrency + 1)
+    # do at once, so segments that arrive faster than they are analysed wait unnarrated
+    # instead of piling up in memory. At concurrency 1 two may: the next segment streams
+    # while the last is finished, instead of the two alternating.
+    in_hand = asyncio.Semaphore(max(2, settings.concurrency))
 
     async def narrate_segment(segment: Segment) -> None:
         async with in_hand:
