@@ -13,9 +13,11 @@ breakdown: JSON parsing and base64 decoding (each timed around its own calls wit
 ``time.thread_time``), and the rest (the websocket layer: reading frames, unmasking, the
 event loop, and with ``--compression`` inflating), plus the bytes received on the socket
 and in the messages. An untimed warm-up response comes first, as in :mod:`benchmarks.worker`.
-With ``--level`` it keeps each session's audio and, after the timed part, levels it as the
-app does (:func:`podcast.audio.loudness.level_in_place`), timed on its own
-(``level_cpu_seconds``): the share of the client's CPU that loudness levelling takes.
+With ``--pybase64`` it decodes with ``pybase64`` (SIMD), as the app does, instead: a floor
+that leaves the app no cheaper decoder to gain by. With ``--level`` it keeps each session's
+audio and, after the timed part, levels it as the app does
+(:func:`podcast.audio.loudness.level_in_place`), timed on its own (``level_cpu_seconds``):
+the share of the client's CPU that loudness levelling takes.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+import pybase64
 from websockets.asyncio.client import ClientConnection, connect
 
 from benchmarks.texts import prose_for_minutes
@@ -54,6 +57,8 @@ class Tally:
     pcm_bytes: int = 0
     json_seconds: float = 0.0
     base64_seconds: float = 0.0
+    decode: Any = None
+    """The base64 decoder (``binascii.a2b_base64`` unless ``--pybase64``)."""
     audio: dict[str, list[bytes]] = field(default_factory=dict)
     """Each session's PCM, kept only to level it afterwards (``--level``)."""
     keep_audio: bool = False
@@ -117,7 +122,11 @@ async def receive_one(
             tally.message_bytes += len(message)
             kind = event.get("type")
             if kind == "response.output_audio.delta":
-                pcm = binascii.a2b_base64(event["delta"], strict_mode=True)
+                pcm = (
+                    binascii.a2b_base64(event["delta"], strict_mode=True)
+                    if tally.decode is None
+                    else tally.decode(event["delta"], validate=True)
+                )
                 tally.base64_seconds += clock() - parsed
                 tally.audio_deltas += 1
                 tally.pcm_bytes += len(pcm)
@@ -140,7 +149,9 @@ def level_seconds(tally: Tally) -> float:
     return time.process_time() - started
 
 
-async def receive_all(minutes: float, seed: int, compression: bool, level: bool = False) -> dict[str, Any]:
+async def receive_all(
+    minutes: float, seed: int, compression: bool, level: bool = False, fast_base64: bool = False
+) -> dict[str, Any]:
     settings = Settings.from_env()
     realtime, narration = settings.realtime, settings.narration
     assert realtime.api_key, "the floor talks to the emulator with an API key"
@@ -154,7 +165,7 @@ async def receive_all(minutes: float, seed: int, compression: bool, level: bool 
     )
     segments = split_text(request.text, narration.segment_max_words, parallelism=narration.concurrency)
     slots = asyncio.Semaphore(narration.concurrency)
-    tally = Tally(keep_audio=level)
+    tally = Tally(keep_audio=level, decode=pybase64.b64decode if fast_base64 else None)
 
     async def one(text: str) -> None:
         async with slots:
@@ -170,6 +181,7 @@ async def receive_all(minutes: float, seed: int, compression: bool, level: bool 
         "minutes_requested": minutes,
         "segments": len(segments),
         "compression": compression,
+        "pybase64": fast_base64,
         "concurrency": narration.concurrency,
         "speech_seconds": audio.duration_seconds(tally.pcm_bytes),
         "wall_seconds": wall,
@@ -191,8 +203,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--level", action="store_true", help="then level each session's audio as the app does (timed apart)"
     )
+    parser.add_argument("--pybase64", action="store_true", help="decode with pybase64, as the app does")
     args = parser.parse_args(argv)
-    result = asyncio.run(receive_all(args.minutes, args.seed, args.compression, args.level))
+    result = asyncio.run(receive_all(args.minutes, args.seed, args.compression, args.level, args.pybase64))
     print(json.dumps(result), flush=True)
     return 0
 

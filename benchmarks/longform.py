@@ -315,6 +315,7 @@ class CpuRuns:
     client: list[dict[str, Any]] = field(default_factory=list)
     floor: list[dict[str, Any]] = field(default_factory=list)
     floor_compressed: list[dict[str, Any]] = field(default_factory=list)
+    floor_pybase64: list[dict[str, Any]] = field(default_factory=list)
 
     @staticmethod
     def per_minute(data: dict[str, Any], key: str = "narration_cpu_seconds") -> float:
@@ -819,6 +820,18 @@ def _cpu_report(cpu: CpuRuns, speed: float, checks: list[Check]) -> list[str]:
                 f"{level_pm / client_pm:.0%}",
             ],
         )
+    if cpu.floor_pybase64:
+        fast_pm = cpu.floor_per_minute(cpu.floor_pybase64)
+        rows.append(
+            [
+                "floor decoding with pybase64 (as the app does)",
+                _ms(fast_pm),
+                f"{fast_pm / floor_pm:.2f}x",
+                "",
+                "",
+            ]
+        )
+        rows.append(["  client against it", "", f"{client_pm / fast_pm:.2f}x", "", ""])
     if cpu.floor_compressed:
         compressed = cpu.best(cpu.floor_compressed)
         compressed_pm = cpu.floor_per_minute(cpu.floor_compressed)
@@ -1090,6 +1103,7 @@ def measure(
                     ("benchmarks.worker", (), cpu.client),
                     ("benchmarks.floor", ("--level",), cpu.floor),
                     ("benchmarks.floor", ("--compression",), cpu.floor_compressed),
+                    ("benchmarks.floor", ("--pybase64",), cpu.floor_pybase64),
                 ):
                     into.append(run_process(module, cpu.minutes, cpu.concurrency, paced, azurite, extra)[0])
             print("done", flush=True)

@@ -18,9 +18,9 @@ MP3_BITRATES_KBPS: Final[tuple[int, ...]] = (32, 40, 48, 56, 64, 80, 96, 112, 12
 DEFAULT_BITRATE_KBPS: Final = 64
 """Speech, mono: transparent enough for a voice, 0.48 MB a minute (a sixth of the WAV)."""
 ANALYSIS_LOCK: Final = threading.Lock()
-"""Held while one segment's PCM is timed (caption timing: 512 frames of 20 ms as floats at a
-time, then a few numbers per frame and per word), so one segment at a time per process is
-timed however many segments are narrated at once. Leveling does not take it: it works on the
-PCM16 buffer in place, 64 k samples at a time, and keeps only the filters' state per chunk and
-the few true peaks near the ceiling (:mod:`podcast.audio.loudness`). Neither holds floats for
-a whole segment: their memory does not grow with the segment, nor with the narration."""
+"""Held while one segment's PCM is timed (caption timing: a bounded block of frames as floats
+at a time, then a few numbers per frame and per word), so one segment at a time per process
+is timed however many segments are narrated at once. Leveling does not take it: it works on
+the PCM16 buffer in place, 8,000 samples at a time, and keeps only sums of squares per 100 ms
+part (:mod:`podcast.audio.loudness`). Neither holds floats for a whole segment: their memory
+does not grow with the segment, nor with the narration."""

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from typing import Final
 
 import numpy as np
+from numpy.typing import NDArray
 
 from podcast.audio import ANALYSIS_LOCK, SAMPLE_RATE
 
@@ -59,7 +60,10 @@ MIN_CUE_SECONDS: Final = 0.7
 MIN_PAUSE_SECONDS: Final = 0.12
 SNAP_SECONDS: Final = 0.15
 _FRAME_SECONDS: Final = 0.02
-_FRAMES_AT_A_TIME: Final = 512
+_FLOATS_AT_A_TIME: Final = 1 << 16
+"""Frames are squared about this many samples at a time, into one buffer made once: with the
+allocator's mmap threshold as the app sets it (``MALLOC_MMAP_THRESHOLD_=65536``) every new
+temporary array that size is mapped, faulted in page by page and unmapped again."""
 _PAUSE_BELOW_SPEECH_DB: Final = 35.0
 _SENTENCE_END: Final = (".", "!", "?", "…", "。", "！", "？")
 _CLAUSE_END: Final = (",", ";", ":", "—", "–", "、", "，", "；", "：")
@@ -106,9 +110,14 @@ def speech_regions(pcm: bytes | bytearray, sample_rate: int = SAMPLE_RATE) -> li
         return []
     frames = samples[: count * frame].reshape(count, frame)
     energy = np.empty(count)
-    for first in range(0, count, _FRAMES_AT_A_TIME):  # floats for a few frames at a time
-        block = frames[first : first + _FRAMES_AT_A_TIME].astype(np.float64)
-        energy[first : first + len(block)] = np.sqrt(np.mean(block**2, axis=1))
+    at_a_time = max(1, min(count, _FLOATS_AT_A_TIME // frame))
+    squares = np.empty((at_a_time, frame))
+    for first in range(0, count, at_a_time):  # floats for a few frames at a time
+        block = frames[first : first + at_a_time]
+        square = squares[: len(block)]
+        np.multiply(block, block, out=square, dtype=np.float64)
+        np.add.reduce(square, axis=1, out=energy[first : first + len(block)])
+    np.sqrt(energy / frame, out=energy)  # each frame's RMS, as np.mean divides its sum
     energy += 1e-9
     level_db = 20 * np.log10(energy / 32768)
     speech_level = float(np.percentile(level_db, 95))
@@ -117,7 +126,7 @@ def speech_regions(pcm: bytes | bytearray, sample_rate: int = SAMPLE_RATE) -> li
     start: int | None = None
     silent_run = 0
     min_silent = max(1, round(MIN_PAUSE_SECONDS / _FRAME_SECONDS))
-    for index, on in enumerate(voiced):
+    for index, on in enumerate(voiced.tolist()):  # Python bools: numpy scalars are slow to loop over
         if on:
             if start is None:
                 start = index
@@ -259,34 +268,37 @@ def _assign_pauses(
     for each pause given to no word, a cost growing with its length."""
     count = len(words)
     costs = [_boundary_costs(word) for word in words[:-1]]
-    here = [0.0] + [pause - none for pause, none, _ in costs]  # relative to "no pause anywhere"
-    gain = [0.0] + [per_second for _, _, per_second in costs]
-    best = [0.0] + [math.inf] * (count - 1)  # best[i]: cost so far, the last pause before word i
-    steps: list[list[tuple[int, bool]]] = []  # per pause, per word: (previous last, assigned here)
+    here = np.array([0.0] + [pause - none for pause, none, _ in costs])  # relative to "no pause anywhere"
+    gain = np.array([0.0] + [per_second for _, _, per_second in costs])
+    times = np.asarray(estimates, dtype=np.float64)
+    positions = np.arange(count)
+    best = np.full(count, math.inf)  # best[i]: cost so far, the last pause before word i
+    best[0] = 0.0
+    # Per pause: for each word, whether the pause is given to it, and the previous last word.
+    steps: list[tuple[NDArray[np.intp], NDArray[np.bool_]]] = []
     for region in range(1, len(regions)):
         onset = regions[region][0]
         length = onset - regions[region - 1][1]
         skip = _UNASSIGNED_PAUSE + _UNASSIGNED_PAUSE_PER_SECOND * length
-        new = [cost + skip for cost in best]
-        step = [(i, False) for i in range(count)]
-        lowest, lowest_at = best[0], 0
-        for i in range(1, count):
-            distance = abs(onset - estimates[i])
-            cost = lowest + distance + here[i] - gain[i] * length
-            if distance <= _MAX_SHIFT_SECONDS and cost < new[i]:
-                new[i] = cost
-                step[i] = (lowest_at, True)
-            if best[i] < lowest:
-                lowest, lowest_at = best[i], i
+        new = best + skip
+        # The lowest cost among the words before each word, and the first word that has it.
+        lowest = np.minimum.accumulate(best)
+        record = np.concatenate(([True], best[1:] < lowest[:-1]))
+        lowest_at = np.maximum.accumulate(np.where(record, positions, 0))
+        distance = np.abs(onset - times[1:])
+        cost = lowest[:-1] + distance + here[1:] - gain[1:] * length
+        taken = np.concatenate(([False], (distance <= _MAX_SHIFT_SECONDS) & (cost < new[1:])))
+        new[taken] = cost[taken[1:]]
+        previous = np.concatenate(([0], lowest_at[:-1]))
+        steps.append((np.where(taken, previous, positions), taken))
         best = new
-        steps.append(step)
-    last = min(range(count), key=best.__getitem__)
+    last = int(np.argmin(best))
     assigned: dict[int, int] = {}
     for region in range(len(regions) - 1, 0, -1):
-        previous, taken = steps[region - 1][last]
-        if taken:
+        previous_last, taken_here = steps[region - 1]
+        if taken_here[last]:
             assigned[last] = region
-        last = previous
+        last = int(previous_last[last])
     return assigned
 
 
@@ -335,11 +347,7 @@ def make_cues(words: Sequence[Word], onsets: Sequence[float] = ()) -> list[Cue]:
     for word in words:
         candidate = [*current, word]
         text = " ".join(w.text for w in candidate)
-        # Up to a line's length (and no tab, which textwrap widens) it is one line: wrapping,
-        # the most of this loop's time, is needed only beyond that.
-        too_long = (len(text) > MAX_LINE_CHARACTERS or "\t" in text) and len(
-            textwrap.wrap(text, MAX_LINE_CHARACTERS)
-        ) > MAX_LINES
+        too_long = _lines_over(text, MAX_LINES)
         too_slow = current and word.end - current[0].start > MAX_CUE_SECONDS
         if current and (too_long or too_slow):
             groups.append(current)
@@ -368,6 +376,17 @@ def make_cues(words: Sequence[Word], onsets: Sequence[float] = ()) -> list[Cue]:
             cues[-1] = Cue(cues[-1].lines, cues[-1].start, start)
         cues.append(Cue(lines, start, max(end, start + 0.001)))
     return cues
+
+
+def _lines_over(text: str, lines: int) -> bool:
+    """Whether ``textwrap.wrap(text, MAX_LINE_CHARACTERS)`` gives more than ``lines`` lines,
+    for words joined by single spaces: wrapping is only needed between the lengths that
+    surely fit on one line and those too long for ``lines`` full ones (and the spaces between)."""
+    if len(text) <= MAX_LINE_CHARACTERS:
+        return lines < 1
+    if len(text) > lines * (MAX_LINE_CHARACTERS + 1) - 1:
+        return True
+    return len(textwrap.wrap(text, MAX_LINE_CHARACTERS)) > lines
 
 
 def _snap(moment: float, onsets: Sequence[float]) -> float:

@@ -14,8 +14,9 @@ peaks a little, and the ceiling must hold for the decoded file too.
 
 from __future__ import annotations
 
+import bisect
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final
 
@@ -25,6 +26,13 @@ from numpy.typing import NDArray
 from scipy.ndimage import minimum_filter1d, uniform_filter1d
 from scipy.signal import firwin, sosfilt, upfirdn
 from threadpoolctl import threadpool_limits
+
+try:  # scipy's own kernel behind sosfilt, in place: the wrapper copies its input and validates
+    # every call (a third of the filtering's CPU at these chunk sizes); the public function
+    # is the fallback, and a test checks the two agree.
+    from scipy.signal._sosfilt import _sosfilt as _sosfilt_in_place
+except ImportError:  # pragma: no cover - another scipy layout
+    _sosfilt_in_place = None
 
 from podcast.audio import SAMPLE_RATE
 
@@ -91,8 +99,17 @@ _BLOCK_SECONDS: Final = 0.4
 _BLOCK_STEP: Final = 0.25
 """BS.1770-4 gating blocks: 400 ms, 75 % overlap (pyloudnorm's defaults)."""
 _ABSOLUTE_GATE_LUFS: Final = -70.0
-_CHUNK: Final = 1 << 16
-"""Whole-segment passes work this many samples at a time: memory stays small for any length."""
+_CHUNK: Final = 8000
+"""Whole-segment passes work this many samples at a time, in buffers made once per pass: as
+floats 64,000 bytes, under the allocator's mmap threshold as the app sets it
+(``MALLOC_MMAP_THRESHOLD_=65536``, ``infra/app/function.bicep``). Every larger temporary array
+would be mapped, faulted in page by page and unmapped again: with 64 k-sample chunks that
+doubled leveling's CPU."""
+_TILE: Final = 256
+"""True peaks are screened a tile of this many samples at a time (by its largest sample)."""
+_ESTIMATE_MARGIN: Final = 2e-6
+"""The float32 estimate of a true peak is within this fraction of ``_OVERSHOOT`` times the
+largest sample of the exact value (13 products summed: at most 14 float32 roundings)."""
 _FULL_SCALE: Final = 32768.0
 _PEAK_HEADROOM: Final = 10 ** (1.5 / 20)
 """True peaks are found 1.5 dB under the ceiling, so later passes' gains need no new search."""
@@ -118,50 +135,74 @@ def _peaks_at(samples: _Samples, at: NDArray[np.intp], scale: float = 1.0) -> ND
     ``|x[n]|`` and the magnitudes of the oversampled values that follow it (as
     :func:`_oversampled` gives them). Computed :data:`_CHUNK` samples at a time."""
     length = len(samples)
+    inner = not len(at) or (at[0] >= _REACH and at[-1] < length - _REACH)
+    padded, shift = (samples, -_REACH) if inner else (np.pad(samples, _REACH), 0)
     peaks = np.empty(len(at))
     windows = np.empty((len(_PHASES), min(len(at), _CHUNK)))
     for begin in range(0, len(at), _CHUNK):
         part = at[begin : begin + _CHUNK]
         rows = windows[:, : len(part)]
-        inner = part[0] >= _REACH and part[-1] < length - _REACH
         for s in range(len(_PHASES)):
-            if inner:
-                rows[s] = samples[part + (s - _REACH)]
-            else:  # zeros beyond the ends (without padding a copy of the whole)
-                spots = part + (s - _REACH)
-                outside = (spots < 0) | (spots >= length)
-                rows[s] = samples[np.clip(spots, 0, length - 1)]
-                rows[s][outside] = 0.0
+            rows[s] = padded[part + (s + shift)]
         between = np.abs(_PHASES.T @ rows).max(axis=0)
         peaks[begin : begin + len(part)] = np.maximum(between, np.abs(rows[_REACH]))
     return peaks * scale if scale != 1.0 else peaks
 
 
-def _candidates(samples: _Samples, threshold: float) -> Iterator[NDArray[np.intp]]:
-    """The samples whose true peak may exceed ``threshold`` (in the units of ``samples``):
-    those within :data:`_REACH` of a sample beyond ``threshold / _OVERSHOOT`` either way
-    (no other true peak can reach it). Sorted, once each, in pieces of :data:`_CHUNK` (the
-    last one shorter), found a chunk of samples at a time: memory for one piece, whatever
-    the length of the audio."""
-    limit = threshold / _OVERSHOOT
+def _tile_peaks(samples: _Samples) -> NDArray[np.float64]:
+    """The largest magnitude in each :data:`_TILE` samples of ``samples`` (the last tile may be short)."""
     length = len(samples)
-    pending: list[NDArray[np.intp]] = []
-    count = 0
-    for begin in range(0, length, _CHUNK):
-        end = min(length, begin + _CHUNK)
-        low = max(0, begin - _REACH)
-        part = samples[low : min(length, end + _REACH)]
-        hot = np.flatnonzero((part > limit) | (part < -limit)) + (low - begin)
-        near = np.zeros(end - begin, dtype=bool)
-        for offset in range(-_REACH, _REACH + 1):
-            spots = hot + offset
-            near[spots[(spots >= 0) & (spots < end - begin)]] = True
-        pending.append(np.flatnonzero(near) + begin)
-        count += len(pending[-1])
-        while count >= _CHUNK or (end == length and count):
-            joined = np.concatenate(pending)
-            yield joined[:_CHUNK]
-            pending, count = [joined[_CHUNK:]], len(joined) - min(_CHUNK, len(joined))
+    whole = length // _TILE
+    tiles = np.empty(-(-length // _TILE))
+    if whole:
+        body = samples[: whole * _TILE].reshape(whole, _TILE)
+        np.maximum(body.max(axis=1), -body.min(axis=1).astype(np.float64), out=tiles[:whole])
+    if whole < len(tiles):
+        rest = samples[whole * _TILE :]
+        tiles[whole] = max(float(rest.max()), -float(rest.min()))
+    return tiles
+
+
+def _screened(samples: _Samples, threshold: float) -> NDArray[np.intp]:
+    """The samples whose true peak may exceed ``threshold`` (in the units of ``samples``),
+    sorted, once each: every other sample's true peak is at most ``threshold``.
+
+    A sample's true peak is at most :data:`_OVERSHOOT` times the largest sample within
+    :data:`_REACH` of it, so tiles whose neighbourhood is under ``threshold / _OVERSHOOT``
+    are passed over whole. In the others every sample's true peak is estimated in float32
+    (contiguous, a few times cheaper than the exact products), and a sample is kept when its
+    estimate is within the estimate's rounding error of ``threshold``."""
+    length = len(samples)
+    tiles = _tile_peaks(samples) if length else np.empty(0)
+    hot = np.flatnonzero(tiles > threshold / _OVERSHOOT)
+    if not len(hot):
+        return np.empty(0, dtype=np.intp)
+    margin = _ESTIMATE_MARGIN * _OVERSHOOT * float(tiles.max())
+    breaks = np.flatnonzero(np.diff(hot) > 1)
+    firsts = hot[np.concatenate(([0], breaks + 1))]
+    lasts = hot[np.concatenate((breaks, [len(hot) - 1]))]
+    phases = _PHASES.T.astype(np.float32)
+    step = _CHUNK
+    window = np.zeros(step + 2 * _REACH, dtype=np.float32)
+    rows = np.empty((len(_PHASES), step), dtype=np.float32)
+    kept: list[NDArray[np.intp]] = []
+    for first, last in zip(firsts.tolist(), lasts.tolist(), strict=True):
+        run_begin = max(0, first * _TILE - _REACH)
+        run_end = min(length, (last + 1) * _TILE + _REACH)
+        for begin in range(run_begin, run_end, step):
+            end = min(run_end, begin + step)
+            count = end - begin
+            # window[i] = samples[begin - _REACH + i], zeros beyond the ends
+            low, high = max(0, begin - _REACH), min(length, end + _REACH)
+            window[: count + 2 * _REACH] = 0.0
+            window[low - (begin - _REACH) : high - (begin - _REACH)] = samples[low:high]
+            block = rows[:, :count]
+            for s in range(len(_PHASES)):
+                block[s] = window[s : s + count]
+            estimate = np.abs(phases @ block).max(axis=0)
+            np.maximum(estimate, np.abs(block[_REACH]), out=estimate)
+            kept.append(np.flatnonzero(estimate > threshold - margin) + begin)
+    return np.concatenate(kept)
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,109 +218,132 @@ class Leveled:
     true_peak_dbtp: float | None
 
 
+def _filter_in_place(
+    sos: NDArray[np.float64], block: NDArray[np.float64], state: NDArray[np.float64]
+) -> None:
+    """``block`` (shape ``(1, n)``) through the sections ``sos`` from ``state`` (shape
+    ``(1, sections, 2)``), both updated in place, as ``sosfilt(sos, block[0], zi=state[0])``."""
+    if _sosfilt_in_place is not None:
+        _sosfilt_in_place(sos, block, state)
+    else:  # pragma: no cover - another scipy layout
+        block[0], state[0] = sosfilt(sos, block[0], zi=state[0])
+
+
 class _Meter:
     """ITU-R BS.1770-4 integrated loudness of mono audio of one length, computed as
     ``pyloudnorm.Meter(rate).integrated_loudness`` does (its K-weighting filters, its block
-    bounds, its gates), with numpy instead of a Python loop per block, and split in two
-    steps (filtered block powers, then gating) so a change to part of the audio is
-    measured again from the parts it changes (:meth:`changed_powers`)."""
+    bounds, its gates), with numpy instead of a Python loop per block.
+
+    The K-weighted audio is never kept: one pass sums its squares between consecutive block
+    bounds (:meth:`energies`: 100 ms apart, every 400 ms block is four of them), and a
+    block's power is the sum of its parts (:meth:`powers`). Audio changed in places (the
+    limiter's spans) is measured again by filtering only around them (:meth:`limited`)."""
 
     def __init__(self, length: int, rate: int) -> None:
         stages = pyloudnorm.Meter(rate)._filters.values()
-        self._sos = np.array([[*stage.b, *stage.a] for stage in stages])
+        self._sos = np.ascontiguousarray([[*stage.b, *stage.a] for stage in stages], dtype=np.float64)
         self._gain = math.prod(stage.passband_gain for stage in stages)
         self._length = length
-        self._rate = rate
         count = int(np.round((length / rate - _BLOCK_SECONDS) / (_BLOCK_SECONDS * _BLOCK_STEP))) + 1
-        steps = np.arange(count) * _BLOCK_STEP
-        self._lower = (_BLOCK_SECONDS * steps * rate).astype(np.intp)
-        self._upper = (_BLOCK_SECONDS * (steps + 1) * rate).astype(np.intp)
+        steps = np.arange(max(count, 0)) * _BLOCK_STEP
+        lower = (_BLOCK_SECONDS * steps * rate).astype(np.intp)
+        upper = (_BLOCK_SECONDS * (steps + 1) * rate).astype(np.intp)
+        self._bounds = np.union1d(np.union1d(lower, upper), [0])
+        """Part ``k`` of the audio is samples ``bounds[k]`` up to ``bounds[k + 1]`` (the last: to the end)."""
+        self._lower = np.searchsorted(self._bounds, lower)
+        self._upper = np.searchsorted(self._bounds, upper)
         self._scale = 1.0 / (_BLOCK_SECONDS * rate)
         self._tail = round(_FILTER_TAIL_SECONDS * rate)
 
     def weighted(self, x: _Samples, scale: float = 1.0) -> NDArray[np.float64]:
-        """``x * scale`` through the K-weighting filters (zero initial state), a chunk at a time."""
+        """``x * scale`` through the K-weighting filters (zero initial state), as
+        :meth:`energies` filters it: the weighted audio itself, for checks."""
         out = np.empty(len(x))
-        state = np.zeros((len(self._sos), 2))
-        factor = scale * self._gain
+        state = np.zeros((1, len(self._sos), 2))
         for begin in range(0, len(x), _CHUNK):
-            part = x[begin : begin + _CHUNK] * factor
-            part += _DENORMAL_GUARD
-            out[begin : begin + len(part)], state = sosfilt(self._sos, part, zi=state)
+            block = out[begin : begin + _CHUNK].reshape(1, -1)
+            np.multiply(x[begin : begin + _CHUNK], scale * self._gain, out=block[0])
+            block += _DENORMAL_GUARD
+            _filter_in_place(self._sos, block, state)
         return out
 
-    def analysed(self, x: _Samples, scale: float = 1.0) -> tuple[NDArray[np.float64], _Weighted]:
-        """The block powers of ``x * scale`` (as :meth:`powers` of :meth:`weighted` gives them,
-        to the bit) and its K-weighted audio as a :class:`_Weighted`: in one pass, holding
-        one chunk of floats at a time, never the whole (8 bytes a sample)."""
-        states = np.empty((len(x) // _CHUNK + 1, len(self._sos), 2))
+    def energies(
+        self,
+        x: _Samples,
+        scale: float = 1.0,
+        begin: int = 0,
+        end: int | None = None,
+        spans: list[tuple[int, NDArray[np.float64]]] | None = None,
+    ) -> NDArray[np.float64]:
+        """The sum of squares of each part (see ``_bounds``) of the K-weighted ``x * scale``,
+        limited by the gains of ``spans`` (start sample, gains from there; in order), filtered
+        from zero state at ``begin`` up to ``end``: parts outside are 0, and a part holding
+        ``begin`` or ``end`` has only what of it lies between."""
+        end = len(x) if end is None else end
+        bounds = self._bounds
+        sums = np.zeros(len(bounds))
+        buffer = np.empty((1, min(_CHUNK, max(end - begin, 1))))
+        state = np.zeros((1, len(self._sos), 2))
         factor = scale * self._gain
-
-        def chunks() -> Iterator[NDArray[np.float64]]:
-            state = np.zeros((len(self._sos), 2))
-            for begin in range(0, len(x), _CHUNK):
-                states[begin // _CHUNK] = state
-                part = x[begin : begin + _CHUNK] * factor
-                part += _DENORMAL_GUARD
-                out, state = sosfilt(self._sos, part, zi=state)
-                yield out
-
-        powers = self._powers(chunks(), len(x))
-        return powers, _Weighted(self._sos, x, factor, states)
-
-    def _sums(self, values: NDArray[np.float64], offset: int = 0) -> NDArray[np.float64]:
-        """Each block's sum of ``values`` (which start at sample ``offset``, zero elsewhere)."""
-        total = np.concatenate(([0.0], np.cumsum(values)))
-        last = len(values)
-        upper = np.clip(self._upper - offset, 0, last)
-        lower = np.clip(self._lower - offset, 0, last)
-        sums: NDArray[np.float64] = total[upper] - total[lower]
+        spans = spans or []
+        span = bisect.bisect_left([start + len(g) for start, g in spans], begin + 1)
+        for low in range(begin, end, _CHUNK):
+            high = min(end, low + _CHUNK)
+            block = buffer[:, : high - low]
+            part = block[0]
+            np.multiply(x[low:high], factor, out=part)
+            while span < len(spans) and spans[span][0] + len(spans[span][1]) <= low:
+                span += 1
+            for start, g in spans[span:]:
+                if start >= high:
+                    break
+                a, b = max(low, start), min(high, start + len(g))
+                part[a - low : b - low] *= g[a - start : b - start]
+            part += _DENORMAL_GUARD
+            _filter_in_place(self._sos, block, state)
+            np.square(part, out=part)
+            first = int(np.searchsorted(bounds, low, side="right")) - 1
+            last = int(np.searchsorted(bounds, high, side="left"))
+            at = np.concatenate(([low], bounds[first + 1 : last])) - low
+            sums[first:last] += np.add.reduceat(part, at)
         return sums
 
-    def powers(self, weighted: NDArray[np.float64]) -> NDArray[np.float64]:
-        """Each block's mean square of the K-weighted audio ``weighted``: the difference of
-        the running sum of squares at its bounds (a chunk of squares at a time)."""
-        chunks = (weighted[begin : begin + _CHUNK] for begin in range(0, len(weighted), _CHUNK))
-        return self._powers(chunks, len(weighted))
-
-    def _powers(self, chunks: Iterable[NDArray[np.float64]], length: int) -> NDArray[np.float64]:
-        """:meth:`powers` of the K-weighted audio given as consecutive chunks of :data:`_CHUNK`."""
-        bounds = np.union1d(self._lower, self._upper)
-        running = np.zeros(len(bounds))
-        carried = 0.0
-        begin = 0
-        for part in chunks:
-            total = np.cumsum(part * part)
-            total += carried
-            first, last = np.searchsorted(bounds, (begin, begin + len(part)), side="right")
-            running[first:last] = total[bounds[first:last] - begin - 1]
-            carried = float(total[-1])
-            begin += len(part)
-        running[bounds > length] = carried  # a last block reaching past the end
-        upper = running[np.searchsorted(bounds, self._upper)]
-        lower = running[np.searchsorted(bounds, self._lower)]
-        powers: NDArray[np.float64] = (upper - lower) * self._scale
+    def powers(self, sums: NDArray[np.float64]) -> NDArray[np.float64]:
+        """Each block's mean square of the K-weighted audio, from its parts' :meth:`energies`."""
+        running = np.concatenate(([0.0], np.cumsum(sums)))
+        powers: NDArray[np.float64] = (running[self._upper] - running[self._lower]) * self._scale
         return powers
 
-    def changed_powers(
+    def limited(
         self,
-        powers: NDArray[np.float64],
-        weighted: NDArray[np.float64] | _Weighted,
+        sums: NDArray[np.float64],
+        x: _Samples,
+        scale: float,
         gain: float,
-        changes: list[tuple[int, NDArray[np.float64]]],
+        spans: list[tuple[int, NDArray[np.float64]]],
     ) -> NDArray[np.float64]:
-        """The block powers of ``gain * x + d``, from those of ``x`` (``powers``), its
-        K-weighted samples (``weighted``) and ``d``: nonzero only in ``changes``, each a
-        start sample and the values from there. K-weighting is linear, so the weighted
-        audio is ``gain * weighted`` plus the filtered ``d``, which dies out within
-        :data:`_FILTER_TAIL_SECONDS` of each change: only those stretches of ``weighted`` are
-        read (a :class:`_Weighted` filters them again)."""
-        result = powers * gain**2
-        for start, values in _merged(changes, self._tail, self._length):
-            filtered = self.weighted(values)
-            stop = start + len(values)
-            cross = 2.0 * gain * weighted[start:stop] * filtered + filtered * filtered
-            result += self._sums(cross, start) * self._scale
+        """The parts' :meth:`energies` of ``x * scale * gain`` limited by ``spans``, from
+        ``sums`` (those of ``x * scale``). K-weighting is linear: a part away from every span
+        is ``gain**2`` times its sum. Around each run of spans (and for
+        :data:`_FILTER_TAIL_SECONDS` after it, where the filters still answer the change)
+        the parts are filtered again, from zero state that much earlier: by then the state
+        matches the whole audio's to far below a float's resolution."""
+        result = sums * gain**2
+        bounds = self._bounds
+        edges = np.append(bounds, max(self._length, int(bounds[-1])))
+        regions: list[list[int]] = []
+        for start, g in spans:
+            first = int(np.searchsorted(bounds, start, side="right")) - 1
+            reach = min(self._length, start + len(g) + self._tail)
+            last = int(np.searchsorted(bounds, reach, side="left"))
+            if regions and edges[first] - edges[regions[-1][1]] <= self._tail:
+                regions[-1][1] = max(regions[-1][1], last)
+            else:
+                regions.append([first, last])
+        for first, last in regions:
+            begin = max(0, int(edges[first]) - self._tail)
+            end = min(self._length, int(edges[last]))
+            result[first:last] = self.energies(x, scale * gain, begin, end, spans)[first:last]
         return result
 
     def integrated(self, powers: NDArray[np.float64]) -> float | None:
@@ -297,66 +361,6 @@ class _Meter:
         return value if math.isfinite(value) else None
 
 
-class _Weighted:
-    """The K-weighted audio of one segment without holding it (8 bytes a sample): the
-    filters' state at the start of every :data:`_CHUNK` (a few hundred bytes a minute).
-    ``weighted[start:stop]`` filters the chunks it falls in again from their states, exactly
-    as the whole was filtered, so it is the same to the bit (see :meth:`_Meter.analysed`).
-    The last chunk filtered is kept: the stretches a pass reads come in order, often
-    several in one chunk."""
-
-    def __init__(
-        self, sos: NDArray[np.float64], x: _Samples, factor: float, states: NDArray[np.float64]
-    ) -> None:
-        self._sos = sos
-        self._x = x
-        self._factor = factor
-        self._states = states
-        self._kept: tuple[int, NDArray[np.float64]] = (-1, np.empty(0))
-
-    def __len__(self) -> int:
-        return len(self._x)
-
-    def _chunk(self, index: int) -> NDArray[np.float64]:
-        if self._kept[0] != index:
-            part = self._x[index * _CHUNK : (index + 1) * _CHUNK] * self._factor
-            part += _DENORMAL_GUARD
-            self._kept = (index, sosfilt(self._sos, part, zi=self._states[index])[0])
-        return self._kept[1]
-
-    def __getitem__(self, key: slice) -> NDArray[np.float64]:
-        start, stop, _ = key.indices(len(self._x))
-        out = np.empty(max(0, stop - start))
-        for index in range(start // _CHUNK, (stop - 1) // _CHUNK + 1 if stop > start else 0):
-            begin = index * _CHUNK
-            low, high = max(start, begin), min(stop, begin + _CHUNK)
-            out[low - start : high - start] = self._chunk(index)[low - begin : high - begin]
-        return out
-
-
-def _merged(
-    changes: list[tuple[int, NDArray[np.float64]]], tail: int, length: int
-) -> list[tuple[int, NDArray[np.float64]]]:
-    """``changes`` (start, values; in order, not overlapping) gathered into runs that each
-    end ``tail`` samples (or the audio's end) after their last change, zeros between."""
-    groups: list[list[tuple[int, NDArray[np.float64]]]] = []
-    reach = -1
-    for start, values in changes:
-        if not groups or start > reach:
-            groups.append([])
-        groups[-1].append((start, values))
-        reach = max(reach, min(length, start + len(values) + tail))
-    merged: list[tuple[int, NDArray[np.float64]]] = []
-    for group in groups:
-        begin = group[0][0]
-        end = min(length, max(start + len(values) for start, values in group) + tail)
-        run = np.zeros(end - begin)
-        for start, values in group:
-            run[start - begin : start - begin + len(values)] += values
-        merged.append((begin, run))
-    return merged
-
-
 def true_peak_dbtp(x: NDArray[np.float64]) -> float:
     """The true peak of ``x`` (floats, full scale 1.0) in dBTP, 4× oversampled."""
     return _true_peak_dbtp(x)
@@ -369,14 +373,15 @@ def _true_peak_dbtp(samples: _Samples, scale: float = 1.0) -> float:
     if sample_peak <= 0:
         return -math.inf
     # Only samples near those within the overshoot of the sample peak can hold the true peak.
-    found = [float(_peaks_at(samples, at, scale).max()) for at in _candidates(samples, sample_peak)]
-    return 20 * math.log10(max(sample_peak * scale, *found))
+    at = _screened(samples, sample_peak)
+    peaks = _peaks_at(samples, at, scale)
+    return 20 * math.log10(max(sample_peak * scale, float(peaks.max()) if len(peaks) else 0.0))
 
 
 @dataclass(frozen=True, slots=True)
 class _TruePeaks:
-    """The true peaks of some audio at every sample where they reach ``floor`` (``at``,
-    sorted); every other sample's true peak is under ``floor``."""
+    """The true peaks of some audio at every sample where they may exceed ``floor`` (``at``,
+    sorted); every other sample's true peak is at most ``floor``."""
 
     floor: float
     at: NDArray[np.intp]
@@ -384,17 +389,9 @@ class _TruePeaks:
 
     @classmethod
     def above(cls, samples: _Samples, floor: float, scale: float = 1.0) -> _TruePeaks:
-        """Those of ``samples * scale``, measured a piece of candidates at a time: memory for
-        one piece and the peaks kept (a few near the ceiling), not for every candidate (a
-        sixth of speech's samples)."""
-        at: list[NDArray[np.intp]] = [np.empty(0, dtype=np.intp)]
-        peaks: list[NDArray[np.float64]] = [np.empty(0)]
-        for candidates in _candidates(samples, floor / scale):
-            found = _peaks_at(samples, candidates, scale)
-            reaching = found >= floor
-            at.append(candidates[reaching])
-            peaks.append(found[reaching])
-        return cls(floor, np.concatenate(at), np.concatenate(peaks))
+        """Those of ``samples * scale``."""
+        at = _screened(samples, floor / scale)
+        return cls(floor, at, _peaks_at(samples, at, scale))
 
 
 def _limiter_gain(
@@ -443,23 +440,18 @@ def _limited_true_peak(
     near them it is measured on the limited audio; when that cannot show the peak is above
     every other sample's (``gain * true_peaks.floor``), the leveled audio is measured whole."""
     length = len(pcm)
+    near = np.zeros(length, dtype=bool)
     best = 0.0
     for start, g in spans:
         stop = start + len(g)
+        near[max(0, start - _REACH) : min(length, stop + _REACH)] = True
         begin, end = max(0, start - 2 * _REACH), min(length, stop + 2 * _REACH)
         local = pcm[begin:end].astype(np.float64)
         local *= gain / _FULL_SCALE
         local[start - begin : stop - begin] *= g
         inside = np.arange(max(0, start - _REACH), min(length, stop + _REACH)) - begin
         best = max(best, float(_peaks_at(local, inside).max()))
-    # The true peaks not within _REACH of a span (spans are in order: the union of their
-    # reaches is where one starting at or before a sample still covers it).
-    kept = np.ones(len(true_peaks.at), dtype=bool)
-    if spans:
-        reach_starts = np.array([start - _REACH for start, _ in spans])
-        reach_ends = np.maximum.accumulate([start + len(g) + _REACH for start, g in spans])
-        last = np.searchsorted(reach_starts, true_peaks.at, side="right") - 1
-        kept = (last < 0) | (true_peaks.at >= reach_ends[np.maximum(last, 0)])
+    kept = ~near[true_peaks.at]
     if kept.any():
         best = max(best, float(gain * true_peaks.peaks[kept].max()))
     if best < gain * true_peaks.floor:
@@ -511,24 +503,17 @@ def level_in_place(
     Audio too short or too quiet to measure is left as it is. The loudness is measured
     again after limiting (the limiter takes some away) and the gain corrected, up to
     :data:`_PASSES` times, until it is within 0.1 LU of the target. The audio is filtered
-    once; each pass works only where the limiter acts. CPU-bound (about a millisecond per
-    ten seconds of audio): call it in a worker thread.
-
-    Memory: a few chunks of :data:`_CHUNK` floats, the filters' state per chunk and the true
-    peaks near the ceiling, whatever the length of the buffer (no float copy of it is made);
-    only the limiter's gain where it acts, and the changes it makes, are floats per sample.
+    once; each pass works only where the limiter acts. CPU-bound (about 15 ms per minute of
+    audio): call it in a worker thread.
     """
     pcm = np.frombuffer(buffer, dtype="<i2")  # read and written in place
     length = len(pcm)
     seconds = length / sample_rate
     scale = 1 / _FULL_SCALE
     meter = _Meter(length, sample_rate)
-    weighted: _Weighted | None = None
-    powers: NDArray[np.float64] | None = None
-    if length >= _MIN_SECONDS * sample_rate:
-        powers, weighted = meter.analysed(pcm, scale)
-    measured = meter.integrated(powers) if powers is not None else None
-    if measured is None or weighted is None or powers is None:
+    sums = meter.energies(pcm, scale) if length >= _MIN_SECONDS * sample_rate else None
+    measured = meter.integrated(meter.powers(sums)) if sums is not None else None
+    if measured is None or sums is None:
         return Leveled(seconds, None, None, 0.0, _true_peak_dbtp(pcm, scale) if length else None)
     ceiling = 10 ** ((ceiling_dbtp - LIMITER_MARGIN_DB) / 20)
     sample_peak = max(int(pcm.max()), -int(pcm.min())) * scale
@@ -550,25 +535,24 @@ def level_in_place(
         if not spans:  # nothing to limit: the loudness is what the gain made it
             level = measured + gain_db
             break
-        changes = [(start, pcm[start : start + len(g)] * (gain * scale) * (g - 1.0)) for start, g in spans]
-        level = meter.integrated(meter.changed_powers(powers, weighted, gain, changes))
+        level = meter.integrated(meter.powers(meter.limited(sums, pcm, scale, gain, spans)))
         if level is None or abs(level - target_lufs) <= _TOLERANCE_LU:
             break
         gain_db += target_lufs - level
-    del weighted
     assert true_peaks is not None  # the audio is at ``gain``, which made ``spans``
     peak = _limited_true_peak(pcm, true_peaks, gain, spans)
+    part = np.empty(min(_CHUNK, length))
     for begin in range(0, length, _CHUNK):
         end = min(length, begin + _CHUNK)
-        part = pcm[begin:end] * (gain * scale)
+        view = part[: end - begin]
+        np.multiply(pcm[begin:end], gain, out=view)
         for start, g in spans:
             low, high = max(begin, start), min(end, start + len(g))
             if low < high:
-                part[low - begin : high - begin] *= g[low - start : high - start]
-        np.multiply(part, _FULL_SCALE, out=part)
-        np.rint(part, out=part)
-        np.clip(part, -32768, 32767, out=part)
-        pcm[begin:end] = part
+                view[low - begin : high - begin] *= g[low - start : high - start]
+        np.rint(view, out=view)
+        np.clip(view, -32768, 32767, out=view)
+        pcm[begin:end] = view
     return Leveled(seconds, measured, level, gain_db, peak)
 
 

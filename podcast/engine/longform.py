@@ -213,11 +213,12 @@ async def narrate_segments(
     # when they are short: as many as keep their words (so about their audio) within
     # `concurrency` segments of `segment_max_words`. A long text's near-full segments stay
     # `concurrency` in hand, as ever, while a script's short turns wait to be leveled as the
-    # next ones stream instead of idling a slot each. Segments that arrive faster than they
-    # are analysed wait unnarrated instead of piling up in memory.
+    # next ones stream instead of idling a slot each. At concurrency 1 two may, so the next
+    # segment streams while the last is finished instead of the two alternating. Segments
+    # that arrive faster than they are analysed wait unnarrated instead of piling up in memory.
     longest = max((size_in_words(s.text) for s in segments), default=1)
     in_hand = asyncio.Semaphore(
-        max(settings.concurrency, settings.concurrency * settings.segment_max_words // max(1, longest))
+        max(2, settings.concurrency, settings.concurrency * settings.segment_max_words // max(1, longest))
     )
 
     async def narrate_segment(segment: Segment) -> None:

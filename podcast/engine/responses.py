@@ -38,7 +38,7 @@ from openai.types.realtime.realtime_response_status import Error as ResponseStat
 from pydantic import BaseModel
 
 from podcast.engine import audio
-from podcast.engine.receive import RawAudioDelta, RawTranscriptDelta, decode_audio
+from podcast.engine.receive import DecodedAudioDelta, RawAudioDelta, RawTranscriptDelta, decode_audio
 from podcast.errors import (
     ConnectionLostError,
     EmptyAudioError,
@@ -214,10 +214,14 @@ class ResponseState:
     transcript_parts: dict[tuple[str, int], list[str]] = field(default_factory=dict)
     done: RealtimeResponse | None = None
 
-    def handle(self, event: RealtimeServerEvent | RawAudioDelta | RawTranscriptDelta) -> list[StreamEvent]:
+    def handle(
+        self, event: RealtimeServerEvent | DecodedAudioDelta | RawAudioDelta | RawTranscriptDelta
+    ) -> list[StreamEvent]:
         """Process one server event (audio and transcript deltas may come from the fast path,
         :mod:`podcast.engine.receive`); return what to yield. Raises on ``error`` events."""
         match event:
+            case DecodedAudioDelta():
+                return self._pcm(event.response_id, event.pcm)
             case RawAudioDelta():
                 return self._audio(event.response_id, event.delta)
             case RawTranscriptDelta():
@@ -308,8 +312,10 @@ class ResponseState:
     def _audio(self, response_id: object, delta: object) -> list[StreamEvent]:
         if not self._ours(response_id):
             return []
-        pcm = decode_audio(delta)
-        if not pcm:
+        return self._pcm(response_id, decode_audio(delta))
+
+    def _pcm(self, response_id: object, pcm: bytes) -> list[StreamEvent]:
+        if not pcm or not self._ours(response_id):
             return []
         if self.first_audio_at is None:
             self.first_audio_at = time.monotonic()

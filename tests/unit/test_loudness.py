@@ -9,8 +9,9 @@ import math
 import numpy as np
 import pyloudnorm
 import pytest
-from scipy.signal import resample_poly
+from scipy.signal import resample_poly, sosfilt
 
+from podcast.audio import loudness
 from podcast.audio.loudness import (
     CEILING_DBTP,
     TARGET_LUFS,
@@ -115,25 +116,41 @@ def test_the_meter_measures_what_pyloudnorm_measures(seed: int) -> None:
     x = x * (rng.uniform(0, 1, len(x)) > 0.3 * seed / 3)  # drop-outs: blocks under the gates too
     meter = _Meter(len(x), RATE)
 
-    ours = meter.integrated(meter.powers(meter.weighted(x)))
+    ours = meter.integrated(meter.powers(meter.energies(x)))
 
     assert ours == pytest.approx(pyloudnorm.Meter(RATE).integrated_loudness(x), abs=1e-9)
 
 
+def test_scipys_in_place_filter_is_what_sosfilt_computes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The meter filters with scipy's kernel in place; the public ``sosfilt`` is its
+    fallback, and both give the same K-weighted audio."""
+    x = np.frombuffer(speechlike(2.0, 0.4, 5), "<i2") / 32768
+    meter = _Meter(len(x), RATE)
+    fast = meter.weighted(x)
+    monkeypatch.setattr(loudness, "_sosfilt_in_place", None)
+    np.testing.assert_array_equal(meter.weighted(x), fast)
+    gain = meter._gain
+    expected = sosfilt(meter._sos, x * gain + loudness._DENORMAL_GUARD)
+    np.testing.assert_allclose(fast, expected, rtol=1e-12, atol=1e-18)
+
+
 def test_a_change_is_measured_from_what_it_changes() -> None:
-    """Block powers of ``gain * x + d`` from those of ``x``, equal to measuring it whole."""
+    """Block powers of ``gain * x`` limited in spans, from the parts' energies of ``x``,
+    equal to measuring the limited audio whole (spans at both ends, close together, apart)."""
     x = np.frombuffer(speechlike(5.0, 0.4, 3), "<i2") / 32768
     meter = _Meter(len(x), RATE)
-    weighted = meter.weighted(x)
+    sums = meter.energies(x)
     rng = np.random.default_rng(3)
-    changes = [(start, rng.normal(0, 0.05, 300)) for start in (10, 2_000, 50_000, len(x) - 300)]
+    spans = [(start, rng.uniform(0.2, 1.0, 300)) for start in (0, 2_000, 2_400, 50_000, len(x) - 300)]
     changed = 1.7 * x
-    for start, values in changes:
-        changed[start : start + len(values)] += values
+    for start, g in spans:
+        changed[start : start + len(g)] *= g
 
-    ours = meter.changed_powers(meter.powers(weighted), weighted, 1.7, changes)
+    ours = meter.limited(sums, x, 1.0, 1.7, spans)
 
-    np.testing.assert_allclose(ours, meter.powers(meter.weighted(changed)), rtol=1e-9, atol=1e-15)
+    expected = meter.powers(meter.energies(changed))
+    np.testing.assert_allclose(meter.powers(ours), expected, rtol=1e-9, atol=1e-15)
+    assert not np.allclose(meter.powers(sums) * 1.7**2, expected, rtol=1e-6)  # the spans changed it
 
 
 @pytest.mark.parametrize("level", [0.001, 0.3, 0.999])
@@ -190,5 +207,22 @@ def test_filtering_through_digital_silence_stays_out_of_subnormal_floats() -> No
     subnormal = (weighted != 0) & (np.abs(weighted) < tiny)
     assert not subnormal.any(), f"{int(subnormal.sum())} subnormal samples"
     # and the guard changes nothing that can be measured
-    ours = meter.integrated(meter.powers(weighted))
+    ours = meter.integrated(meter.powers(meter.energies(x)))
     assert ours == pytest.approx(pyloudnorm.Meter(RATE).integrated_loudness(x), abs=1e-9)
+
+
+@pytest.mark.parametrize("level", [0.05, 0.5, 0.999])
+def test_screening_keeps_every_sample_whose_true_peak_exceeds_the_threshold(level: float) -> None:
+    """Tiles far under the threshold are passed over and the rest estimated in float32: no
+    sample over the threshold is ever left out, whether PCM16 or floats, at any threshold."""
+    rng = np.random.default_rng(int(level * 100))
+    voiced = np.frombuffer(speechlike(1.0, level, 6), "<i2")
+    noise = np.clip(rng.normal(0, level / 3, 3_000), -1, 1)
+    for x, unit in ((voiced, 32768.0), (voiced / 32768, 1.0), (noise, 1.0)):
+        as_float = np.asarray(x, dtype=np.float64) / unit
+        direct = np.maximum(np.abs(_oversampled(as_float)).reshape(len(x), 4).max(axis=1), np.abs(as_float))
+        for fraction in (0.3, 0.8, 0.95, 1.0):
+            threshold = fraction * float(direct.max())
+            kept = loudness._screened(x, threshold * unit)
+            assert set(np.flatnonzero(direct > threshold)) <= set(kept.tolist())
+            assert len(kept) < len(x)  # and it did pass over something

@@ -8,7 +8,9 @@ alone, what ``connection.recv()`` does). What each yields, or raises, must be th
 from __future__ import annotations
 
 import base64
+import binascii
 import json
+import random
 from typing import Any
 
 import pytest
@@ -16,7 +18,13 @@ from openai.resources.realtime.realtime import AsyncRealtimeConnection
 from openai.types.realtime import RealtimeServerEvent, ResponseAudioTranscriptDeltaEvent
 from pydantic import BaseModel
 
-from podcast.engine.receive import RawAudioDelta, RawTranscriptDelta, decode_audio, parse_message
+from podcast.engine.receive import (
+    DecodedAudioDelta,
+    RawAudioDelta,
+    RawTranscriptDelta,
+    decode_audio,
+    parse_message,
+)
 from podcast.engine.responses import AudioDelta, ResponseState, StreamEvent
 from podcast.errors import NarrationError
 
@@ -119,6 +127,28 @@ ODD_MESSAGES: list[bytes] = [
     '{"type": "response.output_audio.delta", "delta": "AAAA"}'.encode("utf-16"),
     b'{"type": "response.output_audio.delta", "delta": "AAAA", "x": "\xff"}',  # not UTF-8
     b'{"type": "response.output_audio.delta", "delta": "AAAA", "x": "\\ud800"}',  # a lone surrogate
+    # Messages built to mislead a search for the delta in the raw bytes:
+    b'{"type":"response.output_audio.delta","response_id":"resp_1","delta":"AAAA"}',  # compact
+    b'{"type" : "response.output_audio.delta" ,\n "delta" :\t"AAAA" , "response_id": "resp_1"}',
+    b'{"type": "response.output_audio.delta", "x": {"delta": "AAAA"}}',  # nested, none at the top
+    b'{"type": "response.output_audio.delta", "x": {"delta": "AAAA"}, "delta": ""}',
+    b'{"type": "response.output_audio.delta", "x": {"delta": "AAAA"}, "delt\\u0061": "QUJD"}',
+    b'{"type": "response.output_audio.delta", "delt\\u0061": "QUJD", "x": {"delta": "AAAA"}}',
+    b'{"type": "response.output_audio.delta", "name": "delta", "delta": "AAAA"}',  # a value "delta"
+    b'{"type": "response.output_audio.delta", "delta": "AAAA", "name": "\\"delta\\": \\"QUJD"}',
+    b'{"type": "response.output_audio.delta", "x": ["delta", "AAAA"], "delta": "QUJD"}',
+    b'{"type": "response.output_audio.delta", "delta": "AA\\/A"}',  # an escape inside
+    b'{"type": "response.output_audio.delta", "delta": "AAAA\\u0041AAA"}',
+    b'{"type": "response.output_audio.delta", "delta": "AA\nAA"}',  # a raw newline: not JSON
+    b'{"type": "response.output_audio.delta", "delta": "AAAA", }',  # a trailing comma
+    b'{"type": "response.output_audio.delta", "delta": "AAAA"} trailing',
+    b'{"type": "response.output_audio.delta", "delta": "AAAA==", "response_id": "resp_1"}',
+    b'{"type": "response.output_audio.delta", "delta": "AAAA"',
+    b'{"type": "response.output_audio.delta", "delta"',
+    b'{"type": "response.output_audio.delta", "delta":',
+    b'{"type": "response.output_audio.delta", "delta": "',
+    b'{"type": "response.output_audio.delta", "delta": 1, "x": "AAAA"}',
+    b'{"type": "response.output_audio.done", "delta": "AAAA"}',
 ]
 
 
@@ -136,7 +166,14 @@ def test_a_whole_sequence_gives_what_the_sdk_path_gives() -> None:
 
 
 def test_only_audio_and_well_typed_transcript_deltas_take_the_fast_path() -> None:
-    assert parse_message(delta(response_id="r", delta="AAAA"), sdk_parse) == RawAudioDelta("r", "AAAA")
+    # Plain audio deltas are decoded from the bytes as they are, spaced or compact...
+    assert parse_message(delta(response_id="r", delta="AAAA"), sdk_parse) == DecodedAudioDelta("r", b"\0\0\0")
+    compact = b'{"type":"response.output_audio.delta","delta":"QUJD"}'
+    assert parse_message(compact, sdk_parse) == DecodedAudioDelta(None, b"ABC")
+    # ...anything less plain is parsed whole, and the base64 decoded later
+    escaped = b'{"type": "response.output_audio.delta", "response_id": "r", "delta": "AA\\/A"}'
+    assert parse_message(escaped, sdk_parse) == RawAudioDelta("r", "AA/A")
+    assert parse_message(delta(response_id="r", delta="AAA"), sdk_parse) == RawAudioDelta("r", "AAA")
     complete = {"event_id": "e", "response_id": "r", "item_id": "i", "output_index": 0, "content_index": 2}
     kind = {"type": "response.output_audio_transcript.delta"}
     fast = parse_message(json.dumps(kind | complete | {"delta": "Hi"}).encode(), sdk_parse)
@@ -170,6 +207,24 @@ def test_decode_audio_is_strict_base64() -> None:
             decode_audio(bad)
         with pytest.raises(ValueError, match=r"\w"):  # the library's own verdict on the same input
             base64.b64decode(bad, validate=True)
+
+
+def test_decode_audio_decides_as_strict_binascii_on_any_input() -> None:
+    """pybase64 decodes and strict binascii has the last word: random strings over the base64
+    alphabet, padding, spaces and an outsider, every one decided as binascii decides it."""
+    rng = random.Random(12)
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/" + "====" + " \n-_\xc0"
+    for _ in range(3000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 14)))
+        try:
+            expected: bytes | None = binascii.a2b_base64(text, strict_mode=True)
+        except (binascii.Error, ValueError):
+            expected = None
+        if expected is None:
+            with pytest.raises(NarrationError):
+                decode_audio(text)
+        else:
+            assert decode_audio(text) == expected, text
 
 
 def event(kind: str, **fields: object) -> bytes:
