@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Final
 
@@ -171,7 +171,12 @@ def _screened(samples: _Samples, threshold: float) -> NDArray[np.intp]:
     :data:`_REACH` of it, so tiles whose neighbourhood is under ``threshold / _OVERSHOOT``
     are passed over whole. In the others every sample's true peak is estimated in float32
     (contiguous, a few times cheaper than the exact products), and a sample is kept when its
-    estimate is within the estimate's rounding error of ``threshold``."""
+    estimate is within the estimate's rounding error of ``threshold``.
+
+    Speech has a few hundred such runs of tiles a minute, most of them short: they are
+    gathered side by side into one buffer of about :data:`_CHUNK` samples (each with its
+    :data:`_REACH` neighbours either side) and estimated together, so the numpy calls are
+    per buffer, not per run."""
     length = len(samples)
     tiles = _tile_peaks(samples) if length else np.empty(0)
     hot = np.flatnonzero(tiles > threshold / _OVERSHOOT)
@@ -182,27 +187,62 @@ def _screened(samples: _Samples, threshold: float) -> NDArray[np.intp]:
     firsts = hot[np.concatenate(([0], breaks + 1))]
     lasts = hot[np.concatenate((breaks, [len(hot) - 1]))]
     phases = _PHASES.T.astype(np.float32)
-    step = _CHUNK
-    window = np.zeros(step + 2 * _REACH, dtype=np.float32)
-    rows = np.empty((len(_PHASES), step), dtype=np.float32)
+    window = np.empty(_CHUNK + 2 * _REACH, dtype=np.float32)
+    rows = np.empty((len(_PHASES), _CHUNK), dtype=np.float32)
     kept: list[NDArray[np.intp]] = []
-    for first, last in zip(firsts.tolist(), lasts.tolist(), strict=True):
+    for group in _packed_runs(firsts.tolist(), lasts.tolist(), length):
+        begins = np.array([begin for begin, _ in group], dtype=np.intp)
+        counts = np.array([end - begin for begin, end in group], dtype=np.intp)
+        spans = counts + 2 * _REACH
+        offsets = np.cumsum(spans) - spans
+        total = int(spans.sum())
+        # window[offsets[r] + i] = samples[begins[r] - _REACH + i], zeros beyond the ends
+        at = np.arange(total, dtype=np.intp)
+        at += np.repeat(begins - _REACH - offsets, spans)
+        view = window[:total]
+        if group[0][0] < _REACH or group[-1][1] + _REACH > length:
+            outside = (at < 0) | (at >= length)
+            np.clip(at, 0, length - 1, out=at)
+            view[:] = samples[at]
+            view[outside] = 0.0
+        else:
+            view[:] = samples[at]
+        count = total - 2 * _REACH
+        block = rows[:, :count]
+        for s in range(len(_PHASES)):
+            block[s] = window[s : s + count]
+        estimate = np.abs(phases @ block).max(axis=0)
+        np.maximum(estimate, np.abs(block[_REACH]), out=estimate)
+        # estimate[offsets[r] + i] is that of sample begins[r] + i, for i < counts[r]
+        found = np.flatnonzero(estimate > threshold - margin)
+        run = np.searchsorted(offsets, found, side="right") - 1
+        inside = found - offsets[run]
+        keep = inside < counts[run]
+        kept.append(begins[run[keep]] + inside[keep])
+    return np.concatenate(kept)
+
+
+def _packed_runs(firsts: list[int], lasts: list[int], length: int) -> Iterator[list[tuple[int, int]]]:
+    """The samples of each run of hot tiles ``firsts[r]`` to ``lasts[r]`` and the
+    :data:`_REACH` either side (``(begin, end)``, within ``0`` and ``length``), cut into
+    pieces of at most :data:`_CHUNK` samples and packed in order into groups whose pieces,
+    each with :data:`_REACH` neighbours either side, fill at most ``_CHUNK + 2 * _REACH``."""
+    capacity = _CHUNK + 2 * _REACH
+    group: list[tuple[int, int]] = []
+    used = 0
+    for first, last in zip(firsts, lasts, strict=True):
         run_begin = max(0, first * _TILE - _REACH)
         run_end = min(length, (last + 1) * _TILE + _REACH)
-        for begin in range(run_begin, run_end, step):
-            end = min(run_end, begin + step)
-            count = end - begin
-            # window[i] = samples[begin - _REACH + i], zeros beyond the ends
-            low, high = max(0, begin - _REACH), min(length, end + _REACH)
-            window[: count + 2 * _REACH] = 0.0
-            window[low - (begin - _REACH) : high - (begin - _REACH)] = samples[low:high]
-            block = rows[:, :count]
-            for s in range(len(_PHASES)):
-                block[s] = window[s : s + count]
-            estimate = np.abs(phases @ block).max(axis=0)
-            np.maximum(estimate, np.abs(block[_REACH]), out=estimate)
-            kept.append(np.flatnonzero(estimate > threshold - margin) + begin)
-    return np.concatenate(kept)
+        for begin in range(run_begin, run_end, _CHUNK):
+            end = min(run_end, begin + _CHUNK)
+            need = end - begin + 2 * _REACH
+            if used + need > capacity:
+                yield group
+                group, used = [], 0
+            group.append((begin, end))
+            used += need
+    if group:
+        yield group
 
 
 @dataclass(frozen=True, slots=True)
