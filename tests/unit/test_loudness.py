@@ -226,3 +226,23 @@ def test_screening_keeps_every_sample_whose_true_peak_exceeds_the_threshold(leve
             kept = loudness._screened(x, threshold * unit)
             assert set(np.flatnonzero(direct > threshold)) <= set(kept.tolist())
             assert len(kept) < len(x)  # and it did pass over something
+
+
+def test_the_true_peak_is_reported_exactly_near_the_ceiling_and_as_a_bound_under_it() -> None:
+    """Only peaks the limiter may act on are measured: a segment whose peak is well under the
+    ceiling reports the bound 1.5 dB under the limiter's ceiling (and is under it), a limited
+    one its true peak itself."""
+    t = np.arange(5 * RATE) / RATE
+    sine = bytearray(np.round(0.01 * np.sin(2 * np.pi * 440 * t) * 32767).astype("<i2").tobytes())
+    rng = np.random.default_rng(8)
+    speech = np.frombuffer(speechlike(5.0, 0.05, 8), "<i2")
+    spiky = bytearray(np.clip(speech + rng.standard_t(2, len(speech)) * 300, -32768, 32767).astype("<i2"))
+
+    low, limited = level_in_place(sine), level_in_place(spiky)
+
+    assert not low.true_peak_exact
+    assert low.true_peak_dbtp == pytest.approx(CEILING_DBTP - 1.0 - 1.5)
+    assert _direct_true_peak(np.frombuffer(sine, "<i2") / 32768) < low.true_peak_dbtp - 6  # a sine: -12 dBTP
+    assert limited.true_peak_exact
+    stored = _direct_true_peak(np.frombuffer(spiky, "<i2") / 32768)  # rounded to PCM16
+    assert limited.true_peak_dbtp == pytest.approx(stored, abs=0.001)
