@@ -111,12 +111,14 @@ def speech_regions(pcm: bytes | bytearray, sample_rate: int = SAMPLE_RATE) -> li
     frames = samples[: count * frame].reshape(count, frame)
     energy = np.empty(count)
     at_a_time = max(1, min(count, _FLOATS_AT_A_TIME // frame))
-    squares = np.empty((at_a_time, frame))
+    floats = np.empty((at_a_time, frame))
     for first in range(0, count, at_a_time):  # floats for a few frames at a time
         block = frames[first : first + at_a_time]
-        square = squares[: len(block)]
-        np.multiply(block, block, out=square, dtype=np.float64)
-        np.add.reduce(square, axis=1, out=energy[first : first + len(block)])
+        values = floats[: len(block)]
+        values[...] = block
+        # Each frame's sum of squares in one pass. The squares are integers and their sums
+        # below 2**53, so every order of adding them gives the same, exact, float.
+        np.einsum("ij,ij->i", values, values, out=energy[first : first + len(block)])
     np.sqrt(energy / frame, out=energy)  # each frame's RMS, as np.mean divides its sum
     energy += 1e-9
     level_db = 20 * np.log10(energy / 32768)
