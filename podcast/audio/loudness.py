@@ -15,6 +15,7 @@ peaks a little, and the ceiling must hold for the decoded file too.
 from __future__ import annotations
 
 import bisect
+import functools
 import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -281,6 +282,16 @@ def _filter_in_place(
         block[0], state[0] = sosfilt(sos, block[0], zi=state[0])
 
 
+@functools.cache
+def _k_weighting(rate: int) -> tuple[NDArray[np.float64], float]:
+    """pyloudnorm's K-weighting at ``rate``: its second-order sections and their passband gain
+    (designed once per rate: a meter is made per segment). Shared: never written to (scipy's
+    kernel takes it as a writable buffer, so it cannot be marked read-only)."""
+    stages = pyloudnorm.Meter(rate)._filters.values()
+    sos = np.ascontiguousarray([[*stage.b, *stage.a] for stage in stages], dtype=np.float64)
+    return sos, math.prod(stage.passband_gain for stage in stages)
+
+
 class _Meter:
     """ITU-R BS.1770-4 integrated loudness of mono audio of one length, computed as
     ``pyloudnorm.Meter(rate).integrated_loudness`` does (its K-weighting filters, its block
@@ -292,9 +303,7 @@ class _Meter:
     limiter's spans) is measured again by filtering only around them (:meth:`limited`)."""
 
     def __init__(self, length: int, rate: int) -> None:
-        stages = pyloudnorm.Meter(rate)._filters.values()
-        self._sos = np.ascontiguousarray([[*stage.b, *stage.a] for stage in stages], dtype=np.float64)
-        self._gain = math.prod(stage.passband_gain for stage in stages)
+        self._sos, self._gain = _k_weighting(rate)
         self._length = length
         count = int(np.round((length / rate - _BLOCK_SECONDS) / (_BLOCK_SECONDS * _BLOCK_STEP))) + 1
         steps = np.arange(max(count, 0)) * _BLOCK_STEP
