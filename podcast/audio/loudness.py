@@ -193,39 +193,47 @@ def _screened(samples: _Samples, threshold: float) -> NDArray[np.intp]:
     firsts = hot[np.concatenate(([0], breaks + 1))]
     lasts = hot[np.concatenate((breaks, [len(hot) - 1]))]
     phases = _PHASES.T.astype(np.float32)
+    # Every buffer is made once per call: with the app's allocator settings each array of
+    # 64 kB or more would be mapped, faulted in and unmapped again at every group.
     window = np.empty(_CHUNK + 2 * _REACH, dtype=np.float32)
     rows = np.empty((len(_PHASES), _CHUNK), dtype=np.float32)
+    products = np.empty((OVERSAMPLING, _CHUNK), dtype=np.float32)
+    estimates = np.empty(_CHUNK, dtype=np.float32)
+    centres = np.empty(_CHUNK, dtype=np.float32)
     kept: list[NDArray[np.intp]] = []
     for group in _packed_runs(firsts.tolist(), lasts.tolist(), length):
-        begins = np.array([begin for begin, _ in group], dtype=np.intp)
-        counts = np.array([end - begin for begin, end in group], dtype=np.intp)
-        spans = counts + 2 * _REACH
-        offsets = np.cumsum(spans) - spans
-        total = int(spans.sum())
-        # window[offsets[r] + i] = samples[begins[r] - _REACH + i], zeros beyond the ends
-        at = np.arange(total, dtype=np.intp)
-        at += np.repeat(begins - _REACH - offsets, spans)
-        view = window[:total]
-        if group[0][0] < _REACH or group[-1][1] + _REACH > length:
-            outside = (at < 0) | (at >= length)
-            np.clip(at, 0, length - 1, out=at)
-            view[:] = samples[at]
-            view[outside] = 0.0
-        else:
-            view[:] = samples[at]
-        count = total - 2 * _REACH
+        offsets, at = [], 0
+        for begin, end in group:
+            # window[at + i] = samples[begin - _REACH + i], zeros beyond the ends
+            low, high = max(0, begin - _REACH), min(length, end + _REACH)
+            piece = window[at : at + end - begin + 2 * _REACH]
+            if low > begin - _REACH or high < end + _REACH:
+                piece[:] = 0.0
+            piece[low - (begin - _REACH) : high - (begin - _REACH)] = samples[low:high]
+            offsets.append(at)
+            at += len(piece)
+        count = at - 2 * _REACH
         block = rows[:, :count]
         for s in range(len(_PHASES)):
             block[s] = window[s : s + count]
-        estimate = np.abs(phases @ block).max(axis=0)
-        np.maximum(estimate, np.abs(block[_REACH]), out=estimate)
+        product = products[:, :count]
+        np.matmul(phases, block, out=product)
+        np.abs(product, out=product)
+        estimate = estimates[:count]
+        np.max(product, axis=0, out=estimate)
+        np.maximum(estimate, np.abs(block[_REACH], out=centres[:count]), out=estimate)
         # estimate[offsets[r] + i] is that of sample begins[r] + i, for i < counts[r]
         found = np.flatnonzero(estimate > threshold - margin)
-        run = np.searchsorted(offsets, found, side="right") - 1
-        inside = found - offsets[run]
+        if not len(found):
+            continue
+        starts = np.array(offsets, dtype=np.intp)
+        begins = np.array([begin for begin, _ in group], dtype=np.intp)
+        counts = np.array([end - begin for begin, end in group], dtype=np.intp)
+        run = np.searchsorted(starts, found, side="right") - 1
+        inside = found - starts[run]
         keep = inside < counts[run]
         kept.append(begins[run[keep]] + inside[keep])
-    return np.concatenate(kept)
+    return np.concatenate(kept) if kept else np.empty(0, dtype=np.intp)
 
 
 def _packed_runs(firsts: list[int], lasts: list[int], length: int) -> Iterator[list[tuple[int, int]]]:
