@@ -241,6 +241,7 @@ def test_the_true_peak_is_reported_exactly_near_the_ceiling_and_as_a_bound_under
     low, limited = level_in_place(sine), level_in_place(spiky)
 
     assert not low.true_peak_exact
+    assert low.true_peak_dbtp is not None
     assert low.true_peak_dbtp == pytest.approx(CEILING_DBTP - 1.0 - 1.5)
     assert _direct_true_peak(np.frombuffer(sine, "<i2") / 32768) < low.true_peak_dbtp - 6  # a sine: -12 dBTP
     assert limited.true_peak_exact
