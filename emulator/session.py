@@ -498,14 +498,6 @@ class RealtimeSession:
             )
 
 
-def _speak(settings: SessionSettings, text: str, voice: str, session_id: str) -> bytes:
-    """The speech of ``text`` at the session's level, rendered off the event loop (in a thread)."""
-    pcm = settings.engine.synthesize(text, voice)
-    if pcm and settings.level_variation_db:
-        pcm = vary_level(pcm, voice, session_id, settings.level_variation_db)
-    return pcm
-
-
 def _since(start: float, moment: float | None) -> str:
     return "-" if moment is None else f"{moment - start:.3f}s"
 
@@ -610,9 +602,7 @@ class _ResponseStream:
             elif reply is not None:
                 spoken = reply
         synthesis = (
-            asyncio.create_task(
-                asyncio.to_thread(_speak, session._settings, spoken, record.voice, session._record.id)
-            )
+            asyncio.create_task(asyncio.to_thread(session._settings.engine.synthesize, spoken, record.voice))
             if self.audio and spoken.strip()
             else None
         )
@@ -691,6 +681,10 @@ class _ResponseStream:
                 await self.send(server_event(_transcript_delta_type(self.audio), **self.ids(), delta=delta))
                 sent_words = spoken_words
             chunk = pcm[begin * SAMPLE_WIDTH : end * SAMPLE_WIDTH]
+            if settings.level_variation_db:
+                # Per delta, as it goes out (the same samples as varying the whole at once): a
+                # pass over the whole segment before its first delta held every session's loop.
+                chunk = vary_level(chunk, record.voice, self.session._record.id, settings.level_variation_db)
             await self.send(
                 server_event(
                     "response.output_audio.delta", **self.ids(), delta=base64.b64encode(chunk).decode()
