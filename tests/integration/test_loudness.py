@@ -74,3 +74,38 @@ async def test_voices_and_segments_leave_at_podcast_loudness(
     offsets = [level_offset_db(s.responses[0].voice, s.id, 8.0) for s in emulator.sessions if s.responses]
     assert max(offsets) - min(offsets) >= 3.0
     assert level_offset_db(LOUD, "", 8.0) - level_offset_db(QUIET, "", 8.0) >= 4.0
+
+
+async def test_speakers_of_a_script_are_matched_in_loudness(
+    app_env: dict[str, str], emulator: RealtimeEmulator
+) -> None:
+    """Two speakers whose voices the emulator speaks about 4 dB apart (plus each session's
+    drift): every turn leaves within 1.5 LU of every other, the episode at -16 LUFS ±1."""
+    lines = [*PARAGRAPHS, *PARAGRAPHS[::-1]]
+    speakers = [{"name": "Ana", "voice": LOUD}, {"name": "Ben", "voice": QUIET}]
+    script = [{"speaker": speakers[n % 2]["name"], "text": line} for n, line in enumerate(lines)]
+    _, data, document = await narrate({"speakers": speakers, "script": script})
+    samples = decode(data, ".wav")
+
+    assert abs(integrated_lufs(samples) - (-16.0)) <= 1.0
+    assert ffmpeg_true_peak_dbtp(data, ".wav") <= -1.0
+    per_turn = {
+        (t["index"], t["voice"]): integrated_lufs(
+            samples[round(t["start"] * 24_000) : round(t["end"] * 24_000)]
+        )
+        for t in document["turns"]
+    }
+    assert len(per_turn) == len(script)
+    assert max(per_turn.values()) - min(per_turn.values()) <= 1.5, per_turn
+    by_voice = {v: [lufs for (_, voice), lufs in per_turn.items() if voice == v] for v in (LOUD, QUIET)}
+    assert abs(sum(by_voice[LOUD]) / 4 - sum(by_voice[QUIET]) / 4) <= 1.0, by_voice
+
+    # Spoken apart for real: the sessions that voiced these turns were several dB apart.
+    offsets = [
+        level_offset_db(r.voice, s.id, 8.0)
+        for s in emulator.sessions
+        for r in s.responses
+        if r.status == "completed" and r.transcript in lines
+    ]
+    assert len(offsets) >= len(script)
+    assert max(offsets) - min(offsets) >= 3.0, offsets
