@@ -119,15 +119,16 @@ class BenchmarkAzurite(AzuriteServer):
 class EmulatorProcess:
     """``python -m emulator`` in a child process (synthetic speech), on a free port."""
 
-    def __init__(self, speed: float | None, log_path: Path) -> None:
+    def __init__(self, speed: float | None, log_path: Path, log_level: str = "WARNING") -> None:
         self.speed = speed
         self.log_path = log_path
+        self.log_level = log_level
         self.url = ""
         self._process: subprocess.Popen[str] | None = None
 
     def start(self, timeout: float = 30.0) -> None:
         command = [sys.executable, "-m", "emulator", "--host", "127.0.0.1", "--port", "0"]
-        command += ["--api-key", API_KEY, "--engine", "synthetic", "--log-level", "WARNING"]
+        command += ["--api-key", API_KEY, "--engine", "synthetic", "--log-level", self.log_level]
         command += ["--speed", "instant" if self.speed is None else repr(self.speed)]
         with self.log_path.open("w") as log:
             self._process = subprocess.Popen(

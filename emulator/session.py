@@ -85,6 +85,9 @@ class ResponseRecord:
     transcript: str = ""
     usage: dict[str, Any] | None = None
     started_at: float = field(default_factory=time.monotonic)
+    synthesized_at: float | None = None
+    """When its speech was rendered (``None`` for no audio): the wait before streaming."""
+    first_audio_at: float | None = None
     finished_at: float | None = None
 
 
@@ -478,7 +481,7 @@ class RealtimeSession:
                 self._responses.pop(record.id, None)
             log.info(
                 "response %s session=%s status=%s reason=%s fault=%s audio=%.2fs bytes=%d deltas=%d "
-                "tokens_in=%s tokens_out=%s took=%.3fs",
+                "tokens_in=%s tokens_out=%s synth=%s first_audio=%s took=%.3fs",
                 record.id,
                 self._record.id,
                 record.status,
@@ -489,8 +492,14 @@ class RealtimeSession:
                 record.audio_deltas,
                 (record.usage or {}).get("input_tokens"),
                 (record.usage or {}).get("output_tokens"),
+                _since(record.started_at, record.synthesized_at),
+                _since(record.started_at, record.first_audio_at),
                 record.finished_at - record.started_at,
             )
+
+
+def _since(start: float, moment: float | None) -> str:
+    return "-" if moment is None else f"{moment - start:.3f}s"
 
 
 _AUDIO_EVENTS: Final = frozenset({"response.output_audio.delta", "input_audio_buffer.append"})
@@ -600,11 +609,11 @@ class _ResponseStream:
         try:
             await self.open_item()
             pcm = await synthesis if synthesis is not None else b""
-            if pcm and session._settings.level_variation_db:
-                pcm = vary_level(pcm, record.voice, session._record.id, session._settings.level_variation_db)
         finally:
             if synthesis is not None and not synthesis.done():
                 synthesis.cancel()
+        if synthesis is not None:
+            record.synthesized_at = time.monotonic()
         words = _word_tokens(spoken)
         plan = _plan_output(pcm if self.audio else None, words, cap, fault_kind)
         delay = created_at + session._settings.first_audio_delay - time.monotonic()
@@ -672,11 +681,17 @@ class _ResponseStream:
                 await self.send(server_event(_transcript_delta_type(self.audio), **self.ids(), delta=delta))
                 sent_words = spoken_words
             chunk = pcm[begin * SAMPLE_WIDTH : end * SAMPLE_WIDTH]
+            if settings.level_variation_db:
+                # Per delta, as it goes out (the same samples as varying the whole at once): a
+                # pass over the whole segment before its first delta held every session's loop.
+                chunk = vary_level(chunk, record.voice, self.session._record.id, settings.level_variation_db)
             await self.send(
                 server_event(
                     "response.output_audio.delta", **self.ids(), delta=base64.b64encode(chunk).decode()
                 )
             )
+            if record.audio_deltas == 0:
+                record.first_audio_at = time.monotonic()
             record.audio_deltas += 1
             record.audio_bytes += len(chunk)
             record.audio_seconds = record.audio_bytes / BYTES_PER_SECOND

@@ -13,14 +13,12 @@ with no words. Engines:
 
 from __future__ import annotations
 
-import array
 import importlib
 import math
 import os
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 import threading
 import zlib
@@ -276,41 +274,35 @@ class SyntheticEngine:
         return cached
 
     def _render_word(self, base_pitch: float, letters: int, syllables: int, variant: int) -> bytes:
+        # Vectorized (a word is thousands of samples; a per-sample Python loop took ~20 ms a
+        # word and held the emulator's GIL while every other session's deltas waited).
         duration = 0.06 + 0.05 * letters
-        samples = array.array("h")
         syllable_length = max(1, round(duration * SAMPLE_RATE / syllables))
         pitch = base_pitch * (0.9 + 0.05 * variant)
         noise_state = 12345 + 977 * letters + variant
+        position = np.arange(syllable_length) / syllable_length
+        envelope = np.sin(np.pi * position) ** 2
+        onset = min(syllable_length // 6, int(0.015 * SAMPLE_RATE))
+        parts = []
         for syllable in range(syllables):
             table = self._wavetables[(variant + syllable) % len(self._wavetables)]
-            phase = 0.0
-            onset = min(syllable_length // 6, int(0.015 * SAMPLE_RATE))
-            for index in range(syllable_length):
-                position = index / syllable_length
-                # Falling pitch across the word, as in a declarative phrase.
-                frequency = pitch * (1.08 - 0.16 * (syllable + position) / syllables)
-                phase = (phase + frequency * _WAVETABLE_SIZE / SAMPLE_RATE) % _WAVETABLE_SIZE
-                envelope = math.sin(math.pi * position) ** 2
-                value = table[int(phase)] * envelope
-                if index < onset:
-                    noise_state = (noise_state * 1103515245 + 12345) & 0x7FFFFFFF
-                    value += (noise_state / 0x7FFFFFFF - 0.5) * 0.3 * (1 - index / onset)
-                samples.append(int(max(-1.0, min(1.0, value)) * _PEAK))
-        if sys.byteorder == "big":
-            samples.byteswap()
-        return samples.tobytes()
+            # Falling pitch across the word, as in a declarative phrase.
+            frequency = pitch * (1.08 - 0.16 * (syllable + position) / syllables)
+            phase = np.cumsum(frequency * _WAVETABLE_SIZE / SAMPLE_RATE) % _WAVETABLE_SIZE
+            value = table[phase.astype(np.int64) % _WAVETABLE_SIZE] * envelope
+            noise = np.empty(onset)
+            for index in range(onset):
+                noise_state = (noise_state * 1103515245 + 12345) & 0x7FFFFFFF
+                noise[index] = (noise_state / 0x7FFFFFFF - 0.5) * 0.3 * (1 - index / onset)
+            value[:onset] += noise
+            parts.append((np.clip(value, -1.0, 1.0) * _PEAK).astype("<i2"))
+        return np.concatenate(parts).tobytes()
 
 
-def _wavetable(harmonics: tuple[float, ...]) -> list[float]:
-    scale = 1.0 / sum(harmonics)
-    return [
-        scale
-        * sum(
-            amplitude * math.sin(2 * math.pi * (number + 1) * step / _WAVETABLE_SIZE)
-            for number, amplitude in enumerate(harmonics)
-        )
-        for step in range(_WAVETABLE_SIZE)
-    ]
+def _wavetable(harmonics: tuple[float, ...]) -> np.ndarray[Any, np.dtype[np.float64]]:
+    steps = np.arange(_WAVETABLE_SIZE) * (2 * np.pi / _WAVETABLE_SIZE)
+    table = sum(amplitude * np.sin((number + 1) * steps) for number, amplitude in enumerate(harmonics))
+    return np.asarray(table, dtype=np.float64) / sum(harmonics)
 
 
 def _silence(seconds: float) -> bytes:
