@@ -379,15 +379,13 @@ class Narrator:
             sessions=sessions,
             output=output,
         )
-        received = 0
         try:
             async with asyncio.timeout_at(deadline), contextlib.aclosing(events):
                 async for event in events:
                     if isinstance(event, AudioDelta):
                         pcm += event.pcm
-                        received += len(event.pcm)
                     elif isinstance(event, TranscriptDelta):
-                        marks.append((received, event.text))
+                        marks.append((len(pcm), event.text))
                     elif isinstance(event, ResponseDone):
                         return event
         except TimeoutError:
