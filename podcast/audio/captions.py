@@ -343,24 +343,21 @@ def make_cues(words: Sequence[Word], onsets: Sequence[float] = ()) -> list[Cue]:
     """Captions of at most :data:`MAX_LINES` lines of about :data:`MAX_LINE_CHARACTERS`
     characters and at most :data:`MAX_CUE_SECONDS`, ending at sentence ends where they
     can; a cue's start snaps to the nearest of ``onsets`` (speech starts) within
-    :data:`SNAP_SECONDS`."""
+    :data:`SNAP_SECONDS`. Lines are wrapped as ``textwrap.wrap`` wraps the cue's words
+    joined by single spaces."""
     groups: list[list[Word]] = []
     current: list[Word] = []
+    layout = _Layout()
     for word in words:
-        candidate = [*current, word]
-        text = " ".join(w.text for w in candidate)
-        too_long = _lines_over(text, MAX_LINES)
         too_slow = current and word.end - current[0].start > MAX_CUE_SECONDS
-        if current and (too_long or too_slow):
+        if current and (too_slow or layout.lines_with(word.text) > MAX_LINES):
             groups.append(current)
-            candidate = [word]
-        current = candidate
-        if (
-            word.text.endswith(_SENTENCE_END)
-            and len(" ".join(w.text for w in current)) >= MAX_LINE_CHARACTERS // 2
-        ):
+            current, layout = [], _Layout()
+        current.append(word)
+        layout.add(word.text)
+        if word.text.endswith(_SENTENCE_END) and layout.characters >= MAX_LINE_CHARACTERS // 2:
             groups.append(current)
-            current = []
+            current, layout = [], _Layout()
     if current:
         groups.append(current)
     sorted_onsets = sorted(onsets)
@@ -373,22 +370,75 @@ def make_cues(words: Sequence[Word], onsets: Sequence[float] = ()) -> list[Cue]:
         if number + 1 < len(groups):
             end = min(end, _snap(groups[number + 1][0].start, sorted_onsets))
         end = min(end, start + MAX_CUE_SECONDS)
-        lines = tuple(textwrap.wrap(" ".join(w.text for w in group), MAX_LINE_CHARACTERS)) or ("",)
+        lines = tuple(_wrapped([w.text for w in group])) or ("",)
         if cues and cues[-1].end > start:
             cues[-1] = Cue(cues[-1].lines, cues[-1].start, start)
         cues.append(Cue(lines, start, max(end, start + 0.001)))
     return cues
 
 
-def _lines_over(text: str, lines: int) -> bool:
-    """Whether ``textwrap.wrap(text, MAX_LINE_CHARACTERS)`` gives more than ``lines`` lines,
-    for words joined by single spaces: wrapping is only needed between the lengths that
-    surely fit on one line and those too long for ``lines`` full ones (and the spaces between)."""
-    if len(text) <= MAX_LINE_CHARACTERS:
-        return lines < 1
-    if len(text) > lines * (MAX_LINE_CHARACTERS + 1) - 1:
-        return True
-    return len(textwrap.wrap(text, MAX_LINE_CHARACTERS)) > lines
+_WRAP_SPACE: Final = frozenset("\t\n\x0b\x0c\r ")
+"""What ``textwrap`` takes for whitespace (ASCII only)."""
+
+
+def _plain(text: str) -> bool:
+    """Whether ``textwrap`` keeps ``text`` whole as one chunk on a line of its own: no
+    hyphen it may break after, no whitespace, not longer than a line (nor empty)."""
+    return 0 < len(text) <= MAX_LINE_CHARACTERS and "-" not in text and _WRAP_SPACE.isdisjoint(text)
+
+
+class _Layout:
+    """How ``textwrap.wrap`` lays out words joined by single spaces, kept up to date word
+    by word. For plain words (:func:`_plain`) ``textwrap`` is the greedy fill: a word goes
+    on the current line when it fits after one space, else it starts the next. Any other
+    word, once added, makes every answer ``textwrap``'s own."""
+
+    __slots__ = ("_last", "_lines", "_words", "characters", "plain")
+
+    def __init__(self) -> None:
+        self._words: list[str] = []
+        self._lines = 0
+        self._last = 0
+        self.characters = 0
+        """Of the words joined by single spaces."""
+        self.plain = True
+
+    def _after(self, text: str) -> tuple[int, int]:
+        if not self._lines:
+            return 1, len(text)
+        if self._last + 1 + len(text) <= MAX_LINE_CHARACTERS:
+            return self._lines, self._last + 1 + len(text)
+        return self._lines + 1, len(text)
+
+    def lines_with(self, text: str) -> int:
+        """Lines of these words and ``text``."""
+        if self.plain and _plain(text):
+            return self._after(text)[0]
+        return len(textwrap.wrap(" ".join([*self._words, text]), MAX_LINE_CHARACTERS))
+
+    def add(self, text: str) -> None:
+        self.characters += len(text) + (1 if self._words else 0)
+        self._words.append(text)
+        if self.plain and _plain(text):
+            self._lines, self._last = self._after(text)
+        else:
+            self.plain = False
+
+
+def _wrapped(texts: list[str]) -> list[str]:
+    """``textwrap.wrap(" ".join(texts), MAX_LINE_CHARACTERS)``, without its cost for plain words."""
+    if not all(_plain(text) for text in texts):
+        return textwrap.wrap(" ".join(texts), MAX_LINE_CHARACTERS)
+    lines: list[list[str]] = []
+    width = MAX_LINE_CHARACTERS + 1
+    for text in texts:
+        if lines and width + 1 + len(text) <= MAX_LINE_CHARACTERS:
+            lines[-1].append(text)
+            width += 1 + len(text)
+        else:
+            lines.append([text])
+            width = len(text)
+    return [" ".join(line) for line in lines]
 
 
 def _snap(moment: float, onsets: Sequence[float]) -> float:
