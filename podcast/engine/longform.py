@@ -209,17 +209,20 @@ async def narrate_segments(
             log.warning("rate limited: concurrency lowered to %d", limiter.limit)
 
     # A segment holds its audio until it is leveled, timed and staged; its Realtime slot is
-    # free again as soon as its response is done. Segments in hand are `concurrency`, or more
-    # when they are short: as many as keep their words (so about their audio) within
-    # `concurrency` segments of `segment_max_words`. A long text's near-full segments stay
-    # `concurrency` in hand, as ever, while a script's short turns wait to be leveled as the
-    # next ones stream instead of idling a slot each. At concurrency 1 two may, so the next
-    # segment streams while the last is finished instead of the two alternating. Segments
-    # that arrive faster than they are analysed wait unnarrated instead of piling up in memory.
+    # free again as soon as its response is done. Segments in hand are those streaming
+    # (`concurrency`, or more when they are short: as many as keep their words, so about
+    # their audio, within `concurrency` segments of `segment_max_words`) plus those being
+    # finished (one per finishing thread, at most one per slot). So every slot streams its
+    # next segment while its last one is leveled and staged, instead of idling until then
+    # (a quarter of the wall time at concurrency 4), and memory still depends only on the
+    # concurrency and the segment size. A script's short turns wait to be leveled as the
+    # next ones stream. Segments that arrive faster than they are finished wait unnarrated
+    # instead of piling up in memory.
     longest = max((size_in_words(s.text) for s in segments), default=1)
-    in_hand = asyncio.Semaphore(
-        max(2, settings.concurrency, settings.concurrency * settings.segment_max_words // max(1, longest))
+    streaming = max(
+        settings.concurrency, settings.concurrency * settings.segment_max_words // max(1, longest)
     )
+    in_hand = asyncio.Semaphore(streaming + min(FINISHING_THREADS, settings.concurrency))
 
     async def narrate_segment(segment: Segment) -> None:
         async with in_hand:
