@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import Awaitable, Callable
 from functools import cached_property
@@ -47,6 +48,22 @@ if TYPE_CHECKING:
     from podcast.storage.queue import JobQueue
 
 log = logging.getLogger(__name__)
+
+_frozen = False
+
+
+def _freeze_long_lived() -> None:
+    """Leave what the process has made so far (the narration stack's modules, classes and
+    functions: some 180,000 objects) out of every later garbage collection, once.
+
+    They live as long as the process, yet each full collection walked them all: about
+    100 ms with the event loop stopped, every stream waiting (the tail of a 30-minute
+    narration). Called once the narration stack is imported; what requests make later is
+    collected as usual."""
+    global _frozen
+    if not _frozen:
+        _frozen = True
+        gc.freeze()
 
 
 class App:
@@ -172,7 +189,7 @@ class App:
         from podcast.services.narrations import NarrationService
 
         narrator = self.narrator  # names a missing Azure OpenAI setting before Storage's
-        return NarrationService(
+        service = NarrationService(
             narrator,
             self.outputs,
             self.reuse,
@@ -183,6 +200,8 @@ class App:
             shows=self.shows,
             scripts=self.scripts,
         )
+        _freeze_long_lived()
+        return service
 
     @cached_property
     def scripts(self) -> ScriptService:

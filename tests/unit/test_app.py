@@ -4,13 +4,19 @@ One credential for every Entra ID client, one ``BlobServiceClient`` for every co
 exactly one ``DefaultAzureCredential`` (with the configured client id) when none is
 injected, ``aclose`` closing what the app made once and nothing it was given, missing
 settings named when (and only when) the part that needs them is asked for, and
-:class:`AppHolder`'s one app per running event loop.
+:class:`AppHolder`'s one app per running event loop, and the narration stack left out of
+garbage collection once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import subprocess
+import sys
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -319,3 +325,60 @@ async def test_use_replaces_the_factory_and_forgets_the_current_app() -> None:
     assert new is not old
     assert other.made == [new]
     assert holder.get() is new
+
+
+# --- Long-lived objects left out of garbage collection ---------------------------------------------
+
+FREEZE_PROBE = """
+import asyncio, gc, json, sys
+from podcast.app import App
+from podcast.settings import Settings
+
+settings = Settings.from_env({
+    "AZURE_OPENAI_AUDIO_ENDPOINT": "https://example.openai.azure.com",
+    "AZURE_OPENAI_AUDIO_API_KEY": "key",
+    "NARRATION_STORAGE": "UseDevelopmentStorage=true",
+})
+before = gc.get_freeze_count()
+
+async def build() -> tuple[int, int]:
+    first = App(settings)
+    first.narrations
+    frozen = gc.get_freeze_count()
+    second = App(settings)
+    second.narrations
+    again = gc.get_freeze_count()
+    await first.aclose()
+    await second.aclose()
+    return frozen, again
+
+frozen, again = asyncio.run(build())
+
+class Cycle:
+    pass
+
+made = Cycle()
+made.me = made
+del made
+print(json.dumps({"before": before, "frozen": frozen, "again": again,
+                  "collected": gc.collect(), "numpy": "numpy" in sys.modules}))
+"""
+
+
+def test_the_narration_stack_is_left_out_of_garbage_collection_once() -> None:
+    """Building the narration service freezes what the process holds (its modules, classes
+    and functions) once: a second app freezes nothing more, and what is made later is
+    still collected."""
+    done = subprocess.run(
+        [sys.executable, "-c", FREEZE_PROBE],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+    )
+    probe = json.loads(done.stdout.strip().splitlines()[-1])
+    assert probe["numpy"], "the narration service imports the audio stack"
+    assert probe["before"] == 0
+    assert probe["frozen"] > 50_000, probe
+    assert probe["again"] == probe["frozen"], "frozen once per process"
+    assert probe["collected"] >= 2, "objects made later are still collected (the cycle and its dict)"
