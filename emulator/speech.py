@@ -321,5 +321,8 @@ def level_offset_db(voice: str, session_id: str, spread_db: float) -> float:
 def vary_level(pcm: bytes, voice: str, session_id: str, spread_db: float) -> bytes:
     """``pcm`` (PCM16 mono) with the level of :func:`level_offset_db` (clipped at full scale)."""
     gain = 10 ** (level_offset_db(voice, session_id, spread_db) / 20)
-    samples = np.frombuffer(pcm, dtype="<i2").astype(np.float64) * gain
-    return bytes(np.clip(np.round(samples), -32768, 32767).astype("<i2").tobytes())
+    samples = np.frombuffer(pcm, dtype="<i2").astype(np.float64)
+    samples *= gain
+    np.rint(samples, out=samples)
+    np.clip(samples, -32768, 32767, out=samples)
+    return samples.astype("<i2").tobytes()
