@@ -10,7 +10,7 @@ the timed narration):
   segment in hand to be finished;
 - ``first``: its first audio delta arrived; ``done``: its ``response.done`` arrived;
 - ``level``, ``timed``: loudness levelling and caption timing ended (worker threads);
-- ``staged``: its speech and pause were staged in Blob Storage;
+- ``staged``: its speech, with the pause after it, was staged in Blob Storage;
 
 and, from the emulator's log, how long it took to render the speech before its first delta
 (``synth``) and when its first delta went out. It sums the time the slots stood idle between
@@ -220,7 +220,7 @@ def report(data: dict[str, Any], responses: list[dict[str, float]], concurrency:
 
     out.append("   " + span(levels, "level_in_place (thread)"))
     out.append("   " + span(times, "time_words (thread)"))
-    out.append("   " + span(stages, "stage speech block (with the pause's)"))
+    out.append("   " + span(stages, "stage speech block (its pause appended)"))
     # Slot idle: at each slot's start, how long since the earliest unconsumed response.done.
     dones = sorted(e["done"] for e in narrates)
     slots = sorted(e["slot"] for e in narrates)

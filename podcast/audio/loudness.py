@@ -169,9 +169,12 @@ def _tile_peaks(samples: _Samples) -> NDArray[np.float64]:
     return tiles
 
 
-def _screened(samples: _Samples, threshold: float) -> NDArray[np.intp]:
+def _screened(
+    samples: _Samples, threshold: float, tiles: NDArray[np.float64] | None = None
+) -> NDArray[np.intp]:
     """The samples whose true peak may exceed ``threshold`` (in the units of ``samples``),
-    sorted, once each: every other sample's true peak is at most ``threshold``.
+    sorted, once each: every other sample's true peak is at most ``threshold``. ``tiles``:
+    their :func:`_tile_peaks`, when the caller has them.
 
     A sample's true peak is at most :data:`_OVERSHOOT` times the largest sample within
     :data:`_REACH` of it, so tiles whose neighbourhood is under ``threshold / _OVERSHOOT``
@@ -184,7 +187,8 @@ def _screened(samples: _Samples, threshold: float) -> NDArray[np.intp]:
     :data:`_REACH` neighbours either side) and estimated together, so the numpy calls are
     per buffer, not per run."""
     length = len(samples)
-    tiles = _tile_peaks(samples) if length else np.empty(0)
+    if tiles is None:
+        tiles = _tile_peaks(samples) if length else np.empty(0)
     hot = np.flatnonzero(tiles > threshold / _OVERSHOOT)
     if not len(hot):
         return np.empty(0, dtype=np.intp)
@@ -455,12 +459,15 @@ class _TruePeaks:
     floor: float
     at: NDArray[np.intp]
     peaks: NDArray[np.float64]
+    sample_peak: float
+    """The largest magnitude of the samples themselves (unscaled, 0 for no samples)."""
 
     @classmethod
     def above(cls, samples: _Samples, floor: float, scale: float = 1.0) -> _TruePeaks:
         """Those of ``samples * scale``."""
-        at = _screened(samples, floor / scale)
-        return cls(floor, at, _peaks_at(samples, at, scale))
+        tiles = _tile_peaks(samples) if len(samples) else np.empty(0)
+        at = _screened(samples, floor / scale, tiles)
+        return cls(floor, at, _peaks_at(samples, at, scale), float(tiles.max()) if len(tiles) else 0.0)
 
 
 def _limiter_gain(
@@ -599,19 +606,27 @@ def level_in_place(
         gain_db += target_lufs - level
     assert true_peaks is not None  # the audio is at ``gain``, which made ``spans``
     peak, exact = _limited_true_peak(pcm, true_peaks, gain, spans)
-    _apply_gain(pcm, gain, spans)
+    _apply_gain(pcm, gain, spans, true_peaks.sample_peak)
     return Leveled(seconds, measured, level, gain_db, peak, exact)
 
 
-def _apply_gain(pcm: NDArray[np.int16], gain: float, spans: list[tuple[int, NDArray[np.float64]]]) -> None:
+def _apply_gain(
+    pcm: NDArray[np.int16],
+    gain: float,
+    spans: list[tuple[int, NDArray[np.float64]]],
+    sample_peak: float | None = None,
+) -> None:
     """``pcm`` times ``gain``, limited in ``spans`` (in order), rounded to the nearest
-    integer and clipped to PCM16, in place, :data:`_PASS_CHUNK` samples at a time."""
+    integer and clipped to PCM16, in place, :data:`_PASS_CHUNK` samples at a time.
+    ``sample_peak``: the largest magnitude in ``pcm``, when the caller has it."""
     length = len(pcm)
     if not length:
         return
+    if sample_peak is None:
+        sample_peak = max(int(pcm.max()), -int(pcm.min()))
     # Clipping can change nothing when no sample times the gain (the spans only lower it)
     # rounds beyond PCM16: then the rounding writes the PCM16 itself.
-    clip = max(int(pcm.max()), -int(pcm.min())) * gain >= 32767.5
+    clip = sample_peak * gain >= 32767.5
     part = np.empty(min(_PASS_CHUNK, length))
     span = 0
     for begin in range(0, length, _PASS_CHUNK):

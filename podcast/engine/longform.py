@@ -152,8 +152,8 @@ async def narrate_text(
 ) -> NarratedText:
     """Narrate ``request`` segment by segment into ``sink``; see the module docstring.
 
-    Piece ``2i`` of the sink is segment ``i``'s audio (leveled, faded at the edges), piece
-    ``2i + 1`` the pause after it (empty after the last). Raises the first segment's
+    Piece ``2i`` of the sink is segment ``i``'s audio (leveled, faded at the edges) followed
+    by the pause after it (none after the last); piece ``2i + 1`` is empty. Raises the first segment's
     :class:`~podcast.errors.PodcastError` (the others are cancelled); in ``fail``
     policy, :class:`~podcast.errors.FidelityError` when a segment cannot reach the
     threshold.
@@ -259,13 +259,15 @@ async def narrate_segments(
                 captions.time_words, speech, piece.transcript, piece.marks
             )
         audio.fade_edges_in_place(speech, settings.fade_seconds)
+        speech_bytes = len(speech)
         pause = audio.silence(settings.pause_after(segment.boundary))
-        # Piece 2i is segment i's speech, piece 2i + 1 the pause after it: staged together,
-        # one round trip to Storage instead of two (a script has a pause after every turn).
-        async with asyncio.TaskGroup() as staging:
-            staging.create_task(sink.stage(2 * segment.index, speech))
-            staging.create_task(sink.stage(2 * segment.index + 1, pause))
-        sizes[segment.index] = (len(speech), len(pause))
+        # Piece 2i is segment i's speech and the pause after it, piece 2i + 1 stays empty:
+        # one block, one request to Storage instead of two (a script has a pause after every
+        # turn). The pause extends the buffer in place (a large one is remapped, not copied).
+        speech += pause
+        await sink.stage(2 * segment.index, speech)
+        await sink.stage(2 * segment.index + 1, b"")
+        sizes[segment.index] = (speech_bytes, len(pause))
         del speech
         pieces[segment.index] = piece
         done += 1
