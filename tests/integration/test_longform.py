@@ -6,7 +6,9 @@ import array
 import asyncio
 import io
 import json
+import threading
 import wave
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -304,6 +306,49 @@ class _HeldUntilTheOtherSegmentIsStaged:
             async with asyncio.timeout(10):
                 await self.other_staged.wait()
         self.pieces[index] = bytes(pcm)
+
+
+class _MemorySink:
+    def __init__(self) -> None:
+        self.pieces: dict[int, bytes] = {}
+
+    async def stage(self, index: int, pcm: bytes | bytearray) -> None:
+        self.pieces[index] = bytes(pcm)
+
+
+async def test_segments_are_finished_without_the_event_loops_default_executor(
+    emulator: RealtimeEmulator,
+) -> None:
+    """Levelling and caption timing run in threads of their own: with every thread of the
+    loop's default executor taken (aiohttp's netrc lookups before each Storage request, other
+    narrations' work), a narration still finishes, and the default executor is never asked."""
+    loop = asyncio.get_running_loop()
+    release = threading.Event()
+    default = ThreadPoolExecutor(2)
+    loop.set_default_executor(default)
+    taken = [loop.run_in_executor(None, release.wait) for _ in range(2)]
+    sink = _MemorySink()
+    segments = [Segment(0, PARAGRAPHS[0], "paragraph"), Segment(1, PARAGRAPHS[1], "end")]
+    settings = RealtimeSettings(endpoint=realtime_base_url(emulator.url), api_key=EMULATOR_KEY)
+    try:
+        async with Narrator(settings) as narrator, asyncio.timeout(30):
+            narrated = await narrate_segments(
+                narrator,
+                parse_request({"text": TEXT}, RequestLimits()),
+                segments,
+                sink,
+                NarrationSettings(concurrency=2),
+                verbatim=True,
+                budget_seconds=60,
+            )
+    finally:
+        release.set()
+        await asyncio.gather(*taken)
+        default.shutdown()
+
+    assert narrated.loudness_lufs == pytest.approx(-16.0, abs=0.5), "levelled"
+    assert len(narrated.words) == len(words(PARAGRAPHS[0] + " " + PARAGRAPHS[1])), "timed"
+    assert sorted(sink.pieces) == [0, 1, 2, 3]
 
 
 async def test_a_slot_is_free_once_its_response_is_done_not_once_its_segment_is_stored(
