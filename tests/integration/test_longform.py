@@ -18,7 +18,7 @@ import function_app
 from emulator import Fault, FaultKind, RealtimeEmulator
 from podcast.engine import audio
 from podcast.engine.fidelity import similarity, words
-from podcast.engine.longform import AdaptiveLimiter, narrate_segments
+from podcast.engine.longform import AdaptiveLimiter, NarratedText, PieceSink, narrate_segments
 from podcast.engine.realtime import Narrator
 from podcast.engine.segments import Segment, size_in_words, split_text
 from podcast.models import RequestLimits, parse_request
@@ -308,6 +308,24 @@ class _HeldUntilTheOtherSegmentIsStaged:
         self.pieces[index] = bytes(pcm)
 
 
+async def narrate_two_paragraphs(
+    emulator: RealtimeEmulator, sink: PieceSink, *, concurrency: int
+) -> NarratedText:
+    """The first two paragraphs as two segments, read verbatim into ``sink``."""
+    segments = [Segment(0, PARAGRAPHS[0], "paragraph"), Segment(1, PARAGRAPHS[1], "end")]
+    settings = RealtimeSettings(endpoint=realtime_base_url(emulator.url), api_key=EMULATOR_KEY)
+    async with Narrator(settings) as narrator:
+        return await narrate_segments(
+            narrator,
+            parse_request({"text": TEXT}, RequestLimits()),
+            segments,
+            sink,
+            NarrationSettings(concurrency=concurrency),
+            verbatim=True,
+            budget_seconds=60,
+        )
+
+
 class _MemorySink:
     def __init__(self) -> None:
         self.pieces: dict[int, bytes] = {}
@@ -328,19 +346,9 @@ async def test_segments_are_finished_without_the_event_loops_default_executor(
     loop.set_default_executor(default)
     taken = [loop.run_in_executor(None, release.wait) for _ in range(2)]
     sink = _MemorySink()
-    segments = [Segment(0, PARAGRAPHS[0], "paragraph"), Segment(1, PARAGRAPHS[1], "end")]
-    settings = RealtimeSettings(endpoint=realtime_base_url(emulator.url), api_key=EMULATOR_KEY)
     try:
-        async with Narrator(settings) as narrator, asyncio.timeout(30):
-            narrated = await narrate_segments(
-                narrator,
-                parse_request({"text": TEXT}, RequestLimits()),
-                segments,
-                sink,
-                NarrationSettings(concurrency=2),
-                verbatim=True,
-                budget_seconds=60,
-            )
+        async with asyncio.timeout(30):
+            narrated = await narrate_two_paragraphs(emulator, sink, concurrency=2)
     finally:
         release.set()
         await asyncio.gather(*taken)
@@ -355,18 +363,7 @@ async def test_a_slot_is_free_once_its_response_is_done_not_once_its_segment_is_
     emulator: RealtimeEmulator,
 ) -> None:
     sink = _HeldUntilTheOtherSegmentIsStaged()
-    segments = [Segment(0, PARAGRAPHS[0], "paragraph"), Segment(1, PARAGRAPHS[1], "end")]
-    settings = RealtimeSettings(endpoint=realtime_base_url(emulator.url), api_key=EMULATOR_KEY)
-    async with Narrator(settings) as narrator:
-        narrated = await narrate_segments(
-            narrator,
-            parse_request({"text": TEXT}, RequestLimits()),
-            segments,
-            sink,
-            NarrationSettings(concurrency=1),
-            verbatim=True,
-            budget_seconds=60,
-        )
+    narrated = await narrate_two_paragraphs(emulator, sink, concurrency=1)
 
     assert [r.status for s in emulator.sessions for r in s.responses] == ["completed", "completed"]
     assert sorted(sink.pieces) == [0, 1, 2, 3]
