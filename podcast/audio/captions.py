@@ -241,8 +241,10 @@ def _time_words(
     for (first, region), (following, next_region) in itertools.pairwise(anchors):
         starts += _proportional(words[first:following], regions[region:next_region])
     ends = [*starts[1:], regions[-1][1]]
+    region_starts = [start for start, _ in regions]
+    region_ends = [end for _, end in regions]
     timed = tuple(
-        Word(word, start, max(start, _speech_end_before(end, regions)))
+        Word(word, start, max(start, _speech_end_before(end, region_starts, region_ends)))
         for word, start, end in zip(words, starts, ends, strict=True)
     )
     return TimedSpeech(timed, tuple(start for start, _ in regions))
@@ -327,16 +329,16 @@ def _interpolate(arrived: Sequence[float | None], fallback: Sequence[float]) -> 
     return result
 
 
-def _speech_end_before(moment: float, regions: Sequence[tuple[float, float]]) -> float:
+def _speech_end_before(moment: float, starts: Sequence[float], ends: Sequence[float]) -> float:
     """``moment``, or the end of the speech before it when it falls in a pause (or where
-    the speech starts again: a word ends before the pause, not after it)."""
-    for start, end in regions:
-        if start < moment <= end:
-            return moment
-        if start > moment:
-            break
-    ends = [end for _, end in regions if end <= moment]
-    return ends[-1] if ends else moment
+    the speech starts again: a word ends before the pause, not after it). The speech regions
+    are ``starts[i]`` to ``ends[i]``, in order and apart; found by bisection (a scan of every
+    region for every word cost a third of a segment's caption timing)."""
+    inside = bisect.bisect_left(ends, moment)  # the first region ending at or after moment
+    if inside < len(ends) and starts[inside] < moment:
+        return moment
+    before = bisect.bisect_right(ends, moment) - 1  # the last region ending at or before it
+    return ends[before] if before >= 0 else moment
 
 
 def make_cues(words: Sequence[Word], onsets: Sequence[float] = ()) -> list[Cue]:

@@ -19,6 +19,7 @@ from podcast.audio.captions import (
     SNAP_SECONDS,
     Cue,
     Word,
+    _speech_end_before,
     make_cues,
     speech_regions,
     srt,
@@ -186,6 +187,33 @@ def test_cues_are_grouped_and_wrapped_exactly_as_textwrap_would() -> None:
         cues = make_cues(words)
         expected = textwrap_cue_groups(words)
         assert [cue.lines for cue in cues] == [lines for _, lines in expected], [w.text for w in words]
+
+
+def scanned_speech_end_before(moment: float, regions: list[tuple[float, float]]) -> float:
+    """The definition: scan the regions in order."""
+    for start, end in regions:
+        if start < moment <= end:
+            return moment
+        if start > moment:
+            break
+    ends = [end for _, end in regions if end <= moment]
+    return ends[-1] if ends else moment
+
+
+def test_a_words_end_is_moved_out_of_a_pause_as_a_scan_of_the_regions_would() -> None:
+    rng = random.Random(5)
+    for _ in range(3000):
+        regions, at = [], 0.0
+        for _ in range(rng.randint(1, 12)):
+            start = at + rng.choice([0.0, 0.02, 0.3])
+            end = start + rng.choice([0.0, 0.1, 1.0])
+            regions.append((start, end))
+            at = end
+        edges = [t for region in regions for t in region]
+        for moment in [*edges, *(rng.uniform(-0.5, at + 0.5) for _ in range(10))]:
+            expected = scanned_speech_end_before(moment, regions)
+            got = _speech_end_before(moment, [s for s, _ in regions], [e for _, e in regions])
+            assert got == expected, (moment, regions)
 
 
 def test_cue_making_costs_no_wrap_per_word() -> None:
