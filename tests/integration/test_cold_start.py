@@ -13,7 +13,6 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 from typing import Final
 
 from azure.storage.queue import QueueClient
@@ -21,24 +20,7 @@ from azure.storage.queue import QueueClient
 import function_app
 from testkit import host
 from testkit.azurite import AzuriteServer
-
-REPO_ROOT: Final = Path(__file__).resolve().parents[2]
-REALTIME_STACK: Final = (
-    "openai",
-    "websockets",
-    "tenacity",
-    "rapidfuzz",
-    "numpy",
-    "scipy",
-    "lameenc",
-    "podcast.audio.loudness",
-    "podcast.engine.realtime",
-    "podcast.engine.receive",
-    "podcast.engine.responses",
-    "podcast.engine.longform",
-    "podcast.services.narrations",
-)
-"""Modules only narrating needs (top-level packages and everything under them)."""
+from testkit.modules import NARRATING_STACK, REPO_ROOT, under
 
 PROBE: Final = """
 import asyncio, json, sys
@@ -72,7 +54,7 @@ def imported_modules(stderr: str) -> set[str]:
 
 
 def realtime_modules(names: set[str]) -> list[str]:
-    return sorted(n for n in names if any(n == m or n.startswith(m + ".") for m in REALTIME_STACK))
+    return under(names, NARRATING_STACK)
 
 
 def probe(env: dict[str, str], *urls: str) -> tuple[list[int], set[str]]:

@@ -9,13 +9,13 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any, Final
 
 import pytest
 
 import function_app
 from testkit import host
+from testkit.modules import NARRATING_STACK, REPO_ROOT, under
 
 # --- Health ---------------------------------------------------------------------------------------
 
@@ -117,7 +117,6 @@ def test_the_blob_trigger_binding_uses_event_grid_and_the_shared_connection() ->
 
 # --- What a cold start loads ----------------------------------------------------------------------
 
-REPO_ROOT: Final = Path(__file__).resolve().parents[2]
 HANDLER_ONLY: Final = (
     "podcast.wire",
     "podcast.models",
@@ -127,23 +126,6 @@ HANDLER_ONLY: Final = (
     "podcast.http.shows",
 )
 """Our modules that only some functions need: they load on a function's first call."""
-NARRATING_STACK: Final = (
-    "openai",
-    "websockets",
-    "tenacity",
-    "rapidfuzz",
-    "numpy",
-    "scipy",
-    "threadpoolctl",
-    "lameenc",
-    "lxml",
-    "podcast.engine.realtime",
-    "podcast.engine.receive",
-    "podcast.engine.longform",
-    "podcast.audio.loudness",
-    "podcast.audio.mp3",
-)
-"""What narrating (the Realtime connection, leveling, MP3) or a feed needs, and nothing else."""
 HEALTH_AND_OPENAPI: Final = """
 import asyncio
 import function_app
@@ -174,10 +156,6 @@ def loaded_after(code: str) -> tuple[list[str], set[str]]:
     )
     *printed, modules = done.stdout.strip().splitlines()
     return printed, set(json.loads(modules))
-
-
-def under(modules: set[str], roots: tuple[str, ...]) -> list[str]:
-    return sorted(m for m in modules if any(m == r or m.startswith(r + ".") for r in roots))
 
 
 def test_indexing_the_functions_loads_only_what_every_function_needs() -> None:
