@@ -365,13 +365,7 @@ class _Meter:
             block = buffer[:, : high - low]
             part = block[0]
             np.multiply(x[low:high], factor, out=part)
-            while span < len(spans) and spans[span][0] + len(spans[span][1]) <= low:
-                span += 1
-            for start, g in spans[span:]:
-                if start >= high:
-                    break
-                a, b = max(low, start), min(high, start + len(g))
-                part[a - low : b - low] *= g[a - start : b - start]
+            span = _limit_chunk(part, low, spans, span)
             part += _DENORMAL_GUARD
             _filter_in_place(self._sos, block, state)
             np.square(part, out=part)
@@ -610,20 +604,35 @@ def level_in_place(
     return Leveled(seconds, measured, level, gain_db, peak, exact)
 
 
+def _limit_chunk(
+    chunk: NDArray[np.float64], begin: int, spans: list[tuple[int, NDArray[np.float64]]], first: int
+) -> int:
+    """``chunk`` (samples ``begin`` on) times the limiter gains of ``spans`` (start sample, gains
+    from there; in order) that reach into it, in place, looking from span ``first`` on (no
+    earlier span reaches this far); returns where the next, later chunk should look from."""
+    end = begin + len(chunk)
+    while first < len(spans) and spans[first][0] + len(spans[first][1]) <= begin:
+        first += 1
+    for start, g in spans[first:]:
+        if start >= end:
+            break
+        low, high = max(begin, start), min(end, start + len(g))
+        chunk[low - begin : high - begin] *= g[low - start : high - start]
+    return first
+
+
 def _apply_gain(
     pcm: NDArray[np.int16],
     gain: float,
     spans: list[tuple[int, NDArray[np.float64]]],
-    sample_peak: float | None = None,
+    sample_peak: float,
 ) -> None:
     """``pcm`` times ``gain``, limited in ``spans`` (in order), rounded to the nearest
     integer and clipped to PCM16, in place, :data:`_PASS_CHUNK` samples at a time.
-    ``sample_peak``: the largest magnitude in ``pcm``, when the caller has it."""
+    ``sample_peak``: the largest magnitude in ``pcm``."""
     length = len(pcm)
     if not length:
         return
-    if sample_peak is None:
-        sample_peak = max(int(pcm.max()), -int(pcm.min()))
     # Clipping can change nothing when no sample times the gain (the spans only lower it)
     # rounds beyond PCM16: then the rounding writes the PCM16 itself.
     clip = sample_peak * gain >= 32767.5
@@ -633,13 +642,7 @@ def _apply_gain(
         end = min(length, begin + _PASS_CHUNK)
         view = part[: end - begin]
         np.multiply(pcm[begin:end], gain, out=view)
-        while span < len(spans) and spans[span][0] + len(spans[span][1]) <= begin:
-            span += 1
-        for start, g in spans[span:]:
-            if start >= end:
-                break
-            low, high = max(begin, start), min(end, start + len(g))
-            view[low - begin : high - begin] *= g[low - start : high - start]
+        span = _limit_chunk(view, begin, spans, span)
         if clip:
             np.rint(view, out=view)
             np.clip(view, -32768, 32767, out=view)
