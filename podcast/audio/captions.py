@@ -347,32 +347,32 @@ def make_cues(words: Sequence[Word], onsets: Sequence[float] = ()) -> list[Cue]:
     can; a cue's start snaps to the nearest of ``onsets`` (speech starts) within
     :data:`SNAP_SECONDS`. Lines are wrapped as ``textwrap.wrap`` wraps the cue's words
     joined by single spaces."""
-    groups: list[list[Word]] = []
+    groups: list[tuple[list[Word], _Layout]] = []
     current: list[Word] = []
     layout = _Layout()
     for word in words:
         too_slow = current and word.end - current[0].start > MAX_CUE_SECONDS
         if current and (too_slow or layout.lines_with(word.text) > MAX_LINES):
-            groups.append(current)
+            groups.append((current, layout))
             current, layout = [], _Layout()
         current.append(word)
         layout.add(word.text)
         if word.text.endswith(_SENTENCE_END) and layout.characters >= MAX_LINE_CHARACTERS // 2:
-            groups.append(current)
+            groups.append((current, layout))
             current, layout = [], _Layout()
     if current:
-        groups.append(current)
+        groups.append((current, layout))
     sorted_onsets = sorted(onsets)
     cues: list[Cue] = []
-    for number, group in enumerate(groups):
+    for number, (group, group_layout) in enumerate(groups):
         start = _snap(group[0].start, sorted_onsets)
         if cues:
             start = max(start, cues[-1].start + 0.001)
         end = max(group[-1].end, start + MIN_CUE_SECONDS)
         if number + 1 < len(groups):
-            end = min(end, _snap(groups[number + 1][0].start, sorted_onsets))
+            end = min(end, _snap(groups[number + 1][0][0].start, sorted_onsets))
         end = min(end, start + MAX_CUE_SECONDS)
-        lines = tuple(_wrapped([w.text for w in group])) or ("",)
+        lines = tuple(group_layout.lines()) or ("",)
         if cues and cues[-1].end > start:
             cues[-1] = Cue(cues[-1].lines, cues[-1].start, start)
         cues.append(Cue(lines, start, max(end, start + 0.001)))
@@ -395,52 +395,41 @@ class _Layout:
     on the current line when it fits after one space, else it starts the next. Any other
     word, once added, makes every answer ``textwrap``'s own."""
 
-    __slots__ = ("_last", "_lines", "_words", "characters", "plain")
+    __slots__ = ("_lines", "_words", "characters")
 
     def __init__(self) -> None:
         self._words: list[str] = []
-        self._lines = 0
-        self._last = 0
+        self._lines: list[str] | None = []
+        """The lines so far while every word is plain (``None`` after any other)."""
         self.characters = 0
         """Of the words joined by single spaces."""
-        self.plain = True
 
-    def _after(self, text: str) -> tuple[int, int]:
-        if not self._lines:
-            return 1, len(text)
-        if self._last + 1 + len(text) <= MAX_LINE_CHARACTERS:
-            return self._lines, self._last + 1 + len(text)
-        return self._lines + 1, len(text)
+    @staticmethod
+    def _fits(lines: list[str], text: str) -> bool:
+        """Whether plain ``text`` goes on the last of ``lines`` (there is one, with room after a space)."""
+        return bool(lines) and len(lines[-1]) + 1 + len(text) <= MAX_LINE_CHARACTERS
 
     def lines_with(self, text: str) -> int:
         """Lines of these words and ``text``."""
-        if self.plain and _plain(text):
-            return self._after(text)[0]
+        if self._lines is not None and _plain(text):
+            return len(self._lines) + (0 if self._fits(self._lines, text) else 1)
         return len(textwrap.wrap(" ".join([*self._words, text]), MAX_LINE_CHARACTERS))
 
     def add(self, text: str) -> None:
         self.characters += len(text) + (1 if self._words else 0)
         self._words.append(text)
-        if self.plain and _plain(text):
-            self._lines, self._last = self._after(text)
+        if self._lines is None or not _plain(text):
+            self._lines = None
+        elif self._fits(self._lines, text):
+            self._lines[-1] += " " + text
         else:
-            self.plain = False
+            self._lines.append(text)
 
-
-def _wrapped(texts: list[str]) -> list[str]:
-    """``textwrap.wrap(" ".join(texts), MAX_LINE_CHARACTERS)``, without its cost for plain words."""
-    if not all(_plain(text) for text in texts):
-        return textwrap.wrap(" ".join(texts), MAX_LINE_CHARACTERS)
-    lines: list[list[str]] = []
-    width = MAX_LINE_CHARACTERS + 1
-    for text in texts:
-        if lines and width + 1 + len(text) <= MAX_LINE_CHARACTERS:
-            lines[-1].append(text)
-            width += 1 + len(text)
-        else:
-            lines.append([text])
-            width = len(text)
-    return [" ".join(line) for line in lines]
+    def lines(self) -> list[str]:
+        """``textwrap.wrap`` of the words joined by single spaces."""
+        if self._lines is not None:
+            return list(self._lines)
+        return textwrap.wrap(" ".join(self._words), MAX_LINE_CHARACTERS)
 
 
 def _snap(moment: float, onsets: Sequence[float]) -> float:
