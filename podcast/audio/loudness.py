@@ -436,11 +436,12 @@ def true_peak_dbtp(x: NDArray[np.float64]) -> float:
 def _true_peak_dbtp(samples: _Samples, scale: float = 1.0) -> float:
     if not len(samples):
         return -math.inf
-    sample_peak = max(float(samples.max()), -float(samples.min()))
+    tiles = _tile_peaks(samples)
+    sample_peak = float(tiles.max())
     if sample_peak <= 0:
         return -math.inf
     # Only samples near those within the overshoot of the sample peak can hold the true peak.
-    at = _screened(samples, sample_peak)
+    at = _screened(samples, sample_peak, tiles)
     peaks = _peaks_at(samples, at, scale)
     return 20 * math.log10(max(sample_peak * scale, float(peaks.max()) if len(peaks) else 0.0))
 
