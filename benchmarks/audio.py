@@ -54,19 +54,7 @@ from podcast.engine.realtime import Narrator
 from podcast.models import RequestLimits, parse_request
 from podcast.settings import NarrationSettings, RealtimeSettings
 from testkit.decoding import decode, ffmpeg_true_peak_dbtp, integrated_lufs
-
-
-class _Pieces:
-    """A :class:`~podcast.engine.longform.PieceSink` that keeps the pieces in memory."""
-
-    def __init__(self) -> None:
-        self.pieces: dict[int, bytes] = {}
-
-    async def stage(self, index: int, pcm: bytes | bytearray) -> None:
-        self.pieces[index] = bytes(pcm)
-
-    def pcm(self) -> bytes:
-        return b"".join(self.pieces[i] for i in sorted(self.pieces))
+from testkit.sinks import MemoryPieces
 
 
 async def _narrate(engine: str, minutes: float) -> tuple[bytes, Any]:
@@ -74,7 +62,7 @@ async def _narrate(engine: str, minutes: float) -> tuple[bytes, Any]:
     try:
         narrator = Narrator(RealtimeSettings(endpoint=emulator.url, api_key="bench-key"))
         request = parse_request({"text": prose_for_minutes(minutes, seed=3)}, RequestLimits())
-        sink = _Pieces()
+        sink = MemoryPieces()
         try:
             narrated = await narrate_text(
                 narrator, request, sink, NarrationSettings(segment_max_words=120), budget_seconds=3600

@@ -60,6 +60,7 @@ from podcast.engine.realtime import Narrator
 from podcast.models import RequestLimits, parse_request
 from podcast.settings import NarrationSettings, RealtimeSettings
 from podcast.wire import ScriptDocument
+from testkit.sinks import MemoryPieces
 from testkit.voices import identify_voice, pitch_hz
 
 WALL_TARGET: Final = 1.25
@@ -69,19 +70,6 @@ REFERENCE_TEXT: Final = (
     "Along the northern coast the ferryman waited for the tide, and the lighthouse keeper "
     "counted the boats that came home before the evening storm."
 )
-
-
-class _Pieces:
-    """A :class:`~podcast.engine.longform.PieceSink` that keeps the pieces in memory."""
-
-    def __init__(self) -> None:
-        self.pieces: dict[int, bytes] = {}
-
-    async def stage(self, index: int, pcm: bytes | bytearray) -> None:
-        self.pieces[index] = bytes(pcm)
-
-    def pcm(self) -> bytes:
-        return b"".join(self.pieces[i] for i in sorted(self.pieces))
 
 
 def two_speaker_script(minutes: float, seed: int = 14) -> list[dict[str, str]]:
@@ -109,7 +97,7 @@ async def _voice(
 ) -> tuple[VoicedScript, bytes, float]:
     request, script = _document(turns)
     narrator = Narrator(RealtimeSettings(endpoint=url, api_key=API_KEY, response_timeout_seconds=600))
-    sink = _Pieces()
+    sink = MemoryPieces()
     try:
         started = time.perf_counter()
         voiced = await voice_script(
@@ -129,7 +117,7 @@ async def _read_as_text(url: str, turns: list[dict[str, str]], concurrency: int)
     try:
         started = time.perf_counter()
         narrated = await narrate_text(
-            narrator, request, _Pieces(), NarrationSettings(concurrency=concurrency), budget_seconds=3600
+            narrator, request, MemoryPieces(), NarrationSettings(concurrency=concurrency), budget_seconds=3600
         )
         return time.perf_counter() - started, narrated.duration_seconds
     finally:

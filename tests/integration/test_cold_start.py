@@ -53,10 +53,6 @@ def imported_modules(stderr: str) -> set[str]:
     return names - {"package"}
 
 
-def realtime_modules(names: set[str]) -> list[str]:
-    return under(names, NARRATING_STACK)
-
-
 def probe(env: dict[str, str], *urls: str) -> tuple[list[int], set[str]]:
     done = subprocess.run(
         [sys.executable, "-X", "importtime", "-c", PROBE, *urls],
@@ -82,7 +78,7 @@ def test_the_probe_sees_imports_and_the_stack_names_real_modules() -> None:
         timeout=120,
         check=True,
     )
-    found = realtime_modules(imported_modules(done.stderr))
+    found = under(imported_modules(done.stderr), NARRATING_STACK)
     assert {"openai", "websockets", "podcast.engine.realtime", "podcast.engine.receive"} <= set(found)
 
 
@@ -104,13 +100,13 @@ async def test_health_openapi_and_job_status_do_not_import_the_realtime_stack(
     statuses, modules = probe(settings, location)
     assert statuses == [200, 200, 202]
     assert "function_app" in modules
-    assert realtime_modules(modules) == []
+    assert under(modules, NARRATING_STACK) == []
 
     with QueueClient.from_connection_string(azurite.connection_string, settings["NARRATION_QUEUE"]) as queue:
         assert await host.deliver(function_app.narration_worker, queue) is not None
     statuses, modules = probe(settings, location)
     assert statuses == [200, 200, 200], "the job succeeded: its poll signs a fresh link"
-    assert realtime_modules(modules) == []
+    assert under(modules, NARRATING_STACK) == []
 
 
 def test_health_and_openapi_stay_light_without_any_setting() -> None:
@@ -126,4 +122,4 @@ def test_health_and_openapi_stay_light_without_any_setting() -> None:
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert json.loads(done.stdout.strip().splitlines()[-1]) == [503, 200], "health names what is missing"
-    assert realtime_modules(imported_modules(done.stderr)) == []
+    assert under(imported_modules(done.stderr), NARRATING_STACK) == []

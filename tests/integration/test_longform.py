@@ -25,6 +25,7 @@ from podcast.models import RequestLimits, parse_request
 from podcast.settings import NarrationSettings, RealtimeSettings, realtime_base_url
 from testkit import host
 from testkit.azurite import AzuriteServer
+from testkit.sinks import MemoryPieces
 from tests.integration.conftest import EMULATOR_KEY
 
 PARAGRAPHS = [
@@ -286,13 +287,13 @@ async def test_the_adaptive_limiter_halves_on_rate_limiting_and_grows_back() -> 
     assert limiter.lowest == 2
 
 
-class _HeldUntilTheOtherSegmentIsStaged:
+class _HeldUntilTheOtherSegmentIsStaged(MemoryPieces):
     """A piece sink that holds the first segment's audio until the other segment's arrives:
     only an engine that starts the next response while a finished segment is still being
     leveled and stored gets past it."""
 
     def __init__(self) -> None:
-        self.pieces: dict[int, bytes] = {}
+        super().__init__()
         self.first: int | None = None
         self.other_staged = asyncio.Event()
 
@@ -305,7 +306,7 @@ class _HeldUntilTheOtherSegmentIsStaged:
         elif index % 2 == 0:
             async with asyncio.timeout(10):
                 await self.other_staged.wait()
-        self.pieces[index] = bytes(pcm)
+        await super().stage(index, pcm)
 
 
 async def narrate_two_paragraphs(
@@ -326,14 +327,6 @@ async def narrate_two_paragraphs(
         )
 
 
-class _MemorySink:
-    def __init__(self) -> None:
-        self.pieces: dict[int, bytes] = {}
-
-    async def stage(self, index: int, pcm: bytes | bytearray) -> None:
-        self.pieces[index] = bytes(pcm)
-
-
 async def test_segments_are_finished_without_the_event_loops_default_executor(
     emulator: RealtimeEmulator,
 ) -> None:
@@ -345,7 +338,7 @@ async def test_segments_are_finished_without_the_event_loops_default_executor(
     default = ThreadPoolExecutor(2)
     loop.set_default_executor(default)
     taken = [loop.run_in_executor(None, release.wait) for _ in range(2)]
-    sink = _MemorySink()
+    sink = MemoryPieces()
     try:
         async with asyncio.timeout(30):
             narrated = await narrate_two_paragraphs(emulator, sink, concurrency=2)
