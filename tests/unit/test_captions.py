@@ -6,8 +6,8 @@ from __future__ import annotations
 import itertools
 import random
 import textwrap
-import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -216,7 +216,9 @@ def test_a_words_end_is_moved_out_of_a_pause_as_a_scan_of_the_regions_would() ->
             assert got == expected, (moment, regions)
 
 
-def test_cue_making_costs_no_wrap_per_word() -> None:
+def test_cue_making_costs_no_wrap_per_word(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Plain words are laid out without ``textwrap`` (counted, not timed: a timing ratio
+    failed on a loaded machine), with the lines ``textwrap`` gives."""
     vocabulary = [
         "the",
         "river",
@@ -232,14 +234,19 @@ def test_cue_making_costs_no_wrap_per_word() -> None:
         "moves",
     ]
     words = [Word(vocabulary[i % len(vocabulary)], i * 0.3, i * 0.3 + 0.25) for i in range(4500)]
-    started = time.process_time()
-    cues = make_cues(words)
-    ours = time.process_time() - started
-    started = time.process_time()
     expected = textwrap_cue_groups(words)
-    reference = time.process_time() - started
+    wraps = 0
+    wrap = textwrap.wrap
+
+    def counted(*args: Any, **kwargs: Any) -> list[str]:
+        nonlocal wraps
+        wraps += 1
+        return wrap(*args, **kwargs)
+
+    monkeypatch.setattr(textwrap, "wrap", counted)
+    cues = make_cues(words)
     assert [cue.lines for cue in cues] == [lines for _, lines in expected]
-    assert ours < reference / 3, (ours, reference)
+    assert wraps == 0
 
 
 def test_cues_end_at_sentence_ends_and_snap_to_onsets() -> None:
