@@ -124,9 +124,17 @@ async def voice_script(
         narrated=narrated,
         turns=turns,
         transcript=transcript,
-        cues=_cues(narrated.words, narrated.speech_onsets, turns),
+        cues=_cues(narrated.words, narrated.speech_onsets, turns, _turn_words(planned, narrated)),
         chapters=_chapters(script, turns, narrated.duration_seconds),
     )
+
+
+def _turn_words(planned: _Planned, narrated: NarratedText) -> list[int]:
+    """How many of ``narrated.words`` each turn said (its segments' counts added up)."""
+    counts = [0] * len(planned.speakers)
+    for segment, owner in enumerate(planned.turn_of_segment):
+        counts[owner] += narrated.segment_words[segment]
+    return counts
 
 
 def _turns(planned: _Planned, narrated: NarratedText) -> tuple[TurnReport, ...]:
@@ -150,21 +158,27 @@ def _turns(planned: _Planned, narrated: NarratedText) -> tuple[TurnReport, ...]:
 
 
 def _cues(
-    words: Sequence[captions.Word], onsets: Sequence[float], turns: Sequence[TurnReport]
+    words: Sequence[captions.Word],
+    onsets: Sequence[float],
+    turns: Sequence[TurnReport],
+    turn_words: Sequence[int],
 ) -> tuple[captions.Cue, ...]:
-    """Captions made turn by turn (a word belongs to the turn it starts in), each with its speaker."""
+    """Captions made turn by turn, each with its speaker: a turn's cues hold the words its own
+    responses said (``turn_words[i]`` of ``words``, in order), never a word of a neighbour
+    whose timing falls across the boundary, and stay within the turn (from its start to the
+    next turn's start)."""
     cues: list[captions.Cue] = []
     position = 0
     ordered = sorted(onsets)
-    for number, turn in enumerate(turns):
+    for number, (turn, count) in enumerate(zip(turns, turn_words, strict=True)):
         limit = turns[number + 1].start if number + 1 < len(turns) else float("inf")
-        mine: list[captions.Word] = []
-        while position < len(words) and words[position].start < limit:
-            mine.append(words[position])
-            position += 1
+        mine = list(words[position : position + count])
+        position += count
         inside = ordered[bisect.bisect_left(ordered, turn.start - 0.01) : bisect.bisect_left(ordered, limit)]
         for cue in captions.make_cues(mine, inside):
-            cues.append(captions.Cue(cue.lines, cue.start, min(cue.end, limit), speaker=turn.speaker))
+            # A turn's words are timed within its own segments' audio, so these only guard.
+            start, end = max(cue.start, turn.start), min(cue.end, limit)
+            cues.append(captions.Cue(cue.lines, start, end, speaker=turn.speaker))
     return tuple(cues)
 
 

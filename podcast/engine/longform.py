@@ -105,6 +105,8 @@ class NarratedText:
     """Every word said, timed in the narration's audio (for captions)."""
     speech_onsets: tuple[float, ...] = ()
     """Where speech starts again after each pause (seconds in the audio)."""
+    segment_words: tuple[int, ...] = ()
+    """How many of :attr:`words` each segment said, in segment order (``words`` is their concatenation)."""
 
     @property
     def duration_seconds(self) -> float:
@@ -300,6 +302,7 @@ async def narrate_segments(
 
     reports: list[SegmentReport] = []
     words: list[captions.Word] = []
+    segment_words: list[int] = []
     onsets: list[float] = []
     transcript_parts: list[str] = []
     usage = Usage()
@@ -321,6 +324,7 @@ async def narrate_segments(
         )
         placed = timed[segment.index].shifted(audio.duration_seconds(position))
         words += placed.words
+        segment_words.append(len(placed.words))
         onsets += placed.onsets
         position += speech_bytes + pause_bytes
         transcript_parts.append(piece.transcript)
@@ -347,6 +351,7 @@ async def narrate_segments(
         sources=tuple((segment.text, segment.boundary) for segment in segments),
         words=tuple(words),
         speech_onsets=tuple(onsets),
+        segment_words=tuple(segment_words),
     )
 
 

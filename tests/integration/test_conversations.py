@@ -139,6 +139,7 @@ async def test_a_three_speaker_script_is_voiced_turn_by_turn(
     for cue in cues:
         turn = next(t for t in document["turns"] if t["start"] - 0.05 <= seconds(cue.start) < t["end"] + 0.05)
         assert cue.voice == turn["speaker"]
+        assert seconds(cue.end) > seconds(cue.start), "no cue is empty"
         assert seconds(cue.end) <= turn["end"] + 0.05, "a cue never runs into the next turn"
         spoken.setdefault(turn["speaker"], []).extend(words(cue.text))
     for name in VOICE_OF:
