@@ -28,13 +28,15 @@ from podcast.settings import Settings
 from podcast.storage.azure import BlobClientOptions, blob_service_client, queue_client
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from azure.core.credentials_async import AsyncTokenCredential
     from azure.storage.blob.aio import BlobServiceClient
     from azure.storage.queue.aio import QueueClient
 
     from podcast.engine.longform import ProgressCallback
     from podcast.engine.realtime import Narrator
-    from podcast.models import NarrationRequest
+    from podcast.models import NarrationRequest, SubmitOptions
     from podcast.services.documents import DocumentService
     from podcast.services.downloads import DownloadService
     from podcast.services.jobs import JobService
@@ -295,12 +297,16 @@ class _NarrationsOnFirstUse:
         narration_id: str | None = None,
         on_progress: ProgressCallback | None = None,
         time_budget_seconds: float | None = None,
+        options: SubmitOptions | None = None,
+        written_since: datetime | None = None,
     ) -> StoredNarration:
         return await self._app.narrations.narrate(
             request,
             narration_id=narration_id,
             on_progress=on_progress,
             time_budget_seconds=time_budget_seconds,
+            options=options,
+            written_since=written_since,
         )
 
 

@@ -35,7 +35,7 @@ from urllib.parse import quote
 
 from podcast.engine.longform import ProgressCallback
 from podcast.errors import PodcastError, StorageError, StorageUnavailableError
-from podcast.models import NarrationRequest
+from podcast.models import NarrationRequest, SubmitOptions
 from podcast.services.narrations import StoredNarration
 from podcast.wire import SegmentReport, Usage
 
@@ -428,6 +428,8 @@ class ScriptedNarrations:
         narration_id: str | None = None,
         on_progress: ProgressCallback | None = None,
         time_budget_seconds: float | None = None,
+        options: SubmitOptions | None = None,
+        written_since: datetime | None = None,
     ) -> StoredNarration:
         outcome = self.outcomes.popleft() if self.outcomes else Narrated()
         call = NarrateCall(request, narration_id, time_budget_seconds, [])

@@ -52,6 +52,7 @@ import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from podcast.errors import (
@@ -114,9 +115,13 @@ class Narrations(Protocol):
         narration_id: str | None = None,
         on_progress: ProgressCallback | None = None,
         time_budget_seconds: float | None = None,
+        options: SubmitOptions | None = None,
+        written_since: datetime | None = None,
     ) -> StoredNarration:
         """Narrate and store ``request``, awaiting ``on_progress(done, total)`` as segments
-        finish; raises a :class:`~podcast.errors.PodcastError` (leaving nothing stored)."""
+        finish; raises a :class:`~podcast.errors.PodcastError` (leaving nothing stored).
+        ``options``: the caller's, for the script a conversation writes (outcomes stored
+        since ``written_since`` answer it even when they ask to write afresh)."""
         ...
 
 
@@ -510,6 +515,8 @@ class JobService:
                 narration_id=record.id,
                 on_progress=run.progress,
                 time_budget_seconds=self.settings.job_time_budget_seconds,
+                options=SubmitOptions(reuse=record.reuse, remember=record.store_result),
+                written_since=datetime.fromisoformat(record.created_at.replace("Z", "+00:00")),
             )
         )
         run.on_superseded = narration.cancel

@@ -195,7 +195,7 @@ class NarrationService:
             if reusable is not None:
                 log.info("narration %s reused for a synchronous request", reusable.result.id)
                 return await self.reuse.signed(reusable.result, request.sas_expiry_minutes)
-        response = (await self.narrate(request)).to_response()
+        response = (await self.narrate(request, options=options)).to_response()
         if options.remember:
             await self.reuse.remember(key, None, response)
         return response
@@ -208,6 +208,8 @@ class NarrationService:
         on_progress: ProgressCallback | None = None,
         time_budget_seconds: float | None = None,
         script: ScriptDocument | None = None,
+        options: SubmitOptions | None = None,
+        written_since: datetime | None = None,
     ) -> StoredNarration:
         """Narrate ``request``, store the WAV and its transcript document, return a read link.
 
@@ -218,8 +220,10 @@ class NarrationService:
         Blobs are named ``<yyyy>/<mm>/<dd>/<id>.wav`` (or ``.mp3``) and ``.json`` (``narration_id``
         defaults to a new random id). ``on_progress(done, total)`` is awaited as segments
         finish. ``time_budget_seconds`` overrides the synchronous budget (queued jobs are
-        not bound by HTTP's 230 seconds). Raises a :class:`~podcast.errors.PodcastError`;
-        when it does, nothing of this narration is left in Storage.
+        not bound by HTTP's 230 seconds). ``options`` and ``written_since`` go to the script
+        writer in conversation mode (:meth:`narrate_conversation`). Raises a
+        :class:`~podcast.errors.PodcastError`; when it does, nothing of this narration is
+        left in Storage.
         """
         if request.mode == "conversation" and script is None:
             return await self.narrate_conversation(
@@ -227,6 +231,8 @@ class NarrationService:
                 narration_id=narration_id,
                 on_progress=on_progress,
                 time_budget_seconds=time_budget_seconds,
+                options=options,
+                written_since=written_since,
             )
         return await self._produce_new(
             request,
@@ -291,11 +297,16 @@ class NarrationService:
         narration_id: str | None = None,
         on_progress: ProgressCallback | None = None,
         time_budget_seconds: float | None = None,
+        options: SubmitOptions | None = None,
+        written_since: datetime | None = None,
     ) -> StoredNarration:
         """``mode: "conversation"``: write the script (:class:`ScriptService`: stored per
         content, so a job's second delivery does not pay for it again) for the request's
         ``speakers`` (:data:`~podcast.models.DEFAULT_SPEAKERS` when it names none), then voice
         it (:meth:`voice_script`), which stores the narration with the writing's usage added.
+        The caller's ``options`` apply to the script too (``Cache-Control: no-cache`` writes it
+        afresh, ``no-store`` keeps it out of the script cache); ``written_since`` as in
+        :meth:`ScriptService.write <podcast.services.scripts.ScriptService.write>`.
 
         Raises :class:`~podcast.errors.RequestValidationError` (``mode``) before anything is
         written when this service has no script writer, and
@@ -309,8 +320,9 @@ class NarrationService:
             )
         written = await self.scripts.write(
             ScriptRequest(request, request.speakers or DEFAULT_SPEAKERS),
-            SubmitOptions(),
+            options or SubmitOptions(),
             budget_seconds=time_budget_seconds,
+            written_since=written_since,
         )
         return await self.voice_script(
             request,

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import logging
 import time
@@ -108,7 +109,12 @@ class ScriptService:
         """This instance's writers by content key, awaited by its identical requests."""
 
     async def write(
-        self, request: ScriptRequest, options: SubmitOptions, *, budget_seconds: float | None = None
+        self,
+        request: ScriptRequest,
+        options: SubmitOptions,
+        *,
+        budget_seconds: float | None = None,
+        written_since: datetime | None = None,
     ) -> WrittenScript:
         """The script of ``request``: the stored one (``replies`` 0, no usage) unless
         ``options.reuse`` is off, else newly written and stored unless ``options.remember``
@@ -117,7 +123,15 @@ class ScriptService:
         :data:`FAILURE_MEMORY_SECONDS` ago, :class:`~podcast.errors.ScriptInProgressError`
         when the identical request being written did not finish while this one waited, or
         the writer's :class:`~podcast.errors.PodcastError` (a new ``ScriptInvalidError`` is
-        stored first)."""
+        stored first).
+
+        ``written_since``: with ``options.reuse`` off, an outcome stored at or after this moment
+        still answers (and a writer still at work is waited for), so a job asked to write
+        afresh pays for that once, not again on each redelivery."""
+        if not options.reuse and written_since is not None:
+            options = dataclasses.replace(options, reuse=True)
+        else:
+            written_since = None
         key = script_key(request, self.deployment)
         budget = self.budget_seconds if budget_seconds is None else budget_seconds
         started = time.monotonic()
@@ -142,7 +156,7 @@ class ScriptService:
         if ours:
             self._writing[key] = outcome
         try:
-            written = await self._write(key, request, options, budget, started)
+            written = await self._write(key, request, options, budget, started, written_since)
         except BaseException as error:
             if isinstance(error, PodcastError):
                 outcome.set_exception(error)
@@ -165,6 +179,7 @@ class ScriptService:
         options: SubmitOptions,
         budget: float | None,
         started: float,
+        written_since: datetime | None = None,
     ) -> WrittenScript:
         """Claim the content (or answer with its outcome, waiting for a live claim), write,
         store the outcome in place of the claim."""
@@ -172,7 +187,9 @@ class ScriptService:
         claimed = False
         if options.remember:
             wait = self.wait_seconds if budget is None else min(self.wait_seconds, budget)
-            found = await self._claim(key, request, attempt, options, deadline=started + wait)
+            found = await self._claim(
+                key, request, attempt, options, deadline=started + wait, written_since=written_since
+            )
             if isinstance(found, WrittenScript):
                 return found
             claimed = found
@@ -229,6 +246,7 @@ class ScriptService:
         options: SubmitOptions,
         *,
         deadline: float,
+        written_since: datetime | None = None,
     ) -> WrittenScript | bool:
         """Take the claim on ``key`` (``True``), or answer with the outcome a live claim's
         writer stored meanwhile (reuse only). ``False`` when Storage fails: the script is
@@ -241,7 +259,12 @@ class ScriptService:
             except PodcastError as error:
                 log.warning("script cache unavailable (%s): writing afresh", error.code)
                 return False
-            if options.reuse and entry is not None and entry.state != "writing" and self._answerable(entry):
+            if (
+                options.reuse
+                and entry is not None
+                and entry.state != "writing"
+                and self._answerable(entry, written_since)
+            ):
                 return _answer(entry, request)
             live = entry is not None and entry.state == "writing" and not self._lapsed(entry)
             if live and options.reuse:
@@ -283,8 +306,11 @@ class ScriptService:
         assert entry.expires_at is not None
         return _parse(entry.expires_at) <= self.clock()
 
-    def _answerable(self, entry: ScriptCacheEntry) -> bool:
-        """A script, or a failure younger than :data:`FAILURE_MEMORY_SECONDS`."""
+    def _answerable(self, entry: ScriptCacheEntry, written_since: datetime | None = None) -> bool:
+        """A script, or a failure younger than :data:`FAILURE_MEMORY_SECONDS`; stored at or
+        after ``written_since`` when given."""
+        if written_since is not None and _parse(entry.updated_at) < written_since:
+            return False
         if entry.state == "failed":
             return self.clock() - _parse(entry.updated_at) <= timedelta(seconds=FAILURE_MEMORY_SECONDS)
         return entry.state == "succeeded"

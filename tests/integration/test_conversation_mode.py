@@ -17,7 +17,7 @@ import webvtt
 from azure.storage.blob import BlobServiceClient
 
 import function_app
-from emulator import RealtimeEmulator
+from emulator import Fault, FaultKind, RealtimeEmulator
 from podcast.models import DEFAULT_SPEAKERS
 from testkit import host
 from testkit.azurite import AzuriteServer
@@ -147,3 +147,27 @@ async def test_a_written_script_sent_back_is_voiced_as_written(
     assert result["transcript"] == "\n\n".join(f"{t['speaker']}: {t['text']}" for t in edited)
     voiced = spoken(emulator)
     assert all((t["text"], VOICE_OF[t["speaker"]]) in voiced for t in edited)
+
+
+async def test_no_cache_has_a_conversations_script_written_afresh_after_a_remembered_502(
+    jobs_env: dict[str, str], emulator: RealtimeEmulator, azurite: AzuriteServer
+) -> None:
+    body = {"text": SOURCE, "mode": "conversation", "target_minutes": 0.5}
+    emulator.inject(Fault(FaultKind.INVALID_SCRIPT, times=None))
+    failed = await post("narrations", function_app.create_narration, body)
+    assert failed.status == 502, failed.body
+    assert failed.json()["error"]["code"] == "script_invalid"
+    emulator.reset()  # the fault is gone (and the log too): the model would write a valid script now
+    writing = text_sessions(emulator)
+
+    again = await post("narrations", function_app.create_narration, body)
+    assert again.status == 502, "the remembered failure answers a default retry"
+    assert text_sessions(emulator) == writing, "and it is not billed again"
+
+    fresh = await host.call_http(
+        function_app.create_narration,
+        host.http_request("POST", "narrations", json=body, headers={"Cache-Control": "no-cache"}),
+    )
+    assert fresh.status == 200, fresh.body
+    assert text_sessions(emulator) > writing, "no-cache has the script written afresh"
+    assert fresh.json()["mode"] == "conversation"

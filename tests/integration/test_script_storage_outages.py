@@ -175,3 +175,31 @@ async def test_a_script_job_whose_storage_fails_mid_audio_is_delivered_again_and
         host.http_request("GET", "narrations/{id}", url=accepted.headers["Location"]),
     )
     check_succeeded(env, polled)
+
+
+async def test_a_conversation_job_asked_to_write_afresh_pays_for_its_script_once_over_deliveries(
+    env: Env, azurite: AzuriteServer
+) -> None:
+    first = await post(CONVERSATION)
+    check_succeeded(env, first)
+    writing = script_sessions(env.emulator)
+
+    accepted = await post(CONVERSATION, {"Prefer": "respond-async", "Cache-Control": "no-cache"})
+    assert accepted.status == 202, accepted.json()
+    # The first delivery writes the script afresh (no-cache), then Storage refuses its audio:
+    # the message comes back, and the second delivery voices the script the first wrote.
+    env.transport.after(is_block_staged, env.storage_down())
+    with QueueClient.from_connection_string(azurite.connection_string, env.queue) as queue:
+        failed = await host.deliver(function_app.narration_worker, queue, raise_errors=False)
+        env.storage_back()
+        assert failed is not None, "the job was queued"
+        assert script_sessions(env.emulator) == writing + 1, "no-cache: written afresh"
+        deliveries = [failed, *await host.drain(function_app.narration_worker, queue)]
+
+    assert [type(d.error).__name__ for d in deliveries] == ["StorageUnavailableError", "NoneType"]
+    assert script_sessions(env.emulator) == writing + 1, "the redelivery did not pay for it again"
+    polled = await host.call_http(
+        function_app.get_narration,
+        host.http_request("GET", "narrations/{id}", url=accepted.headers["Location"]),
+    )
+    assert polled.status == 200, polled.json()
