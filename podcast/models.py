@@ -535,6 +535,13 @@ class NarrationRequest(BaseModel):
             del prepared["chapters"]
         limits = _limits(info)
         if not _check_text_or_script(prepared):  # a script's voices are its speakers'
+            mode = prepared.get("mode")
+            if isinstance(mode, str) and mode.strip().lower() == "conversation" and "voice" in prepared:
+                _fail(
+                    "voice",
+                    "voice does not apply to a conversation: each speaker has a voice; give them in "
+                    "speakers ([{name, voice}]), or leave voice out for the default hosts",
+                )
             prepared.setdefault("voice", limits.default_voice)
         prepared.setdefault("sas_expiry_minutes", limits.default_sas_expiry_minutes)
         return prepared

@@ -434,6 +434,32 @@ def test_a_bad_voice_is_shown_beside_the_voice_field(browser: Any, devhost: DevH
 
 
 @pytest.mark.browser
+def test_a_conversation_is_asked_for_without_a_voice_and_voiced_by_the_hosts(
+    browser: Any, devhost: DevHost
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    _open(browser, devhost)
+    browser.find_element(By.CSS_SELECTOR, "#mode option[value=conversation]").click()
+    assert not browser.find_element(By.ID, "voice").is_enabled(), "the speakers' voices are used"
+    _submit(browser, SHORT_TEXT)
+
+    narration_id = _wait(
+        browser,
+        "const r = document.getElementById('result');"
+        "return r.dataset.ready === 'true' && r.dataset.narrationId;",
+        timeout=60,
+    )
+    status, _, body = devhost.call("GET", f"narrations/{narration_id}")
+    assert status == 200
+    narration = json.loads(body)
+    assert narration["mode"] == "conversation"
+    assert narration["transcript"].startswith(("Maya: ", "Theo: "))
+    browser.find_element(By.CSS_SELECTOR, "#mode option[value=read]").click()
+    assert browser.find_element(By.ID, "voice").is_enabled()
+
+
+@pytest.mark.browser
 def test_a_background_job_moves_the_progress_bar_then_plays(browser: Any, devhost: DevHost) -> None:
     from selenium.webdriver.common.by import By
 

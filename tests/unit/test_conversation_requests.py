@@ -134,3 +134,21 @@ def test_the_script_fingerprint_ignores_the_audio_format_and_the_show() -> None:
 
     assert fingerprint({}) == fingerprint({"format": "mp3", "show": "daily-digest"})
     assert fingerprint({}) != fingerprint({"style": "lecture"})
+
+
+@pytest.mark.parametrize("voice", ["ash", "marin", "NOPE"])
+def test_a_voice_beside_a_conversation_is_refused_naming_voice(voice: str) -> None:
+    body = {"text": "Rivers bend.", "mode": "conversation", "voice": voice}
+    with pytest.raises(RequestValidationError) as refused:
+        parse_request(body, LIMITS)
+    assert refused.value.field == "voice"
+    assert "speakers" in refused.value.message
+    with pytest.raises(RequestValidationError) as written:
+        parse_script_request({"text": "Rivers bend.", "voice": voice}, LIMITS)
+    assert written.value.field == "voice"
+
+
+def test_a_conversation_without_a_voice_or_with_an_empty_one_is_accepted() -> None:
+    assert parse_request({"text": "Rivers bend.", "mode": "conversation"}, LIMITS).mode == "conversation"
+    empty = {"text": "Rivers bend.", "mode": "Conversation", "voice": " "}  # flows send "" for unset
+    assert parse_request(empty, LIMITS).mode == "conversation"
