@@ -536,7 +536,12 @@ class NarrationRequest(BaseModel):
         limits = _limits(info)
         if not _check_text_or_script(prepared):  # a script's voices are its speakers'
             mode = prepared.get("mode")
-            if isinstance(mode, str) and mode.strip().lower() == "conversation" and "voice" in prepared:
+            voice = prepared.get("voice")
+            # The default voice is what a connector's form sends when left as it is: harmless.
+            chosen = voice is not None and not (
+                isinstance(voice, str) and voice.strip().lower() == limits.default_voice
+            )
+            if isinstance(mode, str) and mode.strip().lower() == "conversation" and chosen:
                 _fail(
                     "voice",
                     "voice does not apply to a conversation: each speaker has a voice; give them in "

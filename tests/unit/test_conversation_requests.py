@@ -136,7 +136,7 @@ def test_the_script_fingerprint_ignores_the_audio_format_and_the_show() -> None:
     assert fingerprint({}) != fingerprint({"style": "lecture"})
 
 
-@pytest.mark.parametrize("voice", ["ash", "marin", "NOPE"])
+@pytest.mark.parametrize("voice", ["ash", "cedar", "NOPE", 7])
 def test_a_voice_beside_a_conversation_is_refused_naming_voice(voice: str) -> None:
     body = {"text": "Rivers bend.", "mode": "conversation", "voice": voice}
     with pytest.raises(RequestValidationError) as refused:
@@ -152,3 +152,6 @@ def test_a_conversation_without_a_voice_or_with_an_empty_one_is_accepted() -> No
     assert parse_request({"text": "Rivers bend.", "mode": "conversation"}, LIMITS).mode == "conversation"
     empty = {"text": "Rivers bend.", "mode": "Conversation", "voice": " "}  # flows send "" for unset
     assert parse_request(empty, LIMITS).mode == "conversation"
+    # A connector's form sends the default voice unless changed: that is not a choice of voice.
+    form = {"text": "Rivers bend.", "mode": "conversation", "voice": LIMITS.default_voice.upper()}
+    assert parse_request(form, LIMITS).mode == "conversation"
