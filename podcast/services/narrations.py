@@ -25,7 +25,13 @@ from podcast.engine.conversation import VoicedScript, voice_script
 from podcast.engine.longform import NarratedText, ProgressCallback, narrate_text
 from podcast.engine.realtime import Narrator
 from podcast.errors import PodcastError, RequestValidationError, StorageError
-from podcast.models import DEFAULT_SPEAKERS, NarrationRequest, ScriptRequest, SubmitOptions
+from podcast.models import (
+    DEFAULT_SPEAKERS,
+    NarrationRequest,
+    ScriptRequest,
+    SubmitOptions,
+    unicode_download_name,
+)
 from podcast.services.downloads import index_name
 from podcast.services.reuse import ReuseCache
 from podcast.services.scripts import ScriptService
@@ -458,7 +464,8 @@ class NarrationService:
                 "duration_seconds": f"{narration.duration_seconds:.3f}",
                 "characters": str(len(request.text)),
             }
-            download_name = request.download_name(f".{request.format}")
+            # The title itself (filename*), with an ASCII fallback, as GET .../audio names it.
+            download_name = unicode_download_name(request.title, f".{request.format}")
             if isinstance(writer, Mp3BlockWriter):
                 tags = self._id3(request, narration, narration_id, created_at, chapter_list)
                 await writer.commit(download_name=download_name, metadata=metadata, id3=tags)
@@ -470,7 +477,7 @@ class NarrationService:
                     (f"{base}.srt", srt(cues), "application/x-subrip; charset=utf-8"),
                 ):
                     captions_written.append(name)
-                    disposition = content_disposition(request.download_name(name[len(base) :]))
+                    disposition = content_disposition(unicode_download_name(request.title, name[len(base) :]))
                     await self.files.put_text(name, text, content_type=content_type, disposition=disposition)
             if self.index is not None and link_expires_in is not None:  # answered with a link: findable by id
                 entry = NarrationIndex(
