@@ -46,6 +46,7 @@ __all__ = [
     "TimedSpeech",
     "Word",
     "make_cues",
+    "pause_before",
     "shifted",
     "speech_regions",
     "srt",
@@ -100,7 +101,9 @@ class Cue:
     """Who says it (a conversation): a WebVTT ``<v speaker>`` voice tag, an SRT ``speaker: `` prefix."""
 
 
-def speech_regions(pcm: bytes | bytearray, sample_rate: int = SAMPLE_RATE) -> list[tuple[float, float]]:
+def speech_regions(
+    pcm: bytes | bytearray | memoryview, sample_rate: int = SAMPLE_RATE
+) -> list[tuple[float, float]]:
     """Where there is speech in PCM16 mono ``pcm``: ``(start, end)`` seconds, in order,
     separated by pauses of at least :data:`MIN_PAUSE_SECONDS`."""
     samples = np.frombuffer(pcm, dtype="<i2")
@@ -227,14 +230,7 @@ def _time_words(
     words = transcript.split()
     if not words:
         return TimedSpeech((), ())
-    duration = len(pcm) / (2 * sample_rate)
-    regions = speech_regions(pcm, sample_rate) or [(0.0, duration)]
-    estimates = _proportional(words, regions)
-    if marks and any(offset for offset, _ in marks):
-        arrived = _from_marks(words, marks, sample_rate)
-        if sum(t is not None for t in arrived) >= len(words) / 2:
-            estimates = _interpolate(arrived, estimates)
-    assigned = _assign_pauses(words, estimates, regions)
+    regions, assigned = _paused_words(pcm, words, marks, sample_rate)
     # Anchors: (first word, first region) of each stretch of speech between assigned pauses.
     anchors = [(0, 0), *sorted(assigned.items()), (len(words), len(regions))]
     starts: list[float] = []
@@ -248,6 +244,44 @@ def _time_words(
         for word, start, end in zip(words, starts, ends, strict=True)
     )
     return TimedSpeech(timed, tuple(start for start, _ in regions))
+
+
+def _paused_words(
+    pcm: bytes | bytearray | memoryview,
+    words: Sequence[str],
+    marks: Sequence[tuple[int, str]],
+    sample_rate: int,
+) -> tuple[list[tuple[float, float]], dict[int, int]]:
+    """The speech regions of ``pcm`` and which word each pause comes before (step 2 of the
+    module docstring, from the estimates of step 1)."""
+    duration = len(pcm) / (2 * sample_rate)
+    regions = speech_regions(pcm, sample_rate) or [(0.0, duration)]
+    estimates = _proportional(words, regions)
+    if marks and any(offset for offset, _ in marks):
+        arrived = _from_marks(words, marks, sample_rate)
+        if sum(t is not None for t in arrived) >= len(words) / 2:
+            estimates = _interpolate(arrived, estimates)
+    return regions, _assign_pauses(words, estimates, regions)
+
+
+def pause_before(
+    pcm: bytes | bytearray | memoryview,
+    words: Sequence[str],
+    index: int,
+    marks: Sequence[tuple[int, str]] = (),
+    sample_rate: int = SAMPLE_RATE,
+) -> tuple[float, float] | None:
+    """The pause before word ``index`` of ``words`` said in ``pcm`` (with the transcript
+    deltas ``marks``, as :func:`time_words` takes them): ``(where the speech before it
+    ends, where the voice starts again)`` in seconds, given to that word as
+    :func:`time_words` gives pauses to words; ``None`` when no pause is (none is near its
+    estimate, or none is there at all). CPU-bound, as :func:`time_words`."""
+    if not 0 < index < len(words):
+        return None
+    with ANALYSIS_LOCK:
+        regions, assigned = _paused_words(pcm, words, marks, sample_rate)
+    region = assigned.get(index)
+    return None if region is None else (regions[region - 1][1], regions[region][0])
 
 
 def _boundary_costs(previous: str) -> tuple[float, float, float]:

@@ -128,14 +128,14 @@ def _fenced(content: str) -> str:
     return f"{opening}\n{content}\n{closing}"
 
 
-_SPOKEN_OPENING: Final = re.compile(
-    r"^[\W_]*(?:(?:less|smaller)[\s-]+than\b[\W_]*){2,}|^[\W_]*(?:left[\s-]+angle[\s-]+brackets?\b[\W_]*)+",
-    re.IGNORECASE,
+_OPENING_WORDS: Final = (
+    r"[\W_]*(?:(?:less|smaller)[\s-]+than\b[\W_]*){2,}|[\W_]*(?:left[\s-]+angle[\s-]+brackets?\b[\W_]*)+"
 )
-_SPOKEN_CLOSING: Final = re.compile(
-    r"(?:\b(?:greater|more|bigger)[\s-]+than\b[\W_]*){2,}$|(?:\bright[\s-]+angle[\s-]+brackets?\b[\W_]*)+$",
-    re.IGNORECASE,
+_CLOSING_WORDS: Final = (
+    r"(?:\b(?:greater|more|bigger)[\s-]+than\b[\W_]*){2,}|(?:\bright[\s-]+angle[\s-]+brackets?\b[\W_]*)+"
 )
+_SPOKEN_OPENING: Final = re.compile(f"^(?:{_OPENING_WORDS})", re.IGNORECASE)
+_SPOKEN_CLOSING: Final = re.compile(f"(?:{_CLOSING_WORDS})$", re.IGNORECASE)
 
 
 def strip_scaffolding(transcript: str, text: str) -> str:
@@ -154,6 +154,25 @@ def strip_scaffolding(transcript: str, text: str) -> str:
     if cleaned == transcript.strip():
         return cleaned
     return re.sub(r"[ \t]{2,}", " ", re.sub(r"[ \t]*\n[ \t]*", "\n", cleaned)).strip()
+
+
+def spoken_scaffolding(transcript: str, text: str) -> tuple[int, int]:
+    """How many characters at the start and at the end of ``transcript`` are scaffolding
+    *spoken* in words (the marker runs fencing ``text`` said aloud, as :func:`strip_scaffolding`
+    finds them, with any written marker runs and spaces beside them): ``(0, 0)`` when the
+    transcript has none. An end with written marker runs only counts 0: the voice may never
+    have said them, so there is nothing to cut from the audio there."""
+    opening, closing = _fence(text)
+    written = f"(?:\\s|{re.escape(opening)}<*|{re.escape(closing)}>*)*"
+    leading = re.compile(f"{written}(?:{_OPENING_WORDS})", re.IGNORECASE)
+    trailing = re.compile(f"(?:{_CLOSING_WORDS}){written}$", re.IGNORECASE)
+    head = 0
+    while (found := leading.match(transcript, head)) is not None and found.end() > head:
+        head = found.end()
+    tail = len(transcript)
+    while (found := trailing.search(transcript, head, tail)) is not None and found.start() < tail:
+        tail = found.start()
+    return head, len(transcript) - tail
 
 
 def fenced(content: str) -> str:

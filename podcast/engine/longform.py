@@ -29,7 +29,7 @@ from dataclasses import dataclass, field, replace
 from typing import Final, Protocol, TypeVar
 
 from podcast.audio import captions, loudness
-from podcast.engine import audio
+from podcast.engine import audio, scaffolding
 from podcast.engine.fidelity import similarity
 from podcast.engine.instructions import build_instructions, strip_scaffolding, user_message
 from podcast.engine.realtime import Narrator, VoiceSessions
@@ -369,7 +369,7 @@ async def _narrate_piece(
     sessions: VoiceSessions | None = None,
 ) -> _Piece:
     """Narrate ``text`` until it is faithful enough (read mode), halving it when it is too long."""
-    best: tuple[SpokenText, float] | None = None
+    best: tuple[SpokenText, float, tuple[bool, bool, float]] | None = None
     usage = Usage()
     attempts = 0
     for attempt in range(1, settings.fidelity_attempts + 1):
@@ -407,16 +407,27 @@ async def _narrate_piece(
             ]
             return _joined(parts, usage, attempts, settings)
         usage += narration.billed_usage
-        narration = replace(narration, transcript=strip_scaffolding(narration.transcript, text))
+        narration, cut = await _without_scaffolding(narration, text)
         score = similarity(text, narration.transcript) if verbatim else 1.0
-        if best is None or score > best[1]:
-            best = (narration, score)
-        if score >= settings.min_fidelity:
+        rank = (score >= settings.min_fidelity, cut, score)
+        if best is None or rank > best[2]:
+            best = (narration, score, rank)
+        if score >= settings.min_fidelity and cut:
             break
-        log.warning("segment similarity %.3f below %.3f (attempt %d)", score, settings.min_fidelity, attempt)
+        if not cut:
+            log.warning("segment audio has spoken marker lines that could not be cut (attempt %d)", attempt)
+        else:
+            log.warning(
+                "segment similarity %.3f below %.3f (attempt %d)", score, settings.min_fidelity, attempt
+            )
     assert best is not None
-    narration, score = best
+    narration, score, (_, cut, _) = best
     warnings: list[str] = []
+    if not cut:
+        warnings.append(
+            f"a segment's audio still says the marker lines around the text after {attempts} attempts "
+            "(no pause to cut them at); its transcript does not"
+        )
     if score < settings.min_fidelity:
         message = (
             f"a segment read with word similarity {score:.2f} after {attempts} attempts; "
@@ -434,6 +445,34 @@ async def _narrate_piece(
         warnings=warnings,
         marks=narration.transcript_marks,
     )
+
+
+async def _without_scaffolding(narration: SpokenText, text: str) -> tuple[SpokenText, bool]:
+    """``narration`` without the prompt scaffolding the model may have said, and whether its
+    audio is free of it too. The transcript loses the marker lines (and their spoken forms);
+    marker speech at either end is cut from the audio and the marks follow the cut
+    (:func:`~podcast.engine.scaffolding.cut_spoken_markers`). When the cut cannot be placed
+    with confidence (no pause between the markers and the text) the audio is kept whole and
+    ``False`` returned: the caller then narrates the segment again, as for a fidelity
+    failure (up to ``fidelity_attempts``; the attempt kept is the best that reads the text
+    well enough, preferring one whose audio is clean, and a warning says when it is not).
+    A guessed cut could take the text's first words with it, and a warning alone would
+    keep audio that says what the transcript does not; another attempt (with the firmer
+    rules) usually reads the text alone. A reply without spoken markers costs nothing
+    more: the cut is only looked for when the transcript had scaffolding to strip."""
+    transcript = strip_scaffolding(narration.transcript, text)
+    if transcript == narration.transcript.strip():
+        return replace(narration, transcript=transcript), True
+    marks = await _finish(
+        scaffolding.cut_spoken_markers,
+        narration.audio,
+        narration.transcript,
+        narration.transcript_marks,
+        text,
+    )
+    if marks is None:
+        return replace(narration, transcript=transcript), False
+    return replace(narration, transcript=transcript, transcript_marks=marks), True
 
 
 def _halves(text: str) -> list[str]:
