@@ -442,6 +442,22 @@ class DocumentSource(BaseModel):
     )
 
 
+class NarrationChapter(BaseModel):
+    """A chapter of a narration: its title and where it starts and ends in the audio."""
+
+    model_config = _DOCUMENT
+
+    title: str = Field(description="The chapter's title.", json_schema_extra={"x-ms-summary": "Title"})
+    start: Seconds = Field(
+        description="Where the chapter starts in the audio (seconds).",
+        json_schema_extra={"x-ms-summary": "Start (Seconds)"},
+    )
+    end: Seconds = Field(
+        description="Where it ends: the next chapter's start, or the end of the audio (seconds).",
+        json_schema_extra={"x-ms-summary": "End (Seconds)"},
+    )
+
+
 class TranscriptDocument(BaseModel):
     """The JSON stored beside each WAV (``<base>.json``): the response's fields without the
     link, when it was made, and the segments instead of their count; ``source`` only for
@@ -501,6 +517,13 @@ class TranscriptDocument(BaseModel):
         "(absent for other modes).",
         json_schema_extra={"x-ms-summary": "Turns"},
     )
+    chapters: tuple[NarrationChapter, ...] | None = Field(
+        default=None,
+        exclude_if=_is_none,
+        description="The chapters, in order (the MP3's ID3 chapters; for a WAV, the same list): "
+        "title, start and end in the audio. Absent when there are none.",
+        json_schema_extra={"x-ms-summary": "Chapters"},
+    )
 
     @classmethod
     def from_response(
@@ -513,9 +536,10 @@ class TranscriptDocument(BaseModel):
         source: DocumentSource | Mapping[str, Any] | None = None,
         speakers: Sequence[Speaker] | None = None,
         turns: Sequence[TurnReport] | None = None,
+        chapters: Sequence[NarrationChapter] = (),
     ) -> TranscriptDocument:
         """The transcript document of ``response`` (whose link, if any, is left out); a
-        script's ``speakers`` and ``turns``."""
+        script's ``speakers`` and ``turns``; the ``chapters`` (none: left out)."""
         fields = response.model_dump(exclude={"audio_url", "expires_at", "captions_url"})
         return cls.model_validate(
             {
@@ -526,6 +550,7 @@ class TranscriptDocument(BaseModel):
                 "source": source,
                 "speakers": None if speakers is None else tuple(speakers),
                 "turns": None if turns is None else tuple(turns),
+                "chapters": tuple(chapters) or None,
             }
         )
 

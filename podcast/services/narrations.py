@@ -47,6 +47,7 @@ from podcast.wire import (
     DocumentSource,
     EpisodeChapter,
     EpisodeEntry,
+    NarrationChapter,
     NarrationIndex,
     NarrationResponse,
     ScriptDocument,
@@ -102,6 +103,8 @@ class StoredNarration:
     """A script's speakers (``None`` for other modes)."""
     turns: tuple[TurnReport, ...] | None = None
     """A script's voiced turns, in order (``None`` for other modes)."""
+    chapters: tuple[Chapter, ...] = ()
+    """The chapters (the MP3's ID3 chapters, the feed's; also listed in the transcript document)."""
 
     def to_response(self) -> NarrationResponse:
         """The body of a successful ``POST /api/narrations``."""
@@ -143,6 +146,10 @@ class StoredNarration:
             source=source,
             speakers=self.speakers,
             turns=self.turns,
+            chapters=[
+                NarrationChapter(title=c.title, start=c.start_seconds, end=c.end_seconds)
+                for c in self.chapters
+            ],
         )
 
 
@@ -433,6 +440,7 @@ class NarrationService:
             turns=None if voiced is None else voiced.turns,
         )
         chapter_list = list(voiced.chapters) if voiced is not None else _chapters(narration)
+        result = replace(result, chapters=tuple(chapter_list))
         cues: list[Cue] = []
         if self.files is not None:
             cues = (

@@ -234,6 +234,16 @@ async def test_mp3_tags_and_chapters_as_ffprobe_reads_them(
     assert float(marks[-1]["end_time"]) == pytest.approx(body["duration_seconds"], abs=0.002)
     assert len(decode(mp3)) == round(body["duration_seconds"] * 24_000)  # the tag does not disturb decoding
 
+    # The transcript document lists the same chapters (a WAV's only list of them).
+    document = await host.call_http(
+        function_app.get_narration_transcript,
+        host.http_request("GET", "narrations/{id}/transcript.json", route_params={"id": body["id"]}),
+    )
+    listed = document.json()["chapters"]
+    assert [c["title"] for c in listed] == titles
+    assert [c["start"] for c in listed] == pytest.approx(starts, abs=0.001)
+    assert [c["end"] for c in listed] == pytest.approx([float(c["end_time"]) for c in marks], abs=0.002)
+
 
 async def test_an_mp3_job_is_downloadable_by_its_job_id(
     jobs_env: dict[str, str], azurite: AzuriteServer

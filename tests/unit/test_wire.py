@@ -616,6 +616,8 @@ class Narrations:
         narration_id: str | None = None,
         on_progress: Any = None,
         time_budget_seconds: float | None = None,
+        options: Any = None,
+        written_since: Any = None,
     ) -> StoredNarration:
         assert narration_id is not None
         outcome = self.script.pop(0) if self.script else None
