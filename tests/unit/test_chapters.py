@@ -11,6 +11,8 @@ from mutagen.id3 import ID3
 
 from podcast.audio.captions import Word
 from podcast.audio.id3 import CHAPTER_MIN_SECONDS, Chapter, SegmentSpan, chapters, id3_tag
+from podcast.engine.segments import split_text
+from podcast.services.documents import markdown_to_speech
 
 
 def span(text: str, start: float, end: float, boundary: str = "paragraph") -> SegmentSpan:
@@ -188,3 +190,28 @@ def test_a_heading_opening_a_short_text_is_no_chapter_of_its_own() -> None:
     words = said(text, 0.0)
 
     assert chapters([span(text, 0.0, words[-1].end, "end")], words[-1].end, words) == []
+
+
+def test_a_markdown_documents_headings_are_its_chapters() -> None:
+    document = (
+        "# Rivers\n\nRivers bend because water is lazy and always takes the easiest way down.\n\n"
+        "## What you need\n\n- a map\n- a boat\n\nThen you follow the water wherever it goes.\n\n"
+        "## Oxbow lakes\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n"
+        "A bend cut off from its river becomes a lake shaped like a horseshoe.\n\n"
+        "## Why deltas grow?\n\nWhere the river meets the sea it drops its sand and builds land."
+    )
+    text = markdown_to_speech(document)
+    segments = split_text(text, 20)
+    spans, words, start = [], [], 0.0
+    for segment in segments:
+        timed = said(segment.text, start)
+        spans.append(span(segment.text, start, timed[-1].end, segment.boundary))
+        words += timed
+        start = timed[-1].end + 0.8
+
+    result = chapters(spans, start, words)
+
+    assert len(segments) > 1
+    assert [c.title for c in result] == ["Rivers", "What you need", "Oxbow lakes", "Why deltas grow?"]
+    for chapter, heading in zip(result[1:], ["What", "Oxbow", "Why"], strict=True):
+        assert chapter.start_seconds == onset(words, heading)
