@@ -3,14 +3,19 @@
 :func:`id3_tag` returns a whole ID3v2.3 tag as bytes (v2.3: what Apple Podcasts, most
 players and podcast hosts read; CHAP/CTOC are defined for it by the ID3 chapter addendum)
 to put before the first MP3 frame. :func:`chapters` picks chapter starts from the
-narration's segments: at each heading (a segment whose first paragraph is a short line, as
-Markdown headings become), else at paragraph breaks once a chapter has run
+narration's source text and timed words: at each heading (a short line as its own
+paragraph, as Markdown headings become), where its words are said, even inside a segment;
+in a text without headings, at the first paragraph break once a chapter has run
 :data:`CHAPTER_MIN_SECONDS`.
 """
 
 from __future__ import annotations
 
+import bisect
+import difflib
 import io
+import itertools
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,14 +24,26 @@ from typing import Final
 
 from mutagen.id3 import CHAP, CTOC, ID3, TALB, TCON, TDRC, TIT2, TLEN, TPE1, TXXX, CTOCFlags
 
-__all__ = ["CHAPTER_MIN_SECONDS", "Chapter", "SegmentSpan", "chapters", "id3_tag"]
+from podcast.audio.captions import Word
+
+__all__ = ["CHAPTER_MIN_SECONDS", "OMITTED_TABLE", "Chapter", "SegmentSpan", "chapters", "id3_tag"]
 
 CHAPTER_MIN_SECONDS: Final = 60.0
 """A chapter of a text without headings runs at least this long before a paragraph break ends it."""
+OMITTED_TABLE: Final = "Table omitted."
+"""What a Markdown document's table is read as (:mod:`podcast.services.documents`): never a heading."""
 _HEADING_WORDS: Final = 12
 _TITLE_WORDS: Final = 8
 _NO_OFFSET: Final = 0xFFFFFFFF
 """CHAP's byte offsets "not given": players seek by time."""
+_PARAGRAPH_BREAK: Final = re.compile(r"\n\s*\n")
+_TOKEN: Final = re.compile(r"\w+")
+_SENTENCE_END: Final = re.compile(r"[.!?…。！？:]$")
+_NOT_A_HEADING: Final = re.compile(
+    r"^[\"'“‘„«‹—–*•-]"  # dialogue, a quotation, a plain-text list item
+    r"|[!,;…\"'”’»›)\]]$"  # an exclamation, a clause, a quotation's end
+    r"|[.!?…。！？][\"'”’)\]]*\s"  # more than one sentence, or a numbered item ("1. Flour")
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,15 +65,43 @@ class SegmentSpan:
     end_seconds: float
 
 
-def _heading(text: str) -> str | None:
-    """The segment's heading: its first paragraph when that is one short line."""
-    first, separator, rest = text.strip().partition("\n\n")
-    line = first.strip()
-    if not separator or not rest.strip() or "\n" in line or not line:
+@dataclass(frozen=True, slots=True)
+class _Paragraph:
+    """A paragraph start in the narration: its text, its heading if it is one, when it is said."""
+
+    own: str
+    rest: str
+    """From the paragraph's start to its segment's end (a title's words may run on)."""
+    heading: str | None
+    sure: bool
+    """A heading without end punctuation (:func:`_heading`)."""
+    seconds: float
+
+
+def _heading(paragraph: str) -> tuple[str, bool] | None:
+    """The paragraph as a heading, and whether it is a sure one: one short line (at most
+    :data:`_HEADING_WORDS` words) that is not dialogue, a list item, an exclamation, more than
+    one sentence or :data:`OMITTED_TABLE`. Sure without end punctuation (as the segments keep
+    a heading with its paragraph); one ending in ``.``, ``?`` or ``:`` may be a Markdown
+    heading (:func:`~podcast.services.documents.markdown_to_speech` makes it a sentence), a
+    list item or a short paragraph. The title drops an end ``.`` or ``:``."""
+    line = paragraph.strip()
+    if (
+        not line
+        or "\n" in line
+        or len(line.split()) > _HEADING_WORDS
+        or line == OMITTED_TABLE
+        or _NOT_A_HEADING.search(line)
+    ):
         return None
-    if len(line.split()) > _HEADING_WORDS:
-        return None
-    return line.rstrip(".:")
+    title = line.rstrip(".:").strip()
+    return (title, not _SENTENCE_END.search(line)) if title else None
+
+
+def _alone(before: _Paragraph, paragraph: _Paragraph, after: _Paragraph) -> bool:
+    """Whether ``paragraph`` is a heading between two paragraphs that are none (a heading
+    with end punctuation counts only so: not an item of a list)."""
+    return paragraph.heading is not None and before.heading is None and after.heading is None
 
 
 def _opening_words(text: str) -> str:
@@ -65,26 +110,128 @@ def _opening_words(text: str) -> str:
     return title + ("…" if len(words) > _TITLE_WORDS else "")
 
 
-def chapters(spans: Sequence[SegmentSpan], total_seconds: float) -> list[Chapter]:
-    """Chapters for a narration made of ``spans`` (in order); none when there would be only one.
+def _tokens(text: str) -> list[tuple[int, str]]:
+    """The words of ``text`` (runs of letters and digits, case-folded) and where each starts."""
+    return [(match.start(), match.group().casefold()) for match in _TOKEN.finditer(text)]
 
-    A chapter starts at the first segment, at every segment that opens with a heading, and
-    at a segment after a paragraph break once the running chapter is
-    :data:`CHAPTER_MIN_SECONDS` long. Each ends where the next starts (the last at
-    ``total_seconds``), so the chapters cover the audio without gaps.
-    """
-    starts: list[tuple[float, str]] = []
+
+def _spoken_at(span: SegmentSpan, offsets: Sequence[int], words: Sequence[Word]) -> list[float]:
+    """When each paragraph start in ``span`` (``offsets``: characters into its text,
+    increasing) is said among the segment's timed ``words``: source and transcript are
+    compared as case-folded words without punctuation (:class:`difflib.SequenceMatcher`, once
+    per segment); a paragraph starts at the word its first matching word puts its first word
+    at, in the pause before that word. A paragraph none of whose words match is placed in
+    proportion to its characters in the segment. None is earlier than the one before."""
+    source = _tokens(span.text)
+    owners: list[int] = []  # the timed word each spoken token belongs to
+    spoken: list[str] = []
+    for number, word in enumerate(words):
+        for _, piece in _tokens(word.text):
+            owners.append(number)
+            spoken.append(piece)
+    matched: list[int | None] = [None] * len(source)
+    if source and spoken:
+        matcher = difflib.SequenceMatcher(None, [piece for _, piece in source], spoken, autojunk=False)
+        for block in matcher.get_matching_blocks():
+            for k in range(block.size):
+                matched[block.a + k] = block.b + k
+    starts = [start for start, _ in source]
+    times: list[float] = []
+    floor = -1  # the spoken token of the last source token matched before the paragraph
+    scanned = 0
+    for number, offset in enumerate(offsets):
+        first = bisect.bisect_left(starts, offset)
+        end = bisect.bisect_left(starts, offsets[number + 1]) if number + 1 < len(offsets) else len(source)
+        for index in range(scanned, first):
+            value = matched[index]
+            floor = floor if value is None else value
+        scanned = first
+        token: int | None = None
+        if first < end and matched[first] is not None:
+            token = matched[first]  # its first word is said
+        elif 0 < first < end and matched[first - 1] is not None:
+            token = floor + 1  # the word before it is: it starts right after
+        else:
+            for index in range(first + 1, end):
+                value = matched[index]
+                if value is not None:
+                    token = value - (index - first)  # as many words before as in the text
+                    break
+        if token is None:
+            share = offset / max(1, len(span.text))
+            seconds = span.start_seconds + (span.end_seconds - span.start_seconds) * share
+        else:
+            at = owners[min(len(owners) - 1, max(token, floor + 1))]
+            seconds = words[at].start
+            if at > 0 and words[at - 1].end < seconds:
+                seconds = (words[at - 1].end + seconds) / 2  # in the pause before it
+        times.append(max(seconds, times[-1] if times else span.start_seconds))
+    return times
+
+
+def _paragraphs(spans: Sequence[SegmentSpan], words: Sequence[Word]) -> list[_Paragraph]:
+    """Every paragraph start of the narration, in order, and when it is said: a segment's
+    first paragraph at the segment's start (none when the segment goes on with the paragraph
+    the one before ended in), the others where their words are (:func:`_spoken_at`)."""
+    word_starts = [word.start for word in words]
+    found: list[_Paragraph] = []
     previous_boundary = "paragraph"
-    for span in spans:
-        heading = _heading(span.text)
-        running = span.start_seconds - starts[-1][0] if starts else None
-        if (
-            not starts
-            or heading is not None
-            or (previous_boundary == "paragraph" and running is not None and running >= CHAPTER_MIN_SECONDS)
-        ):
-            starts.append((0.0 if not starts else span.start_seconds, heading or _opening_words(span.text)))
+    for number, span in enumerate(spans):
+        offsets = [0, *(match.end() for match in _PARAGRAPH_BREAK.finditer(span.text))]
+        offsets = [offset for offset in offsets if span.text[offset:].strip()]
+        if previous_boundary != "paragraph" and offsets[:1] == [0]:
+            offsets = offsets[1:]
         previous_boundary = span.boundary
+        times = [span.start_seconds] if offsets[:1] == [0] else []
+        if len(offsets) > len(times):
+            later = spans[number + 1].start_seconds if number + 1 < len(spans) else math.inf
+            first = bisect.bisect_left(word_starts, span.start_seconds)
+            said = words[first : bisect.bisect_left(word_starts, later, lo=first)]
+            times += _spoken_at(span, offsets[len(times) :], said)
+        for offset, seconds in zip(offsets, times, strict=True):
+            rest = span.text[offset:]
+            own, *more = _PARAGRAPH_BREAK.split(rest, maxsplit=1)
+            # A paragraph the next segment goes on with is no heading.
+            heading = _heading(own) if more or span.boundary in ("paragraph", "end") else None
+            title, sure = heading or (None, False)
+            found.append(_Paragraph(own, rest, title, sure, seconds))
+    return found
+
+
+def chapters(spans: Sequence[SegmentSpan], total_seconds: float, words: Sequence[Word] = ()) -> list[Chapter]:
+    """Chapters for a narration made of ``spans`` (in order) whose timed words (all of them,
+    as captions have them) are ``words``; none when there would be only one.
+
+    A text with headings (:func:`_heading`: a short line as its own paragraph, as Markdown
+    headings become) gets a chapter at each, titled with it, from where it is said
+    (:func:`_spoken_at`), and one from the start before the first. A heading without end
+    punctuation opens one unless the line before is one too (of a run, the first); one with
+    end punctuation only between two paragraphs that are no headings (:func:`_alone`: not a
+    list's item). None opens at the text's last paragraph or after a line ending in ``:``
+    (the list it introduces). A text without headings gets paragraph groups: a
+    chapter starts at the first paragraph start (inside a segment too) once the running one
+    is :data:`CHAPTER_MIN_SECONDS` long, titled with its first words. Each chapter ends where
+    the next starts (the last at ``total_seconds``), so they cover the audio without gaps.
+    """
+    paragraphs = _paragraphs(spans, words)
+    if not paragraphs:
+        return []
+    opening = paragraphs[0].heading or _opening_words(paragraphs[0].rest)
+    starts: list[tuple[float, str]] = [(0.0, opening)]
+    for number, (before, paragraph) in enumerate(itertools.pairwise(paragraphs), 1):
+        if (
+            paragraph.heading is not None
+            and number < len(paragraphs) - 1
+            and ((paragraph.sure and not before.sure) or _alone(before, paragraph, paragraphs[number + 1]))
+            and not before.own.rstrip().endswith(":")
+            and paragraph.seconds > starts[-1][0]
+        ):
+            starts.append((paragraph.seconds, paragraph.heading))
+    if len(starts) < 2:  # no headings (or only one, opening the text): paragraph groups
+        for paragraph in paragraphs[1:]:
+            if paragraph.seconds - starts[-1][0] >= CHAPTER_MIN_SECONDS:
+                title = paragraph.heading if paragraph.sure else None
+                starts.append((paragraph.seconds, title or _opening_words(paragraph.rest)))
     if len(starts) < 2:
         return []
     ends = [start for start, _ in starts[1:]] + [total_seconds]

@@ -59,6 +59,7 @@ from markdown_it import MarkdownIt
 from markdown_it.token import Token
 from pydantic import ValidationError
 
+from podcast.audio.id3 import OMITTED_TABLE
 from podcast.errors import (
     BlobNameError,
     ConfigurationError,
@@ -217,12 +218,12 @@ def markdown_to_speech(source: str) -> str:
     while index < len(tokens):
         token = tokens[index]
         if token.type == "table_open":
-            blocks.append("Table omitted.")
+            blocks.append(OMITTED_TABLE)  # chapters know it is no heading
             index = _skip_to(tokens, index, "table_close")
         elif token.type == "inline":
             text = _inline_text(token.children or [])
             if text:
-                blocks.append(_as_sentence(text) if _in_list_or_heading(tokens, index) else text)
+                blocks.append(_as_sentence(text) if _in_list_item(tokens, index) else text)
         # fence, code_block, html_block, hr: not narrated.
         index += 1
     return "\n\n".join(blocks)
@@ -297,14 +298,13 @@ def _inline_text(children: Sequence[Token]) -> str:
     return _SPACE_BEFORE_PUNCTUATION.sub(r"\1", text)
 
 
-def _in_list_or_heading(tokens: Sequence[Token], index: int) -> bool:
-    """Whether the inline token at ``index`` is a heading or a list item's first line."""
-    previous = tokens[index - 1] if index else None
-    if previous is None:
+def _in_list_item(tokens: Sequence[Token], index: int) -> bool:
+    """Whether the inline token at ``index`` is a list item's first line (said as a sentence).
+    A heading is not: it stays a short line without end punctuation, as a plain text's
+    headings are, which the segments keep with what follows and chapters start at."""
+    if index < 2:
         return False
-    if previous.type == "heading_open":
-        return True
-    return previous.type == "paragraph_open" and index >= 2 and tokens[index - 2].type == "list_item_open"
+    return tokens[index - 1].type == "paragraph_open" and tokens[index - 2].type == "list_item_open"
 
 
 def _as_sentence(text: str) -> str:

@@ -623,10 +623,10 @@ def _excerpt(text: str, limit: int) -> str:
 
 
 def _chapters(narration: NarratedText) -> list[Chapter]:
-    """The narration's chapters at headings and paragraph groups (:func:`~podcast.audio.id3.chapters`):
-    the MP3's ID3 chapters, and the feed item's (any format)."""
+    """The narration's chapters at headings and paragraph groups, placed by its timed words
+    (:func:`~podcast.audio.id3.chapters`): the MP3's ID3 chapters, and the feed item's (any format)."""
     spans = [
         SegmentSpan(text, boundary, report.start_seconds, report.end_seconds)
         for (text, boundary), report in zip(narration.sources, narration.segments, strict=True)
     ]
-    return chapters(spans, narration.duration_seconds)
+    return chapters(spans, narration.duration_seconds, narration.words)

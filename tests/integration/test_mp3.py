@@ -245,6 +245,36 @@ async def test_mp3_tags_and_chapters_as_ffprobe_reads_them(
     assert [c["end"] for c in listed] == pytest.approx([float(c["end_time"]) for c in marks], abs=0.002)
 
 
+async def test_headings_inside_one_segment_are_chapters_where_they_are_said(app_env: dict[str, str]) -> None:
+    text = (
+        "How rivers bend\n\nRivers rarely run straight for long. A small bend grows as water pushes "
+        "against the outer bank.\n\nOxbow lakes\n\nOver many years the loops grow wider, until a flood "
+        "cuts across the neck.\n\nDeltas\n\nWhere the river meets the sea, it drops its sand and builds land."
+    )
+    request = host.http_request("POST", "narrations", json={"text": text, "format": "mp3", "title": "Rivers"})
+    answer = await host.call_http(function_app.create_narration, request)
+    assert answer.status == 200, answer.body
+    body = answer.json()
+    assert body["segments"] == 1
+    _, mp3, _ = http("GET", body["audio_url"])
+    _, vtt, _ = http("GET", body["captions_url"])
+
+    with tempfile.NamedTemporaryFile(suffix=".mp3") as file:
+        file.write(mp3)
+        file.flush()
+        command = ["ffprobe", "-v", "error", "-show_chapters", "-of", "json", file.name]
+        done = subprocess.run(command, capture_output=True, check=True)
+    marks = sorted(json.loads(done.stdout)["chapters"], key=lambda c: float(c["start_time"]))
+    assert [c["tags"]["title"] for c in marks] == ["How rivers bend", "Oxbow lakes", "Deltas"]
+    # Each starts just before the caption cue its heading's first word opens.
+    cues = [block.split("\n") for block in vtt.decode().split("\n\n")[1:] if "-->" in block]
+    for mark, word in zip(marks[1:], ["Oxbow", "Deltas"], strict=True):
+        (timing,) = [lines[0] for lines in cues if any(line.startswith(word) for line in lines[1:])]
+        minutes, seconds = timing.split(" --> ")[0].rsplit(":", 1)
+        cue_start = int(minutes.split(":")[-1]) * 60 + float(seconds)
+        assert cue_start - 1.0 < float(mark["start_time"]) <= cue_start + 0.01
+
+
 async def test_an_mp3_job_is_downloadable_by_its_job_id(
     jobs_env: dict[str, str], azurite: AzuriteServer
 ) -> None:

@@ -6,9 +6,13 @@ import io
 import itertools
 from datetime import UTC, datetime
 
+import pytest
 from mutagen.id3 import ID3
 
+from podcast.audio.captions import Word
 from podcast.audio.id3 import CHAPTER_MIN_SECONDS, Chapter, SegmentSpan, chapters, id3_tag
+from podcast.engine.segments import split_text
+from podcast.services.documents import markdown_to_speech
 
 
 def span(text: str, start: float, end: float, boundary: str = "paragraph") -> SegmentSpan:
@@ -17,9 +21,9 @@ def span(text: str, start: float, end: float, boundary: str = "paragraph") -> Se
 
 def test_headings_start_chapters_with_their_titles() -> None:
     spans = [
-        span("Introduction\n\nRivers rarely run straight.", 0.0, 5.0),
-        span("More about the bends, and more.", 5.5, 9.0, "sentence"),
-        span("Why rivers bend.\n\nThe outer bank wears away.", 9.5, 15.0),
+        span("Introduction\n\nRivers rarely run straight.", 0.0, 5.0, "sentence"),
+        span("More about the bends, and more.", 5.5, 9.0),
+        span("Why rivers bend.\n\nThe outer bank wears away, so the bend grows a bit each year.", 9.5, 15.0),
         span("Oxbow lakes\n\nA flood cuts the neck.", 15.5, 20.0, "end"),
     ]
 
@@ -74,3 +78,140 @@ def test_the_tag_reads_back() -> None:
         (9500, 20000),
     ]
     assert str(tag["CHAP:chp1"].sub_frames["TIT2"]) == "Oxbow lakes"
+
+
+def said(text: str, start: float, seconds_per_word: float = 0.4) -> list[Word]:
+    """The words of ``text`` timed one after another from ``start``, a short pause after each."""
+    return [
+        Word(word, start + n * seconds_per_word, start + n * seconds_per_word + 0.75 * seconds_per_word)
+        for n, word in enumerate(text.split())
+    ]
+
+
+def onset(words: list[Word], first: str) -> float:
+    """Where a chapter starting at the word ``first`` should start: in the pause before it."""
+    index = next(n for n, word in enumerate(words) if word.text == first)
+    return (words[index - 1].end + words[index].start) / 2
+
+
+SHORT_TEXT = (
+    "Rivers\n\nRivers bend because water takes the easiest way downhill.\n\n"
+    "Oxbow lakes\n\nA bend cut off from its river becomes a lake.\n\n"
+    "Deltas\n\nWhere the river meets the sea it drops its sand."
+)
+
+
+def test_a_one_segment_text_gets_a_chapter_at_each_heading_where_it_is_said() -> None:
+    words = said(SHORT_TEXT, 0.3)
+    end = words[-1].end
+
+    result = chapters([span(SHORT_TEXT, 0.3, end, "end")], end + 0.1, words)
+
+    assert result == [
+        Chapter("Rivers", 0.0, onset(words, "Oxbow")),
+        Chapter("Oxbow lakes", onset(words, "Oxbow"), onset(words, "Deltas")),
+        Chapter("Deltas", onset(words, "Deltas"), end + 0.1),
+    ]
+
+
+def test_headings_inside_segments_and_at_their_starts_are_all_chapters() -> None:
+    # Headings with end punctuation, each between paragraphs that are none.
+    body = "goes on for long enough to be no heading, more than twelve words"
+    first = f"Why rivers bend.\n\nThe outer bank {body}.\n\nOxbow lakes.\n\nA flood {body}."
+    second = f"The lake {body}.\n\nDeltas.\n\nThe sand {body}.\n\nEstuaries?\n\nThe tide {body}."
+    first_words = said(first, 0.0)
+    second_words = said(second, first_words[-1].end + 1.0)
+    spans = [
+        span(first, 0.0, first_words[-1].end),
+        span(second, second_words[0].start, second_words[-1].end, "end"),
+    ]
+
+    result = chapters(spans, 30.0, first_words + second_words)
+
+    assert [c.title for c in result] == ["Why rivers bend", "Oxbow lakes", "Deltas", "Estuaries?"]
+    assert [c.start_seconds for c in result] == [
+        0.0,
+        onset(first_words, "Oxbow"),
+        onset(second_words, "Deltas."),
+        onset(second_words, "Estuaries?"),
+    ]
+
+
+def test_a_transcript_that_differs_a_little_still_places_the_heading() -> None:
+    source = "Intro\n\nSome words come first here.\n\nOxbow Lakes\n\nA bend is cut off."
+    # Said differently: case, punctuation, and the heading's first word heard as two.
+    words = said("intro... some words come first, here! Ox bow lakes: a bend is cut off", 0.0)
+
+    result = chapters([span(source, 0.0, words[-1].end, "end")], 10.0, words)
+
+    assert [c.title for c in result] == ["Intro", "Oxbow Lakes"]
+    assert result[1].start_seconds == onset(words, "Ox")
+
+
+def test_a_heading_whose_words_are_not_said_is_placed_by_its_characters() -> None:
+    source = "Intro\n\nSome words come first.\n\nOxbow lakes\n\nA bend is cut off."
+    nothing_alike = said("zzz yyy xxx www vvv uuu ttt", 1.0)
+
+    for words in (nothing_alike, []):
+        result = chapters([span(source, 1.0, 9.0, "end")], 10.0, words)
+
+        assert [c.title for c in result] == ["Intro", "Oxbow lakes"]
+        assert result[1].start_seconds == pytest.approx(1.0 + 8.0 * source.index("Oxbow") / len(source))
+
+
+def test_paragraph_groups_start_at_paragraph_breaks_inside_segments() -> None:
+    paragraph = "This paragraph has about twenty words, said at two and a half words a second: eight seconds."
+    text = "\n\n".join(f"{n} {paragraph}" for n in range(20))  # 18 words (7.2 s) each, in one segment
+    words = said(text, 0.0)
+
+    result = chapters([span(text, 0.0, words[-1].end, "end")], words[-1].end, words)
+
+    # Paragraph n starts at 7.2 n s: the first at or after 60 s is the 9th, then 60 s on, the 18th.
+    assert [c.start_seconds for c in result] == [0.0, onset(words, "9"), onset(words, "18")]
+    assert result[1].title == "9 This paragraph has about twenty words, said…"
+
+
+def test_short_lines_of_prose_dialogue_and_lists_are_no_headings() -> None:
+    text = (
+        "It was late when the boat came in, and nobody on the pier had seen it leave.\n\n"
+        "“Who is there?” she asked.\n\n"
+        "Nobody answered!\n\n"
+        "- the rope\n\n"
+        "1. The oars\n\n"
+        "They waited for the tide, and then they walked home along the river in the dark."
+    )
+    words = said(text, 0.0)
+
+    assert chapters([span(text, 0.0, words[-1].end, "end")], words[-1].end, words) == []
+
+
+def test_a_heading_opening_a_short_text_is_no_chapter_of_its_own() -> None:
+    text = "Rivers\n\nRivers bend because water takes the easiest way downhill."
+    words = said(text, 0.0)
+
+    assert chapters([span(text, 0.0, words[-1].end, "end")], words[-1].end, words) == []
+
+
+def test_a_markdown_documents_headings_are_its_chapters() -> None:
+    document = (
+        "# Rivers\n\nRivers bend because water is lazy and always takes the easiest way down.\n\n"
+        "## What you need\n\n- a map\n- a boat\n\nThen you follow the water wherever it goes.\n\n"
+        "## Oxbow lakes\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n"
+        "A bend cut off from its river becomes a lake shaped like a horseshoe.\n\n"
+        "## Why deltas grow?\n\nWhere the river meets the sea it drops its sand and builds land."
+    )
+    text = markdown_to_speech(document)
+    segments = split_text(text, 20)
+    spans, words, start = [], [], 0.0
+    for segment in segments:
+        timed = said(segment.text, start)
+        spans.append(span(segment.text, start, timed[-1].end, segment.boundary))
+        words += timed
+        start = timed[-1].end + 0.8
+
+    result = chapters(spans, start, words)
+
+    assert len(segments) > 1
+    assert [c.title for c in result] == ["Rivers", "What you need", "Oxbow lakes", "Why deltas grow?"]
+    for chapter, heading in zip(result[1:], ["What", "Oxbow", "Why"], strict=True):
+        assert chapter.start_seconds == onset(words, heading)
