@@ -12,7 +12,6 @@ in a text without headings, at the first paragraph break once a chapter has run
 from __future__ import annotations
 
 import bisect
-import difflib
 import io
 import itertools
 import math
@@ -23,6 +22,7 @@ from datetime import datetime
 from typing import Final
 
 from mutagen.id3 import CHAP, CTOC, ID3, TALB, TCON, TDRC, TIT2, TLEN, TPE1, TXXX, CTOCFlags
+from rapidfuzz.distance import Indel
 
 from podcast.audio.captions import Word
 
@@ -118,21 +118,26 @@ def _tokens(text: str) -> list[tuple[int, str]]:
 def _spoken_at(span: SegmentSpan, offsets: Sequence[int], words: Sequence[Word]) -> list[float]:
     """When each paragraph start in ``span`` (``offsets``: characters into its text,
     increasing) is said among the segment's timed ``words``: source and transcript are
-    compared as case-folded words without punctuation (:class:`difflib.SequenceMatcher`, once
+    compared as case-folded words without punctuation (a longest common subsequence, once
     per segment); a paragraph starts at the word its first matching word puts its first word
     at, in the pause before that word. A paragraph none of whose words match is placed in
     proportion to its characters in the segment. None is earlier than the one before."""
     source = _tokens(span.text)
-    owners: list[int] = []  # the timed word each spoken token belongs to
+    # The timed words' tokens, found in one pass over their texts joined (a regex run per
+    # word cost 20 ms for a 30-minute narration), and the word each belongs to.
+    begins = list(itertools.accumulate((len(word.text) + 1 for word in words), initial=0))
+    owners: list[int] = []
     spoken: list[str] = []
-    for number, word in enumerate(words):
-        for _, piece in _tokens(word.text):
-            owners.append(number)
-            spoken.append(piece)
+    number = 0
+    for at, piece in _tokens(" ".join(word.text for word in words)):
+        while begins[number + 1] <= at:
+            number += 1
+        owners.append(number)
+        spoken.append(piece)
     matched: list[int | None] = [None] * len(source)
     if source and spoken:
-        matcher = difflib.SequenceMatcher(None, [piece for _, piece in source], spoken, autojunk=False)
-        for block in matcher.get_matching_blocks():
+        # A longest common subsequence of words (rapidfuzz, in C++: difflib took ~2 ms a segment).
+        for block in Indel.opcodes([piece for _, piece in source], spoken).as_matching_blocks():
             for k in range(block.size):
                 matched[block.a + k] = block.b + k
     starts = [start for start, _ in source]
