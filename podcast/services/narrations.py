@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from typing import Final
 
 from podcast.audio.captions import Cue, make_cues, srt, webvtt
 from podcast.audio.id3 import Chapter, SegmentSpan, chapters, id3_tag
@@ -434,7 +435,7 @@ class NarrationService:
             segments=narration.segments,
             fidelity=narration.fidelity,
             min_fidelity=self.narration_settings.min_fidelity,
-            warnings=narration.warnings,
+            warnings=(*narration.warnings, *_length_warnings(request, narration.duration_seconds)),
             loudness_lufs=narration.loudness_lufs,
             speakers=None if script is None else tuple(script.speakers),
             turns=None if voiced is None else voiced.turns,
@@ -611,6 +612,25 @@ class NarrationService:
                     )
                     return
                 await asyncio.sleep(CLEANUP_BACKOFF_SECONDS * attempt)
+
+
+SHORT_CONVERSATION_SHARE: Final = 0.5
+"""A conversation shorter than this share of its ``target_minutes`` is answered with a warning."""
+
+
+def _length_warnings(request: NarrationRequest, duration_seconds: float) -> tuple[str, ...]:
+    """A warning when a conversation the model wrote came out far shorter than asked (a short
+    source gives a short conversation: the writer may use only the source's facts); none
+    otherwise."""
+    if (
+        request.mode != "conversation"
+        or duration_seconds >= SHORT_CONVERSATION_SHARE * request.target_minutes * 60
+    ):
+        return ()
+    return (
+        f"the conversation runs {duration_seconds / 60:.1f} minutes of the {request.target_minutes:g} asked "
+        "for: the source may have too little to say for that long",
+    )
 
 
 def _excerpt(text: str, limit: int) -> str:

@@ -171,3 +171,28 @@ async def test_no_cache_has_a_conversations_script_written_afresh_after_a_rememb
     assert fresh.status == 200, fresh.body
     assert text_sessions(emulator) > writing, "no-cache has the script written afresh"
     assert fresh.json()["mode"] == "conversation"
+
+
+async def test_a_conversation_far_shorter_than_asked_says_so(
+    jobs_env: dict[str, str], emulator: RealtimeEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NARRATION_SYNC_MAX_AUDIO_SECONDS", str(10 * 60 + 1))  # answered at once
+    short = "Rivers bend. Fast water wears the outer bank. Slow water drops sand on the inner bank."
+    asked = await post(
+        "narrations",
+        function_app.create_narration,
+        {"text": short, "mode": "conversation", "target_minutes": 10},
+    )
+    assert asked.status == 200, asked.body
+    body = asked.json()
+    assert body["duration_seconds"] < 5 * 60
+    (warning,) = [w for w in body["warnings"] if "asked for" in w]
+    assert f"runs {body['duration_seconds'] / 60:.1f} minutes of the 10 asked for" in warning
+
+    enough = await post(
+        "narrations",
+        function_app.create_narration,
+        {"text": short, "mode": "conversation", "target_minutes": 0.5},
+    )
+    assert enough.status == 200, enough.body
+    assert not [w for w in enough.json()["warnings"] if "asked for" in w], "long enough: no warning"
