@@ -535,18 +535,6 @@ class NarrationRequest(BaseModel):
             del prepared["chapters"]
         limits = _limits(info)
         if not _check_text_or_script(prepared):  # a script's voices are its speakers'
-            mode = prepared.get("mode")
-            voice = prepared.get("voice")
-            # The default voice is what a connector's form sends when left as it is: harmless.
-            chosen = voice is not None and not (
-                isinstance(voice, str) and voice.strip().lower() == limits.default_voice
-            )
-            if isinstance(mode, str) and mode.strip().lower() == "conversation" and chosen:
-                _fail(
-                    "voice",
-                    "voice does not apply to a conversation: each speaker has a voice; give them in "
-                    "speakers ([{name, voice}]), or leave voice out for the default hosts",
-                )
             prepared.setdefault("voice", limits.default_voice)
         prepared.setdefault("sas_expiry_minutes", limits.default_sas_expiry_minutes)
         return prepared
@@ -1050,10 +1038,28 @@ def parse_request(body: bytes | str | Mapping[str, Any], limits: RequestLimits) 
     digit: see :func:`has_speakable_text`) or ``invalid_request``.
     """
     data = _document(body, limits)
+    _check_conversation_voice(data, limits)
     try:
         return NarrationRequest.model_validate(data, context={LIMITS_CONTEXT_KEY: limits})
     except ValidationError as exc:
         raise _to_request_error(exc) from None
+
+
+def _check_conversation_voice(data: Mapping[str, Any], limits: RequestLimits) -> None:
+    """A caller's ``voice`` beside ``mode: "conversation"`` is refused (the speakers have the
+    voices), except the default voice, which a connector's form sends when left as it is.
+    Checked on what callers send only: a stored job's request, validated again when it runs,
+    carries the default voice the service filled in (whatever the default was then)."""
+    mode, voice = data.get("mode"), data.get("voice")
+    if not (isinstance(mode, str) and mode.strip().lower() == "conversation"):
+        return
+    if voice is None or (isinstance(voice, str) and voice.strip().lower() in ("", limits.default_voice)):
+        return
+    raise RequestValidationError(
+        "voice does not apply to a conversation: each speaker has a voice; give them in "
+        "speakers ([{name, voice}]), or leave voice out for the default hosts",
+        field="voice",
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,8 +7,10 @@ import pytest
 from podcast.errors import RequestTooLargeError, RequestValidationError
 from podcast.models import (
     DEFAULT_SPEAKERS,
+    LIMITS_CONTEXT_KEY,
     MAX_CONVERSATION_MINUTES,
     MAX_TARGET_MINUTES,
+    NarrationRequest,
     RequestLimits,
     ScriptRequest,
     parse_request,
@@ -155,3 +157,17 @@ def test_a_conversation_without_a_voice_or_with_an_empty_one_is_accepted() -> No
     # A connector's form sends the default voice unless changed: that is not a choice of voice.
     form = {"text": "Rivers bend.", "mode": "conversation", "voice": LIMITS.default_voice.upper()}
     assert parse_request(form, LIMITS).mode == "conversation"
+
+
+def test_a_stored_conversation_job_validates_again_whatever_the_default_voice() -> None:
+    """A job's request is stored with the default voice filled in and validated again when it
+    runs (with other limits): the conversation's voice check is for callers, not for that."""
+    here = RequestLimits(default_voice="cedar")
+    request = parse_request({"text": "Rivers bend. " * 20, "mode": "conversation"}, here)
+    stored = request.model_dump(mode="json", exclude_unset=True)
+    assert stored["voice"] == "cedar"
+    again = NarrationRequest.model_validate(stored, context={LIMITS_CONTEXT_KEY: RequestLimits()})
+    assert again.mode == "conversation"
+    with pytest.raises(RequestValidationError) as refused:  # a caller choosing it is still refused
+        parse_request({"text": "Rivers bend.", "mode": "conversation", "voice": "cedar"}, LIMITS)
+    assert refused.value.field == "voice"
