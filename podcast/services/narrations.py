@@ -440,7 +440,14 @@ class NarrationService:
             speakers=None if script is None else tuple(script.speakers),
             turns=None if voiced is None else voiced.turns,
         )
-        chapter_list = list(voiced.chapters) if voiced is not None else _chapters(narration)
+        # An episode is the model's own words about the source: the source's headings are not in it.
+        chapter_list = (
+            list(voiced.chapters)
+            if voiced is not None
+            else []
+            if request.mode == "episode"
+            else _chapters(narration)
+        )
         result = replace(result, chapters=tuple(chapter_list))
         cues: list[Cue] = []
         if self.files is not None:

@@ -305,3 +305,32 @@ async def test_an_mp3_job_is_downloadable_by_its_job_id(
     assert (download.status, download.body) == (206, b"ID3")
     assert download.headers["Content-Type"] == "audio/mpeg"
     assert 'filename="Job.mp3"' in download.headers["Content-Disposition"]
+
+
+async def test_an_episode_has_no_chapters_from_its_sources_headings(app_env: dict[str, str]) -> None:
+    text = (
+        "How rivers bend\n\nRivers rarely run straight for long, and a small bend grows wider.\n\n"
+        "Oxbow lakes\n\nA flood cuts across the neck of a loop and leaves a lake behind.\n\n"
+        "Deltas\n\nAt the sea the river drops its sand and splits into many channels."
+    )
+    body = {"text": text, "mode": "episode", "format": "mp3", "title": "Rivers", "target_minutes": 1}
+    answer = await host.call_http(
+        function_app.create_narration, host.http_request("POST", "narrations", json=body)
+    )
+    assert answer.status == 200, answer.body
+    result = answer.json()
+    _, mp3, _ = http("GET", result["audio_url"])
+    with tempfile.NamedTemporaryFile(suffix=".mp3") as file:
+        file.write(mp3)
+        file.flush()
+        done = subprocess.run(
+            ["ffprobe", "-v", "error", "-show_chapters", "-of", "json", file.name],
+            capture_output=True,
+            check=True,
+        )
+    assert json.loads(done.stdout)["chapters"] == [], "the episode's words are the model's, not the source's"
+    document = await host.call_http(
+        function_app.get_narration_transcript,
+        host.http_request("GET", "narrations/{id}/transcript.json", route_params={"id": result["id"]}),
+    )
+    assert "chapters" not in document.json()
