@@ -38,11 +38,14 @@ _NO_OFFSET: Final = 0xFFFFFFFF
 """CHAP's byte offsets "not given": players seek by time."""
 _PARAGRAPH_BREAK: Final = re.compile(r"\n\s*\n")
 _TOKEN: Final = re.compile(r"\w+")
+_HEADING_CHARACTERS: Final = 80
+"""A heading is no longer than this (a CJK line is one "word" however long)."""
+_TITLE_CHARACTERS: Final = 60
 _SENTENCE_END: Final = re.compile(r"[.!?…。！？:]$")
 _NOT_A_HEADING: Final = re.compile(
-    r"^[\"'“‘„«‹—–*•-]"  # dialogue, a quotation, a plain-text list item
-    r"|[!,;…\"'”’»›)\]]$"  # an exclamation, a clause, a quotation's end
-    r"|[.!?…。！？][\"'”’)\]]*\s"  # more than one sentence, or a numbered item ("1. Flour")
+    r"^[\"'“‘„«‹「『（【〈《—–*•-]"  # dialogue, a quotation, a plain-text list item
+    r"|[.!,;…。！\"'”’»›)\]」』）】〉》]$"  # a sentence, an exclamation, a clause, a quotation's end
+    r"|[.!?…][\"'”’)\]]*\s|[。！？][\"'”’)\]」』）】]*(?=\S)"  # more than one sentence
 )
 
 
@@ -80,16 +83,19 @@ class _Paragraph:
 
 def _heading(paragraph: str) -> tuple[str, bool] | None:
     """The paragraph as a heading, and whether it is a sure one: one short line (at most
-    :data:`_HEADING_WORDS` words) that is not dialogue, a list item, an exclamation, more than
-    one sentence or :data:`OMITTED_TABLE`. Sure without end punctuation (as the segments keep
-    a heading with its paragraph); one ending in ``.``, ``?`` or ``:`` may be a Markdown
-    heading (:func:`~podcast.services.documents.markdown_to_speech` makes it a sentence), a
-    list item or a short paragraph. The title drops an end ``.`` or ``:``."""
+    :data:`_HEADING_WORDS` words and :data:`_HEADING_CHARACTERS` characters) that is not
+    dialogue, a list item (numbered ones too: "1. Flour"), an exclamation, a sentence
+    (ending in ``.``: a short paragraph, or a Markdown list item, which
+    :func:`~podcast.services.documents.markdown_to_speech` makes a sentence), more than one
+    sentence or :data:`OMITTED_TABLE`. Sure without end punctuation (as Markdown headings
+    become, and as the segments keep a heading with its paragraph); one ending in ``?`` or
+    ``:`` may be a heading or a short paragraph. The title drops an end ``:``."""
     line = paragraph.strip()
     if (
         not line
         or "\n" in line
         or len(line.split()) > _HEADING_WORDS
+        or len(line) > _HEADING_CHARACTERS
         or line == OMITTED_TABLE
         or _NOT_A_HEADING.search(line)
     ):
@@ -107,7 +113,8 @@ def _alone(before: _Paragraph, paragraph: _Paragraph, after: _Paragraph) -> bool
 def _opening_words(text: str) -> str:
     words = re.sub(r"\s+", " ", text).strip().split(" ")
     title = " ".join(words[:_TITLE_WORDS]).rstrip(",;:.")
-    return title + ("…" if len(words) > _TITLE_WORDS else "")
+    cut = len(words) > _TITLE_WORDS or len(title) > _TITLE_CHARACTERS
+    return title[:_TITLE_CHARACTERS].rstrip(",;:. ") + ("…" if cut else "")
 
 
 def _tokens(text: str) -> list[tuple[int, str]]:
@@ -221,7 +228,7 @@ def chapters(spans: Sequence[SegmentSpan], total_seconds: float, words: Sequence
     paragraphs = _paragraphs(spans, words)
     if not paragraphs:
         return []
-    opening = paragraphs[0].heading or _opening_words(paragraphs[0].rest)
+    opening = paragraphs[0].heading or _opening_words(paragraphs[0].own)
     starts: list[tuple[float, str]] = [(0.0, opening)]
     for number, (before, paragraph) in enumerate(itertools.pairwise(paragraphs), 1):
         if (
@@ -236,7 +243,7 @@ def chapters(spans: Sequence[SegmentSpan], total_seconds: float, words: Sequence
         for paragraph in paragraphs[1:]:
             if paragraph.seconds - starts[-1][0] >= CHAPTER_MIN_SECONDS:
                 title = paragraph.heading if paragraph.sure else None
-                starts.append((paragraph.seconds, title or _opening_words(paragraph.rest)))
+                starts.append((paragraph.seconds, title or _opening_words(paragraph.own)))
     if len(starts) < 2:
         return []
     ends = [start for start, _ in starts[1:]] + [total_seconds]

@@ -23,7 +23,7 @@ def test_headings_start_chapters_with_their_titles() -> None:
     spans = [
         span("Introduction\n\nRivers rarely run straight.", 0.0, 5.0, "sentence"),
         span("More about the bends, and more.", 5.5, 9.0),
-        span("Why rivers bend.\n\nThe outer bank wears away, so the bend grows a bit each year.", 9.5, 15.0),
+        span("Why rivers bend\n\nThe outer bank wears away, so the bend grows a bit each year.", 9.5, 15.0),
         span("Oxbow lakes\n\nA flood cuts the neck.", 15.5, 20.0, "end"),
     ]
 
@@ -115,10 +115,10 @@ def test_a_one_segment_text_gets_a_chapter_at_each_heading_where_it_is_said() ->
 
 
 def test_headings_inside_segments_and_at_their_starts_are_all_chapters() -> None:
-    # Headings with end punctuation, each between paragraphs that are none.
+    # Headings with end punctuation (a question, a colon), each between paragraphs that are none.
     body = "goes on for long enough to be no heading, more than twelve words"
-    first = f"Why rivers bend.\n\nThe outer bank {body}.\n\nOxbow lakes.\n\nA flood {body}."
-    second = f"The lake {body}.\n\nDeltas.\n\nThe sand {body}.\n\nEstuaries?\n\nThe tide {body}."
+    first = f"Why do rivers bend?\n\nThe outer bank {body}.\n\nOxbow lakes:\n\nA flood {body}."
+    second = f"The lake {body}.\n\nDeltas:\n\nThe sand {body}.\n\nEstuaries?\n\nThe tide {body}."
     first_words = said(first, 0.0)
     second_words = said(second, first_words[-1].end + 1.0)
     spans = [
@@ -128,11 +128,11 @@ def test_headings_inside_segments_and_at_their_starts_are_all_chapters() -> None
 
     result = chapters(spans, 30.0, first_words + second_words)
 
-    assert [c.title for c in result] == ["Why rivers bend", "Oxbow lakes", "Deltas", "Estuaries?"]
+    assert [c.title for c in result] == ["Why do rivers bend?", "Oxbow lakes", "Deltas", "Estuaries?"]
     assert [c.start_seconds for c in result] == [
         0.0,
         onset(first_words, "Oxbow"),
-        onset(second_words, "Deltas."),
+        onset(second_words, "Deltas:"),
         onset(second_words, "Estuaries?"),
     ]
 
@@ -215,3 +215,34 @@ def test_a_markdown_documents_headings_are_its_chapters() -> None:
     assert [c.title for c in result] == ["Rivers", "What you need", "Oxbow lakes", "Why deltas grow?"]
     for chapter, heading in zip(result[1:], ["What", "Oxbow", "Why"], strict=True):
         assert chapter.start_seconds == onset(words, heading)
+
+
+def test_short_paragraphs_of_prose_are_no_headings() -> None:
+    body = "The council met again on Tuesday and argued for hours about the river wall and its cost"
+    paragraphs = [
+        f"{body}.",
+        "It was not enough.",
+        f"{body} once more.",
+        "Then came 2019.",
+        f"{body}, again.",
+    ]
+    text = "\n\n".join([*paragraphs, "She left.", f"{body} at last."])
+    words = said(text, 0.0)
+
+    assert chapters([span(text, 0.0, words[-1].end, "end")], words[-1].end, words) == []
+
+
+def test_cjk_dialogue_is_no_heading_and_titles_stay_short() -> None:
+    narrative = (
+        "川は海へ向かってゆっくりと曲がりながら流れていき、岸辺の町は長い年月をかけて形を変えていった。" * 2
+    )
+    text = "\n\n".join([narrative, "「待って」", narrative, "「どこへ行くの？」", narrative])
+    words = said(text, 0.0, seconds_per_word=30.0)  # a CJK paragraph is one "word"
+
+    result = chapters([span(text, 0.0, words[-1].end, "end")], words[-1].end, words)
+
+    assert result, "paragraph groups: the text has no headings"
+    assert [c.title for c in result if c.title.startswith("「")] == ["「どこへ行くの？」"], (
+        "its own words only"
+    )
+    assert all(len(c.title) <= 61 for c in result), result
