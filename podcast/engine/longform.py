@@ -53,6 +53,11 @@ FIRMER_RULES: Final = (
     "EXACTLY as written, in order, from the first word to the last. Do not change, add, skip "
     "or rephrase a single word.\n\n"
 )
+MARKER_RULES: Final = (
+    "IMPORTANT: an earlier attempt read the marker lines aloud. The marker lines (<<< and >>>) "
+    "only show where the text begins and ends: never say them, and read nothing but the text "
+    "between them.\n\n"
+)
 FINISHING_THREADS: Final = 2
 """Segments of one narration levelled and timed at once (CPU-bound, in worker threads): more
 than the cores would only hold more audio and more working arrays in memory at once."""
@@ -372,13 +377,14 @@ async def _narrate_piece(
     best: tuple[SpokenText, float, tuple[bool, bool, float]] | None = None
     usage = Usage()
     attempts = 0
+    rules = ""  # what the next attempt is told beyond the instructions, from what went wrong
     for attempt in range(1, settings.fidelity_attempts + 1):
         attempts = attempt
         try:
             narration = await narrator.narrate(
                 user_message(request, text),
                 voice=voice,
-                instructions=instructions if attempt == 1 else FIRMER_RULES + instructions,
+                instructions=rules + instructions,
                 budget_seconds=deadline - time.monotonic(),
                 on_retry=on_retry,
                 sessions=sessions,
@@ -387,7 +393,10 @@ async def _narrate_piece(
             usage += error.billed_usage
             halves = _halves(text) if error.reason == "max_output_tokens" and depth < MAX_SPLIT_DEPTH else []
             if len(halves) < 2:
-                raise
+                if best is None:
+                    raise
+                log.warning("segment attempt %d was cut short: the best earlier attempt is kept", attempt)
+                break
             log.info("segment hit the output token cap; narrating it in two halves")
             parts = [
                 await _narrate_piece(
@@ -406,6 +415,16 @@ async def _narrate_piece(
                 for half in halves
             ]
             return _joined(parts, usage, attempts, settings)
+        except PodcastError as error:
+            if best is None:
+                raise
+            # A second reading failed: the best earlier one stands (with its warnings) rather
+            # than the segment failing after it had been read.
+            usage += error.billed_usage
+            log.warning(
+                "segment attempt %d failed (%s): the best earlier attempt is kept", attempt, error.code
+            )
+            break
         usage += narration.billed_usage
         narration, cut = await _without_scaffolding(narration, text)
         score = similarity(text, narration.transcript) if verbatim else 1.0
@@ -414,6 +433,7 @@ async def _narrate_piece(
             best = (narration, score, rank)
         if score >= settings.min_fidelity and cut:
             break
+        rules = (FIRMER_RULES if score < settings.min_fidelity else "") + ("" if cut else MARKER_RULES)
         if not cut:
             log.warning("segment audio has spoken marker lines that could not be cut (attempt %d)", attempt)
         else:

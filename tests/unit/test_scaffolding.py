@@ -12,9 +12,10 @@ import pytest
 from emulator.speech import SyntheticEngine
 from podcast.engine import audio
 from podcast.engine.instructions import spoken_scaffolding, strip_scaffolding, user_message
-from podcast.engine.longform import narrate_text
+from podcast.engine.longform import FIRMER_RULES, MARKER_RULES, narrate_text
 from podcast.engine.responses import SpokenText, Timings
 from podcast.engine.scaffolding import LEAD_SECONDS, cut_spoken_markers
+from podcast.errors import NarrationError, PodcastError
 from podcast.models import RequestLimits, parse_request
 from podcast.settings import NarrationSettings
 from podcast.wire import Usage
@@ -127,11 +128,17 @@ def test_markers_run_into_the_text_are_not_cut() -> None:
 class MarkersNarrator:
     """A narrator whose first reply says the markers with no pause to cut at, then reads the text alone."""
 
-    def __init__(self) -> None:
+    def __init__(self, then: PodcastError | None = None) -> None:
         self.calls = 0
+        self.instructions: list[str] = []
+        self.then = then
+        """Raised by every reply after the first, when given."""
 
     async def narrate(self, message: str, **kwargs: Any) -> SpokenText:
         self.calls += 1
+        self.instructions.append(kwargs["instructions"])
+        if self.calls > 1 and self.then is not None:
+            raise self.then
         if self.calls == 1:
             pcm, marks = said(OPENING.replace(".", ""), TEXT)
             hum = np.frombuffer(bytes(pcm), "<i2").copy()
@@ -164,6 +171,26 @@ async def test_markers_that_cannot_be_cut_are_narrated_again() -> None:
     assert narrated.transcript == TEXT
     assert narrated.warnings == ()
     assert narrated.segments[0].attempts == 2
+    # The second reading is told about the markers, not to read more exactly (it read well).
+    assert narrator.instructions[1].startswith(MARKER_RULES)
+    assert FIRMER_RULES not in narrator.instructions[1]
+    assert MARKER_RULES not in narrator.instructions[0]
+
+
+@pytest.mark.parametrize("mode", ["read", "episode"])
+async def test_a_second_reading_that_fails_keeps_the_first(mode: str) -> None:
+    """The markers could not be cut and the second reading raised (its budget ran out, say):
+    the first reading stands, with the warning, instead of the segment failing."""
+    narrator = MarkersNarrator(then=NarrationError("the second reading broke off"))
+    sink = MemoryPieces()
+    request = parse_request({"text": TEXT, "mode": mode}, RequestLimits())
+
+    narrated = await narrate_text(narrator, request, sink, NarrationSettings(), budget_seconds=60)  # type: ignore[arg-type]
+
+    assert narrator.calls == 2
+    assert FIRMER_RULES not in narrator.instructions[1], "an episode is never told to read verbatim"
+    assert any("marker lines" in warning for warning in narrated.warnings)
+    assert sink.pcm(), "the first reading's audio was kept"
 
 
 async def test_markers_never_cut_leave_a_warning() -> None:
