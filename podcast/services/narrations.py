@@ -31,14 +31,13 @@ from podcast.models import (
     NarrationRequest,
     ScriptRequest,
     SubmitOptions,
-    unicode_download_name,
 )
-from podcast.services.downloads import index_name
+from podcast.services.downloads import attachment, index_name
 from podcast.services.reuse import ReuseCache
 from podcast.services.scripts import ScriptService
 from podcast.services.shows import ShowService, episode_name
 from podcast.settings import NarrationSettings, PipelineSettings
-from podcast.storage.blobs import BlobStore, WavBlockWriter, content_disposition
+from podcast.storage.blobs import BlobStore, WavBlockWriter
 from podcast.storage.documents import DocumentStore
 from podcast.storage.files import BlobFiles
 from podcast.storage.mp3 import Mp3BlockWriter
@@ -480,20 +479,23 @@ class NarrationService:
                 "duration_seconds": f"{narration.duration_seconds:.3f}",
                 "characters": str(len(request.text)),
             }
-            # The title itself (filename*), with an ASCII fallback, as GET .../audio names it.
-            download_name = unicode_download_name(request.title, f".{request.format}")
+            # Named as GET .../audio names it: an ASCII name and the title itself (filename*).
+            download_name = request.download_name(f".{request.format}")
+            disposition = attachment(request.title, f".{request.format}")
             if isinstance(writer, Mp3BlockWriter):
                 tags = self._id3(request, narration, narration_id, created_at, chapter_list)
-                await writer.commit(download_name=download_name, metadata=metadata, id3=tags)
+                await writer.commit(
+                    download_name=download_name, metadata=metadata, id3=tags, disposition=disposition
+                )
             else:
-                await writer.commit(download_name=download_name, metadata=metadata)
+                await writer.commit(download_name=download_name, metadata=metadata, disposition=disposition)
             if cues and self.files is not None:
                 for name, text, content_type in (
                     (f"{base}.vtt", webvtt(cues), "text/vtt; charset=utf-8"),
                     (f"{base}.srt", srt(cues), "application/x-subrip; charset=utf-8"),
                 ):
                     captions_written.append(name)
-                    disposition = content_disposition(unicode_download_name(request.title, name[len(base) :]))
+                    disposition = attachment(request.title, name[len(base) :])
                     await self.files.put_text(name, text, content_type=content_type, disposition=disposition)
             if self.index is not None and link_expires_in is not None:  # answered with a link: findable by id
                 entry = NarrationIndex(

@@ -128,6 +128,7 @@ class ScriptService:
         ``written_since``: with ``options.reuse`` off, an outcome stored at or after this moment
         still answers (and a writer still at work is waited for), so a job asked to write
         afresh pays for that once, not again on each redelivery."""
+        asked, asked_since = options, written_since  # as the caller gave them, for a second try
         if not options.reuse and written_since is not None:
             options = dataclasses.replace(options, reuse=True)
         else:
@@ -150,7 +151,7 @@ class ScriptService:
                         raise  # this request itself was cancelled
                     # The writer was cancelled (its caller went away): this request writes.
                 left = None if budget is None else budget - (time.monotonic() - started)
-                return await self.write(request, options, budget_seconds=left)
+                return await self.write(request, asked, budget_seconds=left, written_since=asked_since)
         outcome: asyncio.Future[WrittenScript] = asyncio.get_running_loop().create_future()
         ours = key not in self._writing
         if ours:

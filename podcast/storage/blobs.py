@@ -441,13 +441,20 @@ class BlockStaging:
         return await self._store._staged_sizes(self.blob_name)
 
     async def commit(
-        self, block_ids: list[str], *, content_type: str, download_name: str, metadata: Mapping[str, str]
+        self,
+        block_ids: list[str],
+        *,
+        content_type: str,
+        download_name: str,
+        metadata: Mapping[str, str],
+        disposition: str | None = None,
     ) -> None:
         """Make ``block_ids`` the blob, in that order, with this content type, an
-        ``attachment`` disposition named ``download_name`` and ``metadata`` (values made
-        header-safe: see :func:`_ascii_metadata`)."""
+        ``attachment`` disposition named ``download_name`` (or ``disposition`` itself, a whole
+        header value, when given) and ``metadata`` (values made header-safe: see
+        :func:`_ascii_metadata`)."""
         settings = ContentSettings(
-            content_type=content_type, content_disposition=content_disposition(download_name)
+            content_type=content_type, content_disposition=disposition or content_disposition(download_name)
         )
         await self._store._commit_blocks(
             self.blob_name, block_ids, settings, _ascii_metadata(metadata), client=self._client
@@ -501,8 +508,11 @@ class WavBlockWriter:
         await self._blocks.stage(self._block_id("pcm", index), pcm)
         self._sizes[index] = len(pcm)
 
-    async def commit(self, *, download_name: str, metadata: Mapping[str, str]) -> int:
-        """Make the WAV visible: header, then every staged piece in index order.
+    async def commit(
+        self, *, download_name: str, metadata: Mapping[str, str], disposition: str | None = None
+    ) -> int:
+        """Make the WAV visible: header, then every staged piece in index order (named as
+        :meth:`BlockStaging.commit` says).
 
         Returns the number of PCM bytes in the WAV.
         """
@@ -518,6 +528,10 @@ class WavBlockWriter:
             raise ValueError("the WAV header disagrees with the staged audio")  # a bug, never input
         block_ids = [header_id] + [self._block_id("pcm", i) for i in sorted(self._sizes)]
         await self._blocks.commit(
-            block_ids, content_type=WAV_CONTENT_TYPE, download_name=download_name, metadata=metadata
+            block_ids,
+            content_type=WAV_CONTENT_TYPE,
+            download_name=download_name,
+            metadata=metadata,
+            disposition=disposition,
         )
         return total

@@ -77,10 +77,18 @@ class Mp3BlockWriter:
             self._next += 1
             await self._encode_waiting(until=None)
 
-    async def commit(self, *, download_name: str, metadata: Mapping[str, str], id3: bytes = b"") -> int:
+    async def commit(
+        self,
+        *,
+        download_name: str,
+        metadata: Mapping[str, str],
+        id3: bytes = b"",
+        disposition: str | None = None,
+    ) -> int:
         """Make the MP3 visible: ``id3`` (a whole ID3v2 tag, if any) and the Info frame, then
-        the audio. Pieces never staged are skipped (the others keep their order). Returns
-        the number of PCM bytes encoded."""
+        the audio (named as :meth:`~podcast.storage.blobs.BlockStaging.commit` says). Pieces
+        never staged are skipped (the others keep their order). Returns the number of PCM
+        bytes encoded."""
         async with self._lock:
             await self._encode_waiting(until=max(self._staged, default=-1))
             self._buffer += await asyncio.to_thread(self._stream.flush)
@@ -92,6 +100,7 @@ class Mp3BlockWriter:
                 content_type=MP3_CONTENT_TYPE,
                 download_name=download_name,
                 metadata=metadata,
+                disposition=disposition,
             )
             self._close_spool()
             return self._stream.samples * 2
