@@ -106,6 +106,13 @@ def job_timestamp(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def etag_matches(if_none_match: str, etag: str) -> bool:
+    """Whether an ``If-None-Match`` header (a list, weak or strong, or ``*``) names ``etag``
+    (RFC 9110's weak comparison)."""
+    candidates = (part.strip().removeprefix("W/") for part in if_none_match.split(","))
+    return any(candidate in (etag.removeprefix("W/"), "*") for candidate in candidates)
+
+
 def _parse_timestamp(value: str | None) -> datetime | None:
     if not value:
         return None

@@ -23,6 +23,7 @@ import azure.functions as func
 from podcast.http.ranges import UNSATISFIABLE, WHOLE, content_range, multipart_body, select_ranges
 from podcast.http.responses import json_response
 from podcast.storage.files import BlobFileInfo
+from podcast.wire import etag_matches
 
 __all__ = ["file_response"]
 
@@ -42,7 +43,8 @@ async def file_response(
     inline_max_bytes: int | None = None,
     link: Linker | None = None,
 ) -> func.HttpResponse:
-    """The answer to a ``GET`` of ``file``: 200 with every byte, 206 with the ``Range`` asked
+    """The answer to a ``GET`` of ``file``: 304 when ``If-None-Match`` names its ETag (the
+    caller's copy is current), else 200 with every byte, 206 with the ``Range`` asked
     for (``multipart/byteranges`` for several), or 416 with ``Content-Range: bytes */size``;
     with ``link``, a ``302`` to ``await link(file)`` instead of a 200 or 206 of more than
     ``inline_max_bytes`` (the JSON body names the link too, for clients that read it)."""
@@ -59,6 +61,10 @@ async def file_response(
         headers["Content-Disposition"] = file.content_disposition
     if file.last_modified is not None:
         headers["Last-Modified"] = format_datetime(file.last_modified, usegmt=True)
+    if_none_match = req.headers.get("If-None-Match")
+    if if_none_match is not None and etag_matches(if_none_match, file.etag):  # before any Range
+        current = {k: v for k, v in headers.items() if k in ("ETag", "Last-Modified", "Cache-Control")}
+        return func.HttpResponse(b"", status_code=304, headers=current)
     selection = select_ranges(
         req.headers.get("Range"), file.size, if_range=req.headers.get("If-Range"), etag=file.etag
     )

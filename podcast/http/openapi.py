@@ -457,9 +457,19 @@ def _download(
                 "x-ms-summary": "Range",
                 "description": "Bytes to send (RFC 9110), e.g. bytes=0-1023; absent: the whole file.",
             },
+            {
+                "name": "If-None-Match",
+                "in": "header",
+                "required": False,
+                "type": "string",
+                "x-ms-visibility": "internal",
+                "x-ms-summary": "If-None-Match",
+                "description": "The ETag of a copy already held: 304 when it is still current.",
+            },
         ],
         "responses": {
             "200": {"description": "The whole file.", "schema": file},
+            "304": {"description": "The copy named by If-None-Match is current."},
             "206": {
                 "description": "The requested range (or ranges, as multipart/byteranges).",
                 "schema": file,

@@ -40,7 +40,7 @@ from podcast.models import check_show_slug
 from podcast.services.feeds import FeedItem, render_feed
 from podcast.settings import FeedSettings
 from podcast.storage.documents import DocumentStore
-from podcast.wire import EpisodeEntry, ShowDetails, ShowRecord, ShowView, iso_timestamp
+from podcast.wire import EpisodeEntry, ShowDetails, ShowRecord, ShowView, etag_matches, iso_timestamp
 
 log = logging.getLogger(__name__)
 
@@ -273,7 +273,7 @@ class ShowService:
         fingerprint = json.dumps([2, record_etag, versions, count, period, feed_url], separators=(",", ":"))
         etag = f'"{hashlib.sha256(fingerprint.encode()).hexdigest()[:40]}"'
         last_modified = _last_modified(record, listed)
-        if if_none_match is not None and _matches(if_none_match, etag):
+        if if_none_match is not None and etag_matches(if_none_match, etag):
             return Feed(etag, last_modified, None)
         entries = await self._entries(listed)
         # Every link of a period starts and ends at the same moments: the same links, and
@@ -358,12 +358,6 @@ def _last_modified(record: ShowRecord, listed: Sequence[tuple[str, str, dict[str
     if newest is not None:
         updated = max(updated, datetime.fromtimestamp(newest / 1000, UTC))
     return updated.replace(microsecond=0)
-
-
-def _matches(if_none_match: str, etag: str) -> bool:
-    """``If-None-Match`` (a list, weak or strong) names ``etag``."""
-    candidates = (part.strip().removeprefix("W/") for part in if_none_match.split(","))
-    return any(candidate in (etag, "*") for candidate in candidates)
 
 
 def _busy() -> StorageUnavailableError:

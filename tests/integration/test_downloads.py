@@ -81,6 +81,21 @@ async def test_the_audio_route_sends_the_file_with_its_type_and_name(app_env: di
     assert stored_disposition == disposition
 
 
+async def test_a_current_copy_is_answered_304(app_env: dict[str, str]) -> None:
+    result = await narrate({"text": TEXT})
+    first = await get("narrations/{id}/audio", result["id"])
+    etag = first.headers["ETag"]
+
+    for names_it in (etag, f"W/{etag}", f'"old", {etag}', "*"):
+        answer = await get("narrations/{id}/audio", result["id"], {"If-None-Match": names_it})
+        assert (answer.status, answer.body) == (304, b""), names_it
+        assert answer.headers["ETag"] == etag
+    ranged = await get("narrations/{id}/audio", result["id"], {"If-None-Match": etag, "Range": "bytes=0-9"})
+    assert ranged.status == 304, "If-None-Match is decided before Range"
+    stale = await get("narrations/{id}/audio", result["id"], {"If-None-Match": '"another"'})
+    assert (stale.status, stale.body) == (200, first.body)
+
+
 async def test_ranges_are_honoured(app_env: dict[str, str]) -> None:
     result = await narrate({"text": TEXT})
     whole = (await get("narrations/{id}/audio", result["id"])).body

@@ -92,7 +92,8 @@ def test_downloads_are_files_of_their_content_type(definition: dict[str, Any]) -
         assert responses["200"]["schema"] == responses["206"]["schema"] == {"type": "file"}
         assert responses["404"]["schema"] == {"$ref": "#/definitions/Error"}
         assert "416" in responses
-        assert [p["name"] for p in operation["parameters"]] == ["id", "Range"]
+        assert [p["name"] for p in operation["parameters"]] == ["id", "Range", "If-None-Match"]
+        assert "304" in responses
     text = json.dumps(_without_file_schemas(definition))
     assert '"file"' not in text  # no other schema uses the file type
 
