@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
 import tempfile
+from typing import Any
 
 import numpy as np
 import pyloudnorm
@@ -65,3 +67,14 @@ def ffmpeg_true_peak_dbtp(data: bytes, suffix: str) -> float:
     match = re.search(r"True peak:\s+Peak:\s+(-?[\d.]+|-inf)", summary)
     assert match is not None, summary
     return float(match.group(1))
+
+
+def mp3_chapters(mp3: bytes) -> list[dict[str, Any]]:
+    """The ID3 chapters of ``mp3`` as ffprobe reads them, in order of their start (ffprobe
+    lists them in no particular order; the CTOC orders them by time)."""
+    with tempfile.NamedTemporaryFile(suffix=".mp3") as file:
+        file.write(mp3)
+        file.flush()
+        command = ["ffprobe", "-v", "error", "-show_chapters", "-of", "json", file.name]
+        done = subprocess.run(command, capture_output=True, check=True)
+    return sorted(json.loads(done.stdout)["chapters"], key=lambda c: float(c["start_time"]))

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import io
 import json
-import subprocess
-import tempfile
 from typing import Any
 
 import podcastparser
@@ -21,6 +19,7 @@ from emulator import Fault, FaultKind, RealtimeEmulator
 from podcast.models import DEFAULT_SPEAKERS
 from testkit import host
 from testkit.azurite import AzuriteServer
+from testkit.decoding import mp3_chapters
 from testkit.storage import http
 
 VOICE_OF = {speaker.name: speaker.voice for speaker in DEFAULT_SPEAKERS}
@@ -56,15 +55,6 @@ def spoken(emulator: RealtimeEmulator) -> set[tuple[str, str]]:
         for r in s.responses
         if "audio" in r.output_modalities
     }
-
-
-def mp3_chapters(mp3: bytes) -> list[dict[str, Any]]:
-    with tempfile.NamedTemporaryFile(suffix=".mp3") as file:
-        file.write(mp3)
-        file.flush()
-        command = ["ffprobe", "-v", "error", "-show_chapters", "-of", "json", file.name]
-        done = subprocess.run(command, capture_output=True, check=True)
-    return sorted(json.loads(done.stdout)["chapters"], key=lambda c: float(c["start_time"]))
 
 
 async def test_a_conversation_is_written_then_voiced_by_both_hosts_into_a_show(

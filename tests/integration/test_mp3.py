@@ -23,6 +23,7 @@ from podcast.storage.blobs import BlobStore
 from podcast.storage.mp3 import Mp3BlockWriter
 from testkit import host
 from testkit.azurite import AzuriteServer
+from testkit.decoding import mp3_chapters
 from testkit.storage import http
 
 pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg (scripts/setup.sh)")
@@ -259,12 +260,7 @@ async def test_headings_inside_one_segment_are_chapters_where_they_are_said(app_
     _, mp3, _ = http("GET", body["audio_url"])
     _, vtt, _ = http("GET", body["captions_url"])
 
-    with tempfile.NamedTemporaryFile(suffix=".mp3") as file:
-        file.write(mp3)
-        file.flush()
-        command = ["ffprobe", "-v", "error", "-show_chapters", "-of", "json", file.name]
-        done = subprocess.run(command, capture_output=True, check=True)
-    marks = sorted(json.loads(done.stdout)["chapters"], key=lambda c: float(c["start_time"]))
+    marks = mp3_chapters(mp3)
     assert [c["tags"]["title"] for c in marks] == ["How rivers bend", "Oxbow lakes", "Deltas"]
     # Each starts just before the caption cue its heading's first word opens.
     cues = [block.split("\n") for block in vtt.decode().split("\n\n")[1:] if "-->" in block]
@@ -320,15 +316,7 @@ async def test_an_episode_has_no_chapters_from_its_sources_headings(app_env: dic
     assert answer.status == 200, answer.body
     result = answer.json()
     _, mp3, _ = http("GET", result["audio_url"])
-    with tempfile.NamedTemporaryFile(suffix=".mp3") as file:
-        file.write(mp3)
-        file.flush()
-        done = subprocess.run(
-            ["ffprobe", "-v", "error", "-show_chapters", "-of", "json", file.name],
-            capture_output=True,
-            check=True,
-        )
-    assert json.loads(done.stdout)["chapters"] == [], "the episode's words are the model's, not the source's"
+    assert mp3_chapters(mp3) == [], "the episode's words are the model's, not the source's"
     document = await host.call_http(
         function_app.get_narration_transcript,
         host.http_request("GET", "narrations/{id}/transcript.json", route_params={"id": result["id"]}),
