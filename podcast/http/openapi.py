@@ -427,6 +427,19 @@ def _errors(*statuses: int) -> dict[str, Any]:
     return responses
 
 
+def _if_none_match(copy: str) -> dict[str, object]:
+    """The ``If-None-Match`` header parameter: the ETag of ``copy``, answered 304 while current."""
+    return {
+        "name": "If-None-Match",
+        "in": "header",
+        "required": False,
+        "type": "string",
+        "x-ms-visibility": "internal",
+        "x-ms-summary": "If-None-Match",
+        "description": f"The ETag of {copy}: 304 when it is still current.",
+    }
+
+
 def _download(
     operation_id: str, summary: str, description: str, produces: list[str], *, visibility: str = "advanced"
 ) -> dict[str, Any]:
@@ -457,15 +470,7 @@ def _download(
                 "x-ms-summary": "Range",
                 "description": "Bytes to send (RFC 9110), e.g. bytes=0-1023; absent: the whole file.",
             },
-            {
-                "name": "If-None-Match",
-                "in": "header",
-                "required": False,
-                "type": "string",
-                "x-ms-visibility": "internal",
-                "x-ms-summary": "If-None-Match",
-                "description": "The ETag of a copy already held: 304 when it is still current.",
-            },
+            _if_none_match("a copy already held"),
         ],
         "responses": {
             "200": {"description": "The whole file.", "schema": file},
@@ -711,15 +716,7 @@ def build_definition(host: str = DEFAULT_HOST, scheme: str = "https") -> dict[st
                 "x-ms-summary": "Episodes",
                 "description": "At most this many episodes (default and maximum: NARRATION_FEED_MAX_ITEMS).",
             },
-            {
-                "name": "If-None-Match",
-                "in": "header",
-                "required": False,
-                "type": "string",
-                "x-ms-visibility": "internal",
-                "x-ms-summary": "If-None-Match",
-                "description": "The ETag of a copy of the feed: 304 when it is still current.",
-            },
+            _if_none_match("a copy of the feed"),
         ],
         "responses": {
             "200": {"description": "The feed (RSS 2.0 XML).", "schema": {"type": "string"}},
