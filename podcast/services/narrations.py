@@ -26,12 +26,7 @@ from podcast.engine.conversation import VoicedScript, voice_script
 from podcast.engine.longform import NarratedText, ProgressCallback, narrate_text
 from podcast.engine.realtime import Narrator
 from podcast.errors import PodcastError, RequestValidationError, StorageError
-from podcast.models import (
-    DEFAULT_SPEAKERS,
-    NarrationRequest,
-    ScriptRequest,
-    SubmitOptions,
-)
+from podcast.models import DEFAULT_SPEAKERS, NarrationRequest, ScriptRequest, SubmitOptions
 from podcast.services.downloads import attachment, index_name
 from podcast.services.reuse import ReuseCache
 from podcast.services.scripts import ScriptService
@@ -419,6 +414,13 @@ class NarrationService:
                 budget_seconds=budget,
                 on_progress=on_progress,
             )
+        chapter_list: list[Chapter] = []
+        if voiced is not None:
+            chapter_list = list(voiced.chapters)
+        elif (
+            request.mode != "episode"
+        ):  # an episode's words are the model's: the source's headings are not in it
+            chapter_list = _chapters(narration)
         result = StoredNarration(
             id=narration_id,
             audio_url=url,
@@ -438,16 +440,8 @@ class NarrationService:
             loudness_lufs=narration.loudness_lufs,
             speakers=None if script is None else tuple(script.speakers),
             turns=None if voiced is None else voiced.turns,
+            chapters=tuple(chapter_list),
         )
-        # An episode is the model's own words about the source: the source's headings are not in it.
-        chapter_list = (
-            list(voiced.chapters)
-            if voiced is not None
-            else []
-            if request.mode == "episode"
-            else _chapters(narration)
-        )
-        result = replace(result, chapters=tuple(chapter_list))
         cues: list[Cue] = []
         if self.files is not None:
             cues = (
