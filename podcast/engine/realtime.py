@@ -55,6 +55,7 @@ from tenacity import AsyncRetrying, RetryCallState
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
 from podcast.engine import audio
+from podcast.engine.connection import BufferedClientConnection
 from podcast.engine.instructions import DEFAULT_READ_INSTRUCTIONS
 from podcast.engine.receive import parse_message
 from podcast.engine.responses import (
@@ -485,6 +486,7 @@ class Narrator:
                         "open_timeout": min(self._open_timeout, limit),
                         "close_timeout": CLOSE_TIMEOUT_SECONDS,
                         "compression": self._compression,
+                        "create_connection": BufferedClientConnection,
                     },
                 ),
             )
