@@ -4,6 +4,7 @@ paths (vectorised meter, true peaks only where they can matter) against the dire
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -132,6 +133,34 @@ def test_scipys_in_place_filter_is_what_sosfilt_computes(monkeypatch: pytest.Mon
     gain = meter._gain
     expected = sosfilt(meter._sos, x * gain + loudness._DENORMAL_GUARD)
     np.testing.assert_allclose(fast, expected, rtol=1e-12, atol=1e-18)
+
+
+def part_sums(meter: _Meter, weighted: np.ndarray) -> np.ndarray:
+    """The sum of squares of ``weighted`` between consecutive block bounds, one part at a time."""
+    edges = [*meter._bounds.tolist(), len(weighted)]
+    return np.array([np.sum(weighted[a:b] ** 2) for a, b in itertools.pairwise(edges)])
+
+
+@pytest.mark.parametrize("extra", [-1, 0, 1, 24_000 * 57 + 3])
+def test_long_audio_filtered_as_two_lanes_measures_what_one_lane_measures(extra: int) -> None:
+    """From four filter tails on, the meter filters the two halves of the audio at once
+    (the second from a warm-up just before it); its parts' energies are those of the audio
+    K-weighted in one pass, limiter spans on either lane and across the middle included."""
+    tail = round(loudness._FILTER_TAIL_SECONDS * RATE)
+    length = loudness._PAIRED_MIN_TAILS * tail + extra
+    x = np.frombuffer(speechlike(length / RATE + 1, 0.4, 9), "<i2")[:length] / 32768
+    meter = _Meter(length, RATE)
+    rng = np.random.default_rng(4)
+    middle = length // 2
+    starts = (100, middle - 250, middle + tail, length - 500)
+    spans = [(start, rng.uniform(0.2, 1.0, 500)) for start in starts]
+    limited = 1.3 * x
+    for start, g in spans:
+        limited[start : start + len(g)] *= g
+
+    expected = part_sums(meter, meter.weighted(limited))
+    np.testing.assert_allclose(meter.energies(x, 1.3, spans=spans), expected, rtol=1e-9, atol=1e-18)
+    np.testing.assert_allclose(meter.energies(x), part_sums(meter, meter.weighted(x)), rtol=1e-9, atol=1e-18)
 
 
 def test_a_change_is_measured_from_what_it_changes() -> None:
