@@ -289,9 +289,7 @@ class Leveled:
 _Filtered = TypeVar("_Filtered", np.float64, np.complex128)
 
 
-def _filter_in_place(
-    sos: NDArray[_Filtered], block: NDArray[_Filtered], state: NDArray[_Filtered]
-) -> None:
+def _filter_in_place(sos: NDArray[_Filtered], block: NDArray[_Filtered], state: NDArray[_Filtered]) -> None:
     """``block`` (shape ``(1, n)``) through the sections ``sos`` from ``state`` (shape
     ``(1, sections, 2)``), both updated in place, as ``sosfilt(sos, block[0], zi=state[0])``;
     all three of one type, real or complex."""

@@ -27,7 +27,7 @@ import asyncio
 import logging
 import secrets
 import unicodedata
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final, cast
 from urllib.parse import quote
@@ -115,6 +115,44 @@ def _utc_now() -> datetime:
 def _whole_seconds(moment: datetime) -> datetime:
     """``moment`` without microseconds: SAS times are signed to the second."""
     return moment.replace(microsecond=0)
+
+
+BODY_CHUNK_BYTES: Final = 60 * 1024
+"""A block's body goes to aiohttp in views of this many bytes (see :class:`BlockBody`)."""
+
+
+class BlockBody:
+    """A block's bytes as the request body, handed to aiohttp a view of
+    :data:`BODY_CHUNK_BYTES` at a time, never copied whole.
+
+    Given the bytes in one piece, aiohttp (on Python before 3.12.9, and 3.13 before 3.13.2)
+    joins the request's headers and its whole body into one new ``bytes``, and asyncio's
+    socket transport then copies what the socket does not take at once into a growing
+    buffer: each megabyte staged was copied twice into freshly mapped memory, some 330
+    page faults (measured: 9 ms of CPU for a 5.5 MB block, 4.5 ms in views of 60 KiB, on
+    Python 3.11 and 3.13.0 alike). A view this small joins the headers under the
+    allocator's mmap threshold (``MALLOC_MMAP_THRESHOLD_``), and aiohttp writes each one
+    with back-pressure, so the transport's buffer stays small.
+
+    It can be iterated again (each iteration starts from the first byte): a request the SDK
+    retries after sending part of the body sends all of it again.
+    """
+
+    __slots__ = ("_view",)
+
+    def __init__(self, data: bytes | bytearray | memoryview) -> None:
+        self._view = memoryview(data).cast("B")
+
+    def __len__(self) -> int:
+        return self._view.nbytes
+
+    def __aiter__(self) -> AsyncIterator[memoryview]:
+        return self._chunks()
+
+    async def _chunks(self) -> AsyncIterator[memoryview]:
+        view = self._view
+        for start in range(0, len(view), BODY_CHUNK_BYTES):
+            yield view[start : start + BODY_CHUNK_BYTES]
 
 
 class BlobStore:
@@ -227,9 +265,7 @@ class BlobStore:
         blob = client or self._container.blob(blob_name)
         for attempt in (1, 2):
             try:
-                # A view, not the bytearray: aiohttp sends ``body[:length]``, a copy of a
-                # bytearray but not of a view (nor of bytes).
-                body = data if isinstance(data, bytes) else memoryview(data)
+                body: object = data if len(data) <= BODY_CHUNK_BYTES else BlockBody(data)
                 await blob.stage_block(block_id, cast(bytes, body), length=len(data))
                 return
             except ResourceNotFoundError as exc:
