@@ -239,22 +239,21 @@ async def narrate_segments(
     # A segment holds its audio until it is leveled, timed and staged; its Realtime slot is
     # free again as soon as its response is done. Segments in hand are those streaming
     # (`concurrency`, or more when they are short: as many as keep their words, so about
-    # their audio, within `concurrency` segments of `segment_max_words`) plus those being
-    # finished: one per finishing thread (at most one per slot), or half the slots when
-    # that is more. So slots stream their next segments while the last ones are leveled
-    # and staged instead of idling until then (a quarter of the wall time at concurrency 4).
-    # Longest first makes every slot's segment end at about the same time, and finishing a
-    # whole round of 8 takes longer than streaming the next one takes to start. Memory
-    # still depends only on the concurrency and the segment size. A script's short turns
-    # wait to be leveled as the next ones stream. Segments that arrive faster than they are
-    # finished wait unnarrated instead of piling up in memory.
+    # their audio, within `concurrency` segments of `segment_max_words`) plus one being
+    # finished per slot: every slot streams its next segment while its last one is leveled
+    # and staged instead of idling until then. With fewer (one per finishing thread, or half
+    # the slots) a round's slots waited for Storage to take the round before: 0.40 s of 8.07
+    # at concurrency 4, 30 minutes at 60 s/s (`python -m benchmarks.phases`), and the peak
+    # memory of 60 minutes is no higher, as each segment's audio is staged without a copy.
+    # Longest first makes every slot's segment end at about the same time. Memory still
+    # depends only on the concurrency and the segment size. A script's short turns wait to
+    # be leveled as the next ones stream. Segments that arrive faster than they are finished
+    # wait unnarrated instead of piling up in memory.
     longest = max((size_in_words(s.text) for s in segments), default=1)
     streaming = max(
         settings.concurrency, settings.concurrency * settings.segment_max_words // max(1, longest)
     )
-    in_hand = asyncio.Semaphore(
-        streaming + max(min(FINISHING_THREADS, settings.concurrency), settings.concurrency // 2)
-    )
+    in_hand = asyncio.Semaphore(streaming + settings.concurrency)
 
     async def narrate_segment(segment: Segment) -> None:
         async with in_hand:

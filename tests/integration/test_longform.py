@@ -361,3 +361,66 @@ async def test_a_slot_is_free_once_its_response_is_done_not_once_its_segment_is_
     assert [r.status for s in emulator.sessions for r in s.responses] == ["completed", "completed"]
     assert sorted(sink.pieces) == [0, 1, 2, 3]
     assert words(narrated.transcript) == words(PARAGRAPHS[0] + " " + PARAGRAPHS[1])
+
+
+class _StagingHeld(MemoryPieces):
+    """A piece sink whose speech staging waits until released, counting how many segments
+    wait in it at once (each holds its audio in memory meanwhile)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waiting = 0
+        self.most_waiting = 0
+        self.release = asyncio.Event()
+
+    async def stage(self, index: int, pcm: bytes | bytearray) -> None:
+        if index % 2 == 0:
+            self.waiting += 1
+            self.most_waiting = max(self.most_waiting, self.waiting)
+            async with asyncio.timeout(20):
+                await self.release.wait()
+            self.waiting -= 1
+        await super().stage(index, pcm)
+
+
+@pytest.mark.parametrize("concurrency", [1, 2, 4, 8])
+async def test_each_slot_streams_its_next_segment_while_its_last_one_is_stored_and_no_more(
+    emulator: RealtimeEmulator, concurrency: int
+) -> None:
+    """Storage slow to take the segments' audio: every slot still starts its next segment
+    (so with staging held, twice the concurrency of segments end up waiting for it), but no
+    more than that are ever held in memory; released, the narration completes in order."""
+    sentences = [
+        f"Sentence number {n} of the long text is read here aloud, word by word, so that each of them "
+        "is a whole segment of its own."
+        for n in range(20)
+    ]
+    last = len(sentences) - 1
+    segments = [Segment(i, s, "sentence" if i < last else "end") for i, s in enumerate(sentences)]
+    sink = _StagingHeld()
+    settings = RealtimeSettings(endpoint=realtime_base_url(emulator.url), api_key=EMULATOR_KEY)
+    narration_settings = NarrationSettings(
+        concurrency=concurrency, segment_max_words=size_in_words(sentences[0])
+    )
+    async with Narrator(settings) as narrator:
+        task = asyncio.create_task(
+            narrate_segments(
+                narrator,
+                parse_request({"text": " ".join(sentences)}, RequestLimits()),
+                segments,
+                sink,
+                narration_settings,
+                verbatim=True,
+                budget_seconds=60,
+            )
+        )
+        async with asyncio.timeout(20):
+            while sink.waiting < 2 * concurrency:
+                await asyncio.sleep(0.02)
+        await asyncio.sleep(0.3)  # nothing more starts while they wait
+        assert sink.most_waiting == 2 * concurrency
+        assert sum(len(s.responses) for s in emulator.sessions) == 2 * concurrency
+        sink.release.set()
+        narrated = await task
+    assert sorted(sink.pieces) == list(range(2 * len(segments)))
+    assert words(narrated.transcript) == words(" ".join(sentences))
