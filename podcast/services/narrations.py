@@ -483,22 +483,31 @@ class NarrationService:
                 )
             else:
                 await writer.commit(download_name=download_name, metadata=metadata, disposition=disposition)
+            # Written two at a time (each pair's requests at once), in this order: the captions
+            # before anything that names them is visible.
             if cues and self.files is not None:
+                files = self.files
+                captions: list[Awaitable[object]] = []
                 for name, text, content_type in (
                     (f"{base}.vtt", webvtt(cues), "text/vtt; charset=utf-8"),
                     (f"{base}.srt", srt(cues), "application/x-subrip; charset=utf-8"),
                 ):
                     captions_written.append(name)
                     disposition = attachment(request.title, name[len(base) :])
-                    await self.files.put_text(name, text, content_type=content_type, disposition=disposition)
+                    captions.append(
+                        files.put_text(name, text, content_type=content_type, disposition=disposition)
+                    )
+                await _all(captions)
+            documents: list[Awaitable[object]] = []
             if self.index is not None and link_expires_in is not None:  # answered with a link: findable by id
                 entry = NarrationIndex(
                     result=result.to_response().without_link(), sas_expiry_minutes=request.sas_expiry_minutes
                 )
                 indexed = True
-                await self.index.put(index_name(narration_id), entry.model_dump(mode="json"))
+                documents.append(self.index.put(index_name(narration_id), entry.model_dump(mode="json")))
             document = result.transcript_document(source).model_dump(mode="json")
-            await self.outputs.upload_json(transcript_blob_name, document)
+            documents.append(self.outputs.upload_json(transcript_blob_name, document))
+            await _all(documents)
             if request.show is not None and self.shows is not None:
                 episode = episode_name(request.show, narration_id, created_at)  # removed if this fails
                 await self._publish(request.show, result, base, chapter_list)
@@ -619,6 +628,15 @@ class NarrationService:
 
 SHORT_CONVERSATION_SHARE: Final = 0.5
 """A conversation shorter than this share of its ``target_minutes`` is answered with a warning."""
+
+
+async def _all(steps: Sequence[Awaitable[object]]) -> None:
+    """Await ``steps`` at once. When one fails, the others are still awaited to their end
+    (none goes on writing behind the caller's clean-up) and the first failure is raised as
+    it was, not wrapped."""
+    for outcome in await asyncio.gather(*steps, return_exceptions=True):
+        if isinstance(outcome, BaseException):
+            raise outcome
 
 
 def _length_warnings(request: NarrationRequest, duration_seconds: float) -> tuple[str, ...]:

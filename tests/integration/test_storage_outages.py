@@ -202,8 +202,11 @@ async def test_storage_failing_right_after_the_wav_commit_leaves_nothing_visible
 
     answer = await post({"text": TEXT})
 
-    if failures == 1:  # the SDK's own retry absorbs one refused connection
+    if failures <= 2:
+        # The SDK's own retry absorbs one refused connection per request, and the two
+        # caption files are written at once: each takes one of two failures.
         assert answer.status == 200, answer.json()
+        assert env.transport.failed == failures
         assert len(env.blobs()) == 4  # audio, captions (WebVTT, SRT), transcript
         return
     assert answer.status == 503, answer.json()
