@@ -63,6 +63,15 @@ async def serving(handler: Handler, tls: ssl.SSLContext | None) -> AsyncIterator
         yield f"{'wss' if tls else 'ws'}://127.0.0.1:{port}/"
 
 
+def connecting(
+    url: str,
+    tls: ssl.SSLContext | None,
+    connection: type[BufferedClientConnection] = BufferedClientConnection,
+) -> connect:
+    """A websockets client connection of class ``connection``, with the narrator's settings."""
+    return connect(url, ssl=tls, max_size=None, compression=None, create_connection=connection)
+
+
 @pytest.fixture(params=["ws", "wss"])
 def tls(
     request: pytest.FixtureRequest, tmp_path: Path
@@ -94,9 +103,7 @@ async def test_messages_of_every_size_and_framing_arrive_whole(
     server_tls, client_tls = tls
     async with (
         serving(handler, server_tls) as url,
-        connect(
-            url, ssl=client_tls, max_size=None, compression=None, create_connection=CountingConnection
-        ) as connection,
+        connecting(url, client_tls, CountingConnection) as connection,
     ):
         assert isinstance(connection, asyncio.BufferedProtocol)
         for data, message in zip(binary, text, strict=True):
@@ -125,9 +132,7 @@ async def test_a_connection_closed_mid_message_is_a_clean_close(
     server_tls, client_tls = tls
     async with (
         serving(handler, server_tls) as url,
-        connect(
-            url, ssl=client_tls, max_size=None, compression=None, create_connection=BufferedClientConnection
-        ) as connection,
+        connecting(url, client_tls) as connection,
     ):
         assert await connection.recv(decode=False) == b"x" * 1000
         with pytest.raises(ConnectionClosedError):
