@@ -58,6 +58,10 @@ MARKER_RULES: Final = (
     "only show where the text begins and ends: never say them, and read nothing but the text "
     "between them.\n\n"
 )
+MAX_FINISHING_IN_HAND: Final = 8
+"""At most this many segments of a narration wait to be finished (leveled, timed, staged) while
+others stream: one per slot up to here, so the memory of a narration at a higher concurrency
+grows with its streams only."""
 FINISHING_THREADS: Final = 2
 """Segments of one narration levelled and timed at once (CPU-bound, in worker threads): more
 than the cores would only hold more audio and more working arrays in memory at once."""
@@ -240,20 +244,20 @@ async def narrate_segments(
     # free again as soon as its response is done. Segments in hand are those streaming
     # (`concurrency`, or more when they are short: as many as keep their words, so about
     # their audio, within `concurrency` segments of `segment_max_words`) plus one being
-    # finished per slot: every slot streams its next segment while its last one is leveled
-    # and staged instead of idling until then. With fewer (one per finishing thread, or half
-    # the slots) a round's slots waited for Storage to take the round before: 0.40 s of 8.07
-    # at concurrency 4, 30 minutes at 60 s/s (`python -m benchmarks.phases`), and the peak
-    # memory of 60 minutes is no higher, as each segment's audio is staged without a copy.
-    # Longest first makes every slot's segment end at about the same time. Memory still
-    # depends only on the concurrency and the segment size. A script's short turns wait to
-    # be leveled as the next ones stream. Segments that arrive faster than they are finished
-    # wait unnarrated instead of piling up in memory.
+    # finished per slot, up to MAX_FINISHING_IN_HAND: every slot streams its next segment
+    # while its last one is leveled and staged instead of idling until then. With fewer (one
+    # per finishing thread, or half the slots) a round's slots waited for Storage to take the
+    # round before: 0.40 s of 8.07 at concurrency 4, 30 minutes at 60 s/s (`python -m
+    # benchmarks.phases`), and the peak memory of 60 minutes is no higher, as each segment's
+    # audio is staged without a copy. Longest first makes every slot's segment end at about
+    # the same time. Memory still depends only on the concurrency and the segment size. A
+    # script's short turns wait to be leveled as the next ones stream. Segments that arrive
+    # faster than they are finished wait unnarrated instead of piling up in memory.
     longest = max((size_in_words(s.text) for s in segments), default=1)
     streaming = max(
         settings.concurrency, settings.concurrency * settings.segment_max_words // max(1, longest)
     )
-    in_hand = asyncio.Semaphore(streaming + settings.concurrency)
+    in_hand = asyncio.Semaphore(streaming + min(settings.concurrency, MAX_FINISHING_IN_HAND))
 
     async def narrate_segment(segment: Segment) -> None:
         async with in_hand:

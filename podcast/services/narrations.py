@@ -498,14 +498,15 @@ class NarrationService:
                         files.put_text(name, text, content_type=content_type, disposition=disposition)
                     )
                 await _all(captions)
+            # Both documents are made before either write is started.
+            document = result.transcript_document(source).model_dump(mode="json")
             documents: list[Awaitable[object]] = []
             if self.index is not None and link_expires_in is not None:  # answered with a link: findable by id
                 entry = NarrationIndex(
                     result=result.to_response().without_link(), sas_expiry_minutes=request.sas_expiry_minutes
-                )
+                ).model_dump(mode="json")
                 indexed = True
-                documents.append(self.index.put(index_name(narration_id), entry.model_dump(mode="json")))
-            document = result.transcript_document(source).model_dump(mode="json")
+                documents.append(self.index.put(index_name(narration_id), entry))
             documents.append(self.outputs.upload_json(transcript_blob_name, document))
             await _all(documents)
             if request.show is not None and self.shows is not None:
@@ -634,9 +635,15 @@ async def _all(steps: Sequence[Awaitable[object]]) -> None:
     """Await ``steps`` at once. When one fails, the others are still awaited to their end
     (none goes on writing behind the caller's clean-up) and the first failure is raised as
     it was, not wrapped."""
-    for outcome in await asyncio.gather(*steps, return_exceptions=True):
-        if isinstance(outcome, BaseException):
-            raise outcome
+    failures = [
+        outcome
+        for outcome in await asyncio.gather(*steps, return_exceptions=True)
+        if isinstance(outcome, BaseException)
+    ]
+    for other in failures[1:]:
+        log.warning("a write after the audio commit also failed: %s", type(other).__name__)
+    if failures:
+        raise failures[0]
 
 
 def _length_warnings(request: NarrationRequest, duration_seconds: float) -> tuple[str, ...]:

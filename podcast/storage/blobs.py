@@ -32,6 +32,8 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final, cast
 from urllib.parse import quote
 
+from aiohttp import payload
+from aiohttp.abc import AbstractStreamWriter
 from azure.core import MatchConditions
 from azure.core.exceptions import (
     AzureError,
@@ -121,8 +123,8 @@ BODY_CHUNK_BYTES: Final = 60 * 1024
 """A block's body goes to aiohttp in views of this many bytes (see :class:`BlockBody`)."""
 
 
-class BlockBody:
-    """A block's bytes as the request body, handed to aiohttp a view of
+class BlockBody(payload.Payload):
+    """A block's bytes as the request body, written to aiohttp a view of
     :data:`BODY_CHUNK_BYTES` at a time, never copied whole.
 
     Given the bytes in one piece, aiohttp (on Python before 3.12.9, and 3.13 before 3.13.2)
@@ -134,14 +136,17 @@ class BlockBody:
     allocator's mmap threshold (``MALLOC_MMAP_THRESHOLD_``), and aiohttp writes each one
     with back-pressure, so the transport's buffer stays small.
 
-    It can be iterated again (each iteration starts from the first byte): a request the SDK
-    retries after sending part of the body sends all of it again.
+    An aiohttp payload that is never consumed: written again from its first byte, so both
+    aiohttp's own resend of a request that met a stale pooled connection and the SDK's
+    retries send the whole block (an async iterable would be consumed once written). It is
+    also an async iterable of its views, the body type the SDK's request accepts.
     """
 
-    __slots__ = ("_view",)
-
     def __init__(self, data: bytes | bytearray | memoryview) -> None:
-        self._view = memoryview(data).cast("B")
+        view = memoryview(data).cast("B")
+        super().__init__(view, content_type="application/octet-stream")
+        self._view = view
+        self._size = view.nbytes
 
     def __len__(self) -> int:
         return self._view.nbytes
@@ -149,10 +154,21 @@ class BlockBody:
     def __aiter__(self) -> AsyncIterator[memoryview]:
         return self._chunks()
 
-    async def _chunks(self) -> AsyncIterator[memoryview]:
+    async def _chunks(self, end: int | None = None) -> AsyncIterator[memoryview]:
         view = self._view
-        for start in range(0, len(view), BODY_CHUNK_BYTES):
-            yield view[start : start + BODY_CHUNK_BYTES]
+        stop = len(view) if end is None else min(end, len(view))
+        for start in range(0, stop, BODY_CHUNK_BYTES):
+            yield view[start : min(stop, start + BODY_CHUNK_BYTES)]
+
+    async def write(self, writer: AbstractStreamWriter) -> None:
+        await self.write_with_length(writer, None)
+
+    async def write_with_length(self, writer: AbstractStreamWriter, content_length: int | None) -> None:
+        async for chunk in self._chunks(content_length):
+            await writer.write(chunk)
+
+    def decode(self, encoding: str = "utf-8", errors: str = "strict") -> str:
+        return self._view.tobytes().decode(encoding, errors)
 
 
 class BlobStore:
