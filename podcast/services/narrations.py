@@ -414,12 +414,11 @@ class NarrationService:
                 budget_seconds=budget,
                 on_progress=on_progress,
             )
+        # An episode's words are the model's own: the source's headings are not in it.
         chapter_list: list[Chapter] = []
         if voiced is not None:
             chapter_list = list(voiced.chapters)
-        elif (
-            request.mode != "episode"
-        ):  # an episode's words are the model's: the source's headings are not in it
+        elif request.mode != "episode":
             chapter_list = _chapters(narration)
         result = StoredNarration(
             id=narration_id,

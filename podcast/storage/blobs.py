@@ -281,8 +281,7 @@ class BlobStore:
         blob = client or self._container.blob(blob_name)
         for attempt in (1, 2):
             try:
-                body: object = data if len(data) <= BODY_CHUNK_BYTES else BlockBody(data)
-                await blob.stage_block(block_id, cast(bytes, body), length=len(data))
+                await blob.stage_block(block_id, cast(bytes, BlockBody(data)), length=len(data))
                 return
             except ResourceNotFoundError as exc:
                 if attempt == 2 or not await self._container.recreate_if_gone(exc):
