@@ -22,7 +22,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
@@ -502,6 +502,25 @@ class RealtimeSession:
             )
 
 
+class _Rendered:
+    """Speech whose length is known before it is made (for the token cap) and whose bytes are
+    made as the stream reaches them: ``pieces`` in order, ``length`` bytes in all."""
+
+    def __init__(self, length: int, pieces: Iterator[bytes]) -> None:
+        self._length = length
+        self._pieces = pieces
+        self._made = bytearray()
+
+    def __len__(self) -> int:
+        return self._length
+
+    def __getitem__(self, part: slice) -> bytes:
+        stop = self._length if part.stop is None else min(part.stop, self._length)
+        while len(self._made) < stop:
+            self._made += next(self._pieces)
+        return bytes(self._made[part])
+
+
 def _since(start: float, moment: float | None) -> str:
     return "-" if moment is None else f"{moment - start:.3f}s"
 
@@ -605,18 +624,27 @@ class _ResponseStream:
                 spoken = (response.fault.message if response.fault else None) or INVALID_SCRIPT_REPLY
             elif reply is not None:
                 spoken = reply
+        engine = session._settings.engine
+        speaks = self.audio and bool(spoken.strip())
+        planned = getattr(engine, "plan", None) if speaks else None
         synthesis = (
-            asyncio.create_task(asyncio.to_thread(session._settings.engine.synthesize, spoken, record.voice))
-            if self.audio and spoken.strip()
+            asyncio.create_task(asyncio.to_thread(engine.synthesize, spoken, record.voice))
+            if speaks and planned is None
             else None
         )
+        pcm: bytes | _Rendered
         try:
             await self.open_item()
-            pcm = await synthesis if synthesis is not None else b""
+            if planned is not None:
+                # Rendered as it streams (the synthetic voice): the first delta goes out at
+                # once instead of after the whole segment's speech, as the model's would.
+                pcm = _Rendered(*planned(spoken, record.voice))
+            else:
+                pcm = await synthesis if synthesis is not None else b""
         finally:
             if synthesis is not None and not synthesis.done():
                 synthesis.cancel()
-        if synthesis is not None:
+        if speaks:
             record.synthesized_at = time.monotonic()
         words = _word_tokens(spoken)
         plan = _plan_output(pcm if self.audio else None, words, cap, fault_kind)
@@ -651,7 +679,7 @@ class _ResponseStream:
         await self.send(server_event("response.content_part.added", **self.ids(), part=self.part("")))
 
     async def stream(
-        self, pcm: bytes, words: Sequence[tuple[int, str]], plan: _OutputPlan
+        self, pcm: bytes | _Rendered, words: Sequence[tuple[int, str]], plan: _OutputPlan
     ) -> tuple[ResponseStatus, dict[str, Any] | None, str] | None:
         """Send the deltas; return ``(status, status_details, transcript)``, or ``None`` when
         a fault ended the response without ``response.done``."""
@@ -827,7 +855,7 @@ class _OutputPlan:
 
 
 def _plan_output(
-    pcm: bytes | None, words: Sequence[tuple[int, str]], cap: int, fault: FaultKind | None
+    pcm: bytes | _Rendered | None, words: Sequence[tuple[int, str]], cap: int, fault: FaultKind | None
 ) -> _OutputPlan:
     """Apply the output token cap: audio (20 tokens/s) plus transcript text tokens.
 

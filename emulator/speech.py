@@ -22,6 +22,7 @@ import subprocess
 import tempfile
 import threading
 import zlib
+from collections.abc import Iterator
 from typing import Any, Final, Protocol
 
 import numpy as np
@@ -246,8 +247,16 @@ class SyntheticEngine:
         return "synthetic"
 
     def synthesize(self, text: str, voice: str) -> bytes:
+        _, pieces = self.plan(text, voice)
+        return b"".join(pieces)
+
+    def plan(self, text: str, voice: str) -> tuple[int, Iterator[bytes]]:
+        """The length (bytes) of :meth:`synthesize`'s speech and its pieces in order, each word's
+        rendered only when it is taken: a response can stream its first words while the rest
+        is still to be made, as the model streams (the length comes from the words alone)."""
         base_pitch = voice_pitch_hz(voice)
-        out = bytearray()
+        words: list[tuple[int, int, int, float]] = []
+        total = 0
         for match in _WORD.finditer(text):
             word = match.group()
             letters = sum(1 for char in word if char.isalnum())
@@ -255,14 +264,20 @@ class SyntheticEngine:
                 continue
             syllables = max(1, len(_VOWEL_GROUP.findall(word.lower())))
             variant = zlib.crc32(word.lower().strip(".,;:!?\"'()").encode()) % 5
-            out += self._word_audio(base_pitch, min(letters, 24), min(syllables, 8), variant)
             if word[-1] in ".!?":
-                out += _silence(_PAUSE_SECONDS["sentence"])
+                pause = _PAUSE_SECONDS["sentence"]
             elif word[-1] in ",;:":
-                out += _silence(_PAUSE_SECONDS["comma"])
+                pause = _PAUSE_SECONDS["comma"]
             else:
-                out += _silence(_PAUSE_SECONDS["word"])
-        return bytes(out)
+                pause = _PAUSE_SECONDS["word"]
+            letters, syllables = min(letters, 24), min(syllables, 8)
+            words.append((letters, syllables, variant, pause))
+            total += _word_samples(letters, syllables) * 2 + len(_silence(pause))
+        return total, self._pieces(base_pitch, words)
+
+    def _pieces(self, base_pitch: float, words: list[tuple[int, int, int, float]]) -> Iterator[bytes]:
+        for letters, syllables, variant, pause in words:
+            yield self._word_audio(base_pitch, letters, syllables, variant) + _silence(pause)
 
     def _word_audio(self, base_pitch: float, letters: int, syllables: int, variant: int) -> bytes:
         key = (base_pitch, letters, syllables, variant)
@@ -276,8 +291,7 @@ class SyntheticEngine:
     def _render_word(self, base_pitch: float, letters: int, syllables: int, variant: int) -> bytes:
         # Vectorized (a word is thousands of samples; a per-sample Python loop took ~20 ms a
         # word and held the emulator's GIL while every other session's deltas waited).
-        duration = 0.06 + 0.05 * letters
-        syllable_length = max(1, round(duration * SAMPLE_RATE / syllables))
+        syllable_length = _syllable_samples(letters, syllables)
         pitch = base_pitch * (0.9 + 0.05 * variant)
         noise_state = 12345 + 977 * letters + variant
         position = np.arange(syllable_length) / syllable_length
@@ -307,6 +321,16 @@ def _wavetable(harmonics: tuple[float, ...]) -> np.ndarray[Any, np.dtype[np.floa
 
 def _silence(seconds: float) -> bytes:
     return bytes(round(seconds * SAMPLE_RATE) * 2)
+
+
+def _syllable_samples(letters: int, syllables: int) -> int:
+    """Samples of each syllable of a word (its length grows with its letters)."""
+    duration = 0.06 + 0.05 * letters
+    return max(1, round(duration * SAMPLE_RATE / syllables))
+
+
+def _word_samples(letters: int, syllables: int) -> int:
+    return _syllable_samples(letters, syllables) * syllables
 
 
 def level_offset_db(voice: str, session_id: str, spread_db: float) -> float:

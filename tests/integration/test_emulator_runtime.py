@@ -209,6 +209,33 @@ async def test_speed_paces_the_audio() -> None:
     assert elapsed >= 0.9 * seconds / 20
 
 
+def test_the_synthetic_speech_is_planned_from_the_words_and_made_as_it_is_taken() -> None:
+    engine = SyntheticEngine()
+    for text in (PARAGRAPH * 4, "x", "...", "Supercalifragilistic words; odd: yes? 12 34!"):
+        length, pieces = engine.plan(text, "verse")
+        first = next(pieces, b"")
+        assert length == len(first + b"".join(pieces)) == len(engine.synthesize(text, "verse"))
+        assert engine.synthesize(text, "verse").startswith(first)
+
+
+async def test_a_long_response_streams_its_first_words_before_the_rest_is_made() -> None:
+    """The synthetic voice renders as it streams (a model streams as it speaks): a ten-minute
+    reading's first delta leaves as soon as a one-word reading's, not after its speech is made."""
+    long_text = " ".join(f"Word{number} of a very long reading." for number in range(1500))
+    async with RealtimeEmulator(engine="synthetic", speed=20.0) as running:
+        for text in ("Hello.", long_text):
+            async with client(running).realtime.connect(model=MODEL) as connection:
+                await receive(connection)
+                await connection.conversation.item.create(item=user_message(text))  # type: ignore[arg-type]
+                await receive_until(connection, "conversation.item.done")
+                await connection.response.create()
+                await receive_until(connection, "response.output_audio.delta")
+        responses = [r for s in running.sessions for r in s.responses]
+    first_audio = [r.first_audio_at - r.started_at for r in responses if r.first_audio_at is not None]
+    assert len(first_audio) == 2
+    assert first_audio[1] < first_audio[0] + 0.05
+
+
 async def test_first_audio_delay_holds_back_the_first_delta() -> None:
     async with (
         RealtimeEmulator(engine="synthetic", first_audio_delay=0.3) as running,
