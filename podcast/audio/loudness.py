@@ -8,6 +8,12 @@ measured (ITU-R BS.1770-4 integrated loudness, with ``pyloudnorm``), brought to
 then match each other (and voices match each other) to well within 1.5 LU, and the whole
 narration, whose pauses are silence that BS.1770's gates leave out, measures the target.
 
+A segment still streaming can be levelled in parts instead (:func:`level_opening`,
+:func:`level_part`, :func:`finish_parts`): at the gain its opening alone would get, each part
+limited exactly as within the whole at that gain; the whole is then measured as
+:func:`level_in_place` measures it, and kept only within :data:`STREAMED_TOLERANCE_LU` of the
+target (the caller levels it whole otherwise).
+
 The limiter aims :data:`LIMITER_MARGIN_DB` under the -1 dBTP ceiling: MP3 encoding raises
 peaks a little, and the ceiling must hold for the decoded file too.
 """
@@ -46,11 +52,19 @@ threadpool_limits(limits=1, user_api="blas")
 
 __all__ = [
     "CEILING_DBTP",
+    "PART_CONTEXT_SAMPLES",
+    "STREAMED_TOLERANCE_LU",
     "TARGET_LUFS",
     "Leveled",
+    "LeveledPart",
     "combined_lufs",
+    "finish_parts",
     "level_in_place",
+    "level_opening",
+    "level_part",
     "limit_true_peak",
+    "part_bin_samples",
+    "part_lead_samples",
     "true_peak_dbtp",
 ]
 
@@ -628,14 +642,41 @@ def level_in_place(
     audio): call it in a worker thread.
     """
     pcm = np.frombuffer(buffer, dtype="<i2")  # read and written in place
+    plan = _plan(pcm, target_lufs, ceiling_dbtp, sample_rate)
+    if plan is None:
+        seconds = len(pcm) / sample_rate
+        return Leveled(seconds, None, None, 0.0, _true_peak_dbtp(pcm, 1 / _FULL_SCALE) if len(pcm) else None)
+    peak, exact = _limited_true_peak(pcm, plan.true_peaks, plan.gain, plan.spans)
+    _apply_gain(pcm, plan.gain, plan.spans, plan.true_peaks.sample_peak)
+    return Leveled(len(pcm) / sample_rate, plan.measured, plan.level, plan.gain_db, peak, exact)
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """How :func:`level_in_place` levels some audio: its gain, the limiter's spans at that gain."""
+
+    measured: float
+    gain_db: float
+    """The gain reported (when the passes ran out: the correction the last pass asked for)."""
+    gain: float
+    """The gain applied, of the last pass (linear): the one ``spans`` are for."""
+    level: float | None
+    spans: list[tuple[int, NDArray[np.float64]]]
+    true_peaks: _TruePeaks
+    sums: NDArray[np.float64]
+    """The meter's parts' energies of the audio as it came."""
+
+
+def _plan(pcm: NDArray[np.int16], target_lufs: float, ceiling_dbtp: float, sample_rate: int) -> _Plan | None:
+    """The gain, limiter spans and resulting loudness of :func:`level_in_place` for ``pcm``
+    (``None``: too short or silent to measure)."""
     length = len(pcm)
-    seconds = length / sample_rate
     scale = 1 / _FULL_SCALE
     meter = _Meter(length, sample_rate)
     sums = meter.energies(pcm, scale) if length >= _MIN_SECONDS * sample_rate else None
     measured = meter.integrated(meter.powers(sums)) if sums is not None else None
     if measured is None or sums is None:
-        return Leveled(seconds, None, None, 0.0, _true_peak_dbtp(pcm, scale) if length else None)
+        return None
     ceiling = 10 ** ((ceiling_dbtp - LIMITER_MARGIN_DB) / 20)
     # K-weighting is linear, so a gain moves the loudness by exactly that many dB; only the
     # limiter takes some away, and the next passes give it back (speech with sharp peaks
@@ -660,9 +701,229 @@ def level_in_place(
             break
         gain_db += target_lufs - level
     assert true_peaks is not None  # the audio is at ``gain``, which made ``spans``
-    peak, exact = _limited_true_peak(pcm, true_peaks, gain, spans)
-    _apply_gain(pcm, gain, spans, true_peaks.sample_peak)
-    return Leveled(seconds, measured, level, gain_db, peak, exact)
+    return _Plan(measured, gain_db, gain, level, spans, true_peaks, sums)
+
+
+# --- Levelling a segment while it streams ----------------------------------------------------
+
+PART_CONTEXT_SAMPLES: Final = 2048
+"""Samples after a part that :func:`level_part` needs beside it (and before it, with the
+filter's warm-up): the limiter's gain at a sample depends on the true peaks within about 1.5
+look-aheads (180 samples at 24 kHz) and a true peak on the 6 samples either side, so with this
+much around it a part is limited exactly as it would be within the whole segment."""
+STREAMED_TOLERANCE_LU: Final = 0.5
+"""A segment levelled in parts (:func:`finish_parts`) at the gain of its opening is kept when
+the whole then measures within this of the target; otherwise it is levelled again whole."""
+
+
+def part_bin_samples(sample_rate: int = SAMPLE_RATE) -> int:
+    """Parts begin and end on multiples of this (BS.1770's 100 ms steps), so each part's
+    measurement is whole steps of the segment's (:func:`level_part`)."""
+    return round(_BLOCK_SECONDS * _BLOCK_STEP * sample_rate)
+
+
+def part_lead_samples(sample_rate: int = SAMPLE_RATE) -> int:
+    """Samples before a part that :func:`level_part` needs (the K-weighting filter's warm-up)."""
+    return max(round(_FILTER_TAIL_SECONDS * sample_rate), PART_CONTEXT_SAMPLES)
+
+
+@dataclass(frozen=True, slots=True)
+class LeveledPart:
+    """One part of a segment levelled by :func:`level_opening` or :func:`level_part`."""
+
+    pcm: bytearray | memoryview
+    """The part's samples, levelled (PCM16): a buffer of its own, or the part of the window
+    it was levelled in (``in_place``)."""
+    begin: int
+    """Its first sample in the segment."""
+    spans: list[tuple[int, NDArray[np.float64]]]
+    """The limiter's gains in the part (start sample in the segment, the gains from there)."""
+    peak: float
+    """Its true peak after levelling (linear), or the bound of it when ``exact`` is false."""
+    exact: bool
+    energies: NDArray[np.float64]
+    """The K-weighted sums of squares of the part as it came, per step of
+    :func:`part_bin_samples` from ``begin`` (the last one may be short)."""
+
+
+def level_opening(
+    window: bytes | bytearray,
+    end: int,
+    *,
+    target_lufs: float = TARGET_LUFS,
+    ceiling_dbtp: float = CEILING_DBTP,
+    sample_rate: int = SAMPLE_RATE,
+) -> tuple[float, LeveledPart] | None:
+    """The gain (dB) for a segment still streaming, from its opening: what
+    :func:`level_in_place` would give ``window`` (PCM16 mono, the segment's first samples:
+    ``end`` and :data:`PART_CONTEXT_SAMPLES` after them); and its samples up to ``end``
+    levelled at that gain as the segment's first part, in place in ``window`` (a view of it is
+    the part's ``pcm``). ``None`` when the opening is too quiet to measure. CPU-bound."""
+    samples = np.frombuffer(window, dtype="<i2")
+    _check_part(0, end, sample_rate)
+    if end > len(samples):
+        raise ValueError("the window does not hold the opening")
+    plan = _plan(samples, target_lufs, ceiling_dbtp, sample_rate)
+    if plan is None:
+        return None
+    # The opening's own measurement up to ``end`` is the segment's: both filter from its start.
+    energies = plan.sums[: end // part_bin_samples(sample_rate)].copy()
+    part = _leveled_part(window, 0, end, plan.gain, plan.spans, plan.true_peaks, energies, in_place=True)
+    return 20 * math.log10(plan.gain), part
+
+
+def level_part(
+    window: bytes | bytearray,
+    offset: int,
+    begin: int,
+    end: int,
+    gain_db: float,
+    *,
+    ceiling_dbtp: float = CEILING_DBTP,
+    sample_rate: int = SAMPLE_RATE,
+) -> LeveledPart:
+    """Samples ``begin`` to ``end`` of a segment at ``gain_db``, true peaks limited under
+    ``ceiling_dbtp`` (less :data:`LIMITER_MARGIN_DB`), exactly as :func:`level_in_place`
+    would give them for the whole segment at that gain, and measured as it measures them.
+    ``window`` holds the segment's PCM16 from sample ``offset``: at least
+    :func:`part_lead_samples` before the part and :data:`PART_CONTEXT_SAMPLES` after it, or
+    to the segment's start or end; ``begin`` (and ``end``, unless it is the segment's end) is
+    a multiple of :func:`part_bin_samples`. The part is levelled into a buffer of its own
+    (``window`` is not changed). CPU-bound."""
+    samples = np.frombuffer(window, dtype="<i2")
+    if not offset <= begin <= end <= offset + len(samples):
+        raise ValueError("the window does not hold the part")
+    _check_part(begin, None, sample_rate)
+    gain = 10 ** (gain_db / 20)
+    ceiling = 10 ** ((ceiling_dbtp - LIMITER_MARGIN_DB) / 20)
+    # True peaks and the limiter around the part only; the filter's warm-up before it.
+    low = max(0, begin - offset - PART_CONTEXT_SAMPLES)
+    near = samples[low : end - offset + PART_CONTEXT_SAMPLES]
+    true_peaks = _TruePeaks.above(near, ceiling / gain / _PEAK_HEADROOM, 1 / _FULL_SCALE)
+    spans = _limiter_gain(true_peaks, len(near), gain, ceiling, sample_rate)
+    lead = part_lead_samples(sample_rate) if begin else 0
+    if begin - offset < lead:
+        raise ValueError("the window does not hold the part's lead")
+    energies = _energies_from(samples[begin - offset - lead : end - offset], lead, sample_rate)
+    at = begin - offset
+    shifted = [(start + low, g) for start, g in spans]
+    peaks = _TruePeaks(true_peaks.floor, true_peaks.at + low, true_peaks.peaks, true_peaks.sample_peak)
+    return _leveled_part(window, at, at + end - begin, gain, shifted, peaks, energies, begin, in_place=False)
+
+
+def _check_part(begin: int, end: int | None, sample_rate: int) -> None:
+    step = part_bin_samples(sample_rate)
+    if begin % step or (end is not None and end % step):
+        raise ValueError(f"a part must begin (and an opening end) on a multiple of {step} samples")
+
+
+def _energies_from(x: NDArray[np.int16], lead: int, sample_rate: int) -> NDArray[np.float64]:
+    """The K-weighted sums of squares of ``x[lead:]`` per step of :func:`part_bin_samples`
+    (the last may be short), filtered from zero state at ``x[0]`` (``lead`` is a multiple of
+    the step: the warm-up, whose steps are dropped)."""
+    step = part_bin_samples(sample_rate)
+    length = len(x)
+    if length < round(_BLOCK_SECONDS * sample_rate * 2.5):
+        # Too short for the meter's steps to be whole 100 ms ones: measured directly.
+        sos, gain = _k_weighting(sample_rate)
+        block = np.multiply(x, gain / _FULL_SCALE).reshape(1, -1) + _DENORMAL_GUARD
+        _filter_in_place(sos, block, np.zeros((1, len(sos), 2)))
+        squares = np.square(block[0])
+        edges = np.arange(0, length, step)
+        return np.add.reduceat(squares, edges)[lead // step :] if length else np.zeros(0)
+    meter = _Meter(length, sample_rate)
+    sums = meter.energies(x, 1 / _FULL_SCALE)
+    count = -(-(length - lead) // step)
+    whole = np.zeros(lead // step + count)
+    # Step ``k`` of ``x`` is the meter's part ``k`` (bounds are multiples of the step; what lies
+    # beyond its last bound is its last part).
+    parts = min(len(sums), len(whole))
+    whole[:parts] = sums[:parts]
+    whole[parts - 1] += sums[parts:].sum()
+    return whole[lead // step :]
+
+
+def _leveled_part(
+    window: bytes | bytearray,
+    low: int,
+    high: int,
+    gain: float,
+    spans: list[tuple[int, NDArray[np.float64]]],
+    true_peaks: _TruePeaks,
+    energies: NDArray[np.float64],
+    begin: int = 0,
+    *,
+    in_place: bool,
+) -> LeveledPart:
+    """Samples ``low`` to ``high`` of ``window`` at ``gain``, limited by ``spans`` (in the
+    window) and their true peaks, as the part of a segment from sample ``begin``."""
+    inner: list[tuple[int, NDArray[np.float64]]] = []
+    for start, g in spans:
+        first, last = max(start, low), min(start + len(g), high)
+        if first < last:
+            inner.append((first - low, g[first - start : last - start]))
+    if in_place:
+        if not isinstance(window, bytearray):
+            raise TypeError("a part levelled in place needs a bytearray window")
+        out: bytearray | memoryview = memoryview(window)[low * 2 : high * 2]
+    else:
+        out = bytearray(memoryview(window)[low * 2 : high * 2])  # one copy
+    part = np.frombuffer(out, dtype="<i2")
+    inside = (true_peaks.at >= low) & (true_peaks.at < high)
+    local = _TruePeaks(true_peaks.floor, true_peaks.at[inside] - low, true_peaks.peaks[inside], 0.0)
+    peak, exact = _limited_true_peak(part, local, gain, inner) if len(part) else (-math.inf, False)
+    _apply_gain(part, gain, inner, true_peaks.sample_peak)  # the window's: at least the part's
+    del part  # no view of ``out`` is left: a buffer of its own may grow (the pause after it)
+    return LeveledPart(
+        out,
+        begin,
+        [(start + begin, g) for start, g in inner],
+        10 ** (peak / 20) if math.isfinite(peak) else 0.0,
+        exact,
+        energies,
+    )
+
+
+def finish_parts(
+    segment: bytes | bytearray,
+    gain_db: float,
+    parts: Iterable[LeveledPart],
+    *,
+    target_lufs: float = TARGET_LUFS,
+    sample_rate: int = SAMPLE_RATE,
+) -> Leveled | None:
+    """What levelling the whole ``segment`` (PCM16, as it came) in ``parts`` (in order, from
+    its start to its end) at ``gain_db`` did: its loudness as :func:`level_in_place` measures
+    it, limiter included; or ``None`` when that is more than :data:`STREAMED_TOLERANCE_LU` from
+    ``target_lufs`` (or unmeasurable), and the segment should be levelled whole instead. Only
+    the limiter's spans are filtered again. CPU-bound."""
+    pcm = np.frombuffer(segment, dtype="<i2")
+    length = len(pcm)
+    done = list(parts)
+    if length < _MIN_SECONDS * sample_rate or not done:
+        return None
+    meter = _Meter(length, sample_rate)
+    steps = np.concatenate([part.energies for part in done])
+    sums = np.zeros(len(meter._bounds))
+    count = min(len(steps), len(sums))
+    sums[:count] = steps[:count]
+    sums[count - 1] += steps[count:].sum()
+    measured = meter.integrated(meter.powers(sums))
+    if measured is None:
+        return None
+    spans = [span for part in done for span in part.spans]
+    gain = 10 ** (gain_db / 20)
+    scale = 1 / _FULL_SCALE
+    level = (
+        meter.integrated(meter.powers(meter.limited(sums, pcm, scale, gain, spans)))
+        if spans
+        else measured + gain_db
+    )
+    if level is None or abs(level - target_lufs) > STREAMED_TOLERANCE_LU:
+        return None
+    best = max(done, key=lambda part: (part.peak, part.exact))
+    peak = 20 * math.log10(best.peak) if best.peak > 0 else None
+    return Leveled(length / sample_rate, measured, level, gain_db, peak, best.exact)
 
 
 def _first_span(spans: list[tuple[int, NDArray[np.float64]]], begin: int) -> int:

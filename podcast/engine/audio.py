@@ -128,18 +128,32 @@ def fade_edges_in_place(buffer: bytearray, seconds: float = 0.005, sample_rate: 
     """Ramp the first and last ``seconds`` of PCM16 ``buffer`` linearly from and to silence,
     touching only those samples (no copy of the rest)."""
     check_pcm(buffer)
-    samples = len(buffer) // SAMPLE_WIDTH
-    ramp = min(samples // 2, round(seconds * sample_rate))
-    if not ramp:
+    ramp = fade_samples(len(buffer) // SAMPLE_WIDTH, seconds, sample_rate)
+    fade_in_place(buffer, ramp, at_start=True)
+    fade_in_place(buffer, ramp, at_start=False)
+
+
+def fade_samples(samples: int, seconds: float = 0.005, sample_rate: int = SAMPLE_RATE) -> int:
+    """How many samples at each edge of audio ``samples`` long :func:`fade_edges_in_place` ramps."""
+    return min(samples // 2, round(seconds * sample_rate))
+
+
+def fade_in_place(buffer: bytearray | memoryview, ramp: int, *, at_start: bool) -> None:
+    """Ramp the first (``at_start``) or the last ``ramp`` samples of PCM16 ``buffer`` from or to
+    silence as :func:`fade_edges_in_place` does (a part of a segment: its opening or its end)."""
+    check_pcm(buffer)
+    if ramp <= 0:
         return
     edge_bytes = ramp * SAMPLE_WIDTH
-    for start in (0, len(buffer) - edge_bytes):
-        edge = array.array("h", bytes(buffer[start : start + edge_bytes]))
-        if sys.byteorder == "big":
-            edge.byteswap()
-        for i in range(ramp):
-            position = i if start == 0 else ramp - 1 - i
-            edge[position] = int(edge[position] * i / ramp)
-        if sys.byteorder == "big":
-            edge.byteswap()
-        buffer[start : start + edge_bytes] = edge.tobytes()
+    if edge_bytes > len(buffer):
+        raise ValueError("the ramp is longer than the audio")
+    start = 0 if at_start else len(buffer) - edge_bytes
+    edge = array.array("h", bytes(buffer[start : start + edge_bytes]))
+    if sys.byteorder == "big":
+        edge.byteswap()
+    for i in range(ramp):
+        position = i if at_start else ramp - 1 - i
+        edge[position] = int(edge[position] * i / ramp)
+    if sys.byteorder == "big":
+        edge.byteswap()
+    buffer[start : start + edge_bytes] = edge.tobytes()

@@ -6,9 +6,10 @@ Realtime session (a fresh context: earlier audio is never billed again as input)
 transcript is compared with its source (:mod:`podcast.fidelity`); below the threshold the
 segment is narrated again with firmer instructions. A segment that ends ``incomplete`` for
 ``max_output_tokens`` is split in two and each half narrated. Finished segments go straight
-to a :class:`PieceSink` (in Blob Storage, a block each), faded at the edges and followed by
-a pause, so memory depends on the concurrency and the segment size, never on the length of
-the text. Each segment is brought to podcast loudness (-16 LUFS, true peak under -1 dBTP:
+to a :class:`PieceSink` (in Blob Storage, a block each; a long segment's opening goes while
+the rest streams, :mod:`podcast.engine.parts`), faded at the edges and followed by a pause,
+so memory depends on the concurrency and the segment size, never on the length of the text.
+Each segment is brought to podcast loudness (-16 LUFS, true peak under -1 dBTP:
 :mod:`podcast.audio.loudness`) before it is stored, so segments, sessions and voices match.
 
 Rate limiting lowers the concurrency (halved on a 429, raised again by one after a run of
@@ -31,7 +32,8 @@ from typing import Final, Protocol, TypeVar
 from podcast.audio import captions, loudness
 from podcast.engine import audio, scaffolding
 from podcast.engine.fidelity import similarity
-from podcast.engine.instructions import build_instructions, strip_scaffolding, user_message
+from podcast.engine.instructions import WORDS_PER_MINUTE, build_instructions, strip_scaffolding, user_message
+from podcast.engine.parts import PartSink, StreamedParts, split_bytes
 from podcast.engine.realtime import Narrator, VoiceSessions
 from podcast.engine.responses import SpokenText
 from podcast.engine.segments import Segment, size_in_words, split_text
@@ -229,6 +231,9 @@ async def narrate_segments(
     deadline = time.monotonic() + budget_seconds
     limiter = AdaptiveLimiter(settings.concurrency)
     finishing = asyncio.Semaphore(FINISHING_THREADS)
+    # Openings staged while their segments stream (each a copy of most of its segment): as
+    # many at once as segments are finished at once.
+    openings = asyncio.Semaphore(FINISHING_THREADS)
     sizes: dict[int, tuple[int, int]] = {}  # index -> (speech bytes, pause bytes)
     pieces: dict[int, _Piece] = {}
     levels: dict[int, loudness.Leveled] = {}
@@ -266,35 +271,65 @@ async def narrate_segments(
     async def _segment(segment: Segment) -> None:
         nonlocal done
         voice = request.voice if voices is None else voices[segment.index]
-        async with limiter:
-            piece = await _narrate_piece(
-                narrator,
-                request,
-                segment.text,
-                voice,
-                instructions,
-                settings,
-                verbatim,
-                deadline,
-                on_retry,
-                0,
-                sessions,
-            )
-        await limiter.succeeded()
-        # Faded in place: the narration's own buffer is staged, never copied whole again.
-        speech = piece.pcm if isinstance(piece.pcm, bytearray) else bytearray(piece.pcm)
-        piece.pcm = b""
-        async with finishing:
-            levels[segment.index] = await _finish(loudness.level_in_place, speech)
-            timed[segment.index] = await _finish(captions.time_words, speech, piece.transcript, piece.marks)
-        audio.fade_edges_in_place(speech, settings.fade_seconds)
-        speech_bytes = len(speech)
-        pause = audio.silence(settings.pause_after(segment.boundary))
         # Piece 2i is segment i's speech and the pause after it, piece 2i + 1 stays empty:
-        # one block, one request to Storage instead of two (a script has a pause after every
-        # turn). The pause extends the buffer in place (a large one is remapped, not copied).
-        speech += pause
-        await sink.stage(2 * segment.index, speech)
+        # one block (or its opening and the rest), one request to Storage instead of two (a
+        # script has a pause after every turn). A long segment's opening is staged while the
+        # rest streams (podcast.engine.parts) when the sink takes parts.
+        split = split_bytes(size_in_words(segment.text) * 60.0 / WORDS_PER_MINUTE)
+        streamed = (
+            StreamedParts(
+                sink,
+                2 * segment.index,
+                _finish,
+                split=split,
+                fade_seconds=settings.fade_seconds,
+                openings=openings,
+            )
+            if isinstance(sink, PartSink) and split is not None
+            else None
+        )
+        try:
+            async with limiter:
+                piece = await _narrate_piece(
+                    narrator,
+                    request,
+                    segment.text,
+                    voice,
+                    instructions,
+                    settings,
+                    verbatim,
+                    deadline,
+                    on_retry,
+                    0,
+                    sessions,
+                    on_audio=streamed.feed if streamed is not None else None,
+                )
+            await limiter.succeeded()
+            # Faded in place: the narration's own buffer is staged, never copied whole again.
+            speech = piece.pcm if isinstance(piece.pcm, bytearray) else bytearray(piece.pcm)
+            piece.pcm = b""
+            speech_bytes = len(speech)
+            pause = audio.silence(settings.pause_after(segment.boundary))
+            async with finishing:
+                # In two parts (then timed in the audio as it came), or levelled whole.
+                leveled = await streamed.finish(speech, pause) if streamed is not None else None
+                in_parts = leveled is not None
+                if leveled is None:
+                    leveled = await _finish(loudness.level_in_place, speech)
+                levels[segment.index] = leveled
+                timed[segment.index] = await _finish(
+                    captions.time_words, speech, piece.transcript, piece.marks
+                )
+            if not in_parts:
+                if streamed is not None:
+                    await streamed.close()  # no opening is staged after the whole
+                audio.fade_edges_in_place(speech, settings.fade_seconds)
+                # The pause extends the buffer in place (a large one is remapped, not copied).
+                speech += pause
+                await sink.stage(2 * segment.index, speech)
+        finally:
+            if streamed is not None:
+                await streamed.close()
         await sink.stage(2 * segment.index + 1, b"")
         sizes[segment.index] = (speech_bytes, len(pause))
         del speech
@@ -375,8 +410,11 @@ async def _narrate_piece(
     on_retry: Callable[[PodcastError], None],
     depth: int,
     sessions: VoiceSessions | None = None,
+    *,
+    on_audio: Callable[[bytearray], None] | None = None,
 ) -> _Piece:
-    """Narrate ``text`` until it is faithful enough (read mode), halving it when it is too long."""
+    """Narrate ``text`` until it is faithful enough (read mode), halving it when it is too long;
+    ``on_audio`` is each attempt's (as :meth:`Narrator.narrate`'s), not the halves'."""
     best: tuple[SpokenText, float, tuple[bool, bool, float]] | None = None
     usage = Usage()
     attempts = 0
@@ -391,6 +429,7 @@ async def _narrate_piece(
                 budget_seconds=deadline - time.monotonic(),
                 on_retry=on_retry,
                 sessions=sessions,
+                on_audio=on_audio,
             )
         except ResponseIncompleteError as error:
             usage += error.billed_usage

@@ -259,12 +259,18 @@ class Narrator:
         on_retry: Callable[[PodcastError], None] | None = None,
         sessions: VoiceSessions | None = None,
         output: Output = "audio",
+        on_audio: Callable[[bytearray], None] | None = None,
     ) -> SpokenText:
         """Narrate ``text`` and return all its audio, retrying transient failures.
 
         With ``sessions``, an idle session of ``voice`` is used if there is one (else a new
         one is opened), the text is sent as an out-of-band response, and the session is
         given back once the response is done (see the module docstring).
+
+        ``on_audio(pcm)`` is called after each audio delta is appended to the attempt's
+        buffer ``pcm`` (a new one for each attempt; the result's ``audio`` is the last one):
+        e.g. to store the audio while it streams. It must not block or raise, and must not
+        change ``pcm`` or keep a view of it (the buffer grows after it returns).
 
         With ``output="text"`` the response is text only (see :meth:`write_text`): the
         result's ``transcript`` is the text and its ``audio`` is empty (``sessions`` are for
@@ -299,6 +305,7 @@ class Narrator:
                     marks,
                     sessions,
                     output,
+                    on_audio,
                 )
             except PodcastError as error:
                 billed += error.billed_usage
@@ -356,6 +363,7 @@ class Narrator:
         marks: list[tuple[int, str]],
         sessions: VoiceSessions | None = None,
         output: Output = "audio",
+        on_audio: Callable[[bytearray], None] | None = None,
     ) -> ResponseDone:
         """One attempt drained into ``pcm`` (each delta appended as it arrives) and each
         transcript delta, with the audio bytes before it, into ``marks``; return its final
@@ -385,6 +393,8 @@ class Narrator:
                 async for event in events:
                     if isinstance(event, AudioDelta):
                         pcm += event.pcm
+                        if on_audio is not None:
+                            on_audio(pcm)
                     elif isinstance(event, TranscriptDelta):
                         marks.append((len(pcm), event.text))
                     elif isinstance(event, ResponseDone):

@@ -275,7 +275,12 @@ class BlobStore:
         return self._container.blob(blob_name)
 
     async def _stage_block(
-        self, blob_name: str, block_id: str, data: bytes | bytearray, *, client: BlobClient | None = None
+        self,
+        blob_name: str,
+        block_id: str,
+        data: bytes | bytearray | memoryview,
+        *,
+        client: BlobClient | None = None,
     ) -> None:
         """Stage one block, creating the container again (once) if it disappeared."""
         blob = client or self._container.blob(blob_name)
@@ -482,7 +487,7 @@ class BlockStaging:
         self._store = store
         self._client = store._blob_client(blob_name)
 
-    async def stage(self, block_id: str, data: bytes | bytearray) -> None:
+    async def stage(self, block_id: str, data: bytes | bytearray | memoryview) -> None:
         """Stage ``data`` (sent without a copy) as the uncommitted block ``block_id``."""
         await self._store.ensure_container()
         await self._store._stage_block(self.blob_name, block_id, data, client=self._client)
@@ -519,8 +524,10 @@ class WavBlockWriter:
     is identified by its position (``index``). :meth:`commit` stages the 44-byte WAV
     header last (only then are the sizes known), checks that Storage holds exactly the
     blocks this writer staged, and commits the header first, followed by the pieces in
-    index order. Until the commit nothing is visible under the blob name (an existing blob
-    there is unchanged); uncommitted blocks of an abandoned writer are discarded by Storage.
+    index order. A piece may also be staged in parts while it is still being made
+    (:meth:`stage_part`: a segment's audio as it streams), and is then its parts in order.
+    Until the commit nothing is visible under the blob name (an existing blob there is
+    unchanged); uncommitted blocks of an abandoned writer are discarded by Storage.
 
     Block ids carry a random ``attempt`` token, so two writers of the same name (two
     deliveries of one document or job, two requests) never replace each other's blocks:
@@ -529,6 +536,8 @@ class WavBlockWriter:
     """
 
     ATTEMPT_HEX: Final = 16
+    MAX_PARTS: Final = 1000
+    """A piece is staged whole or in at most this many parts (:meth:`stage_part`)."""
 
     def __init__(self, store: BlobStore, blob_name: str, *, attempt: str | None = None) -> None:
         if attempt is not None and (len(attempt) != self.ATTEMPT_HEX or not attempt.isalnum()):
@@ -536,28 +545,57 @@ class WavBlockWriter:
         self.blob_name = blob_name
         self.attempt = attempt or secrets.token_hex(self.ATTEMPT_HEX // 2)
         self._blocks = BlockStaging(store, blob_name)
-        self._sizes: dict[int, int] = {}
+        self._sizes: dict[int, list[int]] = {}
+        """Each piece's staged sizes: one for a whole piece, one per part for a piece in parts."""
+        self._whole: set[int] = set()
 
     def _block_id(self, kind: str, index: int) -> str:
         # Block ids of one blob must all have the same length (in every attempt too).
         return f"{self.attempt}-{kind}-{index:010d}"
 
+    def _piece_ids(self, index: int) -> list[str]:
+        if index in self._whole:
+            return [self._block_id("pcm", index)]
+        return [
+            self._block_id("prt", index * self.MAX_PARTS + part) for part in range(len(self._sizes[index]))
+        ]
+
     @property
     def pcm_bytes(self) -> int:
         """Bytes of PCM staged so far."""
-        return sum(self._sizes.values())
+        return sum(sum(sizes) for sizes in self._sizes.values())
 
     async def stage(self, index: int, pcm: bytes | bytearray) -> None:
-        """Stage ``pcm`` (whole PCM16 samples) as piece ``index``; replaces an earlier one."""
-        if index < 0:
-            raise ValueError("piece index must not be negative")
-        if len(pcm) % 2:
-            raise ValueError("PCM16 pieces must have an even number of bytes")
+        """Stage ``pcm`` (whole PCM16 samples) as piece ``index``; replaces an earlier one
+        (or the parts of one)."""
+        _check_piece(index, pcm)
         if not pcm:
             self._sizes.pop(index, None)
+            self._whole.discard(index)
             return
         await self._blocks.stage(self._block_id("pcm", index), pcm)
-        self._sizes[index] = len(pcm)
+        self._sizes[index] = [len(pcm)]
+        self._whole.add(index)
+
+    async def stage_part(self, index: int, part: int, pcm: bytes | bytearray | memoryview) -> None:
+        """Stage ``pcm`` (whole PCM16 samples, not empty) as part ``part`` of piece ``index``:
+        the piece is then its parts ``0`` to ``part`` in order, each as last staged. Staging
+        part 0 begins the piece again (replacing an earlier piece there, whole or in parts);
+        part ``n`` may follow part ``n - 1`` or any later one (which it then replaces with
+        everything after it). Parts of one piece must not be staged concurrently."""
+        _check_piece(index, pcm)
+        if not 0 <= part < self.MAX_PARTS:
+            raise ValueError(f"part must be 0 to {self.MAX_PARTS - 1}")
+        if index >= 10**10 // self.MAX_PARTS:
+            raise ValueError("piece index too large to be staged in parts")
+        if not pcm:
+            raise ValueError("a part must not be empty")
+        sizes = [] if part == 0 or index in self._whole else self._sizes.get(index, [])
+        if part > len(sizes):
+            raise ValueError(f"part {part} of piece {index} does not follow a staged part")
+        await self._blocks.stage(self._block_id("prt", index * self.MAX_PARTS + part), pcm)
+        self._whole.discard(index)
+        self._sizes[index] = [*sizes[:part], len(pcm)]
 
     async def commit(
         self, *, download_name: str, metadata: Mapping[str, str], disposition: str | None = None
@@ -571,13 +609,19 @@ class WavBlockWriter:
         header_id = self._block_id("hdr", 0)
         header = wav_header(total)
         await self._blocks.stage(header_id, header)
-        expected = {header_id: len(header)} | {self._block_id("pcm", i): n for i, n in self._sizes.items()}
+        expected = {header_id: len(header)} | {
+            block_id: size
+            for index, sizes in self._sizes.items()
+            for block_id, size in zip(self._piece_ids(index), sizes, strict=True)
+        }
         staged = await self._blocks.staged_sizes()
         if any(staged.get(block_id) != size for block_id, size in expected.items()):
             raise _lost_blocks(self.blob_name)
         if len(header) != WAV_HEADER_SIZE or sum(expected.values()) != WAV_HEADER_SIZE + total:
             raise ValueError("the WAV header disagrees with the staged audio")  # a bug, never input
-        block_ids = [header_id] + [self._block_id("pcm", i) for i in sorted(self._sizes)]
+        block_ids = [header_id] + [
+            block_id for index in sorted(self._sizes) for block_id in self._piece_ids(index)
+        ]
         await self._blocks.commit(
             block_ids,
             content_type=WAV_CONTENT_TYPE,
@@ -586,3 +630,10 @@ class WavBlockWriter:
             disposition=disposition,
         )
         return total
+
+
+def _check_piece(index: int, pcm: bytes | bytearray | memoryview) -> None:
+    if index < 0:
+        raise ValueError("piece index must not be negative")
+    if len(pcm) % 2:
+        raise ValueError("PCM16 pieces must have an even number of bytes")

@@ -276,3 +276,123 @@ def test_the_true_peak_is_reported_exactly_near_the_ceiling_and_as_a_bound_under
     assert limited.true_peak_exact
     stored = _direct_true_peak(np.frombuffer(spiky, "<i2") / 32768)  # rounded to PCM16
     assert limited.true_peak_dbtp == pytest.approx(stored, abs=0.001)
+
+
+# --- Levelled in parts while streaming ---------------------------------------------------------
+
+STEP = loudness.part_bin_samples(RATE)
+LEAD = loudness.part_lead_samples(RATE)
+CONTEXT = loudness.PART_CONTEXT_SAMPLES
+
+
+def in_parts(buffer: bytearray, part: int) -> tuple[float, list[loudness.LeveledPart]]:
+    """``buffer`` levelled as the stream stager does it: the opening sets the gain, each later
+    part gets only its lead and context, the last one the whole as its window."""
+    opened = loudness.level_opening(buffer[: (part + CONTEXT) * 2], part)
+    assert opened is not None
+    gain_db, first = opened
+    parts = [first]
+    begin = part
+    samples = len(buffer) // 2
+    while begin + part + CONTEXT <= samples:
+        low = begin - LEAD
+        window = buffer[low * 2 : (begin + part + CONTEXT) * 2]
+        parts.append(loudness.level_part(window, low, begin, begin + part, gain_db))
+        begin += part
+    parts.append(loudness.level_part(buffer, 0, begin, samples, gain_db))
+    return gain_db, parts
+
+
+def whole_at(buffer: bytearray, gain_db: float) -> np.ndarray:
+    """The whole of ``buffer`` at ``gain_db``, limited as level_in_place limits it."""
+    pcm = np.frombuffer(buffer, "<i2").copy()
+    gain = 10 ** (gain_db / 20)
+    ceiling = 10 ** ((CEILING_DBTP - loudness.LIMITER_MARGIN_DB) / 20)
+    peaks = loudness._TruePeaks.above(pcm, ceiling / gain / loudness._PEAK_HEADROOM, 1 / 32768)
+    spans = loudness._limiter_gain(peaks, len(pcm), gain, ceiling, RATE)
+    assert spans  # the limiter acts: these checks are about parts meeting its spans
+    loudness._apply_gain(pcm, gain, spans, peaks.sample_peak)
+    return pcm
+
+
+def loud_speech(seconds: float, seed: int) -> bytearray:
+    """Speech with sharp peaks everywhere (the limiter acts at every part's edges too)."""
+    rng = np.random.default_rng(seed)
+    speech = np.frombuffer(speechlike(seconds, 0.05, seed), "<i2").astype(np.float64)
+    clicks = rng.standard_t(2, len(speech)) * 400
+    return bytearray(np.clip(speech + clicks, -32768, 32767).astype("<i2").tobytes())
+
+
+@pytest.mark.parametrize(
+    ("part", "extra"), [(20 * STEP, 0), (20 * STEP, 1), (20 * STEP, CONTEXT - 1), (7 * STEP, 999)]
+)
+def test_parts_are_the_whole_levelled_at_the_openings_gain(part: int, extra: int) -> None:
+    buffer = loud_speech(9.0, 3)[: (4 * part + CONTEXT + extra) * 2]
+
+    gain_db, parts = in_parts(buffer, part)
+
+    opening = bytearray(buffer[: (part + CONTEXT) * 2])
+    assert gain_db == pytest.approx(20 * math.log10(10 ** (level_in_place(opening).gain_db / 20)), abs=3.0)
+    joined = np.frombuffer(b"".join(bytes(p.pcm) for p in parts), "<i2")
+    expected = whole_at(buffer, gain_db)
+    assert len(joined) == len(expected) == len(buffer) // 2
+    assert [p.begin for p in parts] == [k * part for k in range(len(parts))]
+    # Limited exactly as the whole: a sample may differ by one step of rounding at most.
+    difference = np.abs(joined.astype(np.int32) - expected)
+    assert difference.max() <= 1
+    assert np.count_nonzero(difference) <= 3
+    spans = [span for p in parts for span in p.spans]
+    assert spans
+    assert all(a[0] + len(a[1]) <= b[0] for a, b in itertools.pairwise(spans))
+
+
+def test_the_parts_measure_as_the_whole_and_stand_only_near_the_target() -> None:
+    buffer = loud_speech(12.0, 5)
+    gain_db, parts = in_parts(buffer, 40 * STEP)
+
+    result = loudness.finish_parts(buffer, gain_db, parts)
+
+    assert result is not None
+    assert result.lufs is not None
+    whole = level_in_place(bytearray(buffer))
+    assert result.measured_lufs == pytest.approx(whole.measured_lufs, abs=1e-9)
+    joined = np.frombuffer(b"".join(bytes(p.pcm) for p in parts), "<i2") / 32768
+    assert result.lufs == pytest.approx(pyloudnorm.Meter(RATE).integrated_loudness(joined), abs=0.01)
+    assert abs(result.lufs - TARGET_LUFS) <= loudness.STREAMED_TOLERANCE_LU
+    assert result.true_peak_dbtp is not None
+    assert result.true_peak_dbtp <= CEILING_DBTP - 1.0 + 0.01
+    assert _direct_true_peak(joined) <= CEILING_DBTP - 1.0 + 0.02
+
+
+def test_parts_levelled_at_a_gain_off_by_more_than_the_tolerance_are_refused() -> None:
+    buffer = speechlike(12.0, 0.2, 4)
+    gain_db, parts = in_parts(buffer, 40 * STEP)
+    assert loudness.finish_parts(buffer, gain_db, parts) is not None
+    for off in (2.0, -1.0):  # the limiter takes back some of a higher gain
+        again = [
+            loudness.level_part(buffer, 0, p.begin, p.begin + len(p.pcm) // 2, gain_db + off) for p in parts
+        ]
+        assert loudness.finish_parts(buffer, gain_db + off, again) is None
+
+
+def test_an_opening_that_is_quieter_than_the_rest_is_refused_at_the_end() -> None:
+    quiet, loud = speechlike(6.0, 0.05, 1), speechlike(20.0, 0.4, 2)
+    buffer = quiet + loud
+    gain_db, parts = in_parts(buffer, 40 * STEP)
+
+    assert gain_db > 20  # from the quiet opening
+    assert loudness.finish_parts(buffer, gain_db, parts) is None
+
+
+def test_a_silent_opening_and_windows_without_their_lead_are_refused() -> None:
+    silence = bytearray(2 * (40 * STEP + CONTEXT))
+    assert loudness.level_opening(silence, 40 * STEP) is None
+    buffer = speechlike(6.0, 0.2)
+    with pytest.raises(ValueError, match="lead"):
+        loudness.level_part(
+            buffer[2 * (STEP * 20 - LEAD + 2) :], STEP * 20 - LEAD + 2, STEP * 20, STEP * 40, 0.0
+        )
+    with pytest.raises(ValueError, match="multiple"):
+        loudness.level_part(buffer, 0, STEP * 20 + 1, STEP * 40, 0.0)
+    with pytest.raises(ValueError, match="window"):
+        loudness.level_part(buffer, 0, STEP * 20, len(buffer), 0.0)

@@ -1,0 +1,212 @@
+"""A segment's opening levelled and staged while the rest of it streams.
+
+A segment streams from the model for a while (minutes at real speed, seconds at the
+emulator's 60x) and was levelled and staged whole after its ``response.done``: the last round
+of a narration then uploaded every slot's whole segment at once, after all streaming had
+ended, and nothing overlapped that upload. Here, once a segment's audio reaches
+:data:`SPLIT_FRACTION` of its expected length, that opening is levelled
+(:func:`~podcast.audio.loudness.level_opening`: exactly as levelling it alone would, limiter
+included) and staged as the segment's first part while the rest streams. At the end only the
+rest is levelled, at the opening's gain (:func:`~podcast.audio.loudness.level_part`: limited
+exactly as within the whole), and staged, and the whole is measured
+(:func:`~podcast.audio.loudness.finish_parts`): within
+:data:`~podcast.audio.loudness.STREAMED_TOLERANCE_LU` of the target the parts stand, otherwise
+the segment is levelled and staged whole as before (the opening staged is then never
+committed). The audio as it came is kept until then, as before, so nothing is lost either way.
+
+One split, not a part every few seconds: each Put Block costs the client about 2 ms of CPU
+whatever its size, and the opening's gain is the better the more of the segment it has heard.
+
+Only what can be kept is staged early: an attempt that is not the one kept (a retry, a
+fidelity failure, a cut of spoken markers that changed the audio, a segment halved at the
+token cap) leaves its opening uncommitted and the segment is staged whole. Storage failing
+while the opening is staged only means the segment is staged whole at the end (with the
+store's own retries); the error of that staging, if any, is the segment's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Final, Protocol, runtime_checkable
+
+from podcast.audio import loudness
+from podcast.engine import audio
+
+log = logging.getLogger(__name__)
+
+SPLIT_FRACTION: Final = 0.8
+"""The opening is staged once the audio reaches this share of the segment's expected length
+(its words at :data:`~podcast.engine.instructions.WORDS_PER_MINUTE`): a reading a fifth faster
+than expected still reaches it before its end, and a fifth is left for the end."""
+MIN_OPENING_SECONDS: Final = 10.0
+"""A segment expected shorter than this over :data:`SPLIT_FRACTION` is staged whole."""
+_CONTEXT_BYTES: Final = loudness.PART_CONTEXT_SAMPLES * audio.SAMPLE_WIDTH
+_STEP_BYTES: Final = loudness.part_bin_samples() * audio.SAMPLE_WIDTH
+
+Runner = Callable[..., Awaitable[Any]]
+"""``run(function, *args)``: ``function(*args)`` where CPU-bound work may run (a thread)."""
+
+
+@runtime_checkable
+class PartSink(Protocol):
+    """A piece sink that also takes a piece in parts, in order (as
+    :meth:`~podcast.storage.blobs.WavBlockWriter.stage_part`)."""
+
+    async def stage(self, index: int, pcm: bytes | bytearray) -> None: ...
+
+    async def stage_part(self, index: int, part: int, pcm: bytes | bytearray | memoryview) -> None: ...
+
+
+def split_bytes(expected_seconds: float) -> int | None:
+    """Where a segment expected to last ``expected_seconds`` is split (bytes of PCM, whole
+    100 ms steps), or ``None`` when it is too short to be staged in parts."""
+    split = expected_seconds * SPLIT_FRACTION
+    if split < MIN_OPENING_SECONDS:
+        return None
+    return int(split * audio.BYTES_PER_SECOND) // _STEP_BYTES * _STEP_BYTES
+
+
+@dataclass
+class _Attempt:
+    """One narration attempt's buffer and what has been made of it."""
+
+    buffer: bytearray
+    seen: int = 0
+    """Bytes of the buffer when it was last fed."""
+    opening: asyncio.Task[loudness.LeveledPart | None] | None = None
+    """Levelling and staging the opening: its part once staged (``None``: not staged)."""
+    gain_db: float | None = None
+
+
+class StreamedParts:
+    """Levels and stages piece ``index`` of ``sink`` in two parts, the opening while the rest
+    streams (``split``: its length in bytes, from :func:`split_bytes`; ``openings`` bounds how
+    many segments sharing it copy, level and stage their openings at once).
+
+    Pass :meth:`feed` as the narrator's ``on_audio``; when the narration is done, call
+    :meth:`finish` with the audio kept and the pause after it; always :meth:`close` (or
+    ``async with``). ``run`` runs the levelling (CPU-bound)."""
+
+    def __init__(
+        self,
+        sink: PartSink,
+        index: int,
+        run: Runner,
+        *,
+        split: int,
+        fade_seconds: float,
+        openings: asyncio.Semaphore | None = None,
+    ) -> None:
+        if split <= 0 or split % _STEP_BYTES:
+            raise ValueError("the split must be a positive number of whole 100 ms steps")
+        self._sink = sink
+        self._index = index
+        self._run = run
+        self._split = split
+        self._ramp = round(fade_seconds * audio.SAMPLE_RATE)
+        self._openings = openings or asyncio.Semaphore(1)
+        """Held while an opening is copied, levelled and staged (shared by a narration's segments)."""
+        self._attempt: _Attempt | None = None
+        self._last: asyncio.Task[Any] | None = None
+        """The latest opening task of any attempt: the next one waits for it (block ids repeat)."""
+        self._enabled = 0 <= self._ramp <= loudness.PART_CONTEXT_SAMPLES
+
+    async def __aenter__(self) -> StreamedParts:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    def feed(self, pcm: bytearray) -> None:
+        """Note that ``pcm`` (an attempt's growing buffer) has grown; once the opening and the
+        context after it have arrived, start levelling and staging the opening. Never blocks,
+        never raises."""
+        attempt = self._attempt
+        if attempt is None or attempt.buffer is not pcm:
+            if attempt is not None and attempt.opening is not None:
+                attempt.opening.cancel()  # another attempt: its opening can never be kept
+            attempt = self._attempt = _Attempt(pcm)
+        attempt.seen = len(pcm)
+        if attempt.opening is None and self._enabled and attempt.seen >= self._split + _CONTEXT_BYTES:
+            attempt.opening = asyncio.create_task(self._stage_opening(attempt, self._last))
+            self._last = attempt.opening
+
+    async def _stage_opening(
+        self, attempt: _Attempt, before: asyncio.Task[Any] | None
+    ) -> loudness.LeveledPart | None:
+        if before is not None:  # an earlier attempt's opening: never staged after this one
+            await asyncio.gather(before, return_exceptions=True)
+        async with self._openings:
+            if attempt is not self._attempt:
+                return None
+            # A copy (``pcm`` grows meanwhile), levelled in place and staged: one at a time per
+            # :attr:`_openings`, so a narration's slots do not each hold one at once.
+            window = attempt.buffer[: self._split + _CONTEXT_BYTES]
+            return await self._level_and_stage(attempt, window)
+
+    async def _level_and_stage(self, attempt: _Attempt, window: bytearray) -> loudness.LeveledPart | None:
+        try:
+            opened = await self._run(loudness.level_opening, window, self._split // audio.SAMPLE_WIDTH)
+            if opened is None:  # a silent opening: the whole decides at the end
+                return None
+            part: loudness.LeveledPart
+            attempt.gain_db, part = opened
+            audio.fade_in_place(part.pcm, self._ramp, at_start=True)
+            await self._sink.stage_part(self._index, 0, part.pcm)
+        except Exception as error:
+            log.warning(
+                "staging a segment's opening failed (%s): the segment will be staged whole",
+                type(error).__name__,
+            )
+            return None
+        # What the end needs of it is its measurement: its audio (a view of the window) is
+        # let go now, not held until the segment ends (a copy of most of it per segment).
+        return dataclasses.replace(part, pcm=bytearray())
+
+    async def finish(self, pcm: bytearray, pause: bytes) -> loudness.Leveled | None:
+        """Level and stage the rest of ``pcm`` (the audio kept for the segment, as it came)
+        and ``pause`` after it as the last part, and say what levelling did; or ``None``
+        when the parts cannot stand (another attempt's audio, audio changed since it
+        streamed, no opening staged, the whole off target): the caller then levels and
+        stages it whole, which replaces them. ``pcm`` is not changed."""
+        attempt = self._attempt
+        if (
+            attempt is None
+            or attempt.buffer is not pcm
+            or attempt.seen != len(pcm)
+            or attempt.opening is None
+        ):
+            return None  # another attempt's audio, audio changed since, or no opening staged
+        opening = await attempt.opening
+        if opening is None or attempt.gain_db is None:
+            return None
+        half = audio.SAMPLE_WIDTH
+        # The whole as the window (read only, no copy: ``pcm`` no longer grows).
+        rest = await self._run(
+            loudness.level_part, pcm, 0, self._split // half, len(pcm) // half, attempt.gain_db
+        )
+        leveled: loudness.Leveled | None = await self._run(
+            loudness.finish_parts, pcm, attempt.gain_db, [opening, rest]
+        )
+        if leveled is None:
+            log.info("a segment levelled from its opening came out off target: levelled whole")
+            return None
+        assert isinstance(rest.pcm, bytearray)  # levelled into a buffer of its own
+        audio.fade_in_place(rest.pcm, self._ramp, at_start=False)
+        rest.pcm.extend(pause)
+        await self._sink.stage_part(self._index, 1, rest.pcm)
+        return leveled
+
+    async def close(self) -> None:
+        """Stop staging the opening (one being staged is abandoned: it is never committed)."""
+        self._attempt = None
+        if self._last is not None:
+            self._last.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.gather(self._last, return_exceptions=True)
+            self._last = None
