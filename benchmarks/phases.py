@@ -10,7 +10,8 @@ the timed narration):
   segment in hand to be finished;
 - ``first``: its first audio delta arrived; ``done``: its ``response.done`` arrived;
 - ``level``, ``timed``: loudness levelling and caption timing ended (worker threads);
-- ``staged``: its speech, with the pause after it, was staged in Blob Storage;
+- ``staged``: its speech, with the pause after it, was staged in Blob Storage (a long
+  segment's opening while the rest streams, then the rest: :mod:`podcast.engine.parts`);
 
 and, from the emulator's log, how long it took to render the speech before its first delta
 (``synth``) and when its first delta went out. It sums the time the slots stood idle between
@@ -101,8 +102,19 @@ def _instrument(events: list[dict[str, Any]], clock: list[float]) -> None:
         setattr(module, name, timed)
 
     wrap_thread(loudness, "level_in_place")
+    wrap_thread(loudness, "level_opening")
+    wrap_thread(loudness, "level_part")
+    wrap_thread(loudness, "finish_parts")
     wrap_thread(captions, "time_words")
     stage = WavBlockWriter.stage
+    stage_part = WavBlockWriter.stage_part
+
+    async def timed_stage_part(self: WavBlockWriter, index: int, part: int, pcm: Any) -> None:
+        started = now()
+        await stage_part(self, index, part, pcm)
+        events.append({"kind": f"stage part {part}", "bytes": len(pcm), "start": started, "end": now()})
+
+    WavBlockWriter.stage_part = timed_stage_part  # type: ignore[method-assign]
 
     async def timed_stage(self: WavBlockWriter, index: int, pcm: bytes | bytearray) -> None:
         started = now()
@@ -188,6 +200,10 @@ def report(data: dict[str, Any], responses: list[dict[str, float]], concurrency:
     result = data["result"]
     narrates = sorted((e for e in events if e["kind"] == "narrate"), key=lambda e: e["slot"])
     levels = sorted((e for e in events if e["kind"] == "level_in_place"), key=lambda e: e["start"])
+    kinds = ("level_opening", "level_part", "finish_parts", "stage part 0", "stage part 1")
+    streamed = {
+        kind: sorted((e for e in events if e["kind"] == kind), key=lambda e: e["start"]) for kind in kinds
+    }
     times = sorted((e for e in events if e["kind"] == "time_words"), key=lambda e: e["start"])
     stages = sorted((e for e in events if e["kind"] == "stage"), key=lambda e: e["start"])
     out = []
@@ -218,9 +234,14 @@ def report(data: dict[str, Any], responses: list[dict[str, float]], concurrency:
             f"(max {max(durations) * 1000:.0f}), sum {sum(durations):.2f} s"
         )
 
-    out.append("   " + span(levels, "level_in_place (thread)"))
+    out.append("   " + span(levels, "level_in_place (thread; a segment levelled whole)"))
+    out.append("   " + span(streamed["level_opening"], "level_opening (thread, while the rest streams)"))
+    out.append("   " + span(streamed["stage part 0"], "stage the opening (while the rest streams)"))
+    out.append("   " + span(streamed["level_part"], "level_part (thread; the rest, after response.done)"))
+    out.append("   " + span(streamed["finish_parts"], "finish_parts (thread; the whole measured)"))
+    out.append("   " + span(streamed["stage part 1"], "stage the rest (its pause appended)"))
     out.append("   " + span(times, "time_words (thread)"))
-    out.append("   " + span(stages, "stage speech block (its pause appended)"))
+    out.append("   " + span(stages, "stage a whole segment's block (its pause appended)"))
     # Slot idle: at each slot's start, how long since the earliest unconsumed response.done.
     dones = sorted(e["done"] for e in narrates)
     slots = sorted(e["slot"] for e in narrates)
