@@ -320,7 +320,9 @@ async def narrate_segments(
                 timed[segment.index] = await _finish(
                     captions.time_words, speech, piece.transcript, piece.marks
                 )
-            if not in_parts:
+            if streamed is not None and in_parts:  # staging holds no finishing slot
+                await streamed.stage_rest()
+            else:
                 if streamed is not None:
                     await streamed.close()  # no opening is staged after the whole
                 audio.fade_edges_in_place(speech, settings.fade_seconds)

@@ -112,6 +112,7 @@ class StreamedParts:
         self._openings = openings or asyncio.Semaphore(1)
         """Held while an opening is copied, levelled and staged (shared by a narration's segments)."""
         self._attempt: _Attempt | None = None
+        self._rest: bytearray | None = None
         self._last: asyncio.Task[Any] | None = None
         """The latest opening task of any attempt: the next one waits for it (block ids repeat)."""
         self._enabled = 0 <= self._ramp <= loudness.PART_CONTEXT_SAMPLES
@@ -169,11 +170,11 @@ class StreamedParts:
         return dataclasses.replace(part, pcm=bytearray())
 
     async def finish(self, pcm: bytearray, pause: bytes) -> loudness.Leveled | None:
-        """Level and stage the rest of ``pcm`` (the audio kept for the segment, as it came)
-        and ``pause`` after it as the last part, and say what levelling did; or ``None``
-        when the parts cannot stand (another attempt's audio, audio changed since it
-        streamed, no opening staged, the whole off target): the caller then levels and
-        stages it whole, which replaces them. ``pcm`` is not changed."""
+        """Level the rest of ``pcm`` (the audio kept for the segment, as it came), with
+        ``pause`` after it, as the last part (staged by :meth:`stage_rest`), and say what
+        levelling did; or ``None`` when the parts cannot stand (another attempt's audio, audio
+        changed since it streamed, no opening staged, the whole off target): the caller then
+        levels and stages it whole, which replaces them. ``pcm`` is not changed."""
         attempt = self._attempt
         if (
             attempt is None
@@ -199,8 +200,15 @@ class StreamedParts:
         assert isinstance(rest.pcm, bytearray)  # levelled into a buffer of its own
         audio.fade_in_place(rest.pcm, self._ramp, at_start=False)
         rest.pcm.extend(pause)
-        await self._sink.stage_part(self._index, 1, rest.pcm)
+        self._rest = rest.pcm
         return leveled
+
+    async def stage_rest(self) -> None:
+        """Stage the rest :meth:`finish` levelled (Storage's errors are the segment's)."""
+        if self._rest is None:
+            raise RuntimeError("nothing is finished to be staged")
+        rest, self._rest = self._rest, None
+        await self._sink.stage_part(self._index, 1, rest)
 
     async def close(self) -> None:
         """Stop staging the opening (one being staged is abandoned: it is never committed)."""
