@@ -33,8 +33,9 @@ from testkit.azurite import AzuriteServer
 from testkit.storage import FAST_FAILING, ScriptedTransport
 from tests.integration.conftest import EMULATOR_KEY
 
-SPEED = 40.0
-"""Seconds of audio the emulator sends per second: a two-minute segment streams for 3 s."""
+SPEED = 30.0
+"""Seconds of audio the emulator sends per second: a two-minute segment streams for 4 s, the
+last fifth of it (after its opening is staged) for 0.75 s."""
 SENTENCES = [
     "The lighthouse keeper climbed the spiral stairs before dawn to trim the wick and wipe the glass.",
     "Below him the harbour woke slowly, gulls circling the fishing boats that rocked against the quay.",
