@@ -732,8 +732,8 @@ class LeveledPart:
     """One part of a segment levelled by :func:`level_opening` or :func:`level_part`."""
 
     pcm: bytearray | memoryview
-    """The part's samples, levelled (PCM16): a buffer of its own, or the part of the window
-    it was levelled in (``in_place``)."""
+    """The part's samples, levelled (PCM16): a buffer of its own (:func:`level_part`), or the
+    part of the window it was levelled in (:func:`level_opening`)."""
     begin: int
     """Its first sample in the segment."""
     spans: list[tuple[int, NDArray[np.float64]]]
@@ -833,14 +833,18 @@ def _energies_from(x: NDArray[np.int16], lead: int, sample_rate: int) -> NDArray
         return np.add.reduceat(squares, edges)[lead // step :] if length else np.zeros(0)
     meter = _Meter(length, sample_rate)
     sums = meter.energies(x, 1 / _FULL_SCALE)
-    count = -(-(length - lead) // step)
-    whole = np.zeros(lead // step + count)
-    # Step ``k`` of ``x`` is the meter's part ``k`` (bounds are multiples of the step; what lies
-    # beyond its last bound is its last part).
-    parts = min(len(sums), len(whole))
-    whole[:parts] = sums[:parts]
-    whole[parts - 1] += sums[parts:].sum()
-    return whole[lead // step :]
+    return _folded(sums, lead // step + -(-(length - lead) // step))[lead // step :]
+
+
+def _folded(values: NDArray[np.float64], count: int) -> NDArray[np.float64]:
+    """``values`` (per 100 ms step) as ``count`` of them: cut, padded with zeros, or what lies
+    beyond the last added into it (a meter's last part runs to the end of the audio, and its
+    bounds are the multiples of the step)."""
+    out = np.zeros(count)
+    kept = min(len(values), count)
+    out[:kept] = values[:kept]
+    out[kept - 1] += values[kept:].sum()
+    return out
 
 
 def _leveled_part(
@@ -903,11 +907,7 @@ def finish_parts(
     if length < _MIN_SECONDS * sample_rate or not done:
         return None
     meter = _Meter(length, sample_rate)
-    steps = np.concatenate([part.energies for part in done])
-    sums = np.zeros(len(meter._bounds))
-    count = min(len(steps), len(sums))
-    sums[:count] = steps[:count]
-    sums[count - 1] += steps[count:].sum()
+    sums = _folded(np.concatenate([part.energies for part in done]), len(meter._bounds))
     measured = meter.integrated(meter.powers(sums))
     if measured is None:
         return None

@@ -78,9 +78,8 @@ class _Attempt:
     buffer: bytearray
     seen: int = 0
     """Bytes of the buffer when it was last fed."""
-    opening: asyncio.Task[loudness.LeveledPart | None] | None = None
-    """Levelling and staging the opening: its part once staged (``None``: not staged)."""
-    gain_db: float | None = None
+    opening: asyncio.Task[tuple[float, loudness.LeveledPart] | None] | None = None
+    """Levelling and staging the opening: its gain (dB) and part once staged (``None``: not staged)."""
 
 
 class StreamedParts:
@@ -89,8 +88,8 @@ class StreamedParts:
     many segments sharing it copy, level and stage their openings at once).
 
     Pass :meth:`feed` as the narrator's ``on_audio``; when the narration is done, call
-    :meth:`finish` with the audio kept and the pause after it; always :meth:`close` (or
-    ``async with``). ``run`` runs the levelling (CPU-bound)."""
+    :meth:`finish` with the audio kept and the pause after it, then :meth:`stage_rest`;
+    always :meth:`close`. ``run`` runs the levelling (CPU-bound)."""
 
     def __init__(
         self,
@@ -108,7 +107,7 @@ class StreamedParts:
         self._index = index
         self._run = run
         self._split = split
-        self._ramp = round(fade_seconds * audio.SAMPLE_RATE)
+        self._ramp = audio.fade_samples(split // audio.SAMPLE_WIDTH, fade_seconds)
         self._openings = openings or asyncio.Semaphore(1)
         """Held while an opening is copied, levelled and staged (shared by a narration's segments)."""
         self._attempt: _Attempt | None = None
@@ -116,12 +115,6 @@ class StreamedParts:
         self._last: asyncio.Task[Any] | None = None
         """The latest opening task of any attempt: the next one waits for it (block ids repeat)."""
         self._enabled = 0 <= self._ramp <= loudness.PART_CONTEXT_SAMPLES
-
-    async def __aenter__(self) -> StreamedParts:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.close()
 
     def feed(self, pcm: bytearray) -> None:
         """Note that ``pcm`` (an attempt's growing buffer) has grown; once the opening and the
@@ -139,7 +132,7 @@ class StreamedParts:
 
     async def _stage_opening(
         self, attempt: _Attempt, before: asyncio.Task[Any] | None
-    ) -> loudness.LeveledPart | None:
+    ) -> tuple[float, loudness.LeveledPart] | None:
         if before is not None:  # an earlier attempt's opening: never staged after this one
             await asyncio.gather(before, return_exceptions=True)
         async with self._openings:
@@ -148,26 +141,22 @@ class StreamedParts:
             # A copy (``pcm`` grows meanwhile), levelled in place and staged: one at a time per
             # :attr:`_openings`, so a narration's slots do not each hold one at once.
             window = attempt.buffer[: self._split + _CONTEXT_BYTES]
-            return await self._level_and_stage(attempt, window)
-
-    async def _level_and_stage(self, attempt: _Attempt, window: bytearray) -> loudness.LeveledPart | None:
-        try:
-            opened = await self._run(loudness.level_opening, window, self._split // audio.SAMPLE_WIDTH)
-            if opened is None:  # a silent opening: the whole decides at the end
+            try:
+                opened = await self._run(loudness.level_opening, window, self._split // audio.SAMPLE_WIDTH)
+                if opened is None:  # a silent opening: the whole decides at the end
+                    return None
+                gain_db, part = opened
+                audio.fade_in_place(part.pcm, self._ramp, at_start=True)
+                await self._sink.stage_part(self._index, 0, part.pcm)
+            except Exception as error:
+                log.warning(
+                    "staging a segment's opening failed (%s): the segment will be staged whole",
+                    type(error).__name__,
+                )
                 return None
-            part: loudness.LeveledPart
-            attempt.gain_db, part = opened
-            audio.fade_in_place(part.pcm, self._ramp, at_start=True)
-            await self._sink.stage_part(self._index, 0, part.pcm)
-        except Exception as error:
-            log.warning(
-                "staging a segment's opening failed (%s): the segment will be staged whole",
-                type(error).__name__,
-            )
-            return None
         # What the end needs of it is its measurement: its audio (a view of the window) is
         # let go now, not held until the segment ends (a copy of most of it per segment).
-        return dataclasses.replace(part, pcm=bytearray())
+        return gain_db, dataclasses.replace(part, pcm=bytearray())
 
     async def finish(self, pcm: bytearray, pause: bytes) -> loudness.Leveled | None:
         """Level the rest of ``pcm`` (the audio kept for the segment, as it came), with
@@ -183,16 +172,15 @@ class StreamedParts:
             or attempt.opening is None
         ):
             return None  # another attempt's audio, audio changed since, or no opening staged
-        opening = await attempt.opening
-        if opening is None or attempt.gain_db is None:
+        opened = await attempt.opening
+        if opened is None:
             return None
+        gain_db, opening = opened
         half = audio.SAMPLE_WIDTH
         # The whole as the window (read only, no copy: ``pcm`` no longer grows).
-        rest = await self._run(
-            loudness.level_part, pcm, 0, self._split // half, len(pcm) // half, attempt.gain_db
-        )
+        rest = await self._run(loudness.level_part, pcm, 0, self._split // half, len(pcm) // half, gain_db)
         leveled: loudness.Leveled | None = await self._run(
-            loudness.finish_parts, pcm, attempt.gain_db, [opening, rest]
+            loudness.finish_parts, pcm, gain_db, [opening, rest]
         )
         if leveled is None:
             log.info("a segment levelled from its opening came out off target: levelled whole")
