@@ -7,6 +7,7 @@ from the rest) gives the segment staged whole or the kept attempt's parts, nothi
 
 from __future__ import annotations
 
+import asyncio
 import io
 import time
 import wave
@@ -26,6 +27,7 @@ from podcast.engine.longform import NarratedText, narrate_segments
 from podcast.engine.parts import split_bytes
 from podcast.engine.realtime import Narrator
 from podcast.engine.segments import Segment
+from podcast.errors import StorageUnavailableError
 from podcast.models import RequestLimits, parse_request
 from podcast.settings import NarrationSettings, RealtimeSettings, StorageSettings, realtime_base_url
 from podcast.storage.blobs import BlobStore, WavBlockWriter
@@ -312,3 +314,24 @@ async def test_the_writer_refuses_parts_out_of_order_or_out_of_range(
     with pytest.raises(ValueError, match="does not follow"):
         await writer.stage_part(0, 1, b"xx")  # after a whole piece, parts begin at 0
     assert writer.pcm_bytes == 2
+
+
+async def test_two_deliveries_of_one_long_narration_at_once_leave_one_whole_wav(
+    emulator: RealtimeEmulator, blob_store: BlobStore, azurite: AzuriteServer, container_name: str
+) -> None:
+    """At-least-once delivery: two writers of one blob stage their openings at the same time.
+    Each commits only its own blocks, or fails cleanly when the other's commit discarded them:
+    the blob is one delivery's audio whole, never parts of both."""
+    writers = [TimedWriter(blob_store, "twice.wav"), TimedWriter(blob_store, "twice.wav")]
+    outcomes = await asyncio.gather(*(narrate(emulator, w, [LONG]) for w in writers), return_exceptions=True)
+
+    assert all(len(w.parts) == 2 for w in writers), "both staged their opening while streaming"
+    kept = [o for o in outcomes if isinstance(o, NarratedText)]
+    assert kept, outcomes
+    assert all(isinstance(o, (NarratedText, StorageUnavailableError)) for o in outcomes), outcomes
+    blocks, pcm = committed(azurite, container_name, "twice.wav")
+    tokens = {block_id.split("-")[0] for block_id, _ in blocks}
+    assert len(tokens) == 1, "the WAV's blocks are one delivery's"
+    assert kinds(blocks) == ["hdr", "prt", "prt"]
+    assert len(pcm) * 2 in {o.pcm_bytes for o in kept}
+    assert abs(lufs(pcm) - loudness.TARGET_LUFS) <= loudness.STREAMED_TOLERANCE_LU
