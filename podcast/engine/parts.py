@@ -14,8 +14,11 @@ exactly as within the whole), and staged, and the whole is measured
 the segment is levelled and staged whole as before (the opening staged is then never
 committed). The audio as it came is kept until then, as before, so nothing is lost either way.
 
-One split, not a part every few seconds: each Put Block costs the client about 2 ms of CPU
+One split, not a part every few seconds: each Put Block costs the client about 1.3 ms of CPU
 whatever its size, and the opening's gain is the better the more of the segment it has heard.
+Openings are made one at a time per narration; a segment whose response is done while its
+opening still waits its turn (the last round reaches its splits together) is levelled and
+staged whole at once instead: waiting behind the others only delays the end of the round.
 
 Only what can be kept is staged early: an attempt that is not the one kept (a retry, a
 fidelity failure, a cut of spoken markers that changed the audio, a segment halved at the
@@ -80,6 +83,8 @@ class _Attempt:
     """Bytes of the buffer when it was last fed."""
     opening: asyncio.Task[tuple[float, loudness.LeveledPart] | None] | None = None
     """Levelling and staging the opening: its gain (dB) and part once staged (``None``: not staged)."""
+    started: bool = False
+    """Whether the opening has left the queue (:attr:`StreamedParts._openings`) and is being made."""
 
 
 class StreamedParts:
@@ -138,6 +143,7 @@ class StreamedParts:
         async with self._openings:
             if attempt is not self._attempt:
                 return None
+            attempt.started = True
             # A copy (``pcm`` grows meanwhile), levelled in place and staged: one at a time per
             # :attr:`_openings`, so a narration's slots do not each hold one at once.
             window = attempt.buffer[: self._split + _CONTEXT_BYTES]
@@ -172,6 +178,12 @@ class StreamedParts:
             or attempt.opening is None
         ):
             return None  # another attempt's audio, audio changed since, or no opening staged
+        if not attempt.started:
+            # Still queued behind other segments' openings (a narration's last round reaches
+            # its splits together): levelled and staged whole now, it is done sooner than
+            # after the queue, and one block instead of two.
+            attempt.opening.cancel()
+            return None
         opened = await attempt.opening
         if opened is None:
             return None

@@ -24,7 +24,7 @@ from podcast.audio import loudness
 from podcast.engine import audio
 from podcast.engine.instructions import WORDS_PER_MINUTE
 from podcast.engine.longform import NarratedText, narrate_segments
-from podcast.engine.parts import split_bytes
+from podcast.engine.parts import StreamedParts, split_bytes
 from podcast.engine.realtime import Narrator
 from podcast.engine.segments import Segment
 from podcast.errors import StorageUnavailableError
@@ -335,3 +335,70 @@ async def test_two_deliveries_of_one_long_narration_at_once_leave_one_whole_wav(
     assert kinds(blocks) == ["hdr", "prt", "prt"]
     assert len(pcm) * 2 in {o.pcm_bytes for o in kept}
     assert abs(lufs(pcm) - loudness.TARGET_LUFS) <= loudness.STREAMED_TOLERANCE_LU
+
+
+async def test_an_opening_still_queued_when_its_response_is_done_is_never_staged(
+    blob_store: BlobStore, azurite: AzuriteServer, container_name: str
+) -> None:
+    """The narration's openings are all taken (its last round reaches its splits together):
+    a segment done before its opening left the queue is levelled and staged whole, and its
+    opening is dropped, not made later behind the others."""
+    speech = SyntheticEngine().synthesize(LONG, "alloy")
+    split = split_bytes(len(speech) / audio.BYTES_PER_SECOND)
+    assert split is not None
+    writer = TimedWriter(blob_store, "queued.wav")
+    taken = asyncio.Semaphore(1)
+    await taken.acquire()  # every opening slot held by other segments
+
+    async def run(function: object, *args: object) -> object:
+        return await asyncio.to_thread(function, *args)  # type: ignore[arg-type]
+
+    parts = StreamedParts(writer, 0, run, split=split, fade_seconds=0.02, openings=taken)
+    buffer = bytearray()
+    for begin in range(0, len(speech), 9600):  # as the deltas arrive
+        buffer += speech[begin : begin + 9600]
+        parts.feed(buffer)
+        await asyncio.sleep(0)
+    assert await parts.finish(buffer, audio.silence(0.5)) is None
+    taken.release()  # the slot frees: the dropped opening must not take it now
+    await asyncio.sleep(0.2)
+    await parts.close()
+    assert staged_parts(writer) == []
+
+    leveled = loudness.level_in_place(buffer)  # the caller's whole path
+    assert leveled.lufs == pytest.approx(loudness.TARGET_LUFS, abs=0.1)
+    await writer.stage(0, buffer)
+    await writer.commit(download_name="queued.wav", metadata={})
+    blocks, pcm = committed(azurite, container_name, "queued.wav")
+    assert kinds(blocks) == ["hdr", "pcm"]
+    assert pcm.tobytes() == bytes(buffer)
+
+
+async def test_an_opening_that_left_the_queue_is_kept_when_its_response_is_done(
+    blob_store: BlobStore, azurite: AzuriteServer, container_name: str
+) -> None:
+    """The other side of the queue: an opening being made when the response is done is
+    waited for, and the segment is its two parts, on target."""
+    speech = SyntheticEngine().synthesize(LONG, "alloy")
+    split = split_bytes(len(speech) / audio.BYTES_PER_SECOND)
+    assert split is not None
+    writer = TimedWriter(blob_store, "begun.wav")
+
+    async def run(function: object, *args: object) -> object:
+        return await asyncio.to_thread(function, *args)  # type: ignore[arg-type]
+
+    parts = StreamedParts(writer, 0, run, split=split, fade_seconds=0.02, openings=asyncio.Semaphore(1))
+    buffer = bytearray()
+    for begin in range(0, len(speech), 9600):
+        buffer += speech[begin : begin + 9600]
+        parts.feed(buffer)
+        await asyncio.sleep(0)  # the opening's task leaves the queue at once
+    leveled = await parts.finish(buffer, audio.silence(0.5))
+    assert leveled is not None
+    await parts.stage_rest()
+    await parts.close()
+    await writer.commit(download_name="begun.wav", metadata={})
+    assert staged_parts(writer) == [(0, 0), (0, 1)]
+    blocks, pcm = committed(azurite, container_name, "begun.wav")
+    assert kinds(blocks) == ["hdr", "prt", "prt"]
+    assert lufs(pcm) == pytest.approx(loudness.TARGET_LUFS, abs=0.1)
