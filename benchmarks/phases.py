@@ -53,7 +53,8 @@ def _instrument(events: list[dict[str, Any]], clock: list[float]) -> None:
     from podcast.audio import captions, loudness
     from podcast.engine.realtime import Narrator
     from podcast.engine.responses import ResponseState
-    from podcast.storage.blobs import WavBlockWriter
+    from podcast.storage.blobs import BlobStore, WavBlockWriter
+    from podcast.storage.files import BlobFiles
 
     def now() -> float:
         return time.monotonic() - clock[0]
@@ -123,6 +124,23 @@ def _instrument(events: list[dict[str, Any]], clock: list[float]) -> None:
             events.append({"kind": "stage", "bytes": len(pcm), "start": started, "end": now()})
 
     WavBlockWriter.stage = timed_stage  # type: ignore[method-assign]
+
+    def wrap_async(owner: Any, name: str, kind: str) -> None:
+        original = getattr(owner, name)
+
+        async def timed(self: Any, *args: Any, **kwargs: Any) -> Any:
+            started = now()
+            try:
+                return await original(self, *args, **kwargs)
+            finally:
+                events.append({"kind": kind, "start": started, "end": now()})
+
+        setattr(owner, name, timed)
+
+    # What follows the last segment: the commit, the captions, the documents.
+    wrap_async(WavBlockWriter, "commit", "commit the audio")
+    wrap_async(BlobFiles, "put_text", "put a caption file")
+    wrap_async(BlobStore, "upload_json", "upload a JSON document")
 
 
 async def _lag_ticker(lags: list[float], interval: float = 0.005) -> None:
@@ -268,7 +286,11 @@ def report(data: dict[str, Any], responses: list[dict[str, float]], concurrency:
         f"{statistics.mean(lag_stream) * 1000:+.0f} ms, max {max(lag_stream) * 1000:+.0f} ms"
     )
     last_done = max(dones)
-    out.append(f"   after the last response.done: {wall - last_done:.2f} s (finish, stage, commit)")
+    out.append(f"   after the last response.done: {wall - last_done:.2f} s (finish, stage, commit):")
+    for e in sorted(
+        (e for e in events if e.get("end", 0) > last_done and "start" in e), key=lambda e: e["start"]
+    ):
+        out.append(f"      {e['kind']:28s} {e['start'] - last_done:+6.3f} .. {e['end'] - last_done:+6.3f} s")
     lags = data["lags"]
     if lags:
         lags_sorted = sorted(lags)
