@@ -97,7 +97,10 @@ def _instrument(events: list[dict[str, Any]], clock: list[float]) -> None:
         def timed(pcm: Any, *args: Any) -> Any:
             started = now()
             result = original(pcm, *args)
-            events.append({"kind": name, "bytes": len(pcm), "start": started, "end": now()})
+            event = {"kind": name, "bytes": len(pcm), "start": started, "end": now()}
+            if name == "finish_parts":  # the whole's loudness in parts, or None: levelled whole again
+                event["lufs"] = None if result is None else result.lufs
+            events.append(event)
             return result
 
         setattr(module, name, timed)
@@ -257,6 +260,13 @@ def report(data: dict[str, Any], responses: list[dict[str, float]], concurrency:
     out.append("   " + span(streamed["stage part 0"], "stage the opening (while the rest streams)"))
     out.append("   " + span(streamed["level_part"], "level_part (thread; the rest, after response.done)"))
     out.append("   " + span(streamed["finish_parts"], "finish_parts (thread; the whole measured)"))
+    measured = [e["lufs"] for e in streamed["finish_parts"]]
+    kept = [lufs for lufs in measured if lufs is not None]
+    if measured:
+        out.append(
+            f"      the parts kept: {len(kept)} of {len(measured)}"
+            + (f", the whole at {min(kept):.2f} to {max(kept):.2f} LUFS" if kept else "")
+        )
     out.append("   " + span(streamed["stage part 1"], "stage the rest (its pause appended)"))
     out.append("   " + span(times, "time_words (thread)"))
     out.append("   " + span(stages, "stage a whole segment's block (its pause appended)"))
