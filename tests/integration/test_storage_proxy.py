@@ -37,7 +37,7 @@ class ForwardProxy:
         self.requests: list[str] = []
         self.port = 0
 
-    async def _relay(self, request: web.Request) -> web.StreamResponse:
+    async def _relay(self, request: web.BaseRequest) -> web.StreamResponse:
         target = request.raw_path  # absolute-form: the client knows it talks to a proxy
         self.requests.append(f"{request.method} {target.split('?')[0]}")
         headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP}
