@@ -608,17 +608,26 @@ class WavBlockWriter:
         total = self.pcm_bytes
         header_id = self._block_id("hdr", 0)
         header = wav_header(total)
-        await self._blocks.stage(header_id, header)
-        expected = {header_id: len(header)} | {
+        pieces = {
             block_id: size
             for index, sizes in self._sizes.items()
             for block_id, size in zip(self._piece_ids(index), sizes, strict=True)
         }
-        staged = await self._blocks.staged_sizes()
-        if any(staged.get(block_id) != size for block_id, size in expected.items()):
-            raise _lost_blocks(self.blob_name)
-        if len(header) != WAV_HEADER_SIZE or sum(expected.values()) != WAV_HEADER_SIZE + total:
+        if len(header) != WAV_HEADER_SIZE or sum(pieces.values()) != total:
             raise ValueError("the WAV header disagrees with the staged audio")  # a bug, never input
+        # The header is staged while the pieces are checked (its own request's answer says it
+        # is staged); a commit of another writer between them discards the header as well,
+        # and then this commit fails for the block it names.
+        listed, header_staged = await asyncio.gather(
+            self._blocks.staged_sizes(), self._blocks.stage(header_id, header), return_exceptions=True
+        )
+        # Both requests are over before either's error is raised: none goes on behind the caller.
+        if isinstance(listed, BaseException):
+            raise listed
+        if isinstance(header_staged, BaseException):
+            raise header_staged
+        if any(listed.get(block_id) != size for block_id, size in pieces.items()):
+            raise _lost_blocks(self.blob_name)
         block_ids = [header_id] + [
             block_id for index in sorted(self._sizes) for block_id in self._piece_ids(index)
         ]
