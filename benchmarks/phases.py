@@ -140,7 +140,19 @@ def _instrument(events: list[dict[str, Any]], clock: list[float]) -> None:
 
         setattr(owner, name, timed)
 
-    # What follows the last segment: the commit, the captions, the documents.
+    # What follows the last segment: the cues, the commit, the captions, the documents.
+    from podcast.services import narrations
+
+    make_cues = getattr(narrations, "make_cues")  # noqa: B009 - imported there, not exported
+
+    def timed_make_cues(*args: Any, **kwargs: Any) -> Any:
+        started = now()
+        try:
+            return make_cues(*args, **kwargs)
+        finally:
+            events.append({"kind": "make the captions' cues", "start": started, "end": now()})
+
+    setattr(narrations, "make_cues", timed_make_cues)  # noqa: B010 - as above
     wrap_async(WavBlockWriter, "commit", "commit the audio")
     wrap_async(BlobFiles, "put_text", "put a caption file")
     wrap_async(BlobStore, "upload_json", "upload a JSON document")
