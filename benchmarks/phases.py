@@ -140,19 +140,22 @@ def _instrument(events: list[dict[str, Any]], clock: list[float]) -> None:
 
         setattr(owner, name, timed)
 
+    def wrap_sync(owner: Any, name: str, kind: str) -> None:
+        original = getattr(owner, name)
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            started = now()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                events.append({"kind": kind, "start": started, "end": now()})
+
+        setattr(owner, name, timed)
+
     # What follows the last segment: the cues, the commit, the captions, the documents.
     from podcast.services import narrations
 
-    make_cues = getattr(narrations, "make_cues")  # noqa: B009 - imported there, not exported
-
-    def timed_make_cues(*args: Any, **kwargs: Any) -> Any:
-        started = now()
-        try:
-            return make_cues(*args, **kwargs)
-        finally:
-            events.append({"kind": "make the captions' cues", "start": started, "end": now()})
-
-    setattr(narrations, "make_cues", timed_make_cues)  # noqa: B010 - as above
+    wrap_sync(narrations, "make_cues", "make the captions' cues")  # on the event loop
     wrap_async(WavBlockWriter, "commit", "commit the audio")
     wrap_async(BlobFiles, "put_text", "put a caption file")
     wrap_async(BlobStore, "upload_json", "upload a JSON document")
