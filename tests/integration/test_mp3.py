@@ -4,8 +4,10 @@ through the HTTP function."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
+import random
 import shutil
 import subprocess
 import tempfile
@@ -19,12 +21,15 @@ from azure.storage.queue import QueueClient
 
 import function_app
 from podcast.audio.mp3 import Mp3Stream
+from podcast.errors import StorageError
+from podcast.settings import StorageSettings
 from podcast.storage.blobs import BlobStore
 from podcast.storage.mp3 import Mp3BlockWriter
 from testkit import host
 from testkit.azurite import AzuriteServer
 from testkit.decoding import mp3_chapters
-from testkit.storage import http
+from testkit.storage import FAST_FAILING, http
+from testkit.storage_faults import StorageSwitch, SwitchedTransport
 
 pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg (scripts/setup.sh)")
 
@@ -97,6 +102,77 @@ async def test_a_piece_staged_twice_is_refused(blob_store: BlobStore) -> None:
     with pytest.raises(ValueError, match="already staged"):
         await writer.stage(1, bytes(480))
     assert not await blob_store.exists("twice.mp3")
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+async def test_pieces_staged_at_once_in_any_order_make_the_same_stream(
+    blob_store: BlobStore, seed: int
+) -> None:
+    """As the engine stages them: speech at 2i and an empty piece at 2i + 1, from tasks that
+    finish in any order, some while the encoder is busy with an earlier piece."""
+    speech = tone_pieces(9, 1.7)
+    pieces = [piece for one in speech for piece in (one, b"")]
+    order = random.Random(seed)
+    delays = [order.uniform(0, 0.05) for _ in pieces]
+    writer = Mp3BlockWriter(blob_store, f"at-once-{seed}.mp3", bitrate_kbps=64)
+
+    async def stage(index: int) -> None:
+        await asyncio.sleep(delays[index])
+        await writer.stage(index, pieces[index])
+
+    await asyncio.gather(*(stage(index) for index in order.sample(range(len(pieces)), len(pieces))))
+    await writer.commit(download_name="x.mp3", metadata={})
+
+    _, stored, _ = http("GET", (await blob_store.read_url(f"at-once-{seed}.mp3", expires_in=_MINUTE))[0])
+    whole = Mp3Stream(64)
+    expected = whole.encode(b"".join(pieces)) + whole.flush()
+    assert stored == whole.info_frame() + expected
+
+
+async def test_a_piece_out_of_turn_is_let_go_while_the_encoder_is_busy(blob_store: BlobStore) -> None:
+    """Piece 0 takes the encoder for a while; pieces after it are written to the file and
+    their calls return meanwhile (the narration's audio is let go, its stream goes on), and
+    the call in turn encodes them after its own."""
+    first, second, third = tone_pieces(1, 240.0)[0], *tone_pieces(2, 2.0)
+    writer = Mp3BlockWriter(blob_store, "busy.mp3", bitrate_kbps=64)
+    in_turn = asyncio.create_task(writer.stage(0, first))
+    await asyncio.sleep(0)  # it holds the encoder now
+    await writer.stage(2, third)
+    await writer.stage(1, second)
+    assert not in_turn.done(), "the pieces out of turn waited for the encoder"
+    await in_turn
+    assert writer.mp3_bytes > 0.95 * 244 * 64_000 / 8  # all three were encoded by the call in turn
+    await writer.commit(download_name="busy.mp3", metadata={})
+    _, stored, _ = http("GET", (await blob_store.read_url("busy.mp3", expires_in=_MINUTE))[0])
+    whole = Mp3Stream(64)
+    expected = whole.encode(first + second + third) + whole.flush()
+    assert stored == whole.info_frame() + expected
+
+
+async def test_storage_failing_mid_stream_breaks_the_writer_and_commits_nothing(
+    storage_settings: StorageSettings,
+) -> None:
+    """The second block's Put Block is refused (the SDK retries, then gives up): that call
+    raises, and the writer refuses the pieces and the commit after it, instead of committing
+    a stream with a hole."""
+    switch = StorageSwitch()
+    store = BlobStore.from_settings(
+        storage_settings, options=FAST_FAILING, transport=SwitchedTransport(switch)
+    )
+    try:
+        await store.ensure_container()
+        writer = Mp3BlockWriter(store, "outage.mp3", bitrate_kbps=64)
+        switch.stop_at("PUT", "/outage.mp3", skip=1)
+        with pytest.raises(StorageError):
+            await writer.stage(0, tone_pieces(1, 300.0)[0])  # about 2.3 blocks of MP3
+        switch.start()
+        with pytest.raises(RuntimeError, match="failed earlier"):
+            await writer.stage(1, bytes(4800))
+        with pytest.raises(RuntimeError, match="failed earlier"):
+            await writer.commit(download_name="outage.mp3", metadata={})
+        assert not await store.exists("outage.mp3")
+    finally:
+        await store.close()
 
 
 @pytest.mark.parametrize("bitrate", [32, 64, 160])
