@@ -8,7 +8,7 @@ predecessors, or while the encoder is busy with them, waits in a temporary file 
 memory) until its turn, and its :meth:`~Mp3BlockWriter.stage` returns once it is written
 there: a segment's audio is let go while the encoder catches up, and the narration streams on
 (with the pieces waiting for the encoder in memory, their segments' slots held, peak RSS at 60
-minutes was 29.4 to 31.1 MB above 5 minutes, against 19.5 now: ``python -m benchmarks.longform``,
+minutes was 29.4 to 31.1 MB above 5 minutes, against 18.8 to 19.5 now: ``python -m benchmarks.longform``,
 60x, concurrency 4, where one encoder is what limits the pace). Encoded frames are staged as blocks
 of about :data:`BLOCK_BYTES`; :meth:`Mp3BlockWriter.commit` encodes what still waits, flushes
 the encoder, then stages the head block (ID3 tag, when given, and the Info/LAME frame, which
