@@ -6,7 +6,8 @@ the format. One encoder (:class:`~podcast.audio.mp3.Mp3Stream`) takes every piec
 order, so the seams are inside one MP3 stream; a piece that arrives before its
 predecessors, or while the encoder is busy with them, waits in a temporary file (not in
 memory) until its turn, and its :meth:`~Mp3BlockWriter.stage` returns once it is written
-there: a segment's audio is let go while the encoder catches up, and the narration streams on
+there (unless the encoder came free meanwhile: then that call feeds it, as the call in turn
+does): a segment's audio is let go while the encoder catches up, and the narration streams on
 (with the pieces waiting for the encoder in memory, their segments' slots held, peak RSS at 60
 minutes was 29.4 to 31.1 MB above 5 minutes, against 18.8 to 19.5 now: ``python -m benchmarks.longform``,
 60x, concurrency 4, where one encoder is what limits the pace). Encoded frames are staged as blocks
