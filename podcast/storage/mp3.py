@@ -20,11 +20,12 @@ blob name. Memory: one piece being encoded, one block of MP3, whatever size the 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import tempfile
 import threading
 import uuid
-from collections.abc import Coroutine, Mapping
-from typing import IO, Any, Final
+from collections.abc import Iterator, Mapping
+from typing import IO, Final
 
 from podcast.audio.mp3 import MP3_CONTENT_TYPE, Mp3Stream
 from podcast.storage.blobs import BlobStore
@@ -90,29 +91,28 @@ class Mp3BlockWriter:
         self.pcm_bytes += len(pcm)
         if index == self._next and not self._lock.locked():
             async with self._lock:
-                await self._guarded(self._encode_in_turn(pcm))
+                with self._breaks_on_failure():
+                    await self._encode(pcm)
+                    self._next += 1
+                    await self._encode_waiting(until=None)
             return
-        try:
+        with self._breaks_on_failure():
             self._waiting[index] = await self._spool_piece(pcm)
-        except BaseException:
-            self._broken = True  # the piece is not in the file: the stream would have a hole
-            raise
         # The task feeding the encoder takes this piece when it gets there; if none is (it
         # stopped, before this piece was in the file, at the turn of this one), this call does.
         if self._next in self._waiting and not self._lock.locked():
             async with self._lock:
-                await self._guarded(self._encode_waiting(until=None))
+                with self._breaks_on_failure():
+                    await self._encode_waiting(until=None)
 
-    async def _encode_in_turn(self, pcm: bytes | bytearray) -> None:
-        await self._encode(pcm)
-        self._next += 1
-        await self._encode_waiting(until=None)
-
-    async def _guarded(self, feeding: Coroutine[Any, Any, None]) -> None:
+    @contextlib.contextmanager
+    def _breaks_on_failure(self) -> Iterator[None]:
+        """Mark the writer broken when the block fails: a piece half encoded, or not in the
+        file, would leave a hole in the stream."""
         try:
-            await feeding
+            yield
         except BaseException:
-            self._broken = True  # a piece may be half encoded: the stream cannot go on
+            self._broken = True
             raise
 
     def _check_usable(self) -> None:
@@ -131,10 +131,10 @@ class Mp3BlockWriter:
         the audio (named as :meth:`~podcast.storage.blobs.BlockStaging.commit` says). Pieces
         never staged are skipped (the others keep their order). Returns the number of PCM
         bytes encoded."""
-        self._check_usable()
         async with self._lock:
             self._check_usable()
-            await self._guarded(self._encode_waiting(until=max(self._staged, default=-1)))
+            with self._breaks_on_failure():
+                await self._encode_waiting(until=max(self._staged, default=-1))
             self._buffer += await asyncio.to_thread(self._stream.flush)
             await self._stage_buffer()
             head_id = self._block_id("hdr", 0)
