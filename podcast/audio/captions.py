@@ -127,23 +127,18 @@ def speech_regions(
     level_db = 20 * np.log10(energy / 32768)
     speech_level = float(np.percentile(level_db, 95))
     voiced = level_db > max(-60.0, speech_level - _PAUSE_BELOW_SPEECH_DB)
-    regions: list[tuple[float, float]] = []
-    start: int | None = None
-    silent_run = 0
+    # Runs of voiced frames; runs apart by fewer than ``min_silent`` frames are one region.
+    edges = np.diff(voiced.astype(np.int8), prepend=np.int8(0), append=np.int8(0))
+    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    if not len(starts):
+        return []
     min_silent = max(1, round(MIN_PAUSE_SECONDS / _FRAME_SECONDS))
-    for index, on in enumerate(voiced.tolist()):  # Python bools: numpy scalars are slow to loop over
-        if on:
-            if start is None:
-                start = index
-            silent_run = 0
-        elif start is not None:
-            silent_run += 1
-            if silent_run >= min_silent:
-                regions.append((start * _FRAME_SECONDS, (index - silent_run + 1) * _FRAME_SECONDS))
-                start, silent_run = None, 0
-    if start is not None:
-        regions.append((start * _FRAME_SECONDS, (count - silent_run) * _FRAME_SECONDS))
-    return regions
+    apart = np.flatnonzero(starts[1:] - ends[:-1] >= min_silent)
+    firsts = starts[np.concatenate(([0], apart + 1))].tolist()
+    lasts = ends[np.concatenate((apart, [len(ends) - 1]))].tolist()
+    return [
+        (first * _FRAME_SECONDS, last * _FRAME_SECONDS) for first, last in zip(firsts, lasts, strict=True)
+    ]
 
 
 def _proportional(words: Sequence[str], regions: Sequence[tuple[float, float]]) -> list[float]:

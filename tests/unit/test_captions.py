@@ -54,6 +54,47 @@ def test_speech_regions_are_where_the_sound_is() -> None:
     assert speech_regions(b"") == []
 
 
+def regions_frame_by_frame(
+    voiced: list[bool], min_silent: int, frame_seconds: float
+) -> list[tuple[float, float]]:
+    """The pauses' definition walked frame by frame: a region starts at a voiced frame and
+    ends where ``min_silent`` unvoiced frames in a row begin (or where the voiced frames end)."""
+    regions: list[tuple[float, float]] = []
+    start: int | None = None
+    silent = 0
+    for index, on in enumerate(voiced):
+        if on:
+            start = index if start is None else start
+            silent = 0
+        elif start is not None:
+            silent += 1
+            if silent >= min_silent:
+                regions.append((start * frame_seconds, (index - silent + 1) * frame_seconds))
+                start, silent = None, 0
+    if start is not None:
+        regions.append((start * frame_seconds, (len(voiced) - silent) * frame_seconds))
+    return regions
+
+
+def test_speech_regions_match_a_frame_by_frame_walk_at_every_gap_length() -> None:
+    """Frames of 20 ms voiced or silent at random, gaps around the shortest pause (6 frames)
+    ±1 included, voiced or silent at either end: the regions are exactly the walk's."""
+    frame = round(0.02 * RATE)
+    rng = random.Random(7)
+    tone = (0.3 * np.sin(2 * np.pi * 180 * np.arange(frame) / RATE) * 32767).astype("<i2")
+    quiet = np.zeros(frame, dtype="<i2")
+    for case in range(200):
+        voiced: list[bool] = []
+        on = rng.random() < 0.5
+        while len(voiced) < 40 + case:
+            voiced += [on] * (rng.choice([1, 5, 6, 7, 20]) if not on else rng.randint(1, 30))
+            on = not on
+        pcm = np.concatenate([tone if v else quiet for v in voiced]).tobytes()
+        assert speech_regions(pcm) == regions_frame_by_frame(voiced, 6, 0.02), case
+    assert speech_regions(np.zeros(10 * frame, dtype="<i2").tobytes()) == []
+    assert speech_regions(np.tile(tone, 10).tobytes()) == [(0.0, 10 * 0.02)]
+
+
 def test_words_are_placed_by_the_deltas_and_moved_out_of_pauses() -> None:
     pcm = bursts(SPANS, 4.0)
     # Deltas arrive a little early (as transcripts lead the audio): "Two" arrives in the pause.
