@@ -16,7 +16,8 @@ committed). The audio as it came is kept until then, as before, so nothing is lo
 
 One split, not a part every few seconds: each Put Block costs the client about 1.3 ms of CPU
 whatever its size, and the opening's gain is the better the more of the segment it has heard.
-Openings are made one at a time per narration; a segment whose response is done while its
+Openings are made a few at a time per narration (the ``openings`` semaphore it shares: as
+many as its segments levelled at once, two); a segment whose response is done while its
 opening still waits its turn (the last round reaches its splits together) is levelled and
 staged whole at once instead: waiting behind the others only delays the end of the round.
 
@@ -148,8 +149,8 @@ class StreamedParts:
             if attempt is not self._attempt:
                 return None
             attempt.started = True
-            # A copy (``pcm`` grows meanwhile), levelled in place and staged: one at a time per
-            # :attr:`_openings`, so a narration's slots do not each hold one at once.
+            # A copy (``pcm`` grows meanwhile), levelled in place and staged: as many at once as
+            # :attr:`_openings` lets, so a narration's slots do not each hold one at once.
             window = attempt.buffer[: self._split + _CONTEXT_BYTES]
             try:
                 opened = await self._run(loudness.level_opening, window, self._split // audio.SAMPLE_WIDTH)
