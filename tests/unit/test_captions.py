@@ -16,6 +16,7 @@ import webvtt
 from podcast.audio.captions import (
     MAX_CUE_SECONDS,
     MAX_LINE_CHARACTERS,
+    MIN_PAUSE_SECONDS,
     SNAP_SECONDS,
     Cue,
     Word,
@@ -77,9 +78,11 @@ def regions_frame_by_frame(
 
 
 def test_speech_regions_match_a_frame_by_frame_walk_at_every_gap_length() -> None:
-    """Frames of 20 ms voiced or silent at random, gaps around the shortest pause (6 frames)
-    ±1 included, voiced or silent at either end: the regions are exactly the walk's."""
+    """Frames of 20 ms voiced or silent at random, gaps around the shortest pause
+    (:data:`MIN_PAUSE_SECONDS`, 6 frames) ±1 included, voiced or silent at either end: the
+    regions are exactly the walk's."""
     frame = round(0.02 * RATE)
+    shortest = round(MIN_PAUSE_SECONDS / 0.02)
     rng = random.Random(7)
     tone = (0.3 * np.sin(2 * np.pi * 180 * np.arange(frame) / RATE) * 32767).astype("<i2")
     quiet = np.zeros(frame, dtype="<i2")
@@ -87,10 +90,11 @@ def test_speech_regions_match_a_frame_by_frame_walk_at_every_gap_length() -> Non
         voiced: list[bool] = []
         on = rng.random() < 0.5
         while len(voiced) < 40 + case:
-            voiced += [on] * (rng.choice([1, 5, 6, 7, 20]) if not on else rng.randint(1, 30))
+            gap = rng.choice([1, shortest - 1, shortest, shortest + 1, 20])
+            voiced += [on] * (gap if not on else rng.randint(1, 30))
             on = not on
         pcm = np.concatenate([tone if v else quiet for v in voiced]).tobytes()
-        assert speech_regions(pcm) == regions_frame_by_frame(voiced, 6, 0.02), case
+        assert speech_regions(pcm) == regions_frame_by_frame(voiced, shortest, 0.02), case
     assert speech_regions(np.zeros(10 * frame, dtype="<i2").tobytes()) == []
     assert speech_regions(np.tile(tone, 10).tobytes()) == [(0.0, 10 * 0.02)]
 
