@@ -522,7 +522,7 @@ class NarrationRequest(BaseModel):
                 hint = difflib.get_close_matches(name.lower(), fields, n=1, cutoff=0.6)
                 suggestion = f" (did you mean '{hint[0]}'?)" if hint else ""
                 _fail(
-                    name,
+                    _shown(name),
                     f"unknown field '{_shown(name)}'{suggestion}; allowed fields: {', '.join(fields)}",
                     kind="unknown_field",
                 )
@@ -910,21 +910,53 @@ def _number(value: float) -> str:
 # --- parsing -------------------------------------------------------------------------------
 
 
-class _DuplicateKeys(dict[str, Any]):
-    """A JSON object that had a key more than once; ``duplicate`` is the first such key."""
+class _FlaggedObject(dict[str, Any]):
+    """A JSON object refused as it was parsed: ``key`` had a lone UTF-16 surrogate
+    (``problem == "surrogate"``) or came more than once (``"duplicate"``; the object then
+    holds the keys before it)."""
 
-    duplicate: str
+    key: str
+    problem: Literal["duplicate", "surrogate"]
+
+
+def _flagged(result: dict[str, Any], key: str, problem: Literal["duplicate", "surrogate"]) -> _FlaggedObject:
+    flagged = _FlaggedObject(result)
+    flagged.key, flagged.problem = key, problem
+    return flagged
 
 
 def _object_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     result: dict[str, Any] = {}
     for key, value in pairs:
+        if _LONE_SURROGATE.search(key):
+            return _flagged(result, key, "surrogate")
         if key in result:
-            flagged = _DuplicateKeys(result)
-            flagged.duplicate = key
-            return flagged
+            return _flagged(result, key, "duplicate")
         result[key] = value
     return result
+
+
+def _first_flagged(value: object, path: str = "") -> tuple[str, _FlaggedObject] | None:
+    """The first refused object in ``value`` (document order) and the path of the key at
+    fault (``speakers[0].voice``), the key shown as :func:`_shown` shows it."""
+    if isinstance(value, dict):
+        # A refused object holds the keys before the one at fault: any refused among them
+        # comes first in the document.
+        for key, item in value.items():
+            if isinstance(item, dict | list):
+                found = _first_flagged(item, f"{path}.{_shown(key)}" if path else _shown(key))
+                if found is not None:
+                    return found
+        if isinstance(value, _FlaggedObject):
+            key = _shown(value.key)
+            return (f"{path}.{key}" if path else key), value
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            if isinstance(item, dict | list):
+                found = _first_flagged(item, f"{path}[{index}]")
+                if found is not None:
+                    return found
+    return None
 
 
 def _parse_int(digits: str) -> int | float:
@@ -959,8 +991,16 @@ def _load_json(document: str) -> object:
         raise RequestValidationError(
             'the request body is empty; send a JSON object such as {"text": "..."}', code="invalid_json"
         )
+    flagged = False
+
+    def object_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        nonlocal flagged
+        result = _object_pairs(pairs)
+        flagged = flagged or isinstance(result, _FlaggedObject)
+        return result
+
     try:
-        data = json.loads(document, object_pairs_hook=_object_pairs, parse_int=_parse_int)
+        data = json.loads(document, object_pairs_hook=object_pairs, parse_int=_parse_int)
     except json.JSONDecodeError as exc:
         raise RequestValidationError(
             f"the request body is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}",
@@ -971,11 +1011,22 @@ def _load_json(document: str) -> object:
             "the request body is not valid JSON for this endpoint: it is nested too deeply",
             code="invalid_json",
         ) from None
-    if isinstance(data, _DuplicateKeys):
+    found = _first_flagged(data) if flagged else None
+    if found is not None:
+        field, refused = found
+        if refused.problem == "surrogate":
+            character = _LONE_SURROGATE.search(refused.key)
+            assert character is not None
+            raise RequestValidationError(
+                f"the request body has a field name with a lone UTF-16 surrogate "
+                f"(U+{ord(character.group()):04X}), which is not valid Unicode: '{field}'; "
+                "send valid UTF-8 JSON",
+                field=field,
+            )
         raise RequestValidationError(
-            f"the request body has the field '{_shown(data.duplicate)}' more than once; "
+            f"the request body has the field '{field}' more than once; "
             "send each field once so the request is not ambiguous",
-            field=data.duplicate,
+            field=field,
             code="duplicate_field",
         )
     return data
@@ -983,7 +1034,13 @@ def _load_json(document: str) -> object:
 
 def _to_request_error(exc: ValidationError) -> RequestValidationError:
     """The first error (field order: text first) as our error; text over the limit → 413."""
-    error = exc.errors(include_url=False)[0]
+    try:
+        error = exc.errors(include_url=False)[0]
+    except UnicodeEncodeError:  # pydantic cannot render an error that holds a lone surrogate
+        return RequestValidationError(
+            "the request has a name or value that is not valid Unicode (a lone UTF-16 surrogate); "
+            "send valid UTF-8 JSON"
+        )
     context = error.get("ctx") or {}
     loc = ".".join(str(part) for part in error["loc"]) or None
     field: str | None = context.get("field", loc)
@@ -1028,8 +1085,9 @@ def parse_request(body: bytes | str | Mapping[str, Any], limits: RequestLimits) 
     """Validate a request body (raw bytes, a JSON string, or an already-parsed mapping).
 
     Bytes must be UTF-8 JSON (a UTF-8 byte-order mark is tolerated) and no larger than
-    ``limits.max_body_bytes``; the document must be one JSON object without duplicate
-    keys. Raises :class:`~podcast.errors.TextTooLongError` (413) for text over
+    ``limits.max_body_bytes``; the document must be one JSON object with no key twice in
+    any of its objects (``duplicate_field``, naming the key's path) and no lone surrogate in
+    a key. Raises :class:`~podcast.errors.TextTooLongError` (413) for text over
     ``limits.max_text_characters`` or an oversized body (:class:`RequestTooLargeError`),
     otherwise :class:`~podcast.errors.RequestValidationError` (400) whose ``field`` is the
     field at fault (``None`` for body-level problems) and whose message names it and
@@ -1126,7 +1184,7 @@ class ShowRequest(ShowDetails):
                 hint = difflib.get_close_matches(name.lower(), fields, n=1, cutoff=0.6)
                 suggestion = f" (did you mean '{hint[0]}'?)" if hint else ""
                 _fail(
-                    name,
+                    _shown(name),
                     f"unknown field '{_shown(name)}'{suggestion}; allowed fields: {', '.join(fields)}",
                     kind="unknown_field",
                 )

@@ -23,6 +23,8 @@ from podcast.models import (
     NarrationRequest,
     RequestLimits,
     parse_request,
+    parse_script_request,
+    parse_show,
 )
 from podcast.voices import REALTIME_VOICES
 
@@ -243,6 +245,86 @@ def test_a_duplicate_key_is_a_400_naming_the_key() -> None:
 
     assert_rejects(error, field="voice", says=["'voice' more than once", "ambiguous"])
     assert error.code == "duplicate_field"
+
+
+@pytest.mark.parametrize(
+    ("payload", "field"),
+    [
+        (
+            '{"speakers": [{"name": "A", "voice": "ash", "voice": "echo"}], '
+            '"script": [{"speaker": "A", "text": "x"}]}',
+            "speakers[0].voice",
+        ),
+        (
+            '{"speakers": [{"name": "A", "name": "B", "voice": "ash"}], '
+            '"script": [{"speaker": "A", "text": "x"}]}',
+            "speakers[0].name",
+        ),
+        (
+            '{"speakers": [{"name": "A", "voice": "ash"}], "script": [{"speaker": "A", "text": "one"}, '
+            '{"speaker": "A", "text": "First", "text": "Second"}]}',
+            "script[1].text",
+        ),
+        ('{"text": "Hi there", "chapters": [{"title": "x", "turn": 0, "turn": 1}]}', "chapters[0].turn"),
+        # The first duplicate in the document is named, however deep.
+        ('{"text": "Hi", "text": "Bye", "chapters": [{"title": "x", "title": "y"}]}', "text"),
+        ('{"chapters": [{"title": "x", "title": "y"}], "text": "Hi", "text": "Bye"}', "chapters[0].title"),
+    ],
+)
+def test_a_duplicate_key_in_a_nested_object_is_a_400_naming_its_path(payload: str, field: str) -> None:
+    """Parsers differ on which value of a repeated key wins (Python and JavaScript take the
+    last), so a repeat anywhere is refused, as at the top level, never read as the first."""
+    error = rejected(payload.encode())
+
+    assert (error.code, error.field) == ("duplicate_field", field)
+    assert f"'{field}' more than once" in error.message
+
+
+@pytest.mark.parametrize(
+    ("payload", "field"),
+    [
+        ('{"text": "Hi there", "\\ud800": 1}', "?"),
+        ('{"\\udc00x": 1, "text": "Hi there"}', "?x"),
+        (
+            '{"speakers": [{"name": "A", "\\udfff": "ash"}], "script": [{"speaker": "A", "text": "x"}]}',
+            "speakers[0].?",
+        ),
+    ],
+)
+def test_a_field_name_with_a_lone_surrogate_is_a_400_not_a_crash(payload: str, field: str) -> None:
+    error = rejected(payload.encode())
+
+    assert (error.http_status, error.field) == (400, field)
+    assert "lone UTF-16 surrogate" in error.message
+    json.dumps(error.body())  # the answer itself is valid JSON text
+
+
+@pytest.mark.parametrize(
+    ("parse", "payload"),
+    [
+        (parse_show, b'{"title": "A", "\\ud800": 1}'),
+        (parse_show, b'{"title": "A", "title": "B"}'),
+        (parse_script_request, b'{"text": "abc def", "\\udc00x": 1}'),
+        (
+            parse_script_request,
+            b'{"speakers": [{"name": "A", "voice": "ash", "voice": "echo"}], "text": "abc"}',
+        ),
+    ],
+)
+def test_shows_and_scripts_refuse_bad_keys_as_narrations_do(parse: Any, payload: bytes) -> None:
+    with pytest.raises(RequestValidationError) as caught:
+        parse(payload, LIMITS)
+    assert caught.value.http_status == 400
+    assert caught.value.field is not None
+    json.dumps(caught.value.body())
+
+
+def test_an_unknown_field_with_a_very_long_name_is_named_shortened() -> None:
+    error = rejected(json.dumps({"text": "Hi there", "k" * 100_000: 1}).encode())
+
+    assert error.code == "unknown_field"
+    assert error.field == "k" * 40 + "..."
+    assert len(error.message) < 1_000
 
 
 def test_deeply_nested_junk_is_a_400_not_a_crash() -> None:
