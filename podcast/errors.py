@@ -68,10 +68,15 @@ Messages never contain secrets (keys, tokens, SAS signatures) or the user's text
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import math
+from typing import TYPE_CHECKING, Any, Final
 
 if TYPE_CHECKING:
     from podcast.wire import Usage
+
+
+DEFAULT_RETRY_AFTER_SECONDS: Final = 10
+"""The ``Retry-After`` of a transient error whose own wait is not known."""
 
 
 class PodcastError(Exception):
@@ -107,6 +112,15 @@ class PodcastError(Exception):
         super().__init__(message)
         self.message = message
         self.retry_after = retry_after
+
+    def retry_after_header(self) -> int | None:
+        """The ``Retry-After`` (whole seconds, at least 1) an answer with this error carries:
+        ``retry_after`` when known, else :data:`DEFAULT_RETRY_AFTER_SECONDS` for a transient
+        error; ``None`` (no header) for a permanent one."""
+        if not self.transient and self.retry_after is None:
+            return None
+        seconds = self.retry_after if self.retry_after is not None else DEFAULT_RETRY_AFTER_SECONDS
+        return max(1, math.ceil(seconds))
 
     def to_dict(self) -> dict[str, Any]:
         """The error's details: ``{"code", "message"}`` plus subclass details."""

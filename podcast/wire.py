@@ -768,6 +768,13 @@ class JobError(BaseModel):
         description="The HTTP status of the failure.", json_schema_extra={"x-ms-summary": "Status"}
     )
     body: ErrorBody = Field(description="The error body.", json_schema_extra={"x-ms-summary": "Error"})
+    retry_after_seconds: int | None = Field(
+        default=None,
+        exclude_if=_is_none,
+        description="For a transient failure: the Retry-After (seconds) its answer carries, as the "
+        "synchronous call's would (submitting the request again may then succeed).",
+        json_schema_extra={"x-ms-summary": "Retry After"},
+    )
 
 
 class JobRecord(BaseModel):
@@ -917,12 +924,17 @@ class JobRecord(BaseModel):
             self.segments_done = self.segments_total
         self.touch(moment)
 
-    def finish_with_error(self, body: ErrorBody | Mapping[str, Any], *, status: int) -> None:
+    def finish_with_error(
+        self, body: ErrorBody | Mapping[str, Any], *, status: int, retry_after_seconds: int | None = None
+    ) -> None:
         """Mark the job failed: its status URL answers ``status`` with ``body`` (an error body,
-        e.g. ``ErrorBody.from_error(error)`` with ``status=error.http_status``)."""
+        e.g. ``ErrorBody.from_error(error)`` with ``status=error.http_status``) and, for a
+        transient failure, ``Retry-After: retry_after_seconds``."""
         moment = _now()
         self.status = "failed"
-        self.error = JobError(status=int(status), body=ErrorBody.model_validate(body))
+        self.error = JobError(
+            status=int(status), body=ErrorBody.model_validate(body), retry_after_seconds=retry_after_seconds
+        )
         self.finished_at = job_timestamp(moment)
         self.touch(moment)
 

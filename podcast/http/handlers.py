@@ -107,7 +107,11 @@ async def get_narration(req: func.HttpRequest, app: App) -> func.HttpResponse:
             return json_response(200, view.result.model_dump(mode="json"))
         if view.record.status == "failed" and view.record.error is not None:
             error = view.record.error
-            return json_response(error.status, error.body.model_dump(mode="json"))
+            # A transient failure answers as the synchronous call would have: with Retry-After.
+            headers = (
+                {} if error.retry_after_seconds is None else {"Retry-After": str(error.retry_after_seconds)}
+            )
+            return json_response(error.status, error.body.model_dump(mode="json"), headers)
         return _accepted(req, app, view.record, collection=False)
 
     return await _answer(handle)

@@ -8,16 +8,13 @@ from __future__ import annotations
 
 import json
 import logging
-import math
-from typing import Any, Final
+from typing import Any
 
 import azure.functions as func
 
 from podcast.errors import PodcastError
 
 log = logging.getLogger(__name__)
-
-DEFAULT_RETRY_AFTER_SECONDS: Final = 10
 
 
 def json_response(
@@ -36,9 +33,9 @@ def json_response(
 def error_response(error: PodcastError) -> func.HttpResponse:
     """The response for a known failure: its status, body and, when transient, ``Retry-After``."""
     headers: dict[str, str] = {}
-    if error.transient or error.retry_after is not None:
-        seconds = error.retry_after if error.retry_after is not None else DEFAULT_RETRY_AFTER_SECONDS
-        headers["Retry-After"] = str(max(1, math.ceil(seconds)))
+    seconds = error.retry_after_header()
+    if seconds is not None:
+        headers["Retry-After"] = str(seconds)
     if error.http_status >= 500:
         log.warning("request failed: %s (%s)", error.code, type(error).__name__)
     return json_response(error.http_status, error.body(), headers)

@@ -236,7 +236,11 @@ class JobService:
             try:
                 await self.queue.send(record.id)
             except PodcastError as error:
-                record.finish_with_error(ErrorBody.from_error(error), status=error.http_status)
+                record.finish_with_error(
+                    ErrorBody.from_error(error),
+                    status=error.http_status,
+                    retry_after_seconds=error.retry_after_header(),
+                )
                 with contextlib.suppress(PodcastError):
                     await documents.put(record_name(record.id), _dump(record))
                     await self._release_claim(record)
@@ -295,7 +299,11 @@ class JobService:
             elif leader.status == "succeeded" and leader.result is not None:
                 record.finish_with_result(leader.result, reused_from=leader.id)
             elif leader.status == "failed" and leader.error is not None:
-                record.finish_with_error(leader.error.body, status=leader.error.status)
+                record.finish_with_error(
+                    leader.error.body,
+                    status=leader.error.status,
+                    retry_after_seconds=leader.error.retry_after_seconds,
+                )
             else:
                 record.status = leader.status
                 record.segments_done, record.segments_total = leader.segments_done, leader.segments_total
@@ -567,7 +575,11 @@ class JobService:
         delivery owns it now. A Storage failure here propagates: the host delivers the message
         again (after the last delivery, the stuck rule of :meth:`status` ends the job)."""
         record = run.record
-        record.finish_with_error(ErrorBody.from_error(error), status=error.http_status)
+        record.finish_with_error(
+            ErrorBody.from_error(error),
+            status=error.http_status,
+            retry_after_seconds=error.retry_after_header(),
+        )
         if not await run.write():
             return "superseded"
         await self._release_claim(record)

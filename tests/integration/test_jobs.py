@@ -340,6 +340,7 @@ async def test_a_job_whose_every_delivery_is_lost_is_re_enqueued_once_then_repor
     assert status == 503
     assert "re-enqueued once" in polled["error"]["message"]
     assert "Location" not in response.headers
+    assert "Retry-After" not in response.headers  # polling again gives the same answer
     assert f"jobs/{body['id']}.request.json" not in jobs_blobs(azurite, jobs_env), "the text is not kept"
     assert emulator.handshakes == 0
 
@@ -352,9 +353,10 @@ async def test_a_permanent_failure_marks_the_job_failed_with_the_error_and_is_no
 
     await deliver(azurite, jobs_env)  # returns normally: the host deletes the message
 
-    status, body, _ = await poll(response.headers["Location"])
+    status, body, polled = await poll(response.headers["Location"])
     assert status == 502
     assert body["error"]["code"] == "upstream_authentication_failed"
+    assert "Retry-After" not in polled.headers
     assert pending_messages(azurite, jobs_env) == []
     assert blobs_in(azurite, container_name) == []
 
@@ -378,9 +380,11 @@ async def test_a_transient_failure_is_retried_by_the_host_and_the_last_delivery_
         assert (status, body["status"]) == (202, "queued"), f"delivery {delivery} is retried"
     await deliver(azurite, jobs_env)  # the third and last (host.json maxDequeueCount) returns
 
-    status, body, _ = await poll(location)
+    status, body, polled = await poll(location)
     assert status == 503
     assert body["error"]["code"] == "upstream_unavailable"
+    # As the synchronous call would have answered: a transient error says when to try again.
+    assert int(polled.headers["Retry-After"]) >= 1
     assert pending_messages(azurite, jobs_env) == [], "nothing is left to become a poison message"
     assert emulator.handshakes == 3
 

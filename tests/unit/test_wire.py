@@ -222,6 +222,18 @@ def test_the_error_of_a_failed_job_is_its_answer() -> None:
     assert ErrorBody.model_validate(failed["body"]).error.code == "upstream_authentication_failed"
 
 
+def test_a_transient_job_failure_keeps_its_retry_after_and_an_old_one_has_none() -> None:
+    failed = golden("error_job_failed")
+    assert JobError.model_validate(failed).retry_after_seconds is None  # stored before the field
+
+    transient = JobError.model_validate({**failed, "status": 503, "retry_after_seconds": 12})
+    stored = transient.model_dump(mode="json")
+
+    assert stored["retry_after_seconds"] == 12
+    assert JobError.model_validate(stored) == transient
+    assert "retry_after_seconds" not in JobError.model_validate(failed).model_dump(mode="json")
+
+
 def test_an_old_record_with_a_bare_internal_error_loads_with_its_last_error_completed() -> None:
     old = golden("record_requeued_unexpected")
     assert old["last_error"] == OLD_INTERNAL_ERROR
