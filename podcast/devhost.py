@@ -49,7 +49,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Final
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import azure.functions as func
 from aiohttp import web
@@ -237,7 +237,8 @@ class HttpHost:
             "%s /%s/%s -> %d (%.0f ms)",
             request.method,
             ROUTE_PREFIX,
-            request.match_info["tail"],
+            # Percent-encoded again: a decoded CR, NUL or terminal escape would forge or garble lines.
+            quote(request.match_info["tail"], safe="/:@!$&'()*+,;=-._~"),
             answer.status,
             (time.monotonic() - started) * 1000,
         )

@@ -199,6 +199,15 @@ def test_the_function_key_is_required_as_a_header_or_code(devhost: DevHost) -> N
     assert not any(FUNCTION_KEY in line for line in devhost.lines[announced:])
 
 
+def test_the_access_log_shows_a_hostile_path_encoded_never_its_control_characters(devhost: DevHost) -> None:
+    status, _, _ = devhost.call("GET", "narrations/abc%0d2026-12-03%20FORGED%1b%5b31m%00x")
+
+    assert status == 404
+    logged = "".join(devhost.lines)
+    assert "GET /api/narrations/abc%0D2026-12-03%20FORGED%1B%5B31m%00x -> 404" in logged
+    assert not any(character in logged for character in ("\r", "\x1b", "\x00"))
+
+
 def test_a_job_is_run_by_the_queue_worker_and_polled_to_its_result(devhost: DevHost) -> None:
     status, headers, body = devhost.call(
         "POST",
