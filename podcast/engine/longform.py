@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import itertools
 import logging
 import math
 import os
@@ -36,7 +37,7 @@ from podcast.engine.instructions import WORDS_PER_MINUTE, build_instructions, st
 from podcast.engine.parts import PartSink, StreamedParts, split_bytes
 from podcast.engine.realtime import Narrator, VoiceSessions
 from podcast.engine.responses import SpokenText
-from podcast.engine.segments import Segment, size_in_words, split_text
+from podcast.engine.segments import Segment, joiner, size_in_words, split_text
 from podcast.errors import (
     FidelityError,
     PodcastError,
@@ -547,13 +548,17 @@ def _halves(text: str) -> list[str]:
     pieces = split_text(text, max(1, math.ceil(words / 2)))
     if len(pieces) < 2:
         return [text]
-    first: list[str] = []
-    second: list[str] = []
-    size = 0
-    for piece in pieces:
-        (first if size < words / 2 else second).append(piece.text)
-        size += size_in_words(piece.text)
-    return [" ".join(first), " ".join(second)] if second else [text]
+    # The cut between pieces whose first half is nearest half the words.
+    ends = list(itertools.accumulate(size_in_words(piece.text) for piece in pieces))
+    cut = min(range(1, len(pieces)), key=lambda index: abs(ends[index - 1] - words / 2))
+    return [_joined_text(pieces[:cut]), _joined_text(pieces[cut:])]
+
+
+def _joined_text(pieces: Sequence[Segment]) -> str:
+    text = pieces[0].text
+    for before, piece in itertools.pairwise(pieces):
+        text += ("\n\n" if before.boundary == "paragraph" else joiner(before.text)) + piece.text
+    return text
 
 
 def _joined(parts: list[_Piece], usage: Usage, attempts: int, settings: NarrationSettings) -> _Piece:

@@ -28,9 +28,16 @@ Boundary = Literal["paragraph", "sentence", "turn", "end"]
 conversation turn (another speaker follows), or nothing."""
 
 _PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
-_SENTENCE_END = re.compile(r"(?<=[.!?…。！？])[\"'”’)\]]*\s+")
-_CLAUSE_END = re.compile(r"(?<=[,;:—–、，；：])\s+")
+_SENTENCE_END = re.compile(r"(?<=[.!?…])[\"'”’)\]]*\s+|(?<=[。！？])(?![。！？])[」』”’）)\]]*\s*")
+"""After a sentence's end: Western punctuation is followed by whitespace, Chinese and
+Japanese full stops (a run of them, then any closing quotes) need none."""
+_CLAUSE_END = re.compile(r"(?<=[,;:—–])\s+|(?<=[、，；：])(?![、，；：])\s*")
+_CLOSE_UP = re.compile(r"[。！？、，；：][」』”’）)\]]*$")
+"""A piece that ends so is followed by the next without a space (Chinese and Japanese)."""
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af\uf900-\ufaff]")
+_CJK_OR_MARK = re.compile(r"[\u3000-\u30ff\u3400-\u9fff\uf900-\ufaff\uff01-\uff0f\uff1a-\uff20\uff5b-\uff65]")
+"""Chinese and Japanese characters (written without spaces; Korean has them), and CJK and
+full-width punctuation (not full-width letters or digits)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,10 +49,17 @@ class Segment:
     boundary: Boundary = "end"
 
 
+def joiner(piece: str) -> str:
+    """What goes between ``piece`` and the text after it within a paragraph: a space, or
+    nothing after a Chinese or Japanese sentence or clause end (those scripts use none)."""
+    return "" if _CLOSE_UP.search(piece) else " "
+
+
 def size_in_words(text: str) -> int:
-    """Spoken length in words; CJK characters count as about 1.5 characters a word."""
+    """Spoken length in words; CJK characters count as about 1.5 characters a word, and
+    their punctuation as nothing (a run of CJK is not a word of its own on top of that)."""
     cjk = len(_CJK.findall(text))
-    return len(text.split()) + round(cjk / 1.5)
+    return len(_CJK_OR_MARK.sub(" ", text).split()) + round(cjk / 1.5)
 
 
 def split_text(text: str, max_words: int = DEFAULT_MAX_WORDS, *, parallelism: int = 1) -> list[Segment]:
@@ -85,8 +99,8 @@ def split_text(text: str, max_words: int = DEFAULT_MAX_WORDS, *, parallelism: in
             continue
         parts = units[start:end]
         text_of_segment = parts[0][0]
-        for (_, boundary), (unit, _) in itertools.pairwise(parts):
-            text_of_segment += ("\n\n" if boundary == "paragraph" else " ") + unit
+        for (previous, boundary), (unit, _) in itertools.pairwise(parts):
+            text_of_segment += ("\n\n" if boundary == "paragraph" else joiner(previous)) + unit
         boundary_after: Boundary = parts[-1][1] if end < len(units) else "end"
         segments.append(Segment(len(segments), text_of_segment, boundary_after))
         start = end
@@ -205,7 +219,7 @@ def _split_to_fit(text: str, max_words: int, boundaries: tuple[re.Pattern[str], 
     for piece in pieces:
         for part in _split_to_fit(piece.strip(), max_words, boundaries[1:]):
             if out and size_in_words(out[-1]) + size_in_words(part) <= max_words:
-                out[-1] = f"{out[-1]} {part}"
+                out[-1] = out[-1] + joiner(out[-1]) + part
             else:
                 out.append(part)
     return out

@@ -23,6 +23,7 @@ from podcast.engine.longform import (
     AdaptiveLimiter,
     NarratedText,
     PieceSink,
+    _halves,
     narrate_segments,
 )
 from podcast.engine.realtime import Narrator
@@ -153,6 +154,37 @@ async def test_a_segment_cut_off_by_the_token_cap_is_split_and_narrated_in_halve
     assert len(emulator.sessions) == 4 + 1 + 1, "the cut segment, then its two halves"
 
 
+CHINESE = "".join(f"这是第{n}句话，河流慢慢地流向远方的大海。" for n in "一二三四五六七八九十")
+"""One paragraph of ten Chinese sentences, written as Chinese is: no space anywhere."""
+
+
+async def test_a_chinese_segment_cut_off_by_the_token_cap_is_halved_between_sentences(
+    long_form_env: None, emulator: RealtimeEmulator, azurite: AzuriteServer, container_name: str
+) -> None:
+    """Chinese puts no space after a full stop: the segments and the halves of one cut by
+    the token cap still fall between sentences, and the halves are about equal."""
+    emulator.inject(Fault(FaultKind.MAX_OUTPUT_TOKENS, match="第二句"))
+
+    status, body = await narrate({"text": CHINESE, "language": "zh-CN"})
+
+    assert status == 200, body
+    assert body["transcript"].replace(" ", "") == CHINESE, "every character, once, in order"
+    segments = json.loads(stored(azurite, container_name, body["transcript_blob_name"]))["segments"]
+    assert all(s["transcript"].endswith("。") for s in segments), "segments end at sentence ends"
+    [cut] = [s for s in segments if s["splits"]]
+    halves = [
+        response.transcript
+        for session in emulator.sessions
+        for response in session.responses
+        if response.fault is None and response.transcript in cut["transcript"]
+    ]
+    assert len(halves) == 2, halves
+    assert "".join(halves) == cut["transcript"].replace(" ", "")
+    assert all(half.endswith("。") for half in halves), "halved between sentences"
+    sentence = size_in_words("这是第一句话，河流慢慢地流向远方的大海。")
+    assert abs(size_in_words(halves[0]) - size_in_words(halves[1])) <= sentence, halves
+
+
 async def test_a_segment_that_never_reads_faithfully_fails_under_the_fail_policy(
     long_form_env: None,
     emulator: RealtimeEmulator,
@@ -260,6 +292,41 @@ def test_segments_break_at_paragraphs_then_sentences_and_never_inside_a_word() -
     assert segments[0].text.startswith("# A heading\n\nIn chapter one"), "a heading stays with what follows"
     assert segments[-1].boundary == "end"
     assert split_text(text, 60) == segments, "deterministic"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "".join(f"这是第{n}句话，河流慢慢地流向远方的大海。" for n in "一二三四五六七八九十" * 3),
+        "".join(f"「{n}番目の文です」と彼女は言った。川は静かに流れる！本当？" for n in range(12)),
+    ],
+    ids=["chinese", "japanese"],
+)
+def test_chinese_and_japanese_break_at_sentence_ends_and_are_joined_without_spaces(text: str) -> None:
+    segments = split_text(text, 60)
+
+    assert len(segments) > 1
+    assert "".join(s.text for s in segments) == text, "no character added, lost or moved"
+    assert all(s.text.endswith(("。", "！", "？")) for s in segments), [s.text[-6:] for s in segments]
+    assert all(size_in_words(s.text) <= 60 for s in segments)
+
+
+def test_a_chinese_sentence_is_sized_by_its_characters_alone() -> None:
+    sentence = "这是第一句话，河流慢慢地流向远方的大海。"  # 18 characters and two marks
+
+    assert size_in_words(sentence) == round(18 / 1.5)
+    assert size_in_words(sentence * 10) == round(180 / 1.5), "no extra word per sentence"
+    assert size_in_words("In chapter one the traveller crosses, slowly — at dusk.") == 10
+    assert size_in_words("안녕하세요 세계") == 2 + round(7 / 1.5), "Korean, spaced, as before"
+
+
+def test_halves_are_cut_at_the_sentence_nearest_the_middle() -> None:
+    text = " ".join(["river"] * 48) + " bends. " + " ".join(["water"] * 48) + " flows. Truly done."
+
+    first, second = _halves(text)
+
+    assert (size_in_words(first), size_in_words(second)) == (49, 51)
+    assert f"{first} {second}" == text
 
 
 def test_the_fidelity_measure_is_one_minus_the_word_error_rate() -> None:
