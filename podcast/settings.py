@@ -105,6 +105,11 @@ for a 30-minute conversation (the text limit's order; one constant, so a script 
 conversation mode can always be sent back)."""
 _SCRIPT_TURN_OVERHEAD_CHARACTERS: Final = 32 + MAX_SPEAKER_NAME_CHARACTERS
 """A turn's JSON around its text: ``{"speaker": "<name>", "text": ""},``."""
+_CHAPTER_OVERHEAD_CHARACTERS: Final = 32
+"""A chapter's JSON around its title: ``{"title": "", "turn": 999},``."""
+_SPEAKER_OVERHEAD_CHARACTERS: Final = 64
+"""A speaker's JSON around its name and description:
+``{"name": "", "voice": "shimmer", "description": ""},``."""
 _JSON_ESCAPE_BYTES_PER_CHARACTER: Final = 12
 """Worst case JSON bytes per character: an astral character as ``\\ud83d\\ude00``."""
 _BODY_OVERHEAD_BYTES: Final = 16_384
@@ -540,10 +545,19 @@ class RequestLimits(_Section):
 
     @property
     def max_body_bytes(self) -> int:
-        """Bytes enough for the longest valid request even if every character is ``\\u``-escaped."""
+        """Bytes enough for the longest valid request even if every character is ``\\u``-escaped:
+        the text or the longest script, with every speaker and a chapter at every turn."""
         script = MAX_SCRIPT_CHARACTERS + MAX_SCRIPT_TURNS * _SCRIPT_TURN_OVERHEAD_CHARACTERS
+        chapters = MAX_SCRIPT_TURNS * (MAX_TITLE_CHARACTERS + _CHAPTER_OVERHEAD_CHARACTERS)
+        speakers = MAX_SPEAKERS * (
+            MAX_SPEAKER_NAME_CHARACTERS + MAX_SPEAKER_DESCRIPTION_CHARACTERS + _SPEAKER_OVERHEAD_CHARACTERS
+        )
         characters = (
-            max(self.max_text_characters, script) + MAX_INSTRUCTIONS_CHARACTERS + MAX_TITLE_CHARACTERS
+            max(self.max_text_characters, script)
+            + MAX_INSTRUCTIONS_CHARACTERS
+            + MAX_TITLE_CHARACTERS
+            + chapters
+            + speakers
         )
         return characters * _JSON_ESCAPE_BYTES_PER_CHARACTER + _BODY_OVERHEAD_BYTES
 

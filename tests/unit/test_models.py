@@ -373,6 +373,29 @@ def test_the_body_limit_admits_the_longest_text_even_when_every_character_is_esc
     assert parse_request(payload, LIMITS).text == text
 
 
+def test_the_body_limit_admits_the_longest_script_with_every_speaker_and_chapter_escaped() -> None:
+    letter = "\U00020000"  # 12 bytes as "\ud840\udc00"
+    names = [chr(0x20001 + n) * 40 for n in range(4)]
+    speakers = [{"name": name, "voice": "shimmer", "description": letter * 300} for name in names]
+    turns = [{"speaker": names[n % 4], "text": letter * 40} for n in range(1_000)]
+    chapters = [{"title": letter * 200, "turn": n} for n in range(1_000)]
+    payload = json.dumps(
+        {
+            "speakers": speakers,
+            "script": turns,
+            "chapters": chapters,
+            "instructions": letter * 1000,
+            "title": letter * 200,
+        },
+        ensure_ascii=True,
+    ).encode()
+
+    request = parse_request(payload, LIMITS)
+
+    assert len(payload) <= LIMITS.max_body_bytes
+    assert len(request.chapters or ()) == 1_000
+
+
 # --- text -----------------------------------------------------------------------------------
 
 
