@@ -267,6 +267,14 @@ _DurationSeconds = Annotated[
     Field(description="Length of the audio.", json_schema_extra={"x-ms-summary": "Duration (Seconds)"}),
 ]
 _Voice = Annotated[Voice, Field(description="The voice used.", json_schema_extra={"x-ms-summary": "Voice"})]
+_NarrationVoice = Annotated[
+    Voice,
+    Field(
+        description="The voice used; for a script or conversation, its first speaker's (each "
+        "speaker's voice is in the transcript document's speakers).",
+        json_schema_extra={"x-ms-summary": "Voice"},
+    ),
+]
 _Mode = Annotated[
     NarrationMode,
     Field(description="read, episode or conversation.", json_schema_extra={"x-ms-summary": "Mode"}),
@@ -376,7 +384,7 @@ class NarrationResponse(BaseModel):
     )
     transcript: _Transcript
     duration_seconds: _DurationSeconds
-    voice: _Voice
+    voice: _NarrationVoice
     mode: _Mode
     style: _Style
     language: _Language
@@ -480,7 +488,7 @@ class TranscriptDocument(BaseModel):
     )
     transcript: _Transcript
     duration_seconds: _DurationSeconds
-    voice: _Voice
+    voice: _NarrationVoice
     mode: _Mode
     style: _Style
     language: _Language

@@ -112,7 +112,8 @@ class StoredNarration:
             transcript_blob_name=self.transcript_blob_name,
             transcript=self.transcript,
             duration_seconds=self.duration_seconds,
-            voice=self.request.voice,
+            # A script's voices are its speakers' (the request's own voice is never heard).
+            voice=self.speakers[0].voice if self.speakers else self.request.voice,
             mode=self.request.mode,
             style=self.request.style,
             language=self.request.language,

@@ -148,6 +148,18 @@ async def test_a_three_speaker_script_is_voiced_turn_by_turn(
     assert re.search(r"^Leo: Rivers rarely", srt, re.MULTILINE)
 
 
+async def test_a_scripts_result_names_its_first_speakers_voice_not_the_default(
+    app_env: dict[str, str], azurite: AzuriteServer, container_name: str
+) -> None:
+    speakers = [*SPEAKERS[1:], SPEAKERS[0]]  # Leo (cedar) first; nobody speaks in the default voice
+    answer = await post({"speakers": speakers, "script": SCRIPT[:2]})
+    assert answer.status == 200, answer.body
+    body = answer.json()
+
+    assert body["voice"] == "cedar"
+    assert stored_json(azurite, container_name, body["transcript_blob_name"])["voice"] == "cedar"
+
+
 def stored_json_text(azurite: AzuriteServer, container: str, name: str) -> str:
     with BlobServiceClient.from_connection_string(azurite.connection_string) as service:
         return service.get_blob_client(container, name).download_blob().readall().decode()
