@@ -1159,6 +1159,133 @@ def check_show_slug(slug: str) -> str:
     return slug
 
 
+APPLE_PODCAST_CATEGORIES: Final[Mapping[str, tuple[str, ...]]] = {
+    "Arts": ("Books", "Design", "Fashion & Beauty", "Food", "Performing Arts", "Visual Arts"),
+    "Business": ("Careers", "Entrepreneurship", "Investing", "Management", "Marketing", "Non-Profit"),
+    "Comedy": ("Comedy Interviews", "Improv", "Stand-Up"),
+    "Education": ("Courses", "How To", "Language Learning", "Self-Improvement"),
+    "Fiction": ("Comedy Fiction", "Drama", "Science Fiction"),
+    "Government": (),
+    "History": (),
+    "Health & Fitness": (
+        "Alternative Health",
+        "Fitness",
+        "Medicine",
+        "Mental Health",
+        "Nutrition",
+        "Sexuality",
+    ),
+    "Kids & Family": ("Education for Kids", "Parenting", "Pets & Animals", "Stories for Kids"),
+    "Leisure": (
+        "Animation & Manga",
+        "Automotive",
+        "Aviation",
+        "Crafts",
+        "Games",
+        "Hobbies",
+        "Home & Garden",
+        "Video Games",
+    ),
+    "Music": ("Music Commentary", "Music History", "Music Interviews"),
+    "News": (
+        "Business News",
+        "Daily News",
+        "Entertainment News",
+        "News Commentary",
+        "Politics",
+        "Sports News",
+        "Tech News",
+    ),
+    "Religion & Spirituality": (
+        "Buddhism",
+        "Christianity",
+        "Hinduism",
+        "Islam",
+        "Judaism",
+        "Religion",
+        "Spirituality",
+    ),
+    "Science": (
+        "Astronomy",
+        "Chemistry",
+        "Earth Sciences",
+        "Life Sciences",
+        "Mathematics",
+        "Natural Sciences",
+        "Nature",
+        "Physics",
+        "Social Sciences",
+    ),
+    "Society & Culture": (
+        "Documentary",
+        "Personal Journals",
+        "Philosophy",
+        "Places & Travel",
+        "Relationships",
+    ),
+    "Sports": (
+        "Baseball",
+        "Basketball",
+        "Cricket",
+        "Fantasy Sports",
+        "Football",
+        "Golf",
+        "Hockey",
+        "Rugby",
+        "Running",
+        "Soccer",
+        "Swimming",
+        "Tennis",
+        "Volleyball",
+        "Wilderness",
+        "Wrestling",
+    ),
+    "Technology": (),
+    "True Crime": (),
+    "TV & Film": ("After Shows", "Film History", "Film Interviews", "Film Reviews", "TV Reviews"),
+}
+"""Apple Podcasts' categories and their subcategories, spelt as Apple matches them (case and
+``&`` included): a feed with any other ``itunes:category`` is refused by Apple's directory."""
+CATEGORY_SEPARATOR: Final = " > "
+"""Between a category and its subcategory in a show's ``category`` (``Arts > Books``)."""
+
+
+def _category_names() -> dict[str, str]:
+    """Every accepted spelling folded (case, ``&``/``and``, ``-``/space) to its canonical form:
+    a category, ``Category > Subcategory``, and a subcategory alone."""
+    names: dict[str, str] = {}
+    for top, subs in APPLE_PODCAST_CATEGORIES.items():
+        names[_fold_category(top)] = top
+        for sub in subs:
+            full = f"{top}{CATEGORY_SEPARATOR}{sub}"
+            names[_fold_category(full)] = full
+            names.setdefault(_fold_category(sub), full)  # a name that is also a category stays it
+    return names
+
+
+def _fold_category(name: str) -> str:
+    folded = re.sub(r"\s*[>/]\s*", ">", name.casefold().replace("&", " and "))
+    return re.sub(r"[\s-]+", " ", folded).strip()
+
+
+_CATEGORY_NAMES: Final = _category_names()
+
+
+def _check_category(text: str) -> str:
+    """``text`` as Apple spells it (``Arts``, ``Arts > Books``; a subcategory alone gets its
+    category), or a 400 naming the field and suggesting the nearest."""
+    found = _CATEGORY_NAMES.get(_fold_category(text))
+    if found is not None:
+        return found
+    hint = difflib.get_close_matches(_fold_category(text), list(_CATEGORY_NAMES), n=1, cutoff=0.6)
+    suggestion = f" (did you mean '{_CATEGORY_NAMES[hint[0]]}'?)" if hint else ""
+    _fail(
+        "category",
+        f"category '{_shown(text)}' is not an Apple Podcasts category{suggestion}; give one of "
+        f"{', '.join(APPLE_PODCAST_CATEGORIES)}, or a subcategory as 'Arts > Books'",
+    )
+
+
 class ShowRequest(ShowDetails):
     """A validated ``PUT /api/shows/{show}`` body: :class:`~podcast.wire.ShowDetails`, strict.
 
@@ -1194,7 +1321,7 @@ class ShowRequest(ShowDetails):
                 del prepared[key]
         return prepared
 
-    @field_validator("title", "author", "category", mode="before")
+    @field_validator("title", "author", mode="before")
     @classmethod
     def _check_line(cls, value: object, info: ValidationInfo) -> str:
         field = str(info.field_name)
@@ -1208,6 +1335,11 @@ class ShowRequest(ShowDetails):
         if not text:
             _fail(field, f"{field} is empty")
         return text
+
+    @field_validator("category", mode="before")
+    @classmethod
+    def _check_category(cls, value: object, info: ValidationInfo) -> str:
+        return _check_category(cls._check_line(value, info))
 
     @field_validator("description", mode="before")
     @classmethod

@@ -1072,7 +1072,8 @@ class ShowDetails(BaseModel):
     )
     category: str | None = Field(
         default=None,
-        description="An Apple Podcasts category such as News or Technology (itunes:category).",
+        description="An Apple Podcasts category such as News or Technology, or a category and "
+        "subcategory as 'Arts > Books' (itunes:category; Apple's spelling is filled in).",
         json_schema_extra={"x-ms-summary": "Category", "x-ms-visibility": "advanced"},
     )
     owner_email: str | None = Field(

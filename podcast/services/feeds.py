@@ -23,6 +23,7 @@ from datetime import datetime
 from email.utils import format_datetime
 from typing import TYPE_CHECKING, Final
 
+from podcast.models import CATEGORY_SEPARATOR
 from podcast.wire import EpisodeEntry, ShowDetails
 
 if TYPE_CHECKING:
@@ -138,7 +139,13 @@ def render_feed(
         _add(image, "title", show.title)
         _add(image, "link", feed_url)
     if show.category:
-        _add(channel, _itunes("category"), text=show.category)
+        # "Arts > Books" is Apple's nesting: <itunes:category text="Arts"><itunes:category text="Books"/>.
+        # The name is the element's text *attribute* (Apple ignores element content).
+        top, _, sub = show.category.partition(CATEGORY_SEPARATOR)
+        category = _add(channel, _itunes("category"))
+        category.set("text", xml_text(top))
+        if sub:
+            _add(category, _itunes("category")).set("text", xml_text(sub))
     if show.owner_email:
         owner = _add(channel, _itunes("owner"))
         if show.author:

@@ -282,12 +282,55 @@ def test_the_show_is_part_of_the_reuse_key_only_when_given() -> None:
         ({"title": "x", "owner_email": "nobody"}, "owner_email"),
         ({"title": "x", "artwork": "https://example.com/a.png"}, "artwork"),
         ({"title": 5}, "title"),
+        ({"title": "x", "category": "Nonsense"}, "category"),
+        ({"title": "x", "category": "Arts > Golf"}, "category"),
+        ({"title": "x", "category": "Technology > Gadgets"}, "category"),
     ],
 )
 def test_invalid_shows_are_refused_naming_the_field(body: dict[str, Any], field: str) -> None:
     with pytest.raises(RequestValidationError) as refused:
         parse_show(body, RequestLimits())
     assert refused.value.field == field
+
+
+@pytest.mark.parametrize(
+    ("given", "stored"),
+    [
+        ("Technology", "Technology"),
+        ("health and fitness", "Health & Fitness"),
+        ("ARTS > books", "Arts > Books"),
+        ("Arts/Books", "Arts > Books"),
+        ("Books", "Arts > Books"),
+        ("how-to", "Education > How To"),
+        ("Religion", "Religion & Spirituality > Religion"),
+        ("Kids & Family", "Kids & Family"),
+    ],
+)
+def test_a_category_is_stored_as_apple_spells_it(given: str, stored: str) -> None:
+    assert parse_show({"title": "x", "category": given}, RequestLimits()).category == stored
+
+
+def test_an_unknown_category_is_refused_with_the_nearest_name() -> None:
+    with pytest.raises(RequestValidationError) as refused:
+        parse_show({"title": "x", "category": "Tecnology"}, RequestLimits())
+    assert refused.value.field == "category"
+    assert "did you mean 'Technology'?" in refused.value.message
+
+
+def test_a_subcategory_is_nested_in_its_category_as_apple_reads_it() -> None:
+    show = SHOW.model_copy(update={"category": "Arts > Books"})
+    rendered = render_feed(show, [], feed_url=FEED_URL, feed_identity=IDENTITY, built_at=BUILT)
+    root = etree.fromstring(rendered)
+    itunes = "{http://www.itunes.com/dtds/podcast-1.0.dtd}category"
+    (top,) = root.find("channel").findall(itunes)  # type: ignore[union-attr]
+    assert top.get("text") == "Arts"
+    assert [sub.get("text") for sub in top.findall(itunes)] == ["Books"]
+    parsed = feedparser.parse(rendered)
+    assert not parsed.bozo, parsed.get("bozo_exception")
+    assert [(t.term, t.scheme) for t in parsed.feed.tags][:2] == [
+        ("Arts", "http://www.itunes.com/"),
+        ("Books", "http://www.itunes.com/"),
+    ]
 
 
 def test_a_valid_show_is_normalized() -> None:
