@@ -69,7 +69,7 @@ from podcast.errors import (
     SupersededError,
 )
 from podcast.models import MAX_TITLE_CHARACTERS, NarrationRequest, parse_request, show_slug_problem
-from podcast.services.narrations import NarrationService, StoredNarration
+from podcast.services.narrations import NARRATION_BASE, NarrationService, StoredNarration
 from podcast.settings import (
     INPUT_CONTAINER_SETTING,
     OUTPUT_CONTAINER_SETTING,
@@ -498,6 +498,14 @@ class DocumentService:
             base = str(path.with_suffix("")) if "." in path.name else source_name
             error_blob = blob_name(f"{base}.error.json", field="document")
             blob_name(f"{base}.wav", field="document")
+            if NARRATION_BASE.fullmatch(base):
+                # A narration's id is public (its URLs, the feed's guid): a document named so
+                # would replace that narration's audio, captions and transcript.
+                raise BlobNameError(
+                    "a document may not be named like the service's own narrations "
+                    "(<yyyy>/<mm>/<dd>/<32 hex digits>): its outputs would replace one",
+                    field="document",
+                )
         except BlobNameError as error:
             log.warning("document %s refused: %s", log_safe(source_name), error.message)
             return DocumentOutcome("rejected", "", error=error)

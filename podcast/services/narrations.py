@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
@@ -55,6 +56,10 @@ from podcast.wire import (
 )
 
 log = logging.getLogger(__name__)
+
+NARRATION_BASE: Final = re.compile(r"\d{4}/\d{2}/\d{2}/[0-9a-f]{32}", re.IGNORECASE)
+"""The names (without extension) of the narrations this service makes under their own ids,
+``<yyyy>/<mm>/<dd>/<id>``: no uploaded document may write its outputs there."""
 
 CLEANUP_ATTEMPTS = 5
 """Tries to remove a failed narration's committed WAV (Storage may be failing right then),

@@ -164,6 +164,9 @@ def hostile_names(target: Target) -> list[str]:
         "new\nline.txt",
         "n" * 1021 + ".txt",
         "/".join(["s"] * 255) + ".txt",
+        # An API narration's own name (its id is public): the outputs would replace its files.
+        f"2026/12/03/{JOB_ID}.md",
+        f"2026/12/03/{JOB_ID.upper()}.txt",
     ]
 
 
