@@ -63,7 +63,12 @@ async def file_response(
         headers["Last-Modified"] = format_datetime(file.last_modified, usegmt=True)
     if_none_match = req.headers.get("If-None-Match")
     if if_none_match is not None and etag_matches(if_none_match, file.etag):  # before any Range
-        current = {k: v for k, v in headers.items() if k in ("ETag", "Last-Modified", "Cache-Control")}
+        # Content-Type as the copy's own: a cache updates its stored headers from a 304's (RFC 9111 4.3.4).
+        current = {
+            k: v
+            for k, v in headers.items()
+            if k in ("Content-Type", "ETag", "Last-Modified", "Cache-Control")
+        }
         return func.HttpResponse(b"", status_code=304, headers=current)
     selection = select_ranges(
         req.headers.get("Range"), file.size, if_range=req.headers.get("If-Range"), etag=file.etag

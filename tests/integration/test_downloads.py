@@ -90,6 +90,8 @@ async def test_a_current_copy_is_answered_304(app_env: dict[str, str]) -> None:
         answer = await get("narrations/{id}/audio", result["id"], {"If-None-Match": names_it})
         assert (answer.status, answer.body) == (304, b""), names_it
         assert answer.headers["ETag"] == etag
+        # A cache copies a 304's headers onto its copy: never relabel the WAV as text/plain.
+        assert answer.headers["Content-Type"] == first.headers["Content-Type"] == "audio/wav"
     ranged = await get("narrations/{id}/audio", result["id"], {"If-None-Match": etag, "Range": "bytes=0-9"})
     assert ranged.status == 304, "If-None-Match is decided before Range"
     stale = await get("narrations/{id}/audio", result["id"], {"If-None-Match": '"another"'})
