@@ -15,7 +15,8 @@ Episodes: a stored narration with a ``show`` adds ``shows/<slug>/episodes/<inver
 (:class:`~podcast.wire.EpisodeEntry`), one blob per episode, never rewritten by anyone else:
 concurrent narrations cannot lose each other's entries, and the same narration writes the
 same name again. The inverted creation time makes name order newest first, so the feed is
-one List Blobs call for the newest ``limit`` names, then those entries read concurrently.
+one List Blobs call for the newest ``limit`` names (and ``max_items`` more, for the entries a
+later narration of the same audio left out), then those entries read concurrently.
 """
 
 from __future__ import annotations
@@ -265,7 +266,9 @@ class ShowService:
             raise ShowNotFoundError()
         record, record_etag = found
         count = min(limit or self.settings.max_items, self.settings.max_items)
-        listed = await self.store.first(episodes_prefix(slug), count)
+        # Listed beyond the count: an entry whose audio a later narration replaced (a document
+        # narrated again, a redelivered job) is left out below and must not take a place.
+        listed = await self.store.first(episodes_prefix(slug), count + self.settings.max_items)
         now = self.clock()
         lifetime = timedelta(hours=self.settings.link_hours)
         period = int(now.timestamp() // (lifetime.total_seconds() / 2))
@@ -275,7 +278,7 @@ class ShowService:
         last_modified = _last_modified(record, listed)
         if if_none_match is not None and etag_matches(if_none_match, etag):
             return Feed(etag, last_modified, None)
-        entries = await self._entries(listed)
+        entries = (await self._entries(listed))[:count]
         # Every link of a period starts and ends at the same moments: the same links, and
         # at least half their lifetime left whenever an app's copy is still current.
         period_start = datetime.fromtimestamp(period * lifetime.total_seconds() / 2, UTC)

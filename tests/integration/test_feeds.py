@@ -277,6 +277,37 @@ async def test_entries_without_metadata_are_read_and_unreadable_ones_skipped(app
     assert (item.id, item.title, item.itunes_duration) == ("d" * 32, "Written without metadata", "00:00:02")
 
 
+async def test_a_document_narrated_again_takes_one_place_in_a_limited_feed(app_env: dict[str, str]) -> None:
+    """Each narration of a revised document adds an entry for the same audio blob; the feed
+    shows its newest only, and the older ones take no place of ``limit``."""
+    feed_url = await create_show("revised")
+    app = function_app.graph.get()
+    start = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+
+    def entry(number: int, audio: str) -> EpisodeEntry:
+        return EpisodeEntry(
+            id=f"{number:032x}",
+            title=f"Episode {number}",
+            description="",
+            created_at=iso_timestamp(start + timedelta(days=number)),
+            audio_blob_name=audio,
+            format="wav",
+            bytes=1000,
+            duration_seconds=1.5,
+            transcript_blob_name=audio.replace(".wav", ".json"),
+        )
+
+    for number in (1, 2, 3):
+        await app.shows.add_episode("revised", entry(number, f"2026/01/0{number}/e{number}.wav"))
+    for number in (4, 5, 6):  # three narrations of one document: one audio blob, replaced
+        await app.shows.add_episode("revised", entry(number, "shows/revised/notes.wav"))
+
+    parsed = feedparser.parse((await get_feed(f"{feed_url}&limit=3")).body)
+    assert [item.title for item in parsed.entries] == ["Episode 6", "Episode 3", "Episode 2"]
+    everything = feedparser.parse((await get_feed(feed_url)).body)
+    assert [item.title for item in everything.entries] == ["Episode 6", "Episode 3", "Episode 2", "Episode 1"]
+
+
 async def test_an_entry_whose_chapters_outgrow_its_metadata_is_read_from_its_blob(
     app_env: dict[str, str],
 ) -> None:
