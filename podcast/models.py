@@ -1456,8 +1456,9 @@ def parse_script_request(body: bytes | str | Mapping[str, Any], limits: RequestL
     """Validate a script request (``POST /api/scripts``): the fields of a conversation
     narration request (:func:`parse_request`; ``mode`` defaults to, and must be,
     ``conversation``), its ``speakers`` validated as a narration request's (errors name the
-    field and index, ``speakers[1].voice``) and :data:`DEFAULT_SPEAKERS` when it names none.
-    Raises as :func:`parse_request` does."""
+    field and index, ``speakers[1].voice``) and :data:`DEFAULT_SPEAKERS` when it names none;
+    ``format``, ``show`` and ``sas_expiry_minutes`` only at their defaults (a script has no
+    audio). Raises as :func:`parse_request` does."""
     fields = dict(_document(body, limits))
     mode = fields.get("mode")
     if mode is None or (isinstance(mode, str) and not mode.strip()):
@@ -1465,4 +1466,23 @@ def parse_script_request(body: bytes | str | Mapping[str, Any], limits: RequestL
     request = parse_request(fields, limits)
     if request.mode != "conversation":
         raise RequestValidationError("mode must be 'conversation' for a script (or left out)", field="mode")
+    _check_audio_fields(request, limits)
     return ScriptRequest(request, request.speakers or DEFAULT_SPEAKERS)
+
+
+def _check_audio_fields(request: NarrationRequest, limits: RequestLimits) -> None:
+    """A script has no audio: ``format``, ``show`` and ``sas_expiry_minutes`` are refused on
+    ``POST /api/scripts`` (they would be silently dropped), unless at their defaults (a body
+    reused from a narration request, or a form left as it is, asks for nothing)."""
+    given = {
+        "format": request.format != "wav",
+        "show": request.show is not None,
+        "sas_expiry_minutes": request.sas_expiry_minutes != limits.default_sas_expiry_minutes,
+    }
+    for field, asked in given.items():
+        if asked:
+            raise RequestValidationError(
+                f"{field} does not apply to a script, which has no audio: give it with the "
+                "script (speakers and script) to POST /api/narrations",
+                field=field,
+            )

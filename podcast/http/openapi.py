@@ -108,7 +108,8 @@ _DESCRIPTIONS: Final[Mapping[str, str]] = {
     "optional field, counts as not given.",
     "Show": "A show's settings (its feed's channel). Unknown fields are rejected by name.",
     "ScriptRequest": "A conversation narration request (mode conversation, the default here) with "
-    "its speakers. Unknown fields are rejected by name.",
+    "its speakers, but none of the audio's fields (format, show, sas_expiry_minutes: give them "
+    "with the script to CreateNarration). Unknown fields are rejected by name.",
     "Script": "A conversation script: send it back as speakers and script to have it voiced verbatim.",
 }
 """Definition-level descriptions (model docstrings are written for Python readers)."""
@@ -280,7 +281,7 @@ def definition_schemas() -> dict[str, Any]:
 
 def _script_request(narration: Mapping[str, Any], references: Mapping[str, str]) -> dict[str, Any]:
     """``POST /scripts``' body: the narration request's fields but a script's own (``script``,
-    ``chapters``), ``speakers`` shown prominently with its default."""
+    ``chapters``) and the audio's, ``speakers`` shown prominently with its default."""
     speaker = swagger_schema(Speaker, mode="validation", references=references)
     speakers = {
         "type": "array",
@@ -291,8 +292,10 @@ def _script_request(narration: Mapping[str, Any], references: Mapping[str, str])
         "x-ms-summary": "Speakers",
         "x-ms-visibility": "important",
     }
-    own = {"script", "chapters"}
-    properties = {name: value for name, value in narration["properties"].items() if name not in own}
+    # A script's own fields are not asked for, nor the audio's (a script has none) nor a
+    # voice (the speakers have them): the service refuses them unless at their defaults.
+    left_out = {"script", "chapters", "format", "sas_expiry_minutes", "show", "voice"}
+    properties = {name: value for name, value in narration["properties"].items() if name not in left_out}
     properties["speakers"] = speakers
     return _ordered({**narration, "properties": properties, "description": _DESCRIPTIONS["ScriptRequest"]})
 

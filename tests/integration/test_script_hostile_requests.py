@@ -118,6 +118,12 @@ REFUSED: list[tuple[tuple[str, ...], Any, str | None]] = [
     (("narrations",), scripted(chapters=[{"title": "A", "turn": 10**30}]), "chapters[0].turn"),
     (("narrations",), scripted(chapters=[{"title": "A", "turn": 1.5}]), "chapters[0].turn"),
     (("scripts",), {"text": TEXT, "chapters": [{"title": "A", "turn": 0}]}, "chapters"),
+    # The audio's fields: a script has none, so they would be dropped without a word.
+    (("scripts",), {"text": TEXT, "format": "mp3"}, "format"),
+    (("scripts",), {"text": TEXT, "format": " MP3 "}, "format"),
+    (("scripts",), {"text": TEXT, "show": "daily-digest"}, "show"),
+    (("scripts",), {"text": TEXT, "sas_expiry_minutes": 59}, "sas_expiry_minutes"),
+    (("scripts",), {"text": TEXT, "sas_expiry_minutes": 61}, "sas_expiry_minutes"),
 ]
 CASES = [(route, body, field) for routes, body, field in REFUSED for route in routes]
 

@@ -131,8 +131,12 @@ def test_a_script_request_body_is_checked_like_a_narration_body() -> None:
 
 
 def test_the_script_fingerprint_ignores_the_audio_format_and_the_show() -> None:
+    """A conversation narrated as MP3 into a show shares its script with one that is not."""
+
     def fingerprint(extra: dict[str, object]) -> str:
-        return parse_script_request({"text": "Hi.", **extra}, LIMITS).fingerprint()
+        return ScriptRequest(
+            parse_request({"text": "Hi.", "mode": "conversation", **extra}, LIMITS)
+        ).fingerprint()
 
     assert fingerprint({}) == fingerprint({"format": "mp3", "show": "daily-digest"})
     assert fingerprint({}) != fingerprint({"style": "lecture"})
@@ -171,3 +175,40 @@ def test_a_stored_conversation_job_validates_again_whatever_the_default_voice() 
     with pytest.raises(RequestValidationError) as refused:  # a caller choosing it is still refused
         parse_request({"text": "Rivers bend.", "mode": "conversation", "voice": "cedar"}, LIMITS)
     assert refused.value.field == "voice"
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"format": "wav"},
+        {"format": " WAV "},
+        {"show": None},
+        {"show": ""},
+        {"sas_expiry_minutes": LIMITS.default_sas_expiry_minutes},
+        {"format": None, "sas_expiry_minutes": None},
+    ],
+)
+def test_a_script_request_takes_the_audio_fields_at_their_defaults(extra: dict[str, object]) -> None:
+    request = parse_script_request({"text": "Hi.", **extra}, LIMITS)
+    assert request.fingerprint() == parse_script_request({"text": "Hi."}, LIMITS).fingerprint()
+
+
+@pytest.mark.parametrize(
+    ("extra", "field"),
+    [
+        ({"format": "mp3"}, "format"),
+        ({"show": "daily-digest"}, "show"),
+        ({"sas_expiry_minutes": LIMITS.default_sas_expiry_minutes - 1}, "sas_expiry_minutes"),
+        ({"sas_expiry_minutes": LIMITS.default_sas_expiry_minutes + 1}, "sas_expiry_minutes"),
+    ],
+)
+def test_a_script_request_refuses_the_audio_fields_it_would_drop(
+    extra: dict[str, object], field: str
+) -> None:
+    with pytest.raises(RequestValidationError) as refused:
+        parse_script_request({"text": "Hi.", **extra}, LIMITS)
+    assert refused.value.field == field
+    assert refused.value.http_status == 400
+    assert "POST /api/narrations" in refused.value.message
+    # The same fields are a conversation narration's own.
+    parse_request({"text": "Hi.", "mode": "conversation", **extra}, LIMITS)
