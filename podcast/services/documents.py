@@ -69,7 +69,7 @@ from podcast.errors import (
     SupersededError,
 )
 from podcast.models import MAX_TITLE_CHARACTERS, NarrationRequest, parse_request, show_slug_problem
-from podcast.services.narrations import NARRATION_BASE, NarrationService, StoredNarration
+from podcast.services.narrations import NARRATION_BASE, OUTPUT_SUFFIXES, NarrationService, StoredNarration
 from podcast.settings import (
     INPUT_CONTAINER_SETTING,
     OUTPUT_CONTAINER_SETTING,
@@ -78,7 +78,7 @@ from podcast.settings import (
     StorageSettings,
 )
 from podcast.storage.documents import DocumentStore
-from podcast.storage.names import blob_name, check_blob_name, log_safe
+from podcast.storage.names import MAX_NAME_CHARACTERS, blob_name, check_blob_name, log_safe
 from podcast.wire import DocumentClaim, DocumentSource, ErrorBody, iso_timestamp, job_timestamp
 
 log = logging.getLogger(__name__)
@@ -149,6 +149,9 @@ def request_from_document(
 
 
 SHOWS_FOLDER: Final = "shows"
+ERROR_SUFFIX: Final = ".error.json"
+"""A document's failure record, ``<name without extension>.error.json`` beside its outputs."""
+_LONGEST_SUFFIX: Final = max(len(suffix) for suffix in (*OUTPUT_SUFFIXES, ERROR_SUFFIX))
 
 
 def show_of(name: str) -> str | None:
@@ -496,7 +499,15 @@ class DocumentService:
             check_blob_name(source_name, field="document")
             path = PurePosixPath(source_name)
             base = str(path.with_suffix("")) if "." in path.name else source_name
-            error_blob = blob_name(f"{base}.error.json", field="document")
+            if len(base) + _LONGEST_SUFFIX > MAX_NAME_CHARACTERS:
+                raise BlobNameError(
+                    "the document's name is too long for its outputs: without its extension it "
+                    f"may have at most {MAX_NAME_CHARACTERS - _LONGEST_SUFFIX:,} characters (its "
+                    f"outputs add up to {_LONGEST_SUFFIX} to it, and Azure allows "
+                    f"{MAX_NAME_CHARACTERS:,} in a blob name)",
+                    field="document",
+                )
+            error_blob = blob_name(f"{base}{ERROR_SUFFIX}", field="document")
             blob_name(f"{base}.wav", field="document")
             if NARRATION_BASE.fullmatch(base):
                 # A narration's id is public (its URLs, the feed's guid): a document named so

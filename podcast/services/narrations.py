@@ -60,6 +60,9 @@ log = logging.getLogger(__name__)
 NARRATION_BASE: Final = re.compile(r"\d{4}/\d{2}/\d{2}/[0-9a-f]{32}", re.IGNORECASE)
 """The names (without extension) of the narrations this service makes under their own ids,
 ``<yyyy>/<mm>/<dd>/<id>``: no uploaded document may write its outputs there."""
+OUTPUT_SUFFIXES: Final = (".wav", ".mp3", ".json", ".vtt", ".srt", ".chapters.json")
+"""What a narration's files add to its name (``<base>.wav``, ...): a name built from input
+leaves room for the longest (Azure's limit is on the whole blob name)."""
 
 CLEANUP_ATTEMPTS = 5
 """Tries to remove a failed narration's committed WAV (Storage may be failing right then),

@@ -195,15 +195,19 @@ async def test_a_hostile_name_writes_nothing_anywhere_and_is_not_retried(
 @pytest.mark.parametrize(
     ("name", "accepted"),
     [
-        # The longest name whose outputs (<base>.error.json is the longest) fit in 1,024.
-        ("n" * 1013 + ".txt", True),
-        ("n" * 1014 + ".txt", False),
+        # The longest name whose outputs (<base>.chapters.json is the longest) fit in 1,024.
+        ("n" * 1010 + ".txt", True),
+        ("n" * 1011 + ".txt", False),
+        ("n" * 1020 + ".txt", False),  # a valid blob name itself: its outputs are not
         ("/".join(["s"] * 253) + "/last.txt", True),  # 254 segments
         ("/".join(["s"] * 254) + "/last.txt", False),  # 255 segments
     ],
-    ids=["1017-chars", "1018-chars", "254-segments", "255-segments"],
+    ids=["1014-chars", "1015-chars", "1024-chars", "254-segments", "255-segments"],
 )
-async def test_names_at_the_limits(target: Target, name: str, accepted: bool) -> None:
+async def test_names_at_the_limits(
+    target: Target, name: str, accepted: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("WARNING")
     with target.service() as service:
         service.get_blob_client(target.input, name).upload_blob(b"Words at the limit.", overwrite=True)
         before = account_snapshot(service)
@@ -223,3 +227,7 @@ async def test_names_at_the_limits(target: Target, name: str, accepted: bool) ->
     else:
         assert changed == set()
         assert target.emulator.handshakes == 0
+        (refused,) = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+        if len(name) <= 1024 and "/" not in name:  # the source's name is fine: its outputs' are not
+            assert "too long for its outputs" in refused
+            assert "at most 1,010 characters" in refused
