@@ -73,6 +73,13 @@ async def get_narration_transcript(req: func.HttpRequest) -> func.HttpResponse:
     return await handlers.download_narration_file(req, graph.get(), "transcript")
 
 
+@app.function_name("get_narration_chapters")
+@app.route(route="narrations/{id}/chapters.json", methods=["GET"])
+async def get_narration_chapters(req: func.HttpRequest) -> func.HttpResponse:
+    """``GET /api/narrations/{id}/chapters.json``: the chapters (Podcasting 2.0 JSON chapters)."""
+    return await handlers.download_narration_file(req, graph.get(), "chapters")
+
+
 @app.function_name("put_show")
 @app.route(route="shows/{show}", methods=["PUT"])
 async def put_show(req: func.HttpRequest) -> func.HttpResponse:

@@ -59,6 +59,8 @@ __all__ = [
     "JobRecord",
     "JobStatus",
     "JobStatusDocument",
+    "JsonChapter",
+    "JsonChapters",
     "NarrationIndex",
     "NarrationMode",
     "NarrationResponse",
@@ -315,6 +317,15 @@ _SrtBlobName = Annotated[
         json_schema_extra={"x-ms-summary": "SRT Captions Blob Name"},
     ),
 ]
+_ChaptersBlobName = Annotated[
+    str | None,
+    Field(
+        exclude_if=_is_none,
+        description="The chapters' blob name (beside the audio; Podcasting 2.0 JSON chapters), "
+        "when the narration has chapters.",
+        json_schema_extra={"x-ms-summary": "Chapters Blob Name"},
+    ),
+]
 _Loudness = Annotated[
     float | None,
     AfterValidator(lambda value: None if value is None else round(value, 1)),
@@ -407,6 +418,7 @@ class NarrationResponse(BaseModel):
     )
     captions_blob_name: _CaptionsBlobName = None
     srt_blob_name: _SrtBlobName = None
+    chapters_blob_name: _ChaptersBlobName = None
     loudness_lufs: _Loudness = None
 
     def without_link(self) -> NarrationResponse:
@@ -518,6 +530,7 @@ class TranscriptDocument(BaseModel):
     )
     captions_blob_name: _CaptionsBlobName = None
     srt_blob_name: _SrtBlobName = None
+    chapters_blob_name: _ChaptersBlobName = None
     loudness_lufs: _Loudness = None
     speakers: tuple[Speaker, ...] | None = Field(
         default=None,
@@ -1137,6 +1150,29 @@ class EpisodeChapter(BaseModel):
     start_seconds: Seconds
 
 
+class JsonChapter(BaseModel):
+    """One chapter of a :class:`JsonChapters` file."""
+
+    model_config = _FROZEN
+
+    startTime: Seconds  # the format's own (camelCase) names
+    endTime: Seconds
+    title: str
+
+
+class JsonChapters(BaseModel):
+    """``<base>.chapters.json`` beside a narration's audio: its chapters in the Podcasting 2.0
+    JSON chapters format (``application/json+chapters``, version 1.2.0 of the podcast
+    namespace's ``jsonChapters.md``), which the feed links as ``podcast:chapters``: apps that
+    do not read the MP3's ID3 chapters (or are given a WAV) show these."""
+
+    model_config = _FROZEN
+
+    version: Literal["1.2.0"] = "1.2.0"
+    title: str | None = None
+    chapters: list[JsonChapter]
+
+
 class EpisodeEntry(BaseModel):
     """``shows/<slug>/episodes/<inverted time>-<id>.json`` in the jobs container: one stored
     narration of a show, all that its feed item needs without reading anything else.
@@ -1162,7 +1198,7 @@ class EpisodeEntry(BaseModel):
     captions_blob_name: str | None = None
     srt_blob_name: str | None = None
     chapters_blob_name: str | None = None
-    """A Podcasting 2.0 JSON chapters file beside the audio, when there is one."""
+    """The narration's :class:`JsonChapters` file, when it has chapters."""
     chapters: list[EpisodeChapter] = []
     """The narration's chapters (those of its ID3 tag), at most
     ``podcast.services.narrations.MAX_EPISODE_CHAPTERS``; empty

@@ -119,9 +119,10 @@ async def get_narration(req: func.HttpRequest, app: App) -> func.HttpResponse:
 
 async def download_narration_file(req: func.HttpRequest, app: App, kind: FileKind) -> func.HttpResponse:
     """``GET /api/narrations/{id}/audio`` (and ``/captions.vtt``, ``/captions.srt``,
-    ``/transcript.json``): the stored file with its content type and ``Content-Disposition``,
-    honouring ``Range`` and ``If-Range`` (206, 416; see :mod:`podcast.http.ranges`); an answer
-    over ``NARRATION_DOWNLOAD_INLINE_MAX_MB`` is a 302 to a fresh read-only link."""
+    ``/transcript.json``, ``/chapters.json``): the stored file with its content type and
+    ``Content-Disposition``, honouring ``Range`` and ``If-Range`` (206, 416; see
+    :mod:`podcast.http.ranges`); an answer over ``NARRATION_DOWNLOAD_INLINE_MAX_MB`` is a 302
+    to a fresh read-only link."""
 
     from podcast.http.files import file_response
     from podcast.services.downloads import REDIRECT_LINK_MINUTES

@@ -352,6 +352,7 @@ def sample_response() -> NarrationResponse:
         captions_url=_SAMPLE_URL.replace(".wav?", ".vtt?"),
         captions_blob_name=f"{_SAMPLE_BASE}.vtt",
         srt_blob_name=f"{_SAMPLE_BASE}.srt",
+        chapters_blob_name=f"{_SAMPLE_BASE}.chapters.json",
         loudness_lufs=-16.0,
     )
 
@@ -624,6 +625,14 @@ def build_definition(host: str = DEFAULT_HOST, scheme: str = "https") -> dict[st
         "segment's timing, transcript and fidelity.",
         ["application/json"],
     )
+    chapters = _download(
+        "GetNarrationChapters",
+        "Download the chapters",
+        "The narration's chapters (at its headings, or about every minute) as Podcasting 2.0 JSON "
+        "chapters: startTime, endTime (seconds) and title of each. 404 for a narration without "
+        "chapters.",
+        ["application/json+chapters"],
+    )
     show_parameter = {
         "name": "show",
         "in": "path",
@@ -812,6 +821,7 @@ def build_definition(host: str = DEFAULT_HOST, scheme: str = "https") -> dict[st
             "/narrations/{id}/captions.vtt": {"get": captions},
             "/narrations/{id}/captions.srt": {"get": srt},
             "/narrations/{id}/transcript.json": {"get": transcript},
+            "/narrations/{id}/chapters.json": {"get": chapters},
             "/shows/{show}": {"put": put_show, "get": get_show},
             "/shows/{show}/token": {"post": rotate},
             "/shows/{show}/feed.xml": {"get": feed},

@@ -30,13 +30,14 @@ log = logging.getLogger(__name__)
 
 REDIRECT_LINK_MINUTES: Final = 15
 """The lifetime of the link a download route redirects to."""
-FileKind = Literal["audio", "captions", "srt", "transcript"]
+FileKind = Literal["audio", "captions", "srt", "transcript", "chapters"]
 """The files of a narration that can be downloaded."""
 _WHAT: Final[dict[FileKind, str]] = {
     "audio": "narration audio",
     "captions": "narration captions",
     "srt": "narration captions",
     "transcript": "narration transcript",
+    "chapters": "narration chapters",
 }
 
 
@@ -120,13 +121,18 @@ class DownloadService:
             "transcript": result.transcript_blob_name,
             "captions": result.captions_blob_name,
             "srt": result.srt_blob_name,
+            "chapters": result.chapters_blob_name,
         }[kind]
         info = await self.files.info(name) if name else None
         if info is None:
             raise NarrationNotFoundError(_WHAT[kind])
-        suffix = {"audio": f".{result.format}", "captions": ".vtt", "srt": ".srt", "transcript": ".json"}[
-            kind
-        ]
+        suffix = {
+            "audio": f".{result.format}",
+            "captions": ".vtt",
+            "srt": ".srt",
+            "transcript": ".json",
+            "chapters": ".chapters.json",
+        }[kind]
         return replace(info, content_disposition=attachment(result.title, suffix))
 
     async def link(self, file: BlobFileInfo, *, minutes: int = REDIRECT_LINK_MINUTES) -> str:

@@ -43,6 +43,8 @@ from podcast.wire import (
     DocumentSource,
     EpisodeChapter,
     EpisodeEntry,
+    JsonChapter,
+    JsonChapters,
     NarrationChapter,
     NarrationIndex,
     NarrationResponse,
@@ -60,7 +62,9 @@ log = logging.getLogger(__name__)
 NARRATION_BASE: Final = re.compile(r"\d{4}/\d{2}/\d{2}/[0-9a-f]{32}", re.IGNORECASE)
 """The names (without extension) of the narrations this service makes under their own ids,
 ``<yyyy>/<mm>/<dd>/<id>``: no uploaded document may write its outputs there."""
-OUTPUT_SUFFIXES: Final = (".wav", ".mp3", ".json", ".vtt", ".srt", ".chapters.json")
+CHAPTERS_SUFFIX: Final = ".chapters.json"
+"""A narration's chapters as Podcasting 2.0 JSON chapters (:class:`~podcast.wire.JsonChapters`)."""
+OUTPUT_SUFFIXES: Final = (".wav", ".mp3", ".json", ".vtt", ".srt", CHAPTERS_SUFFIX)
 """What a narration's files add to its name (``<base>.wav``, ...): a name built from input
 leaves room for the longest (Azure's limit is on the whole blob name)."""
 
@@ -101,6 +105,7 @@ class StoredNarration:
     loudness_lufs: float | None = None
     captions_blob_name: str | None = None
     srt_blob_name: str | None = None
+    chapters_blob_name: str | None = None
     captions_url: str | None = None
     speakers: tuple[Speaker, ...] | None = None
     """A script's speakers (``None`` for other modes)."""
@@ -136,6 +141,7 @@ class StoredNarration:
             captions_url=self.captions_url,
             captions_blob_name=self.captions_blob_name,
             srt_blob_name=self.srt_blob_name,
+            chapters_blob_name=self.chapters_blob_name,
             loudness_lufs=self.loudness_lufs,
         )
 
@@ -467,6 +473,8 @@ class NarrationService:
                 srt_blob_name=f"{base}.srt",
                 captions_url=captions_url,
             )
+        chapters_name = f"{base}{CHAPTERS_SUFFIX}" if chapter_list and self.files is not None else None
+        result = replace(result, chapters_blob_name=chapters_name)
         if before_commit is not None:
             await before_commit()
         captions_written: list[str] = []
@@ -491,21 +499,28 @@ class NarrationService:
                 )
             else:
                 await writer.commit(download_name=download_name, metadata=metadata, disposition=disposition)
-            # Written two at a time (each pair's requests at once), in this order: the captions
-            # before anything that names them is visible.
-            if cues and self.files is not None:
+            # The captions and chapters (their requests at once) before anything that names
+            # them is visible.
+            if self.files is not None:
                 files = self.files
-                captions: list[Awaitable[object]] = []
-                for name, text, content_type in (
-                    (f"{base}.vtt", webvtt(cues), "text/vtt; charset=utf-8"),
-                    (f"{base}.srt", srt(cues), "application/x-subrip; charset=utf-8"),
-                ):
+                extras: list[tuple[str, str, str]] = []
+                if cues:
+                    extras.append((f"{base}.vtt", webvtt(cues), "text/vtt; charset=utf-8"))
+                    extras.append((f"{base}.srt", srt(cues), "application/x-subrip; charset=utf-8"))
+                writes: list[Awaitable[object]] = []
+                if chapters_name is not None:
+                    extras.append((chapters_name, _json_chapters(request, chapter_list), JSON_CHAPTERS_TYPE))
+                elif source is not None:
+                    # A document narrated again: its old chapters are not these, and are removed
+                    # as surely as its captions are replaced (a failure fails the narration).
+                    writes.append(self.outputs.delete_if_exists(f"{base}{CHAPTERS_SUFFIX}"))
+                for name, text, content_type in extras:
                     captions_written.append(name)
                     disposition = attachment(request.title, name[len(base) :])
-                    captions.append(
+                    writes.append(
                         files.put_text(name, text, content_type=content_type, disposition=disposition)
                     )
-                await _all(captions)
+                await _all(writes)
             # Both documents are made before either write is started.
             document = result.transcript_document(source).model_dump(mode="json")
             documents: list[Awaitable[object]] = []
@@ -519,7 +534,7 @@ class NarrationService:
             await _all(documents)
             if request.show is not None and self.shows is not None:
                 episode = episode_name(request.show, narration_id, created_at)  # removed if this fails
-                await self._publish(request.show, result, base, chapter_list)
+                await self._publish(request.show, result, chapter_list)
         except BaseException:
             # The commit may have taken effect even when it raised (a lost response).
             await self._discard(blob_name, transcript_blob_name, narration_id)
@@ -554,19 +569,17 @@ class NarrationService:
             chapter_list=chapter_list,
         )
 
-    async def _publish(
-        self, show: str, result: StoredNarration, base: str, chapter_list: Sequence[Chapter]
-    ) -> None:
+    async def _publish(self, show: str, result: StoredNarration, chapter_list: Sequence[Chapter]) -> None:
         """Add the stored narration to ``show``'s feed (:meth:`ShowService.add_episode`). The
         audio is committed: its size is read back for the enclosure. The entry carries the
         first :data:`MAX_EPISODE_CHAPTERS` of ``chapter_list`` (titles cut at
-        :data:`MAX_CHAPTER_TITLE_CHARACTERS`), so the feed lists them without another read."""
+        :data:`MAX_CHAPTER_TITLE_CHARACTERS`), so the feed lists them without another read, and
+        links the narration's JSON chapters file (all of them), when it has one."""
         assert self.shows is not None
         assert self.files is not None
         audio = await self.files.info(result.blob_name)
         if audio is None:
             raise StorageError("the narration's audio vanished before its show's feed listed it")
-        chapters = getattr(result, "chapters_blob_name", None) or f"{base}.chapters.json"
         entry = EpisodeEntry(
             id=result.id,
             title=result.request.title,
@@ -579,7 +592,7 @@ class NarrationService:
             transcript_blob_name=result.transcript_blob_name,
             captions_blob_name=result.captions_blob_name,
             srt_blob_name=result.srt_blob_name,
-            chapters_blob_name=chapters if await self.files.info(chapters) is not None else None,
+            chapters_blob_name=result.chapters_blob_name,
             chapters=[
                 EpisodeChapter(
                     title=chapter.title[:MAX_CHAPTER_TITLE_CHARACTERS], start_seconds=chapter.start_seconds
@@ -676,6 +689,22 @@ def _excerpt(text: str, limit: int) -> str:
         return flat
     cut = flat[: limit - 1].rsplit(" ", 1)[0]
     return f"{cut}…"
+
+
+JSON_CHAPTERS_TYPE: Final = "application/json+chapters"
+"""The media type of :data:`CHAPTERS_SUFFIX` files (as the feed's ``podcast:chapters`` names it)."""
+
+
+def _json_chapters(request: NarrationRequest, chapter_list: Sequence[Chapter]) -> str:
+    """``chapter_list`` as a :class:`~podcast.wire.JsonChapters` document."""
+    document = JsonChapters(
+        title=request.title,
+        chapters=[
+            JsonChapter(startTime=chapter.start_seconds, endTime=chapter.end_seconds, title=chapter.title)
+            for chapter in chapter_list
+        ],
+    )
+    return document.model_dump_json(exclude_none=True)
 
 
 def _chapters(narration: NarratedText) -> list[Chapter]:

@@ -358,9 +358,19 @@ async def test_thirty_minutes_through_http_is_one_wav_read_in_order_with_nothing
         document = json.loads(
             service.get_blob_client(container_name, body["transcript_blob_name"]).download_blob().readall()
         )
+        chapters = json.loads(
+            service.get_blob_client(container_name, body["chapters_blob_name"]).download_blob().readall()
+        )
     assert stored == sorted(
-        [body["blob_name"], body["transcript_blob_name"], body["captions_blob_name"], body["srt_blob_name"]]
+        [
+            body["blob_name"],
+            body["transcript_blob_name"],
+            body["captions_blob_name"],
+            body["srt_blob_name"],
+            body["chapters_blob_name"],  # a chapter a minute, as its transcript document lists
+        ]
     )
+    assert [c["title"] for c in chapters["chapters"]] == [c["title"] for c in document["chapters"]]
     wav = await asyncio.to_thread(download, body["audio_url"])
     info = audio.wav_info(wav)
     with wave.open(io.BytesIO(wav)) as reader:

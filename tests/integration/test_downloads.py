@@ -36,6 +36,7 @@ async def get(route: str, narration_id: str, headers: dict[str, str] | None = No
         "narrations/{id}/captions.vtt": function_app.get_narration_captions,
         "narrations/{id}/captions.srt": function_app.get_narration_srt,
         "narrations/{id}/transcript.json": function_app.get_narration_transcript,
+        "narrations/{id}/chapters.json": function_app.get_narration_chapters,
     }
     request = host.http_request("GET", route, route_params={"id": narration_id}, headers=headers)
     return await host.call_http(functions[route], request)
@@ -160,6 +161,37 @@ async def test_the_transcript_document_is_served(app_env: dict[str, str]) -> Non
     assert "audio_url" not in document
 
 
+CHAPTERED = (
+    "Rivers\n\nRivers bend because water is lazy and always takes the easiest way downhill to the sea.\n\n"
+    "Deltas\n\nWhere the river meets the sea it drops its sand and builds new land, year after year."
+)
+
+
+async def test_the_chapters_are_served_as_json_chapters_and_404_without_them(
+    app_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NARRATION_SEGMENT_WORDS", "20")  # one heading per segment
+    result = await narrate({"text": CHAPTERED, "title": "Rivers"})
+    plain = await narrate({"text": TEXT})
+
+    answer = await get("narrations/{id}/chapters.json", result["id"])
+
+    assert answer.status == 200, answer.body
+    assert answer.headers["Content-Type"] == "application/json+chapters"
+    assert answer.headers["Content-Disposition"] == 'attachment; filename="Rivers.chapters.json"'
+    document = json.loads(answer.body)
+    transcript = json.loads((await get("narrations/{id}/transcript.json", result["id"])).body)
+    assert document["version"] == "1.2.0"
+    assert [(c["title"], c["startTime"], c["endTime"]) for c in document["chapters"]] == [
+        (c["title"], c["start"], c["end"]) for c in transcript["chapters"]
+    ]
+    assert [c["title"] for c in document["chapters"]] == ["Rivers", "Deltas"]
+    assert result["chapters_blob_name"] == result["blob_name"].removesuffix(".wav") + ".chapters.json"
+    assert "chapters_blob_name" not in plain
+    missing = await get("narrations/{id}/chapters.json", plain["id"])
+    assert (missing.status, missing.json()["error"]["code"]) == (404, "narration_not_found")
+
+
 @pytest.mark.parametrize(
     "route",
     [
@@ -167,6 +199,7 @@ async def test_the_transcript_document_is_served(app_env: dict[str, str]) -> Non
         "narrations/{id}/audio",
         "narrations/{id}/transcript.json",
         "narrations/{id}/captions.vtt",
+        "narrations/{id}/chapters.json",
     ],
 )
 @pytest.mark.parametrize("narration_id", ["0" * 32, "not-an-id", "../../etc", "A" * 32])

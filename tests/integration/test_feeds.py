@@ -26,9 +26,8 @@ from mutagen.id3 import ID3
 import function_app
 from podcast.app import App
 from podcast.engine import audio
-from podcast.models import parse_request
 from podcast.services.shows import ENTRY_METADATA, episode_name
-from podcast.settings import RequestLimits, Settings
+from podcast.settings import Settings
 from podcast.wire import EpisodeChapter, EpisodeEntry, iso_timestamp
 from testkit import decoding, host
 from testkit.azurite import AzuriteServer
@@ -180,34 +179,52 @@ async def test_a_shows_feed_lists_its_narrations_for_real_feed_clients(app_env: 
         assert (refused.status, refused.json()["error"]["field"]) == (400, "limit")
 
 
-async def test_a_chapters_file_beside_the_audio_is_linked(
-    app_env: dict[str, str], azurite: AzuriteServer
+async def test_a_document_narrated_again_without_chapters_keeps_no_old_chapters(
+    app_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, azurite: AzuriteServer
 ) -> None:
-    feed_url = await create_show("with-chapters")
-    app = function_app.graph.get()
-    chapters = {"version": "1.2.0", "chapters": [{"startTime": 0, "title": "Start"}]}
-    base = "2026/12/01/chaptered"
+    """A revised document's outputs are replaced: its earlier chapters file goes too, and the
+    feed links none for the new narration."""
+    monkeypatch.setenv("NARRATION_INPUT_CONTAINER", INPUT)
+    monkeypatch.setenv("NARRATION_SEGMENT_WORDS", "20")
+    feed_url = await create_show("revisions")
+    name = "shows/revisions/notes.txt"
+    outputs_container = app_env["NARRATION_OUTPUT_CONTAINER"]
 
-    async def write_chapters() -> None:  # as the audio pipeline would, before the commit
-        await app.outputs.upload_json(f"{base}.chapters.json", chapters)
+    async def upload_and_narrate(text: str) -> None:
+        with BlobServiceClient.from_connection_string(azurite.connection_string) as service:
+            container = service.get_container_client(INPUT)
+            if not container.exists():
+                container.create_container()
+            blob = container.get_blob_client(name)
+            blob.upload_blob(text.encode(), overwrite=True)
+            stream = host.blob_input_stream(
+                INPUT, name, blob.download_blob().readall(), etag=blob.get_blob_properties().etag
+            )
+        await host.call(function_app.narrate_document, stream)
 
-    request = parse_request({"text": "Chapter one begins.", "show": "with-chapters"}, RequestLimits())
-    stored = await app.narrations.produce(
-        request,
-        narration_id="c" * 32,
-        base=base,
-        created_at=datetime.now(UTC),
-        link_expires_in=timedelta(minutes=5),
-        before_commit=write_chapters,
-    )
+    def chapters_file() -> bytes | None:
+        with BlobServiceClient.from_connection_string(azurite.connection_string) as service:
+            blob = service.get_container_client(outputs_container).get_blob_client(
+                "shows/revisions/notes.chapters.json"
+            )
+            return blob.download_blob().readall() if blob.exists() else None
 
-    entry = feedparser.parse((await get_feed(feed_url)).body).entries[0]
-    assert entry.id == stored.id
-    assert entry.podcast_chapters["type"] == "application/json+chapters"
-    assert json.loads(http("GET", entry.podcast_chapters["url"])[1]) == chapters
-    feed = (await get_feed(feed_url)).body
-    (episode,) = podcastparser.parse(feed_url, io.BytesIO(feed))["episodes"]
-    assert episode["chapters_json_url"] == entry.podcast_chapters["url"]
+    await upload_and_narrate(CHAPTERED_TEXT)
+    first = chapters_file()
+    assert first is not None
+    assert [c["title"] for c in json.loads(first)["chapters"]] == [
+        "Rivers",
+        "Oxbow lakes & <deltas>",
+        "Deltas",
+    ]
+    (entry,) = feedparser.parse((await get_feed(feed_url)).body).entries
+    assert json.loads(http("GET", entry.podcast_chapters["url"])[1]) == json.loads(first)
+
+    await upload_and_narrate("No headings here at all, only one short paragraph.")
+    assert chapters_file() is None
+    (newer,) = feedparser.parse((await get_feed(feed_url)).body).entries
+    assert newer.id != entry.id
+    assert "podcast_chapters" not in newer
 
 
 CHAPTERED_TEXT = (
@@ -243,10 +260,28 @@ async def test_podcastparser_and_feedparser_read_the_mp3s_own_chapters_and_the_t
     # podcastparser reads Podlove Simple Chapters in whole seconds; feedparser to the millisecond.
     assert episode["chapters"] == [{"start": ms // 1000, "title": title} for title, ms in narrated_chapters]
     assert "chapters" not in episodes[plain["id"]]
-    entry = next(e for e in feedparser.parse(answer.body).entries if e.id == mp3["id"])
+    entries = {e.id: e for e in feedparser.parse(answer.body).entries}
+    entry = entries[mp3["id"]]
     assert [(c.title, round(c.start_parsed.total_seconds() * 1000)) for c in entry.psc_chapters.chapters] == (
         narrated_chapters
     )
+    # The same chapters as a Podcasting 2.0 JSON chapters file (podcast:chapters), which
+    # podcastparser finds too; a narration without chapters links none.
+    assert entry.podcast_chapters["type"] == "application/json+chapters"
+    assert episode["chapters_json_url"] == entry.podcast_chapters["url"]
+    code, body, headers = http("GET", entry.podcast_chapters["url"])
+    assert code == 200
+    assert headers["content-type"] == "application/json+chapters"
+    document = json.loads(body)
+    assert (document["version"], document["title"]) == ("1.2.0", "Rivers")
+    listed = document["chapters"]
+    assert [c["title"] for c in listed] == [title for title, _ in narrated_chapters]
+    for chapter, (_, ms) in zip(listed, narrated_chapters, strict=True):
+        assert chapter["startTime"] == pytest.approx(ms / 1000, abs=0.0015)
+    assert [c["endTime"] for c in listed[:-1]] == [c["startTime"] for c in listed[1:]]
+    assert listed[-1]["endTime"] == pytest.approx(mp3["duration_seconds"], abs=0.0015)
+    assert "podcast_chapters" not in entries[plain["id"]]
+    assert "chapters_json_url" not in episodes[plain["id"]]
     # Its transcript link (the old namespace URI's) is the WebVTT captions, which download.
     for result in (mp3, plain):
         transcript_url = episodes[result["id"]]["transcript_url"]

@@ -54,7 +54,7 @@ def test_the_committed_openapi_json_is_the_generated_definition(definition: dict
     )
 
 
-FILE_OPERATIONS = ("audio", "captions.vtt", "captions.srt", "transcript.json")
+FILE_OPERATIONS = ("audio", "captions.vtt", "captions.srt", "transcript.json", "chapters.json")
 
 
 def _without_file_schemas(definition: dict[str, Any]) -> dict[str, Any]:
@@ -84,6 +84,7 @@ def test_downloads_are_files_of_their_content_type(definition: dict[str, Any]) -
         "captions.vtt": ["text/vtt"],
         "captions.srt": ["application/x-subrip"],
         "transcript.json": ["application/json"],
+        "chapters.json": ["application/json+chapters"],
     }
     for name in FILE_OPERATIONS:
         operation = definition["paths"][f"/narrations/{{id}}/{name}"]["get"]
@@ -228,8 +229,8 @@ def test_the_result_schema_has_exactly_the_keys_of_to_response_and_of_usage(
     result = definition["definitions"]["NarrationResult"]
     keys = list(sample_response().model_dump(mode="json"))
 
-    # Absent from narrations made before captions and loudness existed (and without captions).
-    optional = ["captions_url", "captions_blob_name", "srt_blob_name", "loudness_lufs"]
+    # Absent from narrations made before captions, chapters and loudness existed (and without them).
+    optional = ["captions_url", "captions_blob_name", "srt_blob_name", "chapters_blob_name", "loudness_lufs"]
 
     assert list(result["properties"]) == keys
     assert result["required"] == [key for key in keys if key not in optional]

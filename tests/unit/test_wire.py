@@ -292,8 +292,8 @@ def test_the_sample_narration_answers_and_is_stored_as_before() -> None:
 
     assert_same_json(response.model_dump(mode="json"), golden("response_sample"))
     assert_same_json(response.without_link().model_dump(mode="json"), golden("response_sample_stored"))
-    # The published example also shows the fields that came with captions and loudness.
-    added = {"captions_url", "captions_blob_name", "srt_blob_name", "loudness_lufs"}
+    # The published example also shows the fields that came with captions, chapters and loudness.
+    added = {"captions_url", "captions_blob_name", "srt_blob_name", "chapters_blob_name", "loudness_lufs"}
     assert_same_json(sample_response().model_dump(mode="json", exclude=added), golden("response_sample"))
 
 
