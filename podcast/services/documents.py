@@ -152,6 +152,10 @@ SHOWS_FOLDER: Final = "shows"
 ERROR_SUFFIX: Final = ".error.json"
 """A document's failure record, ``<name without extension>.error.json`` beside its outputs."""
 _LONGEST_SUFFIX: Final = max(len(suffix) for suffix in (*OUTPUT_SUFFIXES, ERROR_SUFFIX))
+_OUTPUT_STEMS: Final = tuple(
+    suffix.removesuffix(".json") for suffix in (*OUTPUT_SUFFIXES, ERROR_SUFFIX) if suffix.count(".") > 1
+)
+"""The endings whose base's ``.json`` is another base's output (``.chapters``, ``.error``)."""
 
 
 def show_of(name: str) -> str | None:
@@ -509,6 +513,14 @@ class DocumentService:
                 )
             error_blob = blob_name(f"{base}{ERROR_SUFFIX}", field="document")
             blob_name(f"{base}.wav", field="document")
+            if base.endswith(_OUTPUT_STEMS):
+                # notes.chapters.txt's transcript would be notes.txt's chapters file (and
+                # notes.error.txt's its failure record): two documents writing one blob.
+                raise BlobNameError(
+                    "a document's name without its extension may not end in .chapters or .error: "
+                    "its outputs would replace those of the document without that ending",
+                    field="document",
+                )
             if NARRATION_BASE.fullmatch(base):
                 # A narration's id is public (its URLs, the feed's guid): a document named so
                 # would replace that narration's audio, captions and transcript.

@@ -167,6 +167,10 @@ def hostile_names(target: Target) -> list[str]:
         # An API narration's own name (its id is public): the outputs would replace its files.
         f"2026/12/03/{JOB_ID}.md",
         f"2026/12/03/{JOB_ID.upper()}.txt",
+        # Bases whose .json is another document's output: notes.txt's chapters, failure record.
+        "notes.chapters.txt",
+        "shows/daily/notes.error.md",
+        f"2026/12/03/{JOB_ID}.chapters.txt",
     ]
 
 
