@@ -28,9 +28,24 @@ Boundary = Literal["paragraph", "sentence", "turn", "end"]
 conversation turn (another speaker follows), or nothing."""
 
 _PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
-_SENTENCE_END = re.compile(r"(?<=[.!?…])[\"'”’)\]]*\s+|(?<=[。！？])(?![。！？])[」』”’）)\]]*\s*")
-"""After a sentence's end: Western punctuation is followed by whitespace, Chinese and
-Japanese full stops (a run of them, then any closing quotes) need none."""
+_CLOSERS = r"\"'”’)\]」』）"
+_SENTENCE_END = re.compile(
+    # The space after a sentence's end and the quotes or brackets that close it (kept with
+    # it: up to two); Chinese and Japanese full stops (a run of them, and their closers)
+    # need none. Fixed-width lookbehinds: ``re`` has no variable-width ones.
+    rf"(?:(?<=[.!?…])|(?<=[.!?…][{_CLOSERS}])|(?<=[.!?…][{_CLOSERS}]{{2}}))\s+"
+    rf"|(?:(?<=[。！？])|(?<=[。！？][{_CLOSERS}])|(?<=[。！？][{_CLOSERS}]{{2}}))(?![。！？{_CLOSERS}])\s*"
+)
+"""Where a sentence ends: Western punctuation is followed by whitespace, Chinese and
+Japanese full stops need none."""
+_NO_SENTENCE_END = re.compile(
+    r"(?:^\(?(?:\d{1,3}|[A-Za-z]|[IVXLCDM]{1,6})[.)]"  # an enumerator alone: "2.", "b)", "IV."
+    r"|(?:^|\s)[A-Z]\."  # an initial: "J. R. R. Tolkien", "U.S."
+    r"|(?:^|\s)(?:Mr|Mrs|Ms|Mx|Dr|Prof|Sr|Jr|St|Mt|Ft|Gen|Col|Capt|Lt|Sgt|Rev|Hon|Gov|Sen|Rep"
+    r"|vs|e\.g|i\.e|cf|approx|ca|a\.m|p\.m|Fig|fig|No|no|Nr|Vol|vol|Ch|ch|p|pp|Ed|ed|Eq|eq|Ref|ref)\.)$"
+)
+"""A piece that ends so does not end a sentence ("Dr. Smith", "Fig. 2", "2. Methods"): no
+segment is cut after it. Where it did end one, only a place to cut is lost."""
 _CLAUSE_END = re.compile(r"(?<=[,;:—–])\s+|(?<=[、，；：])(?![、，；：])\s*")
 _CLOSE_UP = re.compile(r"[。！？、，；：][」』”’）)\]]*$")
 """A piece that ends so is followed by the next without a space (Chinese and Japanese)."""
@@ -80,9 +95,8 @@ def split_text(text: str, max_words: int = DEFAULT_MAX_WORDS, *, parallelism: in
     for paragraph in _paragraphs(text):
         pieces = [
             piece
-            for sentence in _SENTENCE_END.split(paragraph)
-            if sentence.strip()
-            for piece in _split_to_fit(sentence.strip(), max_words, (_CLAUSE_END,))
+            for sentence in _sentences(paragraph)
+            for piece in _split_to_fit(sentence, max_words, (_CLAUSE_END,))
         ]
         units += [(piece, "sentence") for piece in pieces[:-1]]
         units.append((pieces[-1], "paragraph"))
@@ -105,6 +119,21 @@ def split_text(text: str, max_words: int = DEFAULT_MAX_WORDS, *, parallelism: in
         segments.append(Segment(len(segments), text_of_segment, boundary_after))
         start = end
     return _without_silent_segments(segments)
+
+
+def _sentences(paragraph: str) -> list[str]:
+    """The sentences of ``paragraph``, stripped: split after each sentence end but those
+    that are none (:data:`_NO_SENTENCE_END`). (A lower-case word after a full stop is no sign:
+    some texts are written all in lower case.)"""
+    sentences: list[str] = []
+    for piece in (piece.strip() for piece in _SENTENCE_END.split(paragraph)):
+        if not piece:
+            continue
+        if sentences and _NO_SENTENCE_END.search(sentences[-1]):
+            sentences[-1] += joiner(sentences[-1]) + piece
+        else:
+            sentences.append(piece)
+    return sentences
 
 
 _SEPARATOR: Final[dict[Boundary, str]] = {"paragraph": "\n\n", "sentence": " ", "turn": "\n\n", "end": " "}

@@ -27,7 +27,7 @@ from podcast.engine.longform import (
     narrate_segments,
 )
 from podcast.engine.realtime import Narrator
-from podcast.engine.segments import Segment, size_in_words, split_text
+from podcast.engine.segments import Segment, _sentences, size_in_words, split_text
 from podcast.models import RequestLimits, parse_request
 from podcast.settings import NarrationSettings, RealtimeSettings, realtime_base_url
 from testkit import host
@@ -309,6 +309,48 @@ def test_chinese_and_japanese_break_at_sentence_ends_and_are_joined_without_spac
     assert "".join(s.text for s in segments) == text, "no character added, lost or moved"
     assert all(s.text.endswith(("。", "！", "？")) for s in segments), [s.text[-6:] for s in segments]
     assert all(size_in_words(s.text) <= 60 for s in segments)
+
+
+def test_quotes_and_brackets_closing_a_sentence_stay_with_it() -> None:
+    text = (
+        'He said "Stop." Then he left (slowly.) She asked: \u201cWhy?\u201d Nobody knew.\u2019 '
+        "They waited [for hours.] It ended.\n\n"
+        "\u300c\u3053\u3093\u306b\u3061\u306f\u3002\u300d\u3068\u8a00\u3063\u305f\u3002"
+        "\u300e\u5143\u6c17\uff1f\u300f\u306f\u3044\u3002"
+    )
+    segments = split_text(text, 4)  # every sentence fits, no two do
+
+    assert len(segments) >= 8
+    assert "".join("".join(s.text.split()) for s in segments) == "".join(text.split()), "no character lost"
+    assert not any(
+        s.text.startswith(('"', ")", "\u201d", "\u2019", "]", "\u300d", "\u300f")) for s in segments
+    )
+
+
+@pytest.mark.parametrize(
+    "sentence",
+    [
+        "We met Dr. Smith there.",
+        "See Fig. 2 for the bend.",
+        "The river, e.g. the Nile, floods.",
+        "It was written by J. R. Tolkien once.",
+        "It opened at 5 p.m. and closed late.",
+        "Mr. and Mrs. Lee came.",
+        "2. Oxbow lakes bend.",
+        "b) The delta grows.",
+        "IV. The sea waits.",
+    ],
+)
+def test_no_sentence_ends_at_what_does_not_end_one(sentence: str) -> None:
+    assert _sentences(f"First words. {sentence} Last words.") == ["First words.", sentence, "Last words."]
+    # Nor is a segment cut there: each sentence fits one, no two do.
+    segments = split_text(f"These are the first words. {sentence}", max(5, len(sentence.split())))
+    assert [s.text for s in segments] == ["These are the first words.", sentence]
+
+
+def test_sentence_ends_are_still_cuts_in_any_case() -> None:
+    text = "The river bends. the sea waits! Does it? yes. Mr. Lee agrees."
+    assert _sentences(text) == ["The river bends.", "the sea waits!", "Does it?", "yes.", "Mr. Lee agrees."]
 
 
 def test_a_chinese_sentence_is_sized_by_its_characters_alone() -> None:
