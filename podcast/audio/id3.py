@@ -17,7 +17,7 @@ import itertools
 import math
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Final
 
@@ -102,6 +102,43 @@ def _heading(paragraph: str) -> tuple[str, bool] | None:
         return None
     title = line.rstrip(".:").strip()
     return (title, not _SENTENCE_END.search(line)) if title else None
+
+
+_NUMBERED: Final = re.compile(r"(\d{1,3})[.)]\s+(\S.*)")
+"""A plain-text section heading's number: ``1. Introduction``, ``2) Methods``."""
+
+
+def _numbered_sections(paragraphs: list[_Paragraph]) -> list[_Paragraph]:
+    """``paragraphs`` with plain-text numbered section headings made headings.
+
+    A numbered line whose text after the number is a heading (:func:`_heading`) is taken
+    for a list item on its own ("1. The oars"); but two or more of them numbered one after
+    another (1, 2, 3, ...), each between paragraphs that are no headings, are the sections of
+    a document (``1. Introduction`` ... ``2. Methods``), titled with the whole line, unless
+    a line ending in ``:`` introduces one of them (then they are its steps)."""
+    found: list[tuple[int, int, str]] = []
+    for index, paragraph in enumerate(paragraphs):
+        match = _NUMBERED.fullmatch(paragraph.own.strip())
+        # "2) Methods" is a heading as it is; "1. Introduction" reads as two sentences.
+        if match and (paragraph.heading is not None or _heading(match.group(2)) is not None):
+            found.append((index, int(match.group(1)), paragraph.own.strip().rstrip(":").rstrip()))
+    indexes = {index for index, _, _ in found}
+
+    def plain(index: int) -> bool:
+        return not 0 <= index < len(paragraphs) or (
+            paragraphs[index].heading is None and index not in indexes
+        )
+
+    alone = [item for item in found if plain(item[0] - 1) and plain(item[0] + 1)]
+    numbers = [number for _, number, _ in alone]
+    if len(alone) < 2 or numbers != list(range(numbers[0], numbers[0] + len(numbers))):
+        return paragraphs
+    if any(index and paragraphs[index - 1].own.rstrip().endswith(":") for index, _, _ in alone):
+        return paragraphs  # steps a line introduces ("You need:"): a list, however spaced
+    sections = list(paragraphs)
+    for index, _, title in alone:
+        sections[index] = replace(paragraphs[index], heading=title, sure=True)
+    return sections
 
 
 def _alone(before: _Paragraph, paragraph: _Paragraph, after: _Paragraph) -> bool:
@@ -215,8 +252,9 @@ def chapters(spans: Sequence[SegmentSpan], total_seconds: float, words: Sequence
     as captions have them) are ``words``; none when there would be only one.
 
     A text with headings (:func:`_heading`: a short line as its own paragraph, as Markdown
-    headings become) gets a chapter at each, titled with it, from where it is said
-    (:func:`_spoken_at`), and one from the start before the first. A heading without end
+    headings become; numbered plain-text sections, :func:`_numbered_sections`) gets a
+    chapter at each, titled with it, from where it is said (:func:`_spoken_at`), and one
+    from the start before the first. A heading without end
     punctuation opens one unless the line before is one too (of a run, the first); one with
     end punctuation only between two paragraphs that are no headings (:func:`_alone`: not a
     list's item). None opens at the text's last paragraph or after a line ending in ``:``
@@ -225,7 +263,7 @@ def chapters(spans: Sequence[SegmentSpan], total_seconds: float, words: Sequence
     is :data:`CHAPTER_MIN_SECONDS` long, titled with its first words. Each chapter ends where
     the next starts (the last at ``total_seconds``), so they cover the audio without gaps.
     """
-    paragraphs = _paragraphs(spans, words)
+    paragraphs = _numbered_sections(_paragraphs(spans, words))
     if not paragraphs:
         return []
     opening = paragraphs[0].heading or _opening_words(paragraphs[0].own)

@@ -246,3 +246,76 @@ def test_cjk_dialogue_is_no_heading_and_titles_stay_short() -> None:
         "its own words only"
     )
     assert all(len(c.title) <= 61 for c in result), result
+
+
+BODY = "The outer bank wears away, so the bend grows a little every single year."
+
+
+def whole(text: str) -> list[Chapter]:
+    words = said(text, 0.0)
+    return chapters([span(text, 0.0, words[-1].end, "end")], words[-1].end, words)
+
+
+def test_numbered_sections_of_a_plain_text_are_its_chapters() -> None:
+    text = "\n\n".join(
+        [
+            "1. Introduction",
+            BODY,
+            "2) Why rivers bend",
+            BODY,
+            f"{BODY} And more.",
+            "3. Oxbow lakes:",
+            BODY,
+        ]
+    )
+    words = said(text, 0.0)
+
+    result = whole(text)
+
+    assert [c.title for c in result] == ["1. Introduction", "2) Why rivers bend", "3. Oxbow lakes"]
+    assert [c.start_seconds for c in result[1:]] == [onset(words, "2)"), onset(words, "3.")]
+
+
+@pytest.mark.parametrize(
+    "numbered",
+    [
+        ["1. The oars"],  # one item alone
+        ["1. Flour", "3. Sugar"],  # not one after another
+        ["2. Flour", "1. Sugar"],
+        ["1. Flour. Sift it", "2. Sugar"],  # a sentence, not a title
+        ["1. Flour!", "2. Sugar!"],
+    ],
+)
+def test_numbered_lines_that_are_no_sections_are_no_chapters(numbered: list[str]) -> None:
+    parts: list[str] = [BODY]
+    for line in numbered:
+        parts += [line, BODY]
+    assert whole("\n\n".join(parts)) == []
+
+
+def test_numbered_lines_in_a_row_or_after_a_colon_are_a_list() -> None:
+    in_a_row = "\n\n".join([BODY, "1. Flour", "2. Sugar", "3. Eggs", BODY])
+    introduced = "\n\n".join([BODY, "You need:", "1. Flour", BODY, "2. Sugar", BODY])
+    assert whole(in_a_row) == []
+    assert [c.title for c in whole(introduced)][1:] == ["You need"]  # the line itself, as before
+
+
+def test_numbered_sections_across_segments_start_where_their_titles_are_said() -> None:
+    text = "\n\n".join(
+        f"{n}. {title}\n\n{BODY} {BODY}" for n, title in enumerate(["Rivers", "Oxbow lakes", "Deltas"], 1)
+    )
+    segments = split_text(text, 20)
+    spans, words, start = [], [], 0.0
+    for segment in segments:
+        timed = said(segment.text, start)
+        spans.append(span(segment.text, start, timed[-1].end, segment.boundary))
+        words += timed
+        start = timed[-1].end + 0.8
+
+    result = chapters(spans, start, words)
+
+    assert len(segments) > 3
+    assert [c.title for c in result] == ["1. Rivers", "2. Oxbow lakes", "3. Deltas"]
+    assert [c.start_seconds for c in result[1:]] == [
+        next(s.start_seconds for s in spans if s.text.startswith(f"{n}. ")) for n in (2, 3)
+    ]
