@@ -463,11 +463,15 @@ class NarrationRequest(BaseModel):
     """A single-line title (at most 200 characters) for the file name and metadata."""
     format: AudioFormat = Field(
         default="wav",
-        description="wav (default): 24 kHz 16-bit mono PCM. mp3: 24 kHz mono at NARRATION_MP3_BITRATE_KBPS "
-        "(default 64 kbit/s), with ID3 tags and chapters.",
-        json_schema_extra={"x-ms-summary": "Audio Format", "x-ms-visibility": "advanced"},
+        description="wav: 24 kHz 16-bit mono PCM. mp3: 24 kHz mono at NARRATION_MP3_BITRATE_KBPS "
+        "(default 64 kbit/s), with ID3 tags and chapters. Default: wav, or mp3 for a show's episode "
+        "(Apple Podcasts takes no WAV).",
+        # No default in the schema: a connector's form would send it, and a show's episode
+        # would then be a WAV.
+        json_schema_extra=_without_default({"x-ms-summary": "Audio Format", "x-ms-visibility": "advanced"}),
     )
-    """The stored audio's format (``wav`` or ``mp3``)."""
+    """The stored audio's format (``wav`` or ``mp3``): ``mp3`` when a request with a ``show``
+    names none (podcast apps, Apple's first, take MP3 enclosures), else ``wav``."""
     sas_expiry_minutes: int = Field(
         default=DEFAULT_SAS_EXPIRY_MINUTES,
         ge=1,
@@ -537,6 +541,8 @@ class NarrationRequest(BaseModel):
         if not _check_text_or_script(prepared):  # a script's voices are its speakers'
             prepared.setdefault("voice", limits.default_voice)
         prepared.setdefault("sas_expiry_minutes", limits.default_sas_expiry_minutes)
+        if "show" in prepared:  # an episode: what podcast apps play
+            prepared.setdefault("format", "mp3")
         return prepared
 
     @field_validator("text", mode="before")
@@ -1474,9 +1480,9 @@ def _check_audio_fields(request: NarrationRequest, limits: RequestLimits) -> Non
     """A script has no audio: ``format``, ``show`` and ``sas_expiry_minutes`` are refused on
     ``POST /api/scripts`` (they would be silently dropped), unless at their defaults (a body
     reused from a narration request, or a form left as it is, asks for nothing)."""
-    given = {
-        "format": request.format != "wav",
+    given = {  # show first: it makes the format's default mp3
         "show": request.show is not None,
+        "format": request.format != "wav",
         "sas_expiry_minutes": request.sas_expiry_minutes != limits.default_sas_expiry_minutes,
     }
     for field, asked in given.items():

@@ -134,7 +134,9 @@ def request_from_document(
                     field="show",
                     code="show_conflict",
                 )
-            update = {"title": request.title or title, "show": request.show or show}
+            update: dict[str, object] = {"title": request.title or title, "show": request.show or show}
+            if show is not None and "format" not in request.model_fields_set:
+                update["format"] = "mp3"  # an episode, as a request naming the show would be
             return request.model_copy(update=update)
         spoken = markdown_to_speech(text) if extension in MARKDOWN_EXTENSIONS else text
         if not spoken.strip():

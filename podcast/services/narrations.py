@@ -450,7 +450,11 @@ class NarrationService:
             segments=narration.segments,
             fidelity=narration.fidelity,
             min_fidelity=self.narration_settings.min_fidelity,
-            warnings=(*narration.warnings, *_length_warnings(request, narration.duration_seconds)),
+            warnings=(
+                *narration.warnings,
+                *_length_warnings(request, narration.duration_seconds),
+                *_episode_warnings(request),
+            ),
             loudness_lufs=narration.loudness_lufs,
             speakers=None if script is None else tuple(script.speakers),
             turns=None if voiced is None else voiced.turns,
@@ -679,6 +683,16 @@ def _length_warnings(request: NarrationRequest, duration_seconds: float) -> tupl
     return (
         f"the conversation runs {duration_seconds / 60:.1f} minutes of the {request.target_minutes:g} asked "
         "for: the source may have too little to say for that long",
+    )
+
+
+def _episode_warnings(request: NarrationRequest) -> tuple[str, ...]:
+    """A warning when a show's episode is a WAV (asked for: a show's default is MP3)."""
+    if request.show is None or request.format != "wav":
+        return ()
+    return (
+        "this episode is a WAV: Apple Podcasts and other podcast apps do not take WAV enclosures, "
+        "and it is about six times the size of an MP3; leave format out (or send mp3) for an MP3",
     )
 
 

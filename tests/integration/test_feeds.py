@@ -115,11 +115,21 @@ async def test_a_shows_feed_lists_its_narrations_for_real_feed_clients(app_env: 
     assert shown.json()["feed_url"] is None  # only its hash is kept
 
     results = await asyncio.gather(
-        narrated({"text": "Rivers bend because water is lazy.", "title": HOSTILE, "show": "daily-digest"}),
-        narrated({"text": "Mountains rise slowly.", "format": "mp3", "show": "daily-digest"}),
+        narrated(
+            {
+                "text": "Rivers bend because water is lazy.",
+                "title": HOSTILE,
+                "show": "daily-digest",
+                "format": "wav",
+            }
+        ),
+        narrated({"text": "Mountains rise slowly.", "show": "daily-digest"}),  # a show's default: MP3
         narrated({"text": "This one is in no show."}),
     )
     wav, mp3 = results[0], results[1]
+    assert (wav["format"], mp3["format"]) == ("wav", "mp3")
+    assert any("Apple Podcasts" in warning for warning in wav["warnings"]), "a WAV episode is warned of"
+    assert not any("Apple Podcasts" in warning for warning in mp3["warnings"] + results[2]["warnings"])
 
     answer = await get_feed(feed_url)
     assert answer.status == 200, answer.body
@@ -489,7 +499,8 @@ async def test_a_document_in_a_shows_folder_becomes_an_episode(
 
     (entry,) = feedparser.parse((await get_feed(feed_url)).body).entries
     assert entry.title == "field notes"
-    assert entry.enclosures[0].href.split("?", 1)[0].endswith("/shows/uploads/field%20notes.wav")
+    assert entry.enclosures[0].href.split("?", 1)[0].endswith("/shows/uploads/field%20notes.mp3")
+    assert entry.enclosures[0].type == "audio/mpeg"
 
     # Saved again with other text: its audio is replaced, and the feed lists the new narration only.
     with BlobServiceClient.from_connection_string(azurite.connection_string) as service:

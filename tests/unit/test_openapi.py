@@ -147,7 +147,7 @@ def test_the_request_schema_has_exactly_the_model_fields_and_defaults(definition
         "language": None,
         "instructions": None,
         "title": None,
-        "format": "wav",
+        "format": None,  # wav, or mp3 for a show's episode: a form must not send "wav"
         "sas_expiry_minutes": 60,
         "show": None,
         "speakers": None,
