@@ -40,7 +40,7 @@ _SENTENCE_END = re.compile(
 Japanese full stops need none."""
 _NO_SENTENCE_END = re.compile(
     r"(?:^\(?(?:\d{1,3}|[A-Za-z]|[IVXLCDM]{1,6})[.)]"  # an enumerator alone: "2.", "b)", "IV."
-    r"|(?:^|\s)[A-Z]\."  # an initial: "J. R. R. Tolkien", "U.S."
+    r"|(?:^|[\s.])[A-Z]\."  # an initial: "J. R. R. Tolkien", "U.S. Army"
     r"|(?:^|\s)(?:Mr|Mrs|Ms|Mx|Dr|Prof|Sr|Jr|St|Mt|Ft|Gen|Col|Capt|Lt|Sgt|Rev|Hon|Gov|Sen|Rep"
     r"|vs|e\.g|i\.e|cf|approx|ca|a\.m|p\.m|Fig|fig|No|no|Nr|Vol|vol|Ch|ch|p|pp|Ed|ed|Eq|eq|Ref|ref)\.)$"
 )
@@ -96,7 +96,9 @@ def split_text(text: str, max_words: int = DEFAULT_MAX_WORDS, *, parallelism: in
         pieces = [
             piece
             for sentence in _sentences(paragraph)
-            for piece in _split_to_fit(sentence, max_words, (_CLAUSE_END,))
+            # A sentence glued over what seemed no end ("plan B. Nobody") that is too long is
+            # cut at those ends first, then at clauses: never worse than before the gluing.
+            for piece in _split_to_fit(sentence, max_words, (_SENTENCE_END, _CLAUSE_END))
         ]
         units += [(piece, "sentence") for piece in pieces[:-1]]
         units.append((pieces[-1], "paragraph"))
@@ -125,15 +127,18 @@ def _sentences(paragraph: str) -> list[str]:
     """The sentences of ``paragraph``, stripped: split after each sentence end but those
     that are none (:data:`_NO_SENTENCE_END`). (A lower-case word after a full stop is no sign:
     some texts are written all in lower case.)"""
-    sentences: list[str] = []
+    groups: list[list[str]] = []
+    glued = False
     for piece in (piece.strip() for piece in _SENTENCE_END.split(paragraph)):
         if not piece:
             continue
-        if sentences and _NO_SENTENCE_END.search(sentences[-1]):
-            sentences[-1] += joiner(sentences[-1]) + piece
+        if glued:
+            groups[-1].append(piece)
         else:
-            sentences.append(piece)
-    return sentences
+            groups.append([piece])
+        # Each piece is looked at once, and each group joined once: linear in the paragraph.
+        glued = _NO_SENTENCE_END.search(piece) is not None
+    return ["".join(part + joiner(part) for part in group[:-1]) + group[-1] for group in groups]
 
 
 _SEPARATOR: Final[dict[Boundary, str]] = {"paragraph": "\n\n", "sentence": " ", "turn": "\n\n", "end": " "}
@@ -244,14 +249,18 @@ def _split_to_fit(text: str, max_words: int, boundaries: tuple[re.Pattern[str], 
     pieces = [p for p in boundaries[0].split(text) if p.strip()]
     if len(pieces) == 1:
         return _split_to_fit(text, max_words, boundaries[1:])
-    out: list[str] = []
+    out: list[list[str]] = []
+    size = 0  # of out[-1]'s parts: kept, not counted again at every part (linear, not quadratic)
     for piece in pieces:
         for part in _split_to_fit(piece.strip(), max_words, boundaries[1:]):
-            if out and size_in_words(out[-1]) + size_in_words(part) <= max_words:
-                out[-1] = out[-1] + joiner(out[-1]) + part
+            words = size_in_words(part)
+            if out and size + words <= max_words:
+                out[-1].append(part)
+                size += words
             else:
-                out.append(part)
-    return out
+                out.append([part])
+                size = words
+    return ["".join(part + joiner(part) for part in parts[:-1]) + parts[-1] for parts in out]
 
 
 def _split_words(text: str, max_words: int) -> list[str]:

@@ -7,6 +7,7 @@ import asyncio
 import io
 import json
 import threading
+import time
 import wave
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -346,6 +347,28 @@ def test_no_sentence_ends_at_what_does_not_end_one(sentence: str) -> None:
     # Nor is a segment cut there: each sentence fits one, no two do.
     segments = split_text(f"These are the first words. {sentence}", max(5, len(sentence.split())))
     assert [s.text for s in segments] == ["These are the first words.", sentence]
+
+
+def test_a_glued_sentence_too_long_for_a_segment_is_cut_at_the_ends_it_skipped_first() -> None:
+    text = "Then we went with plan B. Nobody said no. The vote was held in room C. It passed easily."
+
+    texts = [s.text for s in split_text(text, 12)]
+
+    assert texts == [
+        "Then we went with plan B. Nobody said no.",
+        "The vote was held in room C. It passed easily.",
+    ]
+
+
+@pytest.mark.parametrize("unit", ["A. ", "J. R. ", "Dr. ", "no. ", "2. ", "Hi. "])
+def test_splitting_is_linear_in_the_text(unit: str) -> None:
+    # CPU time, not wall time: the bound is about the algorithm (gluing each piece onto a
+    # growing sentence took 30 s for 40,000 characters of "A. "), and CI runs two passes at once.
+    text = unit * (200_000 // len(unit))
+    started = time.process_time()
+    segments = split_text(text, 300)
+    assert time.process_time() - started < 3.0
+    assert "".join(s.text for s in segments).replace(" ", "") == text.replace(" ", "")
 
 
 def test_sentence_ends_are_still_cuts_in_any_case() -> None:
