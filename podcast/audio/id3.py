@@ -79,6 +79,8 @@ class _Paragraph:
     sure: bool
     """A heading without end punctuation (:func:`_heading`)."""
     seconds: float
+    whole: bool = True
+    """Whether the paragraph ends in its segment (one the next segment goes on with is no heading)."""
 
 
 def _heading(paragraph: str) -> tuple[str, bool] | None:
@@ -104,41 +106,54 @@ def _heading(paragraph: str) -> tuple[str, bool] | None:
     return (title, not _SENTENCE_END.search(line)) if title else None
 
 
+SECTION_MIN_SECONDS: Final = 10.0
+"""A numbered section (:func:`_numbered_sections`) runs at least this long."""
 _NUMBERED: Final = re.compile(r"(\d{1,3})[.)]\s+(\S.*)")
 """A plain-text section heading's number: ``1. Introduction``, ``2) Methods``."""
 
 
-def _numbered_sections(paragraphs: list[_Paragraph]) -> list[_Paragraph]:
+def _numbered_sections(paragraphs: list[_Paragraph], total_seconds: float) -> list[_Paragraph]:
     """``paragraphs`` with plain-text numbered section headings made headings.
 
     A numbered line whose text after the number is a heading (:func:`_heading`) is taken
     for a list item on its own ("1. The oars"); but two or more of them numbered one after
-    another (1, 2, 3, ...), each between paragraphs that are no headings, are the sections of
-    a document (``1. Introduction`` ... ``2. Methods``), titled with the whole line, unless
-    a line ending in ``:`` introduces one of them (then they are its steps)."""
+    another (1, 2, 3, ...), each followed by a paragraph that is none and none right after
+    another, are the sections of a document (``1. Introduction`` ... ``2. Methods``), titled
+    with the whole line; unless a line ending in ``:`` introduces one of them (then they are
+    its steps) or one runs shorter than :data:`SECTION_MIN_SECONDS` (a list's items spaced
+    out with a line each, not sections)."""
     found: list[tuple[int, int, str]] = []
     for index, paragraph in enumerate(paragraphs):
         match = _NUMBERED.fullmatch(paragraph.own.strip())
         # "2) Methods" is a heading as it is; "1. Introduction" reads as two sentences.
-        if match and (paragraph.heading is not None or _heading(match.group(2)) is not None):
+        if (
+            match
+            and paragraph.whole
+            and (paragraph.heading is not None or _heading(match.group(2)) is not None)
+        ):
             found.append((index, int(match.group(1)), paragraph.own.strip().rstrip(":").rstrip()))
     indexes = {index for index, _, _ in found}
-
-    def plain(index: int) -> bool:
-        return not 0 <= index < len(paragraphs) or (
-            paragraphs[index].heading is None and index not in indexes
-        )
-
-    alone = [item for item in found if plain(item[0] - 1) and plain(item[0] + 1)]
-    numbers = [number for _, number, _ in alone]
-    if len(alone) < 2 or numbers != list(range(numbers[0], numbers[0] + len(numbers))):
+    sections = [
+        item
+        for item in found
+        if item[0] - 1 not in indexes
+        and item[0] + 1 < len(paragraphs)
+        and item[0] + 1 not in indexes
+        and paragraphs[item[0] + 1].heading is None
+    ]
+    numbers = [number for _, number, _ in sections]
+    if len(sections) < 2 or numbers != list(range(numbers[0], numbers[0] + len(numbers))):
         return paragraphs
-    if any(index and paragraphs[index - 1].own.rstrip().endswith(":") for index, _, _ in alone):
+    if any(index and paragraphs[index - 1].own.rstrip().endswith(":") for index, _, _ in sections):
         return paragraphs  # steps a line introduces ("You need:"): a list, however spaced
-    sections = list(paragraphs)
-    for index, _, title in alone:
-        sections[index] = replace(paragraphs[index], heading=title, sure=True)
-    return sections
+    starts = [paragraphs[index].seconds for index, _, _ in sections]
+    ends = [*starts[1:], total_seconds]
+    if any(end - start < SECTION_MIN_SECONDS for start, end in zip(starts, ends, strict=True)):
+        return paragraphs
+    marked = list(paragraphs)
+    for index, _, title in sections:
+        marked[index] = replace(paragraphs[index], heading=title, sure=True)
+    return marked
 
 
 def _alone(before: _Paragraph, paragraph: _Paragraph, after: _Paragraph) -> bool:
@@ -241,9 +256,10 @@ def _paragraphs(spans: Sequence[SegmentSpan], words: Sequence[Word]) -> list[_Pa
             rest = span.text[offset:]
             own, *more = _PARAGRAPH_BREAK.split(rest, maxsplit=1)
             # A paragraph the next segment goes on with is no heading.
-            heading = _heading(own) if more or span.boundary in ("paragraph", "end") else None
+            whole = bool(more) or span.boundary in ("paragraph", "end")
+            heading = _heading(own) if whole else None
             title, sure = heading or (None, False)
-            found.append(_Paragraph(own, rest, title, sure, seconds))
+            found.append(_Paragraph(own, rest, title, sure, seconds, whole))
     return found
 
 
@@ -263,7 +279,7 @@ def chapters(spans: Sequence[SegmentSpan], total_seconds: float, words: Sequence
     is :data:`CHAPTER_MIN_SECONDS` long, titled with its first words. Each chapter ends where
     the next starts (the last at ``total_seconds``), so they cover the audio without gaps.
     """
-    paragraphs = _numbered_sections(_paragraphs(spans, words))
+    paragraphs = _numbered_sections(_paragraphs(spans, words), total_seconds)
     if not paragraphs:
         return []
     opening = paragraphs[0].heading or _opening_words(paragraphs[0].own)

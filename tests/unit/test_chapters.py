@@ -256,16 +256,19 @@ def whole(text: str) -> list[Chapter]:
     return chapters([span(text, 0.0, words[-1].end, "end")], words[-1].end, words)
 
 
+SECTION = f"{BODY} {BODY}"  # 28 words: 11 s at 0.4 s a word
+
+
 def test_numbered_sections_of_a_plain_text_are_its_chapters() -> None:
     text = "\n\n".join(
         [
             "1. Introduction",
-            BODY,
+            SECTION,
             "2) Why rivers bend",
             BODY,
             f"{BODY} And more.",
             "3. Oxbow lakes:",
-            BODY,
+            SECTION,
         ]
     )
     words = said(text, 0.0)
@@ -289,8 +292,27 @@ def test_numbered_sections_of_a_plain_text_are_its_chapters() -> None:
 def test_numbered_lines_that_are_no_sections_are_no_chapters(numbered: list[str]) -> None:
     parts: list[str] = [BODY]
     for line in numbered:
-        parts += [line, BODY]
+        parts += [line, SECTION]
     assert whole("\n\n".join(parts)) == []
+
+
+def test_numbered_sections_after_a_title_are_chapters_from_the_second_on() -> None:
+    """The title and section 1 are a run of headings: one chapter, the title's."""
+    for count in (2, 3):
+        lines = ["A Study of Rivers"]
+        for number in range(1, count + 1):
+            lines += [f"{number}. Part {number}", SECTION]
+        assert [c.title for c in whole("\n\n".join(lines))] == [
+            "A Study of Rivers",
+            *(f"{number}. Part {number}" for number in range(2, count + 1)),
+        ]
+
+
+def test_numbered_steps_spaced_out_are_no_sections() -> None:
+    text = "\n\n".join(
+        ["Pancakes", "1. Flour", "Sift it twice.", "2. Eggs", "Beat them.", "3. Milk", "Stir."]
+    )
+    assert [c.title for c in whole(text)] == []
 
 
 def test_numbered_lines_in_a_row_or_after_a_colon_are_a_list() -> None:
@@ -302,7 +324,7 @@ def test_numbered_lines_in_a_row_or_after_a_colon_are_a_list() -> None:
 
 def test_numbered_sections_across_segments_start_where_their_titles_are_said() -> None:
     text = "\n\n".join(
-        f"{n}. {title}\n\n{BODY} {BODY}" for n, title in enumerate(["Rivers", "Oxbow lakes", "Deltas"], 1)
+        f"{n}. {title}\n\n{SECTION}" for n, title in enumerate(["Rivers", "Oxbow lakes", "Deltas"], 1)
     )
     segments = split_text(text, 20)
     spans, words, start = [], [], 0.0
@@ -319,3 +341,25 @@ def test_numbered_sections_across_segments_start_where_their_titles_are_said() -
     assert [c.start_seconds for c in result[1:]] == [
         next(s.start_seconds for s in spans if s.text.startswith(f"{n}. ")) for n in (2, 3)
     ]
+
+
+def test_a_numbered_paragraph_the_next_segment_goes_on_with_is_no_section() -> None:
+    """Chapters do not depend on where the segments were cut."""
+    text = "\n\n".join(
+        [
+            BODY,
+            f"1. Why did we go? {SECTION}",
+            SECTION,
+            f"2. Was it worth it? {SECTION}",
+            SECTION,
+        ]
+    )
+    for max_words in (14, 20, 40, 150):
+        segments = split_text(text, max_words)
+        spans, words, start = [], [], 0.0
+        for segment in segments:
+            timed = said(segment.text, start)
+            spans.append(span(segment.text, start, timed[-1].end, segment.boundary))
+            words += timed
+            start = timed[-1].end + 0.8
+        assert not any(c.title.startswith(("1.", "2.")) for c in chapters(spans, start, words)), max_words
