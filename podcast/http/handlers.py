@@ -175,6 +175,7 @@ async def get_show_feed(req: func.HttpRequest, app: App) -> func.HttpResponse:
 def _accepted(req: func.HttpRequest, app: App, record: JobRecord, *, collection: bool) -> func.HttpResponse:
     """202 with the job's absolute ``Location``, ``Retry-After`` and status document."""
     from podcast.http.headers import job_url
+    from podcast.http.hosting import queue_settings
     from podcast.services.records import retry_after
 
     location = job_url(
@@ -184,7 +185,8 @@ def _accepted(req: func.HttpRequest, app: App, record: JobRecord, *, collection:
         job_id=record.id if collection else None,
         website_hostname=app.settings.website_hostname,
     )
-    headers = {"Location": location, "Retry-After": str(retry_after(record))}
+    wait = retry_after(record, redelivery_seconds=queue_settings().visibility_timeout)
+    headers = {"Location": location, "Retry-After": str(wait)}
     return json_response(202, record.status_document().model_dump(mode="json"), headers)
 
 

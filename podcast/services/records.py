@@ -105,6 +105,16 @@ def expected_generation_seconds(audio_seconds: float) -> float:
     return rounds * (FIRST_AUDIO_SECONDS + audio_seconds / segments / GENERATION_SPEED)
 
 
+def _moment(timestamp: str | None) -> datetime | None:
+    """A record's timestamp, or ``None`` when it is not one."""
+    if not timestamp:
+        return None
+    try:
+        return datetime.fromisoformat(timestamp)
+    except ValueError:
+        return None
+
+
 def retry_after_seconds(
     estimated_audio_seconds: float, done: int = 0, total: int | None = None, *, elapsed: float | None = None
 ) -> int:
@@ -151,10 +161,30 @@ def job_id_from_message(body: bytes | str) -> str | None:
     return decoded if JOB_ID.fullmatch(decoded) else None
 
 
-def retry_after(record: JobRecord, *, at: datetime | None = None) -> int:
-    """Seconds a poller of ``record`` should wait at ``at`` (default now; 1 once the job is finished)."""
+def retry_after(record: JobRecord, *, at: datetime | None = None, redelivery_seconds: float = 0.0) -> int:
+    """Seconds a poller of ``record`` should wait at ``at`` (default now; 1 once the job is finished).
+
+    A queued job whose last attempt failed transiently (``last_error``) starts again only when
+    the host makes its message visible again, ``redelivery_seconds`` (``host.json``'s
+    ``visibilityTimeout``) after that attempt recorded its failure (``updated_at``): until
+    then a poll is worth making at that moment plus the narration's expected time (at most
+    :data:`MAX_RETRY_AFTER_SECONDS`), not every few seconds. A stalled job's new message
+    (``job_stalled``) is visible at once."""
     if record.status in FINAL_STATUSES:
         return 1
+    expected = retry_after_seconds(
+        record.estimated_audio_seconds, record.segments_done, record.segments_total
+    )
+    if (
+        record.status == "queued"
+        and record.last_error is not None
+        and record.last_error.code != "job_stalled"
+    ):
+        failed = _moment(record.updated_at)
+        if failed is not None and redelivery_seconds > 0:
+            hidden = redelivery_seconds - ((at or now()) - failed).total_seconds()
+            if hidden > 0:
+                return int(min(MAX_RETRY_AFTER_SECONDS, math.ceil(hidden) + expected))
     elapsed = None
     if record.status == "running" and record.started_at:
         try:

@@ -376,8 +376,11 @@ async def test_a_transient_failure_is_retried_by_the_host_and_the_last_delivery_
         with pytest.raises(PodcastError) as raised:
             await deliver(azurite, jobs_env)
         assert raised.value.transient
-        status, body, _ = await poll(location)
+        status, body, waiting = await poll(location)
         assert (status, body["status"]) == (202, "queued"), f"delivery {delivery} is retried"
+        # The host shows the message again after host.json's visibilityTimeout (60 s): a poll
+        # is worth making then, not every two seconds.
+        assert 55 <= int(waiting.headers["Retry-After"]) <= 60
     await deliver(azurite, jobs_env)  # the third and last (host.json maxDequeueCount) returns
 
     status, body, polled = await poll(location)

@@ -23,7 +23,7 @@ from podcast.services.records import (
     retry_after_seconds,
 )
 from podcast.settings import DEFAULT_SEGMENT_WORDS
-from podcast.wire import JobRecord, job_timestamp
+from podcast.wire import ErrorDetails, JobRecord, job_timestamp
 
 # --- Pieces ------------------------------------------------------------------------------------------
 
@@ -120,6 +120,37 @@ def test_a_running_jobs_retry_after_counts_down_with_the_time_since_it_started()
     assert retry_after(record, at=started) == 4
     record.status = "succeeded"
     assert retry_after(record) == 1
+
+
+def test_a_job_waiting_for_its_redelivery_is_polled_when_that_comes() -> None:
+    failed = datetime(2026, 12, 1, 10, 0, 0, tzinfo=UTC)
+    record = JobRecord(
+        id="0" * 32,
+        status="queued",
+        created_at=job_timestamp(failed - timedelta(seconds=30)),
+        updated_at=job_timestamp(failed),
+        estimated_audio_seconds=24.0,  # one short segment
+        sas_expiry_minutes=60,
+        attempts=1,
+        last_error=ErrorDetails(code="upstream_unavailable", message="Azure OpenAI unreachable", field=None),
+    )
+    expected = retry_after(record, at=failed)  # the estimate alone, without the redelivery
+
+    assert 2 <= expected < 20
+    assert retry_after(record, at=failed, redelivery_seconds=30) == 30 + expected
+    assert retry_after(record, at=failed, redelivery_seconds=60) == 60, "at most a minute"
+    assert retry_after(record, at=failed + timedelta(seconds=20), redelivery_seconds=30) == 10 + expected
+    assert retry_after(record, at=failed + timedelta(seconds=29.5), redelivery_seconds=30) == 1 + expected
+    assert retry_after(record, at=failed + timedelta(seconds=30), redelivery_seconds=30) == expected, "due"
+    assert retry_after(record, at=failed + timedelta(seconds=90), redelivery_seconds=30) == expected
+    # A stalled job's new message is visible at once; a job never tried waits for no redelivery.
+    record.last_error = ErrorDetails(code="job_stalled", message="stalled", field=None)
+    assert retry_after(record, at=failed, redelivery_seconds=30) == expected
+    record.last_error = None
+    assert retry_after(record, at=failed, redelivery_seconds=30) == expected
+    record.last_error = ErrorDetails(code="upstream_unavailable", message="x", field=None)
+    record.updated_at = "not a time"
+    assert retry_after(record, at=failed, redelivery_seconds=30) == expected
 
 
 STUCK_AT = datetime(2026, 12, 1, 10, 0, 0, tzinfo=UTC)
