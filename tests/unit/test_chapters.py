@@ -11,7 +11,7 @@ from mutagen.id3 import ID3
 
 from podcast.audio.captions import Word
 from podcast.audio.id3 import CHAPTER_MIN_SECONDS, Chapter, SegmentSpan, chapters, id3_tag
-from podcast.engine.segments import split_text
+from podcast.engine.segments import Segment, split_text
 from podcast.services.documents import markdown_to_speech
 
 
@@ -86,6 +86,20 @@ def said(text: str, start: float, seconds_per_word: float = 0.4) -> list[Word]:
         Word(word, start + n * seconds_per_word, start + n * seconds_per_word + 0.75 * seconds_per_word)
         for n, word in enumerate(text.split())
     ]
+
+
+def in_sessions(segments: list[Segment]) -> tuple[list[SegmentSpan], list[Word], float]:
+    """``segments`` said one after another (:func:`said`), 0.8 s apart: their spans, their
+    timed words and when the last one ends."""
+    spans: list[SegmentSpan] = []
+    words: list[Word] = []
+    start = 0.0
+    for segment in segments:
+        timed = said(segment.text, start)
+        spans.append(span(segment.text, start, timed[-1].end, segment.boundary))
+        words += timed
+        start = timed[-1].end + 0.8
+    return spans, words, start
 
 
 def onset(words: list[Word], first: str) -> float:
@@ -202,12 +216,7 @@ def test_a_markdown_documents_headings_are_its_chapters() -> None:
     )
     text = markdown_to_speech(document)
     segments = split_text(text, 20)
-    spans, words, start = [], [], 0.0
-    for segment in segments:
-        timed = said(segment.text, start)
-        spans.append(span(segment.text, start, timed[-1].end, segment.boundary))
-        words += timed
-        start = timed[-1].end + 0.8
+    spans, words, start = in_sessions(segments)
 
     result = chapters(spans, start, words)
 
@@ -327,12 +336,7 @@ def test_numbered_sections_across_segments_start_where_their_titles_are_said() -
         f"{n}. {title}\n\n{SECTION}" for n, title in enumerate(["Rivers", "Oxbow lakes", "Deltas"], 1)
     )
     segments = split_text(text, 20)
-    spans, words, start = [], [], 0.0
-    for segment in segments:
-        timed = said(segment.text, start)
-        spans.append(span(segment.text, start, timed[-1].end, segment.boundary))
-        words += timed
-        start = timed[-1].end + 0.8
+    spans, words, start = in_sessions(segments)
 
     result = chapters(spans, start, words)
 
@@ -356,10 +360,5 @@ def test_a_numbered_paragraph_the_next_segment_goes_on_with_is_no_section() -> N
     )
     for max_words in (14, 20, 40, 150):
         segments = split_text(text, max_words)
-        spans, words, start = [], [], 0.0
-        for segment in segments:
-            timed = said(segment.text, start)
-            spans.append(span(segment.text, start, timed[-1].end, segment.boundary))
-            words += timed
-            start = timed[-1].end + 0.8
+        spans, words, start = in_sessions(segments)
         assert not any(c.title.startswith(("1.", "2.")) for c in chapters(spans, start, words)), max_words
