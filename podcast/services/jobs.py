@@ -69,12 +69,14 @@ from podcast.services.records import (
     JOB_ID,
     estimate_audio_seconds,
     idempotency_hash,
+    idempotency_hashes,
     idempotency_name,
     iso,
     job_id_from_message,
     now,
     record_name,
     request_name,
+    stored_request_fields,
 )
 from podcast.services.reuse import ReuseCache
 from podcast.settings import JobSettings, RequestLimits
@@ -175,6 +177,7 @@ class JobService:
         write (the caller tries again and finds that job)."""
         documents = self.documents
         request_digest = idempotency_hash(request)
+        accepted_digests = idempotency_hashes(request)
         key_name = idempotency_name(options.idempotency_key) if options.idempotency_key else None
         key_etag: str | None = None
         if key_name is not None:
@@ -182,7 +185,7 @@ class JobService:
             if mapped is not None:
                 document, key_etag = mapped
                 entry = IdempotencyEntry.model_validate(document)
-                if entry.request_hash != request_digest:
+                if entry.request_hash not in accepted_digests:
                     raise IdempotencyKeyReusedError()
                 existing = await self._current(entry.job_id)
                 if existing is not None and existing.status != "failed":
@@ -452,7 +455,9 @@ class JobService:
             loaded = await self.documents.get(request_name(job_id))
             if loaded is None:
                 raise PodcastError("the job's stored request is missing")
-            request = NarrationRequest.model_validate(loaded[0], context={"limits": _GENEROUS_LIMITS})
+            request = NarrationRequest.model_validate(
+                stored_request_fields(loaded[0]), context={"limits": _GENEROUS_LIMITS}
+            )
         except PodcastError as error:
             if error.transient:
                 raise  # nothing was changed: the host delivers the message again (or poisons it)

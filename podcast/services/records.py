@@ -19,7 +19,7 @@ import json
 import math
 import re
 from datetime import UTC, datetime
-from typing import Final
+from typing import Any, Final
 
 from podcast.models import NarrationRequest
 from podcast.settings import DEFAULT_SEGMENT_WORDS, NarrationSettings
@@ -145,6 +145,27 @@ def idempotency_hash(request: NarrationRequest) -> str:
             del fields[name]
     canonical = json.dumps(fields, sort_keys=True, ensure_ascii=False)
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def idempotency_hashes(request: NarrationRequest) -> tuple[str, ...]:
+    """The hashes an ``Idempotency-Key`` of ``request`` may be bound to: :func:`idempotency_hash`,
+    and for a show's MP3 episode also that of the same request as a WAV, which is what the
+    same body (no ``format``) meant before a show's episodes were MP3 by default: its replay
+    is the same request, not a 422."""
+    current = idempotency_hash(request)
+    if request.show is None or request.format != "mp3":
+        return (current,)
+    return current, idempotency_hash(request.model_copy(update={"format": "wav"}))
+
+
+def stored_request_fields(document: dict[str, Any]) -> dict[str, Any]:
+    """A job's stored request (``jobs/<id>.request.json``) as it is validated again when the
+    job runs. A show's request stored before a show's episodes were MP3 by default names no
+    ``format`` (it was WAV, and its record and reuse key are a WAV's); since then every
+    stored show request names its format."""
+    if document.get("show") is not None and "format" not in document:
+        return {**document, "format": "wav"}
+    return document
 
 
 def job_id_from_message(body: bytes | str) -> str | None:

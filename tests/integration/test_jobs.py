@@ -22,6 +22,8 @@ import function_app
 from emulator import Fault, FaultKind, RealtimeEmulator
 from podcast.engine import audio
 from podcast.errors import PodcastError
+from podcast.models import RequestLimits, parse_request
+from podcast.services.records import idempotency_hash, idempotency_name, request_name
 from testkit import host
 from testkit.azurite import AzuriteServer
 from testkit.storage import blobs_in, http
@@ -505,3 +507,43 @@ async def test_a_new_request_with_the_key_of_a_failed_job_starts_a_new_job(
     assert retried["id"] != failed["id"]
     await deliver(azurite, jobs_env)
     assert (await poll(response.headers["Location"]))[0] == 200
+
+
+async def test_a_show_job_from_before_mp3_episodes_is_replayed_by_its_key_and_narrated_as_a_wav(
+    jobs_env: dict[str, str], azurite: AzuriteServer, emulator: RealtimeEmulator
+) -> None:
+    """A show request without ``format`` was a WAV before a show's episodes were MP3 by default:
+    its Idempotency-Key (bound to the WAV request's hash) still finds its job, and the job,
+    whose stored request names no format, is still narrated as the WAV its record describes."""
+    show = host.http_request("PUT", "shows/{show}", json={"title": "Legacy"}, route_params={"show": "legacy"})
+    assert (await host.call_http(function_app.put_show, show)).status == 201
+    body = {"text": TEXT, "show": "legacy"}
+    key = {**ASYNC, "Idempotency-Key": "flow-run-before-the-deploy", "Cache-Control": "no-cache"}
+    _, submitted, _ = await post(body, key)
+    # What the earlier version stored: the key bound to the WAV request's hash, no format.
+    documents = function_app.graph.get().job_documents
+    wav = parse_request({**body, "format": "wav"}, RequestLimits())
+    mapping, mapping_etag = await documents.get(idempotency_name(key["Idempotency-Key"])) or ({}, None)
+    await documents.put(
+        idempotency_name(key["Idempotency-Key"]),
+        {**mapping, "request_hash": idempotency_hash(wav)},
+        etag=mapping_etag,
+    )
+    stored, stored_etag = await documents.get(request_name(submitted["id"])) or ({}, None)
+    assert stored["format"] == "mp3", "a request stored now names its format"
+    await documents.put(
+        request_name(submitted["id"]),
+        {name: value for name, value in stored.items() if name != "format"},
+        etag=stored_etag,
+    )
+
+    status, replayed, _ = await post(body, key)
+    assert status == 202, replayed
+    assert replayed["id"] == submitted["id"]
+    status, other, _ = await post({**body, "text": "Something else entirely."}, key)
+    assert (status, other["error"]["code"]) == (422, "idempotency_key_reused")
+
+    await deliver(azurite, jobs_env)
+    status, done, _ = await poll(f"{COLLECTION_URL}/{submitted['id']}?code={FUNCTION_KEY}")
+    assert status == 200, done
+    assert (done["format"], done["blob_name"].rsplit(".", 1)[1]) == ("wav", "wav")
