@@ -22,6 +22,7 @@ import binascii
 import inspect
 import json
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cache
@@ -194,10 +195,18 @@ class QueueSettings:
     visibility_timeout: float = 0.0
 
 
+_TIMESPAN: Final = re.compile(r"(?:(\d+)\.)?(\d{1,2}):(\d{1,2}):(\d{1,2}(?:\.\d{1,7})?)")
+"""A .NET ``TimeSpan`` as ``host.json`` writes one: ``[d.]hh:mm:ss[.fffffff]``."""
+
+
 def timespan_seconds(value: str) -> float:
-    """A ``host.json`` time span (``hh:mm:ss``) in seconds."""
-    hours, minutes, seconds = value.split(":")
-    return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+    """A ``host.json`` time span (``hh:mm:ss``, ``d.hh:mm:ss``, fractions of a second) in
+    seconds; :class:`ValueError` for anything else (the host itself refuses such a file)."""
+    match = _TIMESPAN.fullmatch(value.strip())
+    if match is None:
+        raise ValueError(f"not a host.json time span ([d.]hh:mm:ss): {value!r}")
+    days, hours, minutes, seconds = match.groups()
+    return int(days or 0) * 86_400 + int(hours) * 3600 + int(minutes) * 60 + float(seconds)
 
 
 def _host_json(host_json: Path) -> dict[str, Any]:

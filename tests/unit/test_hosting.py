@@ -16,6 +16,7 @@ from podcast.http.hosting import (
     poison_blob_threshold,
     queue_settings,
     resolve_setting,
+    timespan_seconds,
 )
 
 
@@ -83,6 +84,26 @@ def test_binding_expressions_name_the_missing_setting() -> None:
         resolve_setting("%MISSING%", {})
     with pytest.raises(ValueError, match="unbalanced"):
         resolve_setting("%A", {"A": "x"})
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [
+        ("00:01:00", 60.0),
+        ("00:00:30.5", 30.5),
+        ("1:2:3", 3723.0),
+        ("1.00:00:00", 86_400.0),  # a day, as .NET writes a TimeSpan of one
+        (" 2.03:04:05.1234567 ", 2 * 86_400 + 3 * 3600 + 4 * 60 + 5.1234567),
+    ],
+)
+def test_host_json_time_spans_are_read_as_the_host_reads_them(value: str, seconds: float) -> None:
+    assert timespan_seconds(value) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize("value", ["", "60", "01:00", "x:y:z", "1:2:3:4", "-00:01:00", "00:01:00.12345678"])
+def test_a_malformed_time_span_is_a_value_error(value: str) -> None:
+    with pytest.raises(ValueError, match="time span"):
+        timespan_seconds(value)
 
 
 def test_host_json_settings_are_read_with_the_hosts_defaults(tmp_path: Path) -> None:
