@@ -79,7 +79,7 @@ class _Paragraph:
     sure: bool
     """A heading without end punctuation (:func:`_heading`)."""
     seconds: float
-    whole: bool = True
+    whole: bool
     """Whether the paragraph ends in its segment (one the next segment goes on with is no heading)."""
 
 
@@ -124,14 +124,15 @@ def _numbered_sections(paragraphs: list[_Paragraph], total_seconds: float) -> li
     out with a line each, not sections)."""
     found: list[tuple[int, int, str]] = []
     for index, paragraph in enumerate(paragraphs):
-        match = _NUMBERED.fullmatch(paragraph.own.strip())
+        line = paragraph.own.strip()
+        match = _NUMBERED.fullmatch(line)
         # "2) Methods" is a heading as it is; "1. Introduction" reads as two sentences.
         if (
             match
             and paragraph.whole
             and (paragraph.heading is not None or _heading(match.group(2)) is not None)
         ):
-            found.append((index, int(match.group(1)), paragraph.own.strip().rstrip(":").rstrip()))
+            found.append((index, int(match.group(1)), line.rstrip(":").rstrip()))
     indexes = {index for index, _, _ in found}
     sections = [
         item

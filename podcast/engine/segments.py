@@ -70,6 +70,11 @@ def joiner(piece: str) -> str:
     return "" if _CLOSE_UP.search(piece) else " "
 
 
+def _within_paragraph(parts: list[str]) -> str:
+    """``parts`` (pieces of one paragraph, in order) as one text, each :func:`joiner` apart."""
+    return "".join(part + joiner(part) for part in parts[:-1]) + parts[-1]
+
+
 def size_in_words(text: str) -> int:
     """Spoken length in words; CJK characters count as about 1.5 characters a word, and
     their punctuation as nothing (a run of CJK is not a word of its own on top of that)."""
@@ -138,7 +143,7 @@ def _sentences(paragraph: str) -> list[str]:
             groups.append([piece])
         # Each piece is looked at once, and each group joined once: linear in the paragraph.
         glued = _NO_SENTENCE_END.search(piece) is not None
-    return ["".join(part + joiner(part) for part in group[:-1]) + group[-1] for group in groups]
+    return [_within_paragraph(group) for group in groups]
 
 
 _SEPARATOR: Final[dict[Boundary, str]] = {"paragraph": "\n\n", "sentence": " ", "turn": "\n\n", "end": " "}
@@ -260,7 +265,7 @@ def _split_to_fit(text: str, max_words: int, boundaries: tuple[re.Pattern[str], 
             else:
                 out.append([part])
                 size = words
-    return ["".join(part + joiner(part) for part in parts[:-1]) + parts[-1] for parts in out]
+    return [_within_paragraph(parts) for parts in out]
 
 
 def _split_words(text: str, max_words: int) -> list[str]:

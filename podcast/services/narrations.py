@@ -511,19 +511,19 @@ class NarrationService:
                 if cues:
                     extras.append((f"{base}.vtt", webvtt(cues), "text/vtt; charset=utf-8"))
                     extras.append((f"{base}.srt", srt(cues), "application/x-subrip; charset=utf-8"))
-                writes: list[Awaitable[object]] = []
                 if chapters_name is not None:
                     extras.append((chapters_name, _json_chapters(request, chapter_list), JSON_CHAPTERS_TYPE))
-                elif source is not None:
-                    # A document narrated again: its old chapters are not these, and are removed
-                    # as surely as its captions are replaced (a failure fails the narration).
-                    writes.append(self.outputs.delete_if_exists(f"{base}{CHAPTERS_SUFFIX}"))
+                writes: list[Awaitable[object]] = []
                 for name, text, content_type in extras:
                     captions_written.append(name)
                     disposition = attachment(request.title, name[len(base) :])
                     writes.append(
                         files.put_text(name, text, content_type=content_type, disposition=disposition)
                     )
+                if chapters_name is None and source is not None:
+                    # A document narrated again: its old chapters are not these, and are removed
+                    # as surely as its captions are replaced (a failure fails the narration).
+                    writes.append(self.outputs.delete_if_exists(f"{base}{CHAPTERS_SUFFIX}"))
                 await _all(writes)
             # Both documents are made before either write is started.
             document = result.transcript_document(source).model_dump(mode="json")

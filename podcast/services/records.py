@@ -193,27 +193,20 @@ def retry_after(record: JobRecord, *, at: datetime | None = None, redelivery_sec
     (``job_stalled``) is visible at once."""
     if record.status in FINAL_STATUSES:
         return 1
+    moment = at or now()
+    started = _moment(record.started_at) if record.status == "running" else None
+    elapsed = None if started is None else max(0.0, (moment - started).total_seconds())
     expected = retry_after_seconds(
-        record.estimated_audio_seconds, record.segments_done, record.segments_total
+        record.estimated_audio_seconds, record.segments_done, record.segments_total, elapsed=elapsed
     )
     if (
         record.status == "queued"
         and record.last_error is not None
         and record.last_error.code != "job_stalled"
+        and redelivery_seconds > 0
     ):
         failed = _moment(record.updated_at)
-        if failed is not None and redelivery_seconds > 0:
-            hidden = redelivery_seconds - ((at or now()) - failed).total_seconds()
-            if hidden > 0:
-                return int(min(MAX_RETRY_AFTER_SECONDS, math.ceil(hidden) + expected))
-    elapsed = None
-    if record.status == "running" and record.started_at:
-        try:
-            started = datetime.fromisoformat(record.started_at)
-        except ValueError:
-            started = None
-        if started is not None:
-            elapsed = max(0.0, ((at or now()) - started).total_seconds())
-    return retry_after_seconds(
-        record.estimated_audio_seconds, record.segments_done, record.segments_total, elapsed=elapsed
-    )
+        hidden = 0.0 if failed is None else redelivery_seconds - (moment - failed).total_seconds()
+        if hidden > 0:
+            return int(min(MAX_RETRY_AFTER_SECONDS, math.ceil(hidden) + expected))
+    return expected
